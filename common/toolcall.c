@@ -100,40 +100,84 @@ static char *dup_trim(const char *s, size_t n)
     return d;
 }
 
-/* Parses "TYPE<｜tool▁sep｜>NAME\n```json\nARGS\n```" into a new call.
- * DSA_FORMAT when the body is not a call (no separator, empty name). */
-static dsa_err add_call(dsa_toolcall_parser *p, const char *b, size_t n)
+/* Where a call body's arguments start, from `from` (just after the name
+ * line): whitespace and an opening ```json line are skipped.  Returns 1
+ * while the input so far cannot tell (final = no more input). */
+static int args_start(const char *b, size_t n, size_t from, int final, size_t *at)
+{
+    size_t a = from;
+    while (a < n && is_ws(b[a]))
+        a++;
+    if (!final && n - a < 3 && !memcmp(b + a, "```", n - a))
+        return 1; /* nothing yet, or "`"/"``" that may open a fence */
+    if (n - a >= 3 && !memcmp(b + a, "```", 3)) {
+        const char *line = memchr(b + a, '\n', n - a);
+        if (!line && !final)
+            return 1;
+        a = line ? (size_t)(line - b) + 1 : n;
+        while (a < n && is_ws(b[a]))
+            a++;
+    }
+    *at = a;
+    return 0;
+}
+
+/* Splits a whole body "TYPE<｜tool▁sep｜>NAME\n```json\nARGS\n```" into its
+ * name and arguments (both untrimmed).  DSA_FORMAT without a separator. */
+static dsa_err split_body(const char *b, size_t n, const char **name, size_t *n_name,
+                          const char **args, size_t *n_args)
 {
     const char *sep = find(b, n, SEP);
     if (!sep)
         return DSA_FORMAT;
-    const char *name = sep + strlen(SEP), *end = b + n;
-    const char *nl = memchr(name, '\n', (size_t)(end - name));
-    const char *name_end = nl ? nl : end;
-    const char *a = nl ? nl + 1 : end, *a_end = end;
-    while (a < a_end && is_ws(*a))
-        a++;
-    if (a_end - a >= 3 && !memcmp(a, "```", 3)) {
-        /* Skip the fence's info string ("json"), cut at the last fence. */
-        const char *line = memchr(a, '\n', (size_t)(a_end - a));
-        a = line ? line + 1 : a_end;
+    const char *nm = sep + strlen(SEP), *end = b + n;
+    const char *nl = memchr(nm, '\n', (size_t)(end - nm));
+    *name = nm;
+    *n_name = (size_t)((nl ? nl : end) - nm);
+    size_t from = nl ? (size_t)(nl + 1 - b) : n, at, k0 = from;
+    args_start(b, n, from, 1, &at);
+    const char *a = b + at, *a_end = end;
+    /* with a fence, the arguments end at the last closing fence */
+    while (k0 < n && is_ws(b[k0]))
+        k0++;
+    if (n - k0 >= 3 && !memcmp(b + k0, "```", 3))
         for (size_t k = (size_t)(a_end - a); k >= 3; k--)
             if (!memcmp(a + k - 3, "```", 3)) {
                 a_end = a + k - 3;
                 break;
             }
+    *args = a;
+    *n_args = (size_t)(a_end - a);
+    return DSA_OK;
+}
+
+static dsa_err set_arguments(dsa_toolcall *c, const char *a, size_t n)
+{
+    char *d = dup_trim(a, n);
+    if (!d)
+        return dsa_fail(DSA_NOMEM, "toolcall: out of memory");
+    if (!d[0]) {
+        free(d);
+        if (!(d = strdup("{}")))
+            return dsa_fail(DSA_NOMEM, "toolcall: out of memory");
     }
+    free(c->arguments);
+    c->arguments = d;
+    c->n_arguments = strlen(d);
+    return DSA_OK;
+}
+
+/* Appends a call named name[0..n) (trimmed) with empty arguments.
+ * DSA_FORMAT when the name is empty. */
+static dsa_err new_call(dsa_toolcall_parser *p, const char *name, size_t n)
+{
     dsa_toolcall c = {0};
-    c.name = dup_trim(name, (size_t)(name_end - name));
-    c.arguments = dup_trim(a, (size_t)(a_end - a));
+    c.name = dup_trim(name, n);
+    c.arguments = strdup("");
     if (c.name && !c.name[0]) {
         free(c.name);
         free(c.arguments);
         return DSA_FORMAT;
-    }
-    if (c.arguments && !c.arguments[0]) {
-        free(c.arguments);
-        c.arguments = strdup("{}");
     }
     size_t n_id = strlen(p->id_prefix) + 24;
     c.id = malloc(n_id);
@@ -156,6 +200,98 @@ nomem:
     free(c.name);
     free(c.arguments);
     return dsa_fail(DSA_NOMEM, "toolcall: out of memory");
+}
+
+/* Parses a whole call body into a new call.  DSA_FORMAT when the body is
+ * not a call (no separator, empty name). */
+static dsa_err add_call(dsa_toolcall_parser *p, const char *b, size_t n)
+{
+    const char *name, *args;
+    size_t n_name, n_args;
+    dsa_err err = split_body(b, n, &name, &n_name, &args, &n_args);
+    if (!err)
+        err = new_call(p, name, n_name);
+    if (!err && (err = set_arguments(&p->calls[p->n_calls - 1], args, n_args))) {
+        dsa_toolcall *c = &p->calls[--p->n_calls];
+        free(c->id);
+        free(c->name);
+        free(c->arguments);
+    }
+    return err;
+}
+
+/* The body so far opens a call once its name line is complete: the call is
+ * handed on from then on, its arguments growing as they come. */
+static dsa_err open_call(dsa_toolcall_parser *p)
+{
+    const char *b = p->body.data;
+    size_t n = p->body.len;
+    const char *sep = b ? find(b, n, SEP) : NULL;
+    if (!sep)
+        return DSA_OK;
+    const char *name = sep + strlen(SEP);
+    const char *nl = memchr(name, '\n', (size_t)(b + n - name));
+    if (!nl)
+        return DSA_OK;
+    dsa_err err = new_call(p, name, (size_t)(nl - name));
+    if (err == DSA_FORMAT)
+        return DSA_OK; /* an empty name: decided at the call's end */
+    if (err)
+        return err;
+    p->open = 1;
+    p->name_end = (size_t)(nl + 1 - b);
+    return DSA_OK;
+}
+
+/* Moves the open call's arguments on to what the body now settles: never
+ * past a "```" (the closing fence may follow), trailing whitespace or a
+ * cut UTF-8 character, so what was handed on stays a prefix of the final
+ * arguments (split_body + trim). */
+static dsa_err stream_args(dsa_toolcall_parser *p, int final)
+{
+    if (!p->open)
+        return DSA_OK;
+    dsa_toolcall *c = &p->calls[p->n_calls - 1];
+    const char *b = p->body.data;
+    size_t n = p->body.len, at;
+    if (args_start(b, n, p->name_end, final, &at))
+        return DSA_OK;
+    const char *f = find(b + at, n - at, "```");
+    size_t end = f ? (size_t)(f - b) : n - partial_suffix(b + at, n - at, "```");
+    while (end > at && is_ws(b[end - 1]))
+        end--;
+    end = at + dsa_chat_utf8_complete(b + at, end - at);
+    if (end - at <= c->n_arguments)
+        return DSA_OK;
+    size_t add = end - at - c->n_arguments;
+    char *a = realloc(c->arguments, c->n_arguments + add + 1);
+    if (!a)
+        return dsa_fail(DSA_NOMEM, "toolcall: out of memory");
+    memcpy(a + c->n_arguments, b + at + c->n_arguments, add);
+    c->n_arguments += add;
+    a[c->n_arguments] = '\0';
+    c->arguments = a;
+    return DSA_OK;
+}
+
+/* Ends the open call at its "<｜tool▁call▁end｜>" (complete = 1: its
+ * arguments become the whole fenced text) or cut short by a marker or the
+ * end of output (the arguments stay as handed on, "{}" when none). */
+static dsa_err close_call(dsa_toolcall_parser *p, int complete)
+{
+    dsa_toolcall *c = &p->calls[p->n_calls - 1];
+    const char *name, *args;
+    size_t n_name, n_args;
+    dsa_err err = DSA_OK;
+    if (complete && !split_body(p->body.data, p->body.len, &name, &n_name, &args, &n_args))
+        err = set_arguments(c, args, n_args);
+    else if (!complete && !(err = stream_args(p, 1)) && c->n_arguments == 0)
+        err = set_arguments(c, "{}", 2);
+    p->open = 0;
+    dsa_chat_buf_consume(&p->raw, p->raw.len);
+    dsa_chat_buf_consume(&p->body, p->body.len);
+    p->n_section_calls++;
+    return err;
 }
 
 static dsa_err take(dsa_toolcall_parser *p, dsa_chat_buf *to, size_t n)
@@ -248,6 +384,13 @@ static dsa_err step(dsa_toolcall_parser *p, int final)
             if (e_end && (!e_bad || e_end < e_bad)) {
                 if ((err = take(p, &p->body, (size_t)(e_end - s))))
                     return err;
+                if (p->open) {
+                    dsa_chat_buf_consume(q, strlen(CALL_END));
+                    if ((err = close_call(p, 1)))
+                        return err;
+                    p->state = TC_SECTION;
+                    break;
+                }
                 err = add_call(p, p->body.data, p->body.len);
                 if (err == DSA_OK) {
                     dsa_chat_buf_consume(q, strlen(CALL_END));
@@ -265,16 +408,19 @@ static dsa_err step(dsa_toolcall_parser *p, int final)
                 break;
             }
             if (e_bad) {
-                /* A call cut short by the next marker: plain content. */
+                /* A call cut short by the next marker: plain content, or,
+                 * once handed on, a call with the arguments it has. */
                 if ((err = take(p, &p->body, (size_t)(e_bad - s))) ||
-                    (err = give_back_raw(p)))
+                    (!p->open && (err = open_call(p))) ||
+                    (err = p->open ? close_call(p, 0) : give_back_raw(p)))
                     return err;
                 p->state = TC_SECTION;
                 break;
             }
             if (final) {
-                /* Output ended inside a call: plain content. */
-                if ((err = take(p, &p->body, n)) || (err = give_back_raw(p)))
+                /* Output ended inside a call: as above. */
+                if ((err = take(p, &p->body, n)) || (!p->open && (err = open_call(p))) ||
+                    (err = p->open ? close_call(p, 0) : give_back_raw(p)))
                     return err;
                 p->state = TC_TEXT;
                 return DSA_OK;
@@ -286,7 +432,9 @@ static dsa_err step(dsa_toolcall_parser *p, int final)
                 hold = h2;
             if (h3 > hold)
                 hold = h3;
-            return take(p, &p->body, n - hold);
+            if ((err = take(p, &p->body, n - hold)) || (!p->open && (err = open_call(p))))
+                return err;
+            return stream_args(p, 0);
         }
         }
     }

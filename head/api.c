@@ -654,19 +654,40 @@ static void put_completion_logprobs(dsa_jbuf *b, const dsa_api_logprob *lp, int 
 
 /* [{"index":i,"id":..,"type":"function","function":{"name":..,
  * "arguments":..}}]; index only in stream deltas (i_first >= 0). */
-static void put_tool_calls(dsa_jbuf *b, const dsa_toolcall *calls, size_t n, long i_first)
+static void put_tool_calls(dsa_jbuf *b, const dsa_toolcall *calls, size_t n)
 {
     dsa_jbuf_puts(b, "[");
     for (size_t i = 0; i < n; i++) {
         dsa_jbuf_puts(b, i ? ",{" : "{");
-        if (i_first >= 0)
-            dsa_jbuf_printf(b, "\"index\":%ld,", i_first + (long)i);
         dsa_jbuf_puts(b, "\"id\":");
         dsa_jbuf_str(b, calls[i].id, strlen(calls[i].id));
         dsa_jbuf_puts(b, ",\"type\":\"function\",\"function\":{\"name\":");
         dsa_jbuf_str(b, calls[i].name, strlen(calls[i].name));
         dsa_jbuf_puts(b, ",\"arguments\":");
         dsa_jbuf_str(b, calls[i].arguments, strlen(calls[i].arguments));
+        dsa_jbuf_puts(b, "}}");
+    }
+    dsa_jbuf_puts(b, "]");
+}
+
+static void put_tool_deltas(dsa_jbuf *b, const dsa_api_tool_delta *t, size_t n)
+{
+    dsa_jbuf_puts(b, "[");
+    for (size_t i = 0; i < n; i++) {
+        dsa_jbuf_printf(b, "%s{\"index\":%zu,", i ? "," : "", t[i].index);
+        if (t[i].id) {
+            dsa_jbuf_puts(b, "\"id\":");
+            dsa_jbuf_str(b, t[i].id, strlen(t[i].id));
+            dsa_jbuf_puts(b, ",\"type\":\"function\",");
+        }
+        dsa_jbuf_puts(b, "\"function\":{");
+        if (t[i].name) {
+            dsa_jbuf_puts(b, "\"name\":");
+            dsa_jbuf_str(b, t[i].name, strlen(t[i].name));
+            dsa_jbuf_puts(b, ",");
+        }
+        dsa_jbuf_puts(b, "\"arguments\":");
+        dsa_jbuf_str(b, t[i].arguments ? t[i].arguments : "", t[i].n_arguments);
         dsa_jbuf_puts(b, "}}");
     }
     dsa_jbuf_puts(b, "]");
@@ -701,9 +722,9 @@ void dsa_api_sse_chunk(dsa_jbuf *b, const dsa_api_resp_meta *m, const dsa_api_de
             dsa_jbuf_str(b, d->content ? d->content : "", d->n_content);
             any = 1;
         }
-        if (d->n_tool_calls) {
+        if (d->n_tool_deltas) {
             dsa_jbuf_puts(b, any ? ",\"tool_calls\":" : "\"tool_calls\":");
-            put_tool_calls(b, d->tool_calls, d->n_tool_calls, (long)d->i_tool_first);
+            put_tool_deltas(b, d->tool_deltas, d->n_tool_deltas);
         }
         dsa_jbuf_puts(b, "},\"logprobs\":");
         if (d->n_logprobs)
@@ -775,7 +796,7 @@ void dsa_api_response(dsa_jbuf *b, const dsa_api_resp_meta *m, const dsa_api_cho
                 dsa_jbuf_str(b, c[i].reasoning, c[i].n_reasoning);
             }
             dsa_jbuf_puts(b, ",\"tool_calls\":");
-            put_tool_calls(b, c[i].tool_calls, c[i].n_tool_calls, -1);
+            put_tool_calls(b, c[i].tool_calls, c[i].n_tool_calls);
             dsa_jbuf_puts(b, "},\"logprobs\":");
             if (c[i].has_logprobs)
                 put_chat_logprobs(b, c[i].logprobs, c[i].n_logprobs);

@@ -154,6 +154,17 @@ typedef struct dsa_api_resp_meta {
     const char *model;
 } dsa_api_resp_meta;
 
+/* One streamed tool-call delta, as vLLM streams calls: the call's first
+ * carries its id, type and name (and "arguments", possibly ""); the next
+ * ones only fragments of its arguments.  Clients concatenate the
+ * fragments per index. */
+typedef struct dsa_api_tool_delta {
+    size_t index;           /* the call's index in the choice's tool_calls */
+    const char *id, *name;  /* first delta of the call only, else NULL */
+    const char *arguments;  /* fragment [n_arguments] */
+    size_t n_arguments;
+} dsa_api_tool_delta;
+
 /* One streamed delta of one choice.  role: first chat chunk only;
  * finish_reason NULL until the last; logprobs NULL or [n_logprobs]. */
 typedef struct dsa_api_delta {
@@ -167,9 +178,8 @@ typedef struct dsa_api_delta {
     const dsa_api_logprob *logprobs;
     int n_logprobs;
     size_t text_offset;     /* completions logprobs: offset of this delta */
-    const dsa_toolcall *tool_calls; /* chat: completed calls [n_tool_calls] */
-    size_t n_tool_calls;
-    size_t i_tool_first;    /* the first one's index in the choice's calls */
+    const dsa_api_tool_delta *tool_deltas; /* chat: [n_tool_deltas] */
+    size_t n_tool_deltas;
 } dsa_api_delta;
 
 /* "data: {chunk}\n\n" for one delta (chat.completion.chunk or

@@ -192,7 +192,10 @@ static void req_retire(dsa_engine *e, dsa_engine_req *r, dsa_finish why)
         dsa_hist_observe(&m->n_generation, r->seq.n_generated);
         if (r->t_first > 0) {
             dsa_hist_observe(&m->prefill, r->t_first - r->t_scheduled);
-            dsa_hist_observe(&m->decode, now - r->t_first);
+            dsa_hist_observe(&m->decode, r->t_last - r->t_first);
+            dsa_hist_observe(&m->inference, r->t_last - r->t_scheduled);
+            dsa_hist_observe(&m->tpot, r->seq.n_generated > 1 ? (r->t_last - r->t_first) /
+                                                                 (r->seq.n_generated - 1) : 0);
         }
     }
     dsa_metrics_unlock(m);
@@ -334,6 +337,16 @@ static dsa_engine_event *on_token(dsa_engine *e, dsa_engine_req *r, const dsa_st
     return ev;
 }
 
+/* Tokens a step sampled (with the prompt tokens it computed, the step's
+ * vllm:iteration_tokens_total). */
+static uint64_t n_sampled(const dsa_step_result *res)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < res->n_seqs; i++)
+        n += res->seqs[i].token >= 0;
+    return n;
+}
+
 /* Timing of the requests just scheduled; returns the prompt tokens the
  * plan computes (prefix-cache hits excluded). */
 static uint64_t note_scheduled(dsa_engine *e, dsa_sched_batch *b, int n)
@@ -436,6 +449,8 @@ static void finish_step(dsa_engine *e, dsa_sched_batch *b, int n, dsa_err err,
     }
     dsa_metrics_lock(e->p.metrics);
     e->p.metrics->prompt_tokens += prompt_tokens;
+    if (prompt_tokens + n_sampled(res) > 0)
+        dsa_hist_observe(&e->p.metrics->iteration_tokens, (double)(prompt_tokens + n_sampled(res)));
     dsa_metrics_unlock(e->p.metrics);
     dsa_engine_req *planned[n > 0 ? n : 1];
     for (int i = 0; i < n; i++)

@@ -322,6 +322,7 @@ static void gen_start(gen *g)
         er->t_arrival = g->t_start;
         er->user = g;
         er->index = i;
+        dsa_metrics_observe_params(&h->metrics, i % a->n ? 0 : a->n, a->max_tokens);
         g->ch[i].er = er;
         g->n_choices = i + 1;
         /* ids "call_<8 hex>_<n>", the hex distinct per choice */
@@ -946,6 +947,7 @@ static void after_load(uv_work_t *w, int status)
                                                : wi->max_position_embeddings;
     if (h->max_model_len > wi->max_blocks_per_seq * wi->block_size)
         h->max_model_len = wi->max_blocks_per_seq * wi->block_size;
+    dsa_metrics_set_max_model_len(&h->metrics, h->max_model_len);
     dsa_engine_params ep = {.transport = h->transport, .tok = h->tok, .metrics = &h->metrics,
                             .max_num_seqs = h->o->max_num_seqs,
                             .max_num_batched_tokens = h->o->max_num_batched_tokens,

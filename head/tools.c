@@ -2,6 +2,7 @@
  * (see tools.h). */
 #include "head/tools.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- request fields ------------------------------------------------------- */
@@ -140,7 +141,44 @@ void dsa_tools_out_deinit(dsa_tools_out *o)
     if (o->active)
         dsa_toolcall_deinit(&o->p);
     dsa_chat_buf_deinit(&o->out);
+    free(o->deltas);
     memset(o, 0, sizeof *o);
+}
+
+/* The deltas of the calls since the last feed: the rest of the last call
+ * handed on (its arguments grow while it is open), then the new ones.
+ * parallel_tool_calls false: the first call only. */
+static dsa_err call_deltas(dsa_tools_out *o, dsa_tools_delta *d)
+{
+    size_t end = o->p.n_calls;
+    if (o->single && end > 1)
+        end = 1;
+    size_t first = o->n_calls ? o->n_calls - 1 : 0;
+    if (end - first > o->cap_deltas) {
+        size_t cap = end - first + 4;
+        dsa_api_tool_delta *nd = realloc(o->deltas, cap * sizeof *nd);
+        if (!nd)
+            return dsa_fail(DSA_NOMEM, "tools: out of memory");
+        o->deltas = nd;
+        o->cap_deltas = cap;
+    }
+    size_t n = 0;
+    for (size_t i = first; i < end; i++) {
+        const dsa_toolcall *c = &o->p.calls[i];
+        int fresh = i >= o->n_calls;
+        size_t from = fresh ? 0 : o->n_args_sent;
+        if (!fresh && c->n_arguments <= from)
+            continue;
+        o->deltas[n++] = (dsa_api_tool_delta){
+            .index = i, .id = fresh ? c->id : NULL, .name = fresh ? c->name : NULL,
+            .arguments = c->arguments + from, .n_arguments = c->n_arguments - from};
+        o->n_args_sent = c->n_arguments;
+    }
+    if (end > o->n_calls)
+        o->n_calls = end;
+    d->calls = o->deltas;
+    d->n_calls = n;
+    return DSA_OK;
 }
 
 dsa_err dsa_tools_out_feed(dsa_tools_out *o, const char *s, size_t n, int final,
@@ -162,30 +200,16 @@ dsa_err dsa_tools_out_feed(dsa_tools_out *o, const char *s, size_t n, int final,
     dsa_err err = dsa_toolcall_feed(&o->p, s ? s : "", s ? n : 0, &td);
     if (!err)
         err = dsa_chat_buf_append(&o->out, td.content, td.n_content);
-    size_t i_first = td.i_first, n_new = td.n_new;
     if (!err && final) {
         o->finished = 1;
         if (!(err = dsa_toolcall_finish(&o->p, &td)))
             err = dsa_chat_buf_append(&o->out, td.content, td.n_content);
-        n_new += td.n_new;
     }
     if (err)
         return err;
     d->content = o->out.data ? o->out.data : "";
     d->n_content = o->out.len;
-    /* parallel_tool_calls false: the first call only */
-    size_t end = i_first + n_new;
-    if (o->single && end > 1)
-        end = 1;
-    if (end > o->n_calls) {
-        d->calls = o->p.calls + o->n_calls;
-        d->i_first = o->n_calls;
-        d->n_calls = end - o->n_calls;
-        o->n_calls = end;
-    } else {
-        d->i_first = o->n_calls;
-    }
-    return DSA_OK;
+    return call_deltas(o, d);
 }
 
 const char *dsa_tools_out_finish_reason(const dsa_tools_out *o, const char *finish)
@@ -205,8 +229,7 @@ void dsa_tools_sse(dsa_jbuf *b, const dsa_tools_sse_event *ev)
         *ev->text_offset += td->n_content;
     }
     for (size_t i = 0; i < td->n_calls; i++) {
-        dsa_api_delta d = {.index = ev->index, .tool_calls = td->calls + i, .n_tool_calls = 1,
-                           .i_tool_first = td->i_first + i};
+        dsa_api_delta d = {.index = ev->index, .tool_deltas = td->calls + i, .n_tool_deltas = 1};
         dsa_api_sse_chunk(b, ev->meta, &d, ev->include_usage);
     }
     if (ev->finish_reason) {

@@ -11,13 +11,13 @@
  *
  * The server does not constrain decoding: "required" and a named
  * tool_choice parse the output like "auto" does (vLLM uses guided decoding
- * there).  The `tools` themselves are not rendered into the prompt: the
- * DeepSeek-V3/R1 chat templates do not render them (a client that wants the
- * model to know its tools describes them in a system message).
+ * there).  The `tools` are rendered into the prompt by common/chat.c as
+ * vLLM's DeepSeek-V3 tool chat template does.
  *
- * Calls are handed on whole: a streamed call is one delta with its id,
- * type, name and complete arguments, sent when its "<｜tool▁call▁end｜>"
- * arrives. */
+ * Streamed calls go out as vLLM streams them: a first delta with the
+ * call's index, id, type, name and the arguments so far (often ""), as
+ * soon as its name line is complete, then deltas with fragments of its
+ * arguments as they are generated (common/toolcall.h). */
 #ifndef DSA_HEAD_TOOLS_H
 #define DSA_HEAD_TOOLS_H
 
@@ -43,15 +43,18 @@ typedef struct dsa_tools_out {
     dsa_toolcall_parser p;
     dsa_chat_buf out;           /* this feed's content */
     size_t n_calls;             /* calls handed on (p.n_calls, or 1 if single) */
+    size_t n_args_sent;         /* bytes of the last one's arguments handed on */
+    dsa_api_tool_delta *deltas; /* this feed's call deltas */
+    size_t cap_deltas;
 } dsa_tools_out;
 
 /* This feed's output, valid until the next feed/deinit: the content delta
- * and the new calls, numbered i_first.. in the choice's tool_calls. */
+ * and the call deltas (new calls and argument fragments, in order). */
 typedef struct dsa_tools_delta {
     const char *content;
     size_t n_content;
-    const dsa_toolcall *calls;
-    size_t i_first, n_calls;
+    const dsa_api_tool_delta *calls;
+    size_t n_calls;
 } dsa_tools_delta;
 
 /* id_prefix: the calls' ids are "<id_prefix><n>" (NULL: "call_"). */
@@ -66,8 +69,8 @@ dsa_err dsa_tools_out_feed(dsa_tools_out *o, const char *s, size_t n, int final,
 const char *dsa_tools_out_finish_reason(const dsa_tools_out *o, const char *finish);
 
 /* One engine event of a streamed choice as SSE chunks: a chunk with the
- * reasoning, content and logprobs (when any), one chunk per completed
- * call, then the finish chunk when finish_reason is set.  Completions go
+ * reasoning, content and logprobs (when any), one chunk per call delta,
+ * then the finish chunk when finish_reason is set.  Completions go
  * through here too (their filter is inactive). */
 typedef struct dsa_tools_sse_event {
     const dsa_api_resp_meta *meta;

@@ -375,21 +375,60 @@ Test(metrics, render)
 {
     dsa_metrics m;
     dsa_metrics_init(&m, "tiny");
+    dsa_metrics_set_max_model_len(&m, 2048);
     dsa_metrics_lock(&m);
     m.running = 2;
     m.generation_tokens = 9;
+    m.success[DSA_FINISH_LENGTH] = 3;
     dsa_hist_observe(&m.ttft, 0.003);
     dsa_hist_observe(&m.ttft, 100);
+    dsa_hist_observe(&m.n_prompt, 7);
     dsa_metrics_unlock(&m);
+    dsa_metrics_observe_params(&m, 2, 0);
     dsa_jbuf b = {0};
     dsa_metrics_render(&m, &b);
-    cr_assert_not_null(strstr(b.data, "dsa:num_requests_running{model_name=\"tiny\"} 2\n"));
-    cr_assert_not_null(strstr(b.data, "dsa:generation_tokens_total{model_name=\"tiny\"} 9\n"));
-    cr_assert_not_null(strstr(b.data, "dsa:time_to_first_token_seconds_bucket{le=\"0.005\","
-                                      "model_name=\"tiny\"} 1\n"));
-    cr_assert_not_null(strstr(b.data, "dsa:time_to_first_token_seconds_bucket{le=\"+Inf\","
-                                      "model_name=\"tiny\"} 2\n"));
-    cr_assert_not_null(strstr(b.data, "# TYPE dsa:e2e_request_latency_seconds histogram\n"));
+    cr_assert_not_null(strstr(b.data, "# TYPE vllm:num_requests_running gauge\n"
+                                      "vllm:num_requests_running{model_name=\"tiny\",engine=\"0\"} "
+                                      "2.0\n"));
+    cr_assert_not_null(strstr(b.data, "# TYPE vllm:generation_tokens_total counter\n"
+                                      "vllm:generation_tokens_total{model_name=\"tiny\",engine="
+                                      "\"0\"} 9.0\n"));
+    cr_assert_not_null(strstr(b.data, "vllm:request_success_total{model_name=\"tiny\",engine="
+                                      "\"0\",finished_reason=\"length\"} 3.0\n"));
+    cr_assert_not_null(strstr(b.data, "vllm:time_to_first_token_seconds_bucket{model_name="
+                                      "\"tiny\",engine=\"0\",le=\"0.005\"} 1.0\n"));
+    cr_assert_not_null(strstr(b.data, "vllm:time_to_first_token_seconds_bucket{model_name="
+                                      "\"tiny\",engine=\"0\",le=\"2560.0\"} 2.0\n"));
+    cr_assert_not_null(strstr(b.data, "vllm:time_to_first_token_seconds_bucket{model_name="
+                                      "\"tiny\",engine=\"0\",le=\"+Inf\"} 2.0\n"));
+    cr_assert_not_null(strstr(b.data, "vllm:time_to_first_token_seconds_sum{model_name="
+                                      "\"tiny\",engine=\"0\"} 100.003\n"));
+    /* 1-2-5 buckets up to max_model_len: 1000 and 2000, no 5000 */
+    cr_assert_not_null(strstr(b.data, "vllm:request_prompt_tokens_bucket{model_name=\"tiny\","
+                                      "engine=\"0\",le=\"2000.0\"} 1.0\n"));
+    cr_assert_null(strstr(b.data, "le=\"5000.0\""));
+    cr_assert_not_null(strstr(b.data, "vllm:request_params_n_bucket{model_name=\"tiny\","
+                                      "engine=\"0\",le=\"1.0\"} 0.0\n"));
+    cr_assert_not_null(strstr(b.data, "vllm:request_params_n_bucket{model_name=\"tiny\","
+                                      "engine=\"0\",le=\"2.0\"} 1.0\n"));
+    /* no max_tokens sent: not observed */
+    cr_assert_not_null(strstr(b.data, "vllm:request_params_max_tokens_count{model_name="
+                                      "\"tiny\",engine=\"0\"} 0.0\n"));
+    cr_assert_not_null(strstr(b.data, "# TYPE vllm:e2e_request_latency_seconds histogram\n"));
+    cr_assert_null(strstr(b.data, "dsa:num_requests"));
+    dsa_jbuf_deinit(&b);
+    dsa_metrics_deinit(&m);
+}
+
+/* Label values are escaped as the exposition format requires. */
+Test(metrics, escapes_model_name)
+{
+    dsa_metrics m;
+    dsa_metrics_init(&m, "a\"b\\c");
+    dsa_jbuf b = {0};
+    dsa_metrics_render(&m, &b);
+    cr_assert_not_null(strstr(b.data, "vllm:num_requests_waiting{model_name=\"a\\\"b\\\\c\","
+                                      "engine=\"0\"} 0.0\n"));
     dsa_jbuf_deinit(&b);
     dsa_metrics_deinit(&m);
 }
@@ -551,12 +590,24 @@ Test(tools, response_without_calls)
     cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(msg, "tool_calls")), 0);
     cr_assert_str_eq(jstr(c0, "finish_reason"), "stop");
     cJSON_Delete(j);
-    /* tools on, plain text, and a call cut off by max_tokens */
+    /* tools on, a call cut off by max_tokens after its name line: a call
+     * with the arguments written so far, as they were streamed */
     static const char cut[] = "ok " CALLS_BEGIN CALL_BEGIN "function" SEP "f\n```json\n{";
     j = response_for(cut, 1, 0, "length");
     c0 = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "choices"), 0);
     msg = cJSON_GetObjectItem(c0, "message");
-    cr_assert_str_eq(jstr(msg, "content"), cut);
+    cr_assert_str_eq(jstr(msg, "content"), "ok ");
+    cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(msg, "tool_calls")), 1);
+    check_call(cJSON_GetArrayItem(cJSON_GetObjectItem(msg, "tool_calls"), 0), "call_x_0", "f",
+               "{");
+    cr_assert_str_eq(jstr(c0, "finish_reason"), "tool_calls");
+    cJSON_Delete(j);
+    /* ... before it: plain content */
+    static const char cut2[] = "ok " CALLS_BEGIN CALL_BEGIN "function" SEP "f";
+    j = response_for(cut2, 1, 0, "length");
+    c0 = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "choices"), 0);
+    msg = cJSON_GetObjectItem(c0, "message");
+    cr_assert_str_eq(jstr(msg, "content"), cut2);
     cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(msg, "tool_calls")), 0);
     cr_assert_str_eq(jstr(c0, "finish_reason"), "length");
     cJSON_Delete(j);
@@ -575,6 +626,7 @@ typedef struct streamed {
     cJSON *calls;           /* [{index,id,type,function}] as received */
     char finish[32];
     int n_chunks_after_finish;
+    int n_arg_deltas;       /* tool-call deltas with a non-empty arguments fragment */
 } streamed;
 
 static void stream_text(const char *text, size_t step, int active, const char *finish,
@@ -623,9 +675,27 @@ static void stream_text(const char *text, size_t step, int active, const char *f
             cJSON *tcs = cJSON_GetObjectItem(delta, "tool_calls");
             cJSON *tc;
             cJSON_ArrayForEach(tc, tcs) {
-                cr_assert_eq(cJSON_GetObjectItem(tc, "index")->valueint,
-                             cJSON_GetArraySize(out->calls), "calls arrive in order");
-                cJSON_AddItemToArray(out->calls, cJSON_Duplicate(tc, 1));
+                /* as the openai client accumulates: a new index starts a
+                 * call, the same index appends to its arguments */
+                int idx = cJSON_GetObjectItem(tc, "index")->valueint;
+                int have = cJSON_GetArraySize(out->calls);
+                const char *frag = jstr(cJSON_GetObjectItem(tc, "function"), "arguments");
+                if (idx == have) {
+                    cr_assert_not_null(cJSON_GetObjectItem(tc, "id"), "a call's first delta");
+                    cJSON_AddItemToArray(out->calls, cJSON_Duplicate(tc, 1));
+                } else {
+                    cr_assert_eq(idx, have - 1, "calls arrive in order");
+                    cr_assert_null(cJSON_GetObjectItem(tc, "id"));
+                    cJSON *fn = cJSON_GetObjectItem(cJSON_GetArrayItem(out->calls, idx),
+                                                    "function");
+                    dsa_jbuf acc = {0};
+                    dsa_jbuf_puts(&acc, jstr(fn, "arguments"));
+                    dsa_jbuf_puts(&acc, frag);
+                    cJSON_ReplaceItemInObject(fn, "arguments", cJSON_CreateString(acc.data));
+                    dsa_jbuf_deinit(&acc);
+                }
+                if (frag[0])
+                    out->n_arg_deltas++;
             }
             cJSON_Delete(j);
         }
@@ -655,6 +725,9 @@ Test(tools, stream_any_split)
         check_call(cJSON_GetArrayItem(s.calls, 1), "call_s_1", "get_time", "{\"tz\": \"CET\"}");
         cr_assert_str_eq(s.finish, "tool_calls");
         cr_assert_eq(s.n_chunks_after_finish, 0);
+        /* fed a few bytes at a time, the arguments come in fragments */
+        if (step <= 4)
+            cr_assert_gt(s.n_arg_deltas, 2, "step %zu: %d", step, s.n_arg_deltas);
         streamed_free(&s);
     }
     /* tools off: the markers stream as content, finish unchanged (fed

@@ -3,7 +3,8 @@
  * Expected results for well-formed and malformed outputs; a round trip of
  * calls rendered by the chat template; and split invariance: every input is
  * fed cut in every way into two pieces, into three (short inputs), byte by
- * byte and at random, and must give the same content and calls as one feed. */
+ * byte and at random, and must give the same content and calls as one feed;
+ * a call's arguments only grow from feed to feed (streamed fragments). */
 #include <criterion/criterion.h>
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -42,6 +43,7 @@ static void parse(const char *s, size_t len, const size_t *cuts,
     dsa_chat_buf_append(&r->content, "", 0);
     cr_assert_eq(dsa_toolcall_init(&p, "call_"), DSA_OK);
     size_t at = 0, seen = 0;
+    char *prev[16] = {0};
     for (size_t i = 0; i <= n_cuts + 1; i++) {
         if (i <= n_cuts) {
             size_t end = i < n_cuts ? cuts[i] : len;
@@ -53,9 +55,21 @@ static void parse(const char *s, size_t len, const size_t *cuts,
         cr_assert(d.content);
         cr_assert_eq(d.i_first, seen);
         seen += d.n_new;
+        /* arguments only grow: what was handed on stays their prefix */
+        for (size_t c = 0; c < p.n_calls && c < 16; c++) {
+            cr_assert_eq(strlen(p.calls[c].arguments), p.calls[c].n_arguments);
+            if (prev[c])
+                cr_assert(!strncmp(p.calls[c].arguments, prev[c], strlen(prev[c])),
+                          "'%s' then '%s'", prev[c], p.calls[c].arguments);
+            free(prev[c]);
+            prev[c] = strdup(p.calls[c].arguments);
+        }
         dsa_chat_buf_append(&r->content, d.content, d.n_content);
     }
     cr_assert_eq(seen, p.n_calls);
+    cr_assert_eq(p.open, 0);
+    for (size_t c = 0; c < 16; c++)
+        free(prev[c]);
     cr_assert_eq(dsa_toolcall_to_json(p.calls, p.n_calls, &r->calls), DSA_OK);
     dsa_toolcall_deinit(&p);
 }
@@ -164,10 +178,17 @@ Test(toolcall, well_formed)
 
 Test(toolcall, malformed_is_content)
 {
-    /* Cut off inside a call: everything comes back verbatim. */
-    const char *cut = "x" CALLS_BEGIN CALL_BEGIN "function" SEP
-                      "f\n```json\n{\"a\":";
+    /* Cut off inside a call before its name line ends: everything comes
+     * back verbatim. */
+    const char *cut = "x" CALLS_BEGIN CALL_BEGIN "function" SEP "f";
     expect(cut, cut, "[]");
+    /* ... after it: the call was handed on (streamed), it stays a call
+     * with the arguments written so far */
+    expect("x" CALLS_BEGIN CALL_BEGIN "function" SEP "f\n```json\n{\"a\":", "x",
+           "[[\"f\", \"{\\\"a\\\":\"]]");
+    expect("x" CALLS_BEGIN CALL_BEGIN "function" SEP "f\n```json\n{\"a\": 1}\n``", "x",
+           "[[\"f\", \"{\\\"a\\\": 1}\"]]");
+    expect("x" CALLS_BEGIN CALL_BEGIN "function" SEP "f\n", "x", "[[\"f\", \"{}\"]]");
     /* A body without separator, then a good call. */
     expect(CALLS_BEGIN CALL_BEGIN "garbage" CALL_END CALL("g", "{}")
            CALLS_END,
@@ -179,10 +200,12 @@ Test(toolcall, malformed_is_content)
     expect(CALLS_BEGIN "hello", CALLS_BEGIN "hello", "[]");
     expect(CALLS_BEGIN CALL("f", "{}") "\nhello" CALL("g", "{}"),
            "\nhello" CALL("g", "{}"), "[[\"f\", \"{}\"]]");
-    /* A call cut short by the next call. */
+    /* A call cut short by the next call: kept with what it had. */
     expect(CALLS_BEGIN CALL_BEGIN "function" SEP "f\n{" CALL("g", "{}")
+           CALLS_END, "", "[[\"f\", \"{\"], [\"g\", \"{}\"]]");
+    expect(CALLS_BEGIN CALL_BEGIN "function" SEP "f {" CALL("g", "{}")
            CALLS_END,
-           CALLS_BEGIN CALL_BEGIN "function" SEP "f\n{", "[[\"g\", \"{}\"]]");
+           CALLS_BEGIN CALL_BEGIN "function" SEP "f {", "[[\"g\", \"{}\"]]");
     /* ... or by the end of the section. */
     expect(CALLS_BEGIN CALL_BEGIN "function" SEP "f" CALLS_END "t",
            CALLS_BEGIN CALL_BEGIN "function" SEP "f" "t", "[]");

@@ -30,12 +30,12 @@ for _ in $(seq 1 300); do [ -s "$TMP/port" ] && break; sleep 0.1; done
 [ -s "$TMP/port" ] || { echo "dsa-head did not start"; cat "$TMP/head.log"; exit 1; }
 PORT=$(cat "$TMP/port")
 
-metric() { # prints dsa:generation_tokens_total
+metric() { # prints vllm:generation_tokens_total
   python3 - "$PORT" <<'PY'
 import sys, urllib.request
 t = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=10).read().decode()
 print(int(float([l.split()[-1] for l in t.splitlines()
-                 if l.startswith("dsa:generation_tokens_total")][0])))
+                 if l.startswith("vllm:generation_tokens_total")][0])))
 PY
 }
 

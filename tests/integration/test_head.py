@@ -432,14 +432,14 @@ class Api(unittest.TestCase):
     def test_metrics(self):
         self.c.completions.create(model="tiny", prompt="m", max_tokens=2)
         m = self.srv.metrics()
-        for name in ("dsa:num_requests_running", "dsa:num_requests_waiting",
-                     "dsa:kv_cache_usage_perc", "dsa:prompt_tokens_total",
-                     "dsa:generation_tokens_total", "dsa:time_to_first_token_seconds_bucket",
-                     "dsa:inter_token_latency_seconds_bucket",
-                     "dsa:e2e_request_latency_seconds_count",
-                     "dsa:request_queue_time_seconds_sum"):
+        for name in ("vllm:num_requests_running", "vllm:num_requests_waiting",
+                     "vllm:kv_cache_usage_perc", "vllm:prompt_tokens_total",
+                     "vllm:generation_tokens_total", "vllm:time_to_first_token_seconds_bucket",
+                     "vllm:inter_token_latency_seconds_bucket",
+                     "vllm:e2e_request_latency_seconds_count",
+                     "vllm:request_queue_time_seconds_sum"):
             self.assertIn(name, m)
-        self.assertGreater(self.srv.metric("dsa:generation_tokens_total"), 0)
+        self.assertGreater(self.srv.metric("vllm:generation_tokens_total"), 0)
 
     def test_prefix_cache(self):
         # a long shared prefix: the second request reuses its full blocks
@@ -447,20 +447,20 @@ class Api(unittest.TestCase):
         prefix = " ".join("word%d" % i for i in range(200))
         u = self.c.completions.create(model="tiny", prompt=prefix + " first", max_tokens=2)
         time.sleep(0.1)
-        q0 = self.srv.metric("dsa:prefix_cache_queries_total")
-        h0 = self.srv.metric("dsa:prefix_cache_hits_total")
-        p0 = self.srv.metric("dsa:prompt_tokens_total")
+        q0 = self.srv.metric("vllm:prefix_cache_queries_total")
+        h0 = self.srv.metric("vllm:prefix_cache_hits_total")
+        p0 = self.srv.metric("vllm:prompt_tokens_total")
         v = self.c.completions.create(model="tiny", prompt=prefix + " second", max_tokens=2)
         time.sleep(0.1)
-        hits = self.srv.metric("dsa:prefix_cache_hits_total") - h0
-        computed = self.srv.metric("dsa:prompt_tokens_total") - p0
+        hits = self.srv.metric("vllm:prefix_cache_hits_total") - h0
+        computed = self.srv.metric("vllm:prompt_tokens_total") - p0
         self.assertGreater(u.usage.prompt_tokens, 128)
         self.assertGreaterEqual(hits, 128)
         self.assertEqual(hits % 64, 0)
-        self.assertEqual(self.srv.metric("dsa:prefix_cache_queries_total") - q0,
+        self.assertEqual(self.srv.metric("vllm:prefix_cache_queries_total") - q0,
                          v.usage.prompt_tokens)
         self.assertEqual(computed, v.usage.prompt_tokens - hits)
-        self.assertIn("dsa:num_preemptions_total", self.srv.metrics())
+        self.assertIn("vllm:num_preemptions_total", self.srv.metrics())
 
 
 class Limits(unittest.TestCase):
@@ -475,7 +475,7 @@ class Limits(unittest.TestCase):
                        KEY.encode() + b"\r\nContent-Length: " + str(len(payload)).encode() +
                        b"\r\n\r\n" + payload)              # waiting
             self.assertTrue(wait_for(
-                lambda: srv.metric("dsa:num_requests_waiting") == 1, 10))
+                lambda: srv.metric("vllm:num_requests_waiting") == 1, 10))
             with self.assertRaises(openai.RateLimitError) as cm:
                 srv.client.completions.create(model=os.path.basename(MODEL_SLOW),
                                               prompt="x", max_tokens=1)
@@ -483,16 +483,16 @@ class Limits(unittest.TestCase):
             # the client of the running stream goes away: its slot is freed
             s1.close()
             self.assertTrue(wait_for(
-                lambda: srv.metric("dsa:request_success_total", 'finished_reason="abort"') >= 1,
+                lambda: srv.metric("vllm:request_success_total", 'finished_reason="abort"') >= 1,
                 10))
             # the waiting one now runs; drop it too
             self.assertTrue(wait_for(
-                lambda: srv.metric("dsa:num_requests_waiting") == 0, 10))
+                lambda: srv.metric("vllm:num_requests_waiting") == 0, 10))
             s2.close()
             self.assertTrue(wait_for(
-                lambda: srv.metric("dsa:num_requests_running") == 0 and
-                srv.metric("dsa:request_success_total", 'finished_reason="abort"') >= 2, 10))
-            self.assertEqual(srv.metric("dsa:kv_cache_usage_perc"), 0)
+                lambda: srv.metric("vllm:num_requests_running") == 0 and
+                srv.metric("vllm:request_success_total", 'finished_reason="abort"') >= 2, 10))
+            self.assertEqual(srv.metric("vllm:kv_cache_usage_perc"), 0)
             # and the server still serves
             r = srv.client.completions.create(model=os.path.basename(MODEL_SLOW), prompt="y",
                                               max_tokens=2)
@@ -505,11 +505,11 @@ class Limits(unittest.TestCase):
             s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
                       KEY.encode() + b"\r\nContent-Length: " + str(len(payload)).encode() +
                       b"\r\n\r\n" + payload)
-            self.assertTrue(wait_for(lambda: srv.metric("dsa:num_requests_running") == 1, 10))
+            self.assertTrue(wait_for(lambda: srv.metric("vllm:num_requests_running") == 1, 10))
             s.close()
             self.assertTrue(wait_for(
-                lambda: srv.metric("dsa:num_requests_running") == 0 and
-                srv.metric("dsa:request_success_total", 'finished_reason="abort"') == 1, 10))
+                lambda: srv.metric("vllm:num_requests_running") == 0 and
+                srv.metric("vllm:request_success_total", 'finished_reason="abort"') == 1, 10))
 
     def test_slow_client_header_limit_max_connections(self):
         with Server("--request-timeout", "0.3", "--max-header-bytes", "1024",
@@ -542,7 +542,7 @@ class Limits(unittest.TestCase):
             self.assertEqual(curl(srv.base + "/metrics")[0], 401)
             code, body = curl("-H", "Authorization: Bearer " + KEY, srv.base + "/metrics")
             self.assertEqual(code, 200)
-            self.assertIn("dsa:prompt_tokens_total", body)
+            self.assertIn("vllm:prompt_tokens_total", body)
 
     def test_slow_reader_is_dropped(self):
         with Server("--max-unsent-bytes", "65536") as srv:
@@ -557,9 +557,9 @@ class Limits(unittest.TestCase):
             # all 16 sequences well before they could finish
             try:
                 self.assertTrue(wait_for(
-                    lambda: srv.metric("dsa:request_success_total",
+                    lambda: srv.metric("vllm:request_success_total",
                                        'finished_reason="abort"') == 16 and
-                    srv.metric("dsa:num_requests_running") == 0, 30))
+                    srv.metric("vllm:num_requests_running") == 0, 30))
                 self.assertIn("client too slow", srv.logtext())
             finally:
                 s.close()

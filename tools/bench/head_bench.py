@@ -109,7 +109,7 @@ async def metrics(args):
     w.close()
     out = {}
     for line in body.decode().splitlines():
-        if line.startswith("dsa:") and " " in line:
+        if line.startswith("vllm:") and " " in line:
             name, val = line.rsplit(" ", 1)
             out[name.split("{")[0] if "_bucket" not in name else name] = float(val)
     return out
@@ -136,9 +136,9 @@ async def latency(args):
         comp.append(time.perf_counter() - t0)
     w.close()
     m1 = await metrics(args)
-    n = m1["dsa:request_prefill_time_seconds_count"] - m0["dsa:request_prefill_time_seconds_count"]
-    step = (m1["dsa:request_prefill_time_seconds_sum"] -
-            m0["dsa:request_prefill_time_seconds_sum"]) / max(n, 1)
+    n = m1["vllm:request_prefill_time_seconds_count"] - m0["vllm:request_prefill_time_seconds_count"]
+    step = (m1["vllm:request_prefill_time_seconds_sum"] -
+            m0["vllm:request_prefill_time_seconds_sum"]) / max(n, 1)
     print(json.dumps({"mode": "latency", "n": args.n,
                       "health_p50_ms": round(pct(health, 50) * 1e3, 3),
                       "health_p99_ms": round(pct(health, 99) * 1e3, 3),

@@ -44,10 +44,10 @@ done
 PFX=${PFX:-256}
 bench prefix-on --random-prefix-len "$PFX" --random-input-len 16 --random-output-len 4 \
   --num-prompts 6 --max-concurrency 1
-curl -s "http://127.0.0.1:$PORT/metrics" | grep -E "^dsa:(prefix|num_preempt|prompt_tokens)" >"$OUT/metrics-on.txt"
+curl -s "http://127.0.0.1:$PORT/metrics" | grep -E "^vllm:(prefix|num_preempt|prompt_tokens)" >"$OUT/metrics-on.txt"
 stop
 start --no-enable-prefix-caching
 bench prefix-off --random-prefix-len "$PFX" --random-input-len 16 --random-output-len 4 \
   --num-prompts 6 --max-concurrency 1
-curl -s "http://127.0.0.1:$PORT/metrics" | grep -E "^dsa:(prefix|num_preempt|prompt_tokens)" >"$OUT/metrics-off.txt"
+curl -s "http://127.0.0.1:$PORT/metrics" | grep -E "^vllm:(prefix|num_preempt|prompt_tokens)" >"$OUT/metrics-off.txt"
 stop
