@@ -74,6 +74,20 @@ dsa_err dsa_chat_render(dsa_chat_variant v, const cJSON *messages,
                         bool add_generation_prompt, const char *bos_token,
                         char **out);
 
+/* Renders a chat with tool definitions.  With `tools` (an OpenAI tools
+ * array, borrowed) NULL or empty this is dsa_chat_render.  Otherwise, since
+ * the DeepSeek-V3/R1 templates do not show tools to the model, the whole
+ * conversation is rendered as vLLM's examples/tool_chat_template_deepseekv3
+ * .jinja renders it (for both variants; byte for byte, its stray spaces
+ * and newlines included; tests/data/chat/tools_conversations.json): the
+ * system prompt, a "# Tools" section with each tool as vLLM's
+ * ChatCompletionToolsParam.model_dump() through `tojson` (common/pyjson.h),
+ * then the turns, history tool calls with their arguments re-serialised
+ * from JSON as vLLM does (a call's arguments must then be valid JSON: else
+ * DSA_INVAL naming the field). */
+dsa_err dsa_chat_render_tools(dsa_chat_variant v, const cJSON *messages, const cJSON *tools,
+                              bool add_generation_prompt, const char *bos_token, char **out);
+
 /* ---- helpers shared by the chat modules -------------------------------- */
 
 /* A growable byte string, always NUL-terminated once anything was

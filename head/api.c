@@ -497,6 +497,7 @@ void dsa_api_request_free(dsa_api_request *r)
 {
     free(r->model);
     cJSON_Delete(r->messages);
+    cJSON_Delete(r->tools);
     for (int i = 0; i < r->n_prompts; i++) {
         free(r->prompts[i].text);
         free(r->prompts[i].ids);

@@ -103,7 +103,8 @@ typedef struct dsa_api_request {
     int skip_special_tokens;
     int echo;               /* completions: unsupported beyond false */
     int add_generation_prompt;
-    int n_tools;            /* chat: length of `tools` (validated, not kept) */
+    int n_tools;            /* chat: length of `tools` (validated) */
+    cJSON *tools;           /* chat: `tools` when not empty, owned */
     dsa_api_tool_choice tool_choice;
     int parallel_tool_calls;
 } dsa_api_request;

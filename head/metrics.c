@@ -8,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/pyjson.h"
+
 /* vLLM's bucket boundaries (vllm/v1/metrics/loggers.py). */
 static const double ttft_bounds[] = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,
                                      0.25,  0.5,   0.75, 1.0,  2.5,  5.0,  7.5,  10.0,
@@ -115,33 +117,11 @@ void dsa_metrics_observe_params(dsa_metrics *m, int n, int64_t max_tokens)
  * back to the same value. */
 static void fmt_float(char out[40], double v)
 {
-    if (isnan(v)) {
-        strcpy(out, "NaN");
+    if (isnan(v) || isinf(v)) {
+        strcpy(out, isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf");
         return;
     }
-    if (isinf(v)) {
-        strcpy(out, v > 0 ? "+Inf" : "-Inf");
-        return;
-    }
-    char e[40];
-    int prec = 0;
-    for (; prec < 17; prec++) {
-        snprintf(e, sizeof e, "%.*e", prec, v);
-        if (strtod(e, NULL) == v)
-            break;
-    }
-    int exp10 = atoi(strchr(e, 'e') + 1);
-    if (exp10 >= -4 && exp10 < 16) { /* Python's repr: fixed notation */
-        int decimals = prec - exp10 > 0 ? prec - exp10 : 0;
-        snprintf(out, 40, "%.*f", decimals, v);
-        if (!strchr(out, '.'))
-            strcat(out, ".0");
-    } else { /* "1.5e+20", "1e-05" */
-        char mant[24];
-        snprintf(mant, sizeof mant, "%.*e", prec, v);
-        *strchr(mant, 'e') = '\0';
-        snprintf(out, 40, "%se%c%02d", mant, exp10 < 0 ? '-' : '+', abs(exp10));
-    }
+    dsa_pyjson_float(out, v);
     const char *dot = strchr(out, '.');
     if (v > 0 && dot && dot - out > 6 && !strchr(out, 'e')) {
         int n_int = (int)(dot - out);
@@ -150,7 +130,7 @@ static void fmt_float(char out[40], double v)
         size_t k = strlen(m);
         while (k > 0 && (m[k - 1] == '0' || m[k - 1] == '.'))
             m[--k] = '\0';
-        snprintf(out, 40, "%se+0%d", m, n_int - 1);
+        snprintf(out, 40, "%.30se+0%d", m, (n_int - 1) % 100);
     }
 }
 

@@ -180,8 +180,9 @@ static void tokenize_prompts(gen *g)
     }
     if (a->kind == DSA_API_CHAT) {
         char *text = NULL;
-        dsa_err err = dsa_chat_render(h->variant, a->messages, a->add_generation_prompt != 0,
-                                      dsa_tok_bos_token(h->tok), &text);
+        dsa_err err = dsa_chat_render_tools(h->variant, a->messages, a->tools,
+                                            a->add_generation_prompt != 0,
+                                            dsa_tok_bos_token(h->tok), &text);
         if (err) {
             g->failed = 1;
             dsa_api_fail(&g->err, err == DSA_NOMEM ? 500 : 400, "messages", "%s", dsa_errmsg());

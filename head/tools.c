@@ -76,6 +76,9 @@ dsa_err dsa_tools_parse(const cJSON *root, dsa_api_request *r, dsa_api_error *e)
     }
     if (has_tools && (err = parse_tool_list(tools, r, e)))
         return err;
+    /* kept for the prompt (dsa_chat_render_tools), whatever tool_choice */
+    if (r->n_tools > 0 && !(r->tools = cJSON_Duplicate(tools, 1)))
+        return DSA_NOMEM;
     r->tool_choice = has_tools && r->n_tools > 0 ? DSA_API_TOOL_AUTO : DSA_API_TOOL_NONE;
     if (!choice || cJSON_IsNull(choice))
         return DSA_OK;

@@ -319,3 +319,77 @@ Test(chat, utf8_complete)
     cr_assert_eq(dsa_chat_utf8_complete("\x80\x80", 2), 2);
     cr_assert_eq(dsa_chat_utf8_complete("a\xff", 2), 2);
 }
+
+/* Chats with tools: every conversation of tools_conversations.json
+ * (tools/golden/tool_prompt_golden.py: vLLM's DeepSeek-V3 tool chat
+ * template rendered by transformers) renders byte for byte, with either
+ * variant and add_generation_prompt false and true. */
+Test(chat, tools_conformance)
+{
+    char *text = read_data("chat/tools_conversations.json");
+    cJSON *doc = cJSON_Parse(text);
+    free(text);
+    cr_assert(doc, "tools_conversations.json does not parse");
+    cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(doc, "bos_token")->valuestring, BOS);
+    const cJSON *convs = cJSON_GetObjectItemCaseSensitive(doc, "conversations");
+    int n_conv = cJSON_GetArraySize(convs), n_checked = 0, n_bad = 0;
+    cr_assert_geq(n_conv, 40, "only %d conversations", n_conv);
+    const cJSON *c;
+    cJSON_ArrayForEach(c, convs) {
+        const char *name = cJSON_GetObjectItemCaseSensitive(c, "name")->valuestring;
+        const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(c, "messages");
+        const cJSON *tools = cJSON_GetObjectItemCaseSensitive(c, "tools");
+        const cJSON *exp = cJSON_GetObjectItemCaseSensitive(c, "expected");
+        cr_assert_gt(cJSON_GetArraySize(tools), 0, "%s", name);
+        for (int v = 0; v < DSA_CHAT_VARIANT_COUNT; v++)
+            for (int agp = 0; agp < 2; agp++) {
+                const cJSON *want = cJSON_GetObjectItemCaseSensitive(exp, agp ? "true"
+                                                                             : "false");
+                char *got = NULL;
+                dsa_err err = dsa_chat_render_tools((dsa_chat_variant)v, msgs, tools, agp,
+                                                    BOS, &got);
+                cr_assert_eq(err, DSA_OK, "%s: %s", name, dsa_errmsg());
+                if (strcmp(got, want->valuestring)) {
+                    size_t at = first_diff(got, want->valuestring);
+                    cr_log_error("%s agp=%d: differs at byte %zu:\ngot  %.80s\nwant %.80s",
+                                 name, agp, at, got + at, want->valuestring + at);
+                    n_bad++;
+                }
+                free(got);
+                n_checked++;
+            }
+    }
+    cJSON_Delete(doc);
+    cr_assert_eq(n_bad, 0, "%d of %d renders differ", n_bad, n_checked);
+}
+
+/* The tools reach the prompt; without tools the checkpoint's template is
+ * used unchanged; history arguments must be JSON (vLLM parses them). */
+Test(chat, tools_render_edges)
+{
+    cJSON *msgs = cJSON_Parse("[{\"role\":\"user\",\"content\":\"hi\"}]");
+    cJSON *tools = cJSON_Parse("[{\"type\":\"function\",\"function\":{\"name\":\"f\","
+                               "\"parameters\":{\"type\":\"object\",\"x\":0.5}}}]");
+    cJSON *none = cJSON_Parse("[]");
+    char *a = NULL, *b = NULL;
+    cr_assert_eq(dsa_chat_render_tools(DSA_CHAT_V3, msgs, tools, true, BOS, &a), DSA_OK);
+    cr_assert_not_null(strstr(a, "<tools>\n{\"type\": \"function\", \"function\": {\"name\": "
+                                 "\"f\", \"description\": null, \"parameters\": {\"type\": "
+                                 "\"object\", \"x\": 0.5}}}    \n</tools>"), "%s", a);
+    cr_assert_eq(dsa_chat_render_tools(DSA_CHAT_V3, msgs, none, true, BOS, &b), DSA_OK);
+    char *c = NULL;
+    cr_assert_eq(dsa_chat_render(DSA_CHAT_V3, msgs, true, BOS, &c), DSA_OK);
+    cr_assert_str_eq(b, c);
+    free(a);
+    free(b);
+    free(c);
+    cJSON *bad = cJSON_Parse("[{\"role\":\"user\",\"content\":\"q\"},{\"role\":\"assistant\","
+                             "\"tool_calls\":[{\"type\":\"function\",\"function\":{\"name\":"
+                             "\"f\",\"arguments\":\"{nope\"}}]}]");
+    cr_assert_eq(dsa_chat_render_tools(DSA_CHAT_V3, bad, tools, true, BOS, &a), DSA_INVAL);
+    cr_assert_not_null(strstr(dsa_errmsg(), "messages[1].tool_calls[0].function.arguments"));
+    cJSON_Delete(bad);
+    cJSON_Delete(msgs);
+    cJSON_Delete(tools);
+    cJSON_Delete(none);
+}
