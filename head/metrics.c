@@ -164,16 +164,17 @@ static void head(dsa_jbuf *o, const char *name, const char *type, const char *he
     dsa_jbuf_printf(o, "\n# TYPE %s %s\n", name, type);
 }
 
-/* One sample: name{model_name="..",engine="0"[,extra]} value. */
+/* One sample: name{engine="0"[,extra],model_name=".."} value, the labels
+ * sorted by name as prometheus_client writes them. */
 static void sample(dsa_jbuf *o, const dsa_metrics *m, const char *name, const char *suffix,
                    const char *extra, double v)
 {
-    dsa_jbuf_printf(o, "%s%s{model_name=\"", name, suffix);
-    put_escaped(o, m->model_name, 1);
-    dsa_jbuf_puts(o, "\",engine=\"0\"");
+    dsa_jbuf_printf(o, "%s%s{engine=\"0\",", name, suffix);
     if (extra)
-        dsa_jbuf_printf(o, ",%s", extra);
-    dsa_jbuf_puts(o, "} ");
+        dsa_jbuf_printf(o, "%s,", extra);
+    dsa_jbuf_puts(o, "model_name=\"");
+    put_escaped(o, m->model_name, 1);
+    dsa_jbuf_puts(o, "\"} ");
     put_float(o, v);
     dsa_jbuf_puts(o, "\n");
 }
@@ -185,7 +186,20 @@ static void gauge(dsa_jbuf *o, const dsa_metrics *m, const char *name, const cha
     sample(o, m, name, "", NULL, v);
 }
 
-/* name without "_total"; prometheus_client adds it and a _created sample. */
+/* The creation times of a counter's or histogram's series: in the text
+ * format prometheus_client writes them after the family's samples, as a
+ * gauge family of their own ("<name>_created"), one per label set. */
+static void created(dsa_jbuf *o, const dsa_metrics *m, const char *name, const char *help,
+                    const char *const *extra, int n_extra)
+{
+    char c[128];
+    snprintf(c, sizeof c, "%s_created", name);
+    head(o, c, "gauge", help);
+    for (int i = 0; i < (n_extra ? n_extra : 1); i++)
+        sample(o, m, name, "_created", n_extra ? extra[i] : NULL, m->t_created);
+}
+
+/* name without "_total"; prometheus_client adds it. */
 static void counter(dsa_jbuf *o, const dsa_metrics *m, const char *name, const char *help,
                     double v)
 {
@@ -193,7 +207,7 @@ static void counter(dsa_jbuf *o, const dsa_metrics *m, const char *name, const c
     snprintf(total, sizeof total, "%s_total", name);
     head(o, total, "counter", help);
     sample(o, m, name, "_total", NULL, v);
-    sample(o, m, name, "_created", NULL, m->t_created);
+    created(o, m, name, help, NULL, 0);
 }
 
 static void hist(dsa_jbuf *o, const dsa_metrics *m, const char *name, const char *help,
@@ -211,7 +225,7 @@ static void hist(dsa_jbuf *o, const dsa_metrics *m, const char *name, const char
     }
     sample(o, m, name, "_count", NULL, (double)h->n);
     sample(o, m, name, "_sum", NULL, h->sum);
-    sample(o, m, name, "_created", NULL, m->t_created);
+    created(o, m, name, help, NULL, 0);
 }
 
 /* Our own metrics (metrics.h): a `dsa:` name and no engine label. */
@@ -231,7 +245,9 @@ static void render_own(dsa_metrics *m, dsa_jbuf *o)
 
 void dsa_metrics_render(dsa_metrics *m, dsa_jbuf *o)
 {
-    static const char *reasons[DSA_FINISH_COUNT] = {"stop", "length", "abort", "error"};
+    static const char *const reasons[DSA_FINISH_COUNT] = {
+        "finished_reason=\"stop\"", "finished_reason=\"length\"",
+        "finished_reason=\"abort\"", "finished_reason=\"error\""};
     dsa_metrics_lock(m);
     gauge(o, m, "vllm:num_requests_running", "Number of requests in model execution batches.",
           (double)m->running);
@@ -251,13 +267,11 @@ void dsa_metrics_render(dsa_metrics *m, dsa_jbuf *o)
             (double)m->prompt_tokens);
     counter(o, m, "vllm:generation_tokens", "Number of generation tokens processed.",
             (double)m->generation_tokens);
-    head(o, "vllm:request_success_total", "counter", "Count of successfully processed requests.");
-    for (int i = 0; i < DSA_FINISH_COUNT; i++) {
-        char reason[48];
-        snprintf(reason, sizeof reason, "finished_reason=\"%s\"", reasons[i]);
-        sample(o, m, "vllm:request_success", "_total", reason, (double)m->success[i]);
-        sample(o, m, "vllm:request_success", "_created", reason, m->t_created);
-    }
+    static const char *const success_help = "Count of successfully processed requests.";
+    head(o, "vllm:request_success_total", "counter", success_help);
+    for (int i = 0; i < DSA_FINISH_COUNT; i++)
+        sample(o, m, "vllm:request_success", "_total", reasons[i], (double)m->success[i]);
+    created(o, m, "vllm:request_success", success_help, reasons, DSA_FINISH_COUNT);
     hist(o, m, "vllm:request_prompt_tokens", "Number of prefill tokens processed.",
          &m->n_prompt);
     hist(o, m, "vllm:request_generation_tokens", "Number of generation tokens processed.",

@@ -387,33 +387,30 @@ Test(metrics, render)
     dsa_metrics_observe_params(&m, 2, 0);
     dsa_jbuf b = {0};
     dsa_metrics_render(&m, &b);
-    cr_assert_not_null(strstr(b.data, "# TYPE vllm:num_requests_running gauge\n"
-                                      "vllm:num_requests_running{model_name=\"tiny\",engine=\"0\"} "
-                                      "2.0\n"));
-    cr_assert_not_null(strstr(b.data, "# TYPE vllm:generation_tokens_total counter\n"
-                                      "vllm:generation_tokens_total{model_name=\"tiny\",engine="
-                                      "\"0\"} 9.0\n"));
-    cr_assert_not_null(strstr(b.data, "vllm:request_success_total{model_name=\"tiny\",engine="
-                                      "\"0\",finished_reason=\"length\"} 3.0\n"));
-    cr_assert_not_null(strstr(b.data, "vllm:time_to_first_token_seconds_bucket{model_name="
-                                      "\"tiny\",engine=\"0\",le=\"0.005\"} 1.0\n"));
-    cr_assert_not_null(strstr(b.data, "vllm:time_to_first_token_seconds_bucket{model_name="
-                                      "\"tiny\",engine=\"0\",le=\"2560.0\"} 2.0\n"));
-    cr_assert_not_null(strstr(b.data, "vllm:time_to_first_token_seconds_bucket{model_name="
-                                      "\"tiny\",engine=\"0\",le=\"+Inf\"} 2.0\n"));
-    cr_assert_not_null(strstr(b.data, "vllm:time_to_first_token_seconds_sum{model_name="
-                                      "\"tiny\",engine=\"0\"} 100.003\n"));
-    /* 1-2-5 buckets up to max_model_len: 1000 and 2000, no 5000 */
-    cr_assert_not_null(strstr(b.data, "vllm:request_prompt_tokens_bucket{model_name=\"tiny\","
-                                      "engine=\"0\",le=\"2000.0\"} 1.0\n"));
+#define L(extra) "{engine=\"0\"," extra "model_name=\"tiny\"} "
+    static const char *const want[] = {
+        "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running" L("") "2.0\n",
+        "# TYPE vllm:generation_tokens_total counter\nvllm:generation_tokens_total" L("")
+        "9.0\n# HELP vllm:generation_tokens_created Number of generation tokens processed.\n"
+        "# TYPE vllm:generation_tokens_created gauge\nvllm:generation_tokens_created" L(""),
+        "vllm:request_success_total" L("finished_reason=\"length\",") "3.0\n",
+        "vllm:request_success_created" L("finished_reason=\"error\","),
+        "vllm:time_to_first_token_seconds_bucket" L("le=\"0.005\",") "1.0\n",
+        "vllm:time_to_first_token_seconds_bucket" L("le=\"2560.0\",") "2.0\n",
+        "vllm:time_to_first_token_seconds_bucket" L("le=\"+Inf\",") "2.0\n"
+        "vllm:time_to_first_token_seconds_count" L("") "2.0\n"
+        "vllm:time_to_first_token_seconds_sum" L("") "100.003\n",
+        /* 1-2-5 buckets up to max_model_len: 1000 and 2000, no 5000 */
+        "vllm:request_prompt_tokens_bucket" L("le=\"2000.0\",") "1.0\n",
+        "vllm:request_params_n_bucket" L("le=\"1.0\",") "0.0\n",
+        "vllm:request_params_n_bucket" L("le=\"2.0\",") "1.0\n",
+        /* no max_tokens sent: not observed */
+        "vllm:request_params_max_tokens_count" L("") "0.0\n",
+    };
+#undef L
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        cr_assert_not_null(strstr(b.data, want[i]), "%s", want[i]);
     cr_assert_null(strstr(b.data, "le=\"5000.0\""));
-    cr_assert_not_null(strstr(b.data, "vllm:request_params_n_bucket{model_name=\"tiny\","
-                                      "engine=\"0\",le=\"1.0\"} 0.0\n"));
-    cr_assert_not_null(strstr(b.data, "vllm:request_params_n_bucket{model_name=\"tiny\","
-                                      "engine=\"0\",le=\"2.0\"} 1.0\n"));
-    /* no max_tokens sent: not observed */
-    cr_assert_not_null(strstr(b.data, "vllm:request_params_max_tokens_count{model_name="
-                                      "\"tiny\",engine=\"0\"} 0.0\n"));
     cr_assert_not_null(strstr(b.data, "# TYPE vllm:e2e_request_latency_seconds histogram\n"));
     cr_assert_null(strstr(b.data, "dsa:num_requests"));
     dsa_jbuf_deinit(&b);
@@ -427,8 +424,8 @@ Test(metrics, escapes_model_name)
     dsa_metrics_init(&m, "a\"b\\c");
     dsa_jbuf b = {0};
     dsa_metrics_render(&m, &b);
-    cr_assert_not_null(strstr(b.data, "vllm:num_requests_waiting{model_name=\"a\\\"b\\\\c\","
-                                      "engine=\"0\"} 0.0\n"));
+    cr_assert_not_null(strstr(b.data, "vllm:num_requests_waiting{engine=\"0\",model_name="
+                                      "\"a\\\"b\\\\c\"} 0.0\n"));
     dsa_jbuf_deinit(&b);
     dsa_metrics_deinit(&m);
 }

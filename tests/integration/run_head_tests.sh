@@ -3,7 +3,7 @@
 # prepares the Python venv (tools/pyenv.sh, pinned openai), makes two tiny
 # checkpoints with dsa-mkmodel and runs the tests.  Exit 77 (skip) when the
 # venv or the tools cannot be had outside CI; under CI=true that fails.
-# Usage: run_head_tests.sh BUILD_DIR SOURCE_DIR
+# Usage: run_head_tests.sh BUILD_DIR SOURCE_DIR [TEST_FILE.py] [unittest args]
 set -uo pipefail
 BUILD="$1"
 SRC="$2"
@@ -27,4 +27,7 @@ export DSA_HEAD="$BUILD/head/dsa-head" DSA_MODEL="$TMP/tiny" DSA_MODEL_SLOW="$TM
 if [ -n "${ASAN_OPTIONS:-}" ] && ldd "$DSA_HEAD" 2>/dev/null | grep -q asan; then
   export DSA_TEST_TIME_SCALE=3
 fi
-"$PY" "$SRC/tests/integration/test_head.py" "${@:3}"
+# a third argument naming a .py file under tests/integration runs that file
+SCRIPT="$SRC/tests/integration/test_head.py"
+case "${3:-}" in *.py) SCRIPT="$SRC/tests/integration/$3"; set -- "$1" "$2" "${@:4}" ;; esac
+"$PY" "$SCRIPT" "${@:3}"
