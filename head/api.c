@@ -671,29 +671,6 @@ static void put_tool_calls(dsa_jbuf *b, const dsa_toolcall *calls, size_t n)
     dsa_jbuf_puts(b, "]");
 }
 
-static void put_tool_deltas(dsa_jbuf *b, const dsa_api_tool_delta *t, size_t n)
-{
-    dsa_jbuf_puts(b, "[");
-    for (size_t i = 0; i < n; i++) {
-        dsa_jbuf_printf(b, "%s{\"index\":%zu,", i ? "," : "", t[i].index);
-        if (t[i].id) {
-            dsa_jbuf_puts(b, "\"id\":");
-            dsa_jbuf_str(b, t[i].id, strlen(t[i].id));
-            dsa_jbuf_puts(b, ",\"type\":\"function\",");
-        }
-        dsa_jbuf_puts(b, "\"function\":{");
-        if (t[i].name) {
-            dsa_jbuf_puts(b, "\"name\":");
-            dsa_jbuf_str(b, t[i].name, strlen(t[i].name));
-            dsa_jbuf_puts(b, ",");
-        }
-        dsa_jbuf_puts(b, "\"arguments\":");
-        dsa_jbuf_str(b, t[i].arguments ? t[i].arguments : "", t[i].n_arguments);
-        dsa_jbuf_puts(b, "}}");
-    }
-    dsa_jbuf_puts(b, "]");
-}
-
 void dsa_api_sse_chunk(dsa_jbuf *b, const dsa_api_resp_meta *m, const dsa_api_delta *d,
                        int include_usage)
 {
@@ -725,7 +702,7 @@ void dsa_api_sse_chunk(dsa_jbuf *b, const dsa_api_resp_meta *m, const dsa_api_de
         }
         if (d->n_tool_deltas) {
             dsa_jbuf_puts(b, any ? ",\"tool_calls\":" : "\"tool_calls\":");
-            put_tool_deltas(b, d->tool_deltas, d->n_tool_deltas);
+            dsa_tools_put_deltas(b, d->tool_deltas, d->n_tool_deltas);
         }
         dsa_jbuf_puts(b, "},\"logprobs\":");
         if (d->n_logprobs)

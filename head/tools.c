@@ -220,6 +220,29 @@ const char *dsa_tools_out_finish_reason(const dsa_tools_out *o, const char *fini
     return o->n_calls > 0 ? "tool_calls" : finish;
 }
 
+void dsa_tools_put_deltas(dsa_jbuf *b, const dsa_api_tool_delta *t, size_t n)
+{
+    dsa_jbuf_puts(b, "[");
+    for (size_t i = 0; i < n; i++) {
+        dsa_jbuf_printf(b, "%s{\"index\":%zu,", i ? "," : "", t[i].index);
+        if (t[i].id) {
+            dsa_jbuf_puts(b, "\"id\":");
+            dsa_jbuf_str(b, t[i].id, strlen(t[i].id));
+            dsa_jbuf_puts(b, ",\"type\":\"function\",");
+        }
+        dsa_jbuf_puts(b, "\"function\":{");
+        if (t[i].name) {
+            dsa_jbuf_puts(b, "\"name\":");
+            dsa_jbuf_str(b, t[i].name, strlen(t[i].name));
+            dsa_jbuf_puts(b, ",");
+        }
+        dsa_jbuf_puts(b, "\"arguments\":");
+        dsa_jbuf_str(b, t[i].arguments ? t[i].arguments : "", t[i].n_arguments);
+        dsa_jbuf_puts(b, "}}");
+    }
+    dsa_jbuf_puts(b, "]");
+}
+
 void dsa_tools_sse(dsa_jbuf *b, const dsa_tools_sse_event *ev)
 {
     const dsa_tools_delta *td = ev->td;

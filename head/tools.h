@@ -87,6 +87,10 @@ typedef struct dsa_tools_sse_event {
 
 void dsa_tools_sse(dsa_jbuf *b, const dsa_tools_sse_event *ev);
 
+/* A chunk's delta "tool_calls" array: [{index, [id, type,] function:
+ * {[name,] arguments}}] (dsa_api_sse_chunk writes it). */
+void dsa_tools_put_deltas(dsa_jbuf *b, const dsa_api_tool_delta *t, size_t n);
+
 /* Non-streaming: parses a whole output text[0..n).  content receives the
  * plain content (text outside the calls); the calls are o->p.calls
  * [0..o->n_calls).  o must have been initialised; deinit it afterwards. */
