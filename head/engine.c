@@ -194,8 +194,9 @@ static void req_retire(dsa_engine *e, dsa_engine_req *r, dsa_finish why)
             dsa_hist_observe(&m->prefill, r->t_first - r->t_scheduled);
             dsa_hist_observe(&m->decode, r->t_last - r->t_first);
             dsa_hist_observe(&m->inference, r->t_last - r->t_scheduled);
-            dsa_hist_observe(&m->tpot, r->seq.n_generated > 1 ? (r->t_last - r->t_first) /
-                                                                 (r->seq.n_generated - 1) : 0);
+            /* vLLM's mean time per output token: the first is not counted */
+            int32_t n_decoded = r->seq.n_generated - 1;
+            dsa_hist_observe(&m->tpot, n_decoded > 0 ? (r->t_last - r->t_first) / n_decoded : 0);
         }
     }
     dsa_metrics_unlock(m);
@@ -447,10 +448,11 @@ static void finish_step(dsa_engine *e, dsa_sched_batch *b, int n, dsa_err err,
         events_push(e, eh, et);
         return;
     }
+    uint64_t step_tokens = prompt_tokens + n_sampled(res);
     dsa_metrics_lock(e->p.metrics);
     e->p.metrics->prompt_tokens += prompt_tokens;
-    if (prompt_tokens + n_sampled(res) > 0)
-        dsa_hist_observe(&e->p.metrics->iteration_tokens, (double)(prompt_tokens + n_sampled(res)));
+    if (step_tokens > 0)
+        dsa_hist_observe(&e->p.metrics->iteration_tokens, (double)step_tokens);
     dsa_metrics_unlock(e->p.metrics);
     dsa_engine_req *planned[n > 0 ? n : 1];
     for (int i = 0; i < n; i++)

@@ -271,6 +271,13 @@ class Metrics(unittest.TestCase):
                            "vllm:time_to_first_token_seconds_count"), 2)
         self.assertEqual(d("vllm:inter_token_latency_seconds",
                            "vllm:inter_token_latency_seconds_count"), 8)
+        for per_request in ("vllm:request_time_per_output_token_seconds",
+                            "vllm:request_queue_time_seconds",
+                            "vllm:request_inference_time_seconds",
+                            "vllm:request_prefill_time_seconds",
+                            "vllm:request_decode_time_seconds"):
+            self.assertEqual(d(per_request, per_request + "_count"), 2, per_request)
+            self.assertGreater(d(per_request, per_request + "_sum"), 0, per_request)
         self.assertEqual(d("vllm:request_generation_tokens",
                            "vllm:request_generation_tokens_sum"), 10)
         self.assertEqual(d("vllm:request_generation_tokens", "vllm:request_generation_tokens_bucket",
