@@ -46,11 +46,13 @@ def byte_token(vocab, ch):
 
 
 def read_safetensors(path):
+    """(header dict, raw header bytes, data); the raw bytes are written back
+    unchanged so the data keeps its alignment."""
     with open(path, "rb") as f:
         n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
+        raw = f.read(n)
         data = bytearray(f.read())
-    return header, data
+    return json.loads(raw), raw, data
 
 
 def tensor(header, data, name):
@@ -81,7 +83,7 @@ def make_tool_model(dst, text_chain):
     chain = [NEWLINE_ADDED] + text_chain
     assert len(set(chain)) == len(chain), "a chain token repeats"
     st = os.path.join(dst, "model-00001-of-00001.safetensors")
-    header, data = read_safetensors(st)
+    header, raw_header, data = read_safetensors(st)
     for name, info in header.items():
         if name != "__metadata__" and (name.endswith("o_proj.weight") or
                                        name.endswith("down_proj.weight")):
@@ -98,9 +100,8 @@ def make_tool_model(dst, text_chain):
         for i in range(hidden):
             head[nxt * hidden + i] = y[i] * scale
     put_tensor(header, data, "lm_head.weight", head)
-    hb = json.dumps(header).encode()
     with open(st, "wb") as f:
-        f.write(struct.pack("<Q", len(hb)) + hb + bytes(data))
+        f.write(struct.pack("<Q", len(raw_header)) + raw_header + bytes(data))
 
 
 SUM_TOOL = {"type": "function",
