@@ -536,8 +536,13 @@ dsa_err dsa_api_parse_tokenize(const char *body, size_t len, int detokenize,
         if (!(t->prompt = strdup(p->valuestring)))
             err = DSA_NOMEM;
     } else if (cJSON_IsArray(m) && cJSON_GetArraySize(m) > 0) {
+        dsa_api_request tr = {.kind = DSA_API_CHAT}; /* `tools`, as a chat has them */
         if (!(t->messages = cJSON_Duplicate(m, 1)))
             err = DSA_NOMEM;
+        else if ((err = dsa_tools_parse(root, &tr, e)))
+            cJSON_Delete(tr.tools);
+        else
+            t->tools = tr.tools;
     } else {
         err = dsa_api_fail(e, 400, p ? "prompt" : "messages",
                            "'prompt' (a string) or 'messages' (a non-empty array) is required");
@@ -558,6 +563,7 @@ out:
 void dsa_api_tokenize_free(dsa_api_tokenize *t)
 {
     free(t->prompt);
+    cJSON_Delete(t->tools);
     cJSON_Delete(t->messages);
     free(t->ids);
     memset(t, 0, sizeof *t);

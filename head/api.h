@@ -120,6 +120,7 @@ void dsa_api_request_free(dsa_api_request *req);
 typedef struct dsa_api_tokenize {
     char *prompt;           /* malloc'd or NULL */
     cJSON *messages;        /* or the chat messages */
+    cJSON *tools;           /* with messages: `tools` when not empty */
     int add_special_tokens;
     int add_generation_prompt;
     int32_t *ids;           /* detokenize: [n_ids] */

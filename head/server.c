@@ -726,9 +726,9 @@ static void handle_tokenize(head *h, dsa_http_conn *c, const dsa_http_req *r, in
         if (t.messages) {
             if (!h->has_chat) {
                 err = dsa_api_fail(&e, 400, "messages", "no supported chat template");
-            } else if ((err = dsa_chat_render(h->variant, t.messages,
-                                              t.add_generation_prompt != 0,
-                                              dsa_tok_bos_token(h->tok), &rendered))) {
+            } else if ((err = dsa_chat_render_tools(h->variant, t.messages, t.tools,
+                                                    t.add_generation_prompt != 0,
+                                                    dsa_tok_bos_token(h->tok), &rendered))) {
                 dsa_api_fail(&e, 400, "messages", "%s", dsa_errmsg());
             }
             text = rendered;

@@ -1,6 +1,7 @@
 """vLLM compatibility of dsa-head seen from real clients: /metrics read with
 prometheus_client's parser (vLLM's names, types, labels, buckets; values
-that move), and tool calls streamed as vLLM streams them, reassembled by the
+that move), the prompt of a chat with tools (vLLM's DeepSeek-V3 tool
+template), and tool calls streamed as vLLM streams them, reassembled by the
 openai client's own stream accumulator.
 
 Run by tests/integration/run_head_tests.sh (meson test 'head_compat'); uses
@@ -23,6 +24,8 @@ import struct
 import sys
 import tempfile
 import unittest
+import urllib.error
+import urllib.request
 from array import array
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -177,6 +180,48 @@ class ToolStreaming(unittest.TestCase):
         # the tool template adds the "# Tools" section with the JSON schema
         self.assertGreater(with_tools.usage.prompt_tokens - without,
                            len(json.dumps(SUM_TOOL)) // 2)
+
+
+class ToolPrompt(unittest.TestCase):
+    """The prompt of a chat with tools is vLLM's: /tokenize of the messages
+    and tools equals /tokenize of the text the real tool template renders
+    (tests/data/chat/tools_conversations.json, tools/golden)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = Server()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def tokenize(self, body):
+        req = urllib.request.Request(
+            self.srv.base + "/tokenize", data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json", "Authorization": "Bearer " + KEY})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.loads(r.read())["tokens"]
+
+    def test_golden_prompts(self):
+        data = os.environ.get("DSA_TEST_DATA") or os.path.join(
+            os.path.dirname(os.path.abspath(__file__)), "..", "data")
+        with open(os.path.join(data, "chat", "tools_conversations.json"), encoding="utf-8") as f:
+            convs = json.load(f)["conversations"]
+        self.assertGreater(len(convs), 40)
+        for c in convs:
+            for agp in (False, True):
+                got = self.tokenize({"messages": c["messages"], "tools": c["tools"],
+                                     "add_generation_prompt": agp})
+                want = self.tokenize({"prompt": c["expected"]["true" if agp else "false"],
+                                      "add_special_tokens": False})
+                self.assertEqual(got, want, c["name"])
+
+    def test_bad_tools_refused(self):
+        msgs = [{"role": "user", "content": "q"}]
+        with self.assertRaises(urllib.error.HTTPError) as cm:
+            self.tokenize({"messages": msgs, "tools": [{"type": "function"}]})
+        self.assertEqual(cm.exception.code, 400)
+        self.assertEqual(json.loads(cm.exception.read())["error"]["param"], "tools")
 
 
 class Metrics(unittest.TestCase):
