@@ -27,7 +27,8 @@ for t in "$BENCH" "$HEAD" "$MK"; do [ -x "$t" ] || missing "$t not built"; done
 command -v python3 >/dev/null || missing "python3 missing"
 command -v openssl >/dev/null || missing "the openssl command is missing (Debian package openssl)"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/dsa-bench-tls.XXXXXX")
-HEAD_PID= PROXY_PID=
+HEAD_PID='' PROXY_PID=''
+# shellcheck disable=SC2317  # run by the EXIT trap
 cleanup() {
   for p in $PROXY_PID $HEAD_PID; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
   rm -rf "$TMP"
