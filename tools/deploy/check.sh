@@ -15,6 +15,11 @@
 #     local mirror of the hashicorp/aws provider exists ($DSA_TF_PLUGIN_DIR,
 #     /opt/tf-plugins, ~/.terraform.d/plugins); otherwise SKIP, or FAIL under
 #     CI=true (the Terraform registry is not reachable from CI)
+#   tools/deploy/observability: promtool check config and rules (promtool
+#     from PATH, or unpacked from Debian's prometheus package into a cache
+#     without installing the service), then tests/deploy/
+#     check_observability.py (every metric the dashboard and rules use is in
+#     vllm-metrics.txt; the panels an operator needs are there)
 #   bash -n (and shellcheck when installed) on the shell scripts
 #   Dockerfile: known instructions, two stages, COPY sources exist (no
 #     docker daemon in CI, so the image is not built here)
@@ -155,6 +160,30 @@ tf_test() {
   grep -Eq '^Success! [1-9][0-9]* passed, 0 failed' "$LOGDIR/tftest.out"
 }
 
+# promtool on PATH, or the one inside Debian's prometheus .deb, unpacked
+# into a cache (installing the package would start a Prometheus service).
+find_promtool() {
+  if command -v promtool >/dev/null; then command -v promtool; return 0; fi
+  local cache=${XDG_CACHE_HOME:-$HOME/.cache}/dsa-promtool
+  if [ ! -x "$cache/usr/bin/promtool" ]; then
+    mkdir -p "$cache/deb" &&
+      (cd "$cache/deb" && apt-get download prometheus >/dev/null 2>&1) &&
+      dpkg-deb -x "$cache"/deb/prometheus_*.deb "$cache" || return 1
+  fi
+  echo "$cache/usr/bin/promtool"
+}
+
+observability_check() {
+  local promtool dir=tools/deploy/observability
+  if ! promtool=$(find_promtool); then
+    echo "promtool unavailable (no PATH entry, apt-get download prometheus failed)"
+    [ "${CI:-}" = true ] && return 1
+    return 77
+  fi
+  "$promtool" check config "$dir/prometheus.yml" && "$promtool" check rules "$dir/dsa-alerts.yml" &&
+    python3 tests/deploy/check_observability.py .
+}
+
 shell_check() {
   local f rc=0
   for f in tools/deploy/*.sh ansible/inventory/*.py; do
@@ -212,6 +241,7 @@ step "terraform fmt -check" tf_fmt
 step "terraform references (tfcheck.py)" tf_refs
 step "terraform validate" tf_validate
 step "terraform test (mocked AWS provider)" tf_test
+step "observability (promtool, dashboard metric names)" observability_check
 step "scripts (bash -n, py_compile)" shell_check
 step "Dockerfile (instructions, stages, COPY sources)" dockerfile_check
 
