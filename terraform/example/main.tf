@@ -64,6 +64,18 @@ module "gpu_cluster" {
   market_type             = var.market_type
 }
 
+module "bench_host" {
+  source = "../modules/bench_host"
+  count  = var.bench_host ? 1 : 0
+
+  name          = var.name
+  vpc_id        = module.network.vpc_id
+  vpc_cidr      = var.vpc_cidr
+  subnet_id     = module.network.private_subnet_ids[0]
+  nlb_port      = var.nlb_port
+  instance_type = var.bench_instance_type
+}
+
 module "load_balancers" {
   source = "../modules/load_balancers"
 

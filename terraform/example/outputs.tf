@@ -41,6 +41,11 @@ output "internal_endpoint" {
   value       = "http://${module.load_balancers.nlb_dns_name}:${var.nlb_port}"
 }
 
+output "bench_instance_id" {
+  description = "The load-test host (bench_host = true); null without one."
+  value       = var.bench_host ? module.bench_host[0].instance_id : null
+}
+
 output "head_instance_id" {
   description = "Instance that runs dsa-head (node 0)."
   value       = module.gpu_cluster.head_instance_id

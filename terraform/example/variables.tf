@@ -270,6 +270,23 @@ variable "http_listener" {
   }
 }
 
+variable "bench_host" {
+  description = "Create a CPU load-test host in a private subnet (SSM access only) for dsa-bench against the internal NLB."
+  type        = bool
+  default     = false
+}
+
+variable "bench_instance_type" {
+  description = "Instance type of the load-test host."
+  type        = string
+  default     = "c7i.4xlarge"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]*\\.[0-9]*x?large$", var.bench_instance_type))
+    error_message = "bench_instance_type must look like an EC2 instance type, e.g. c7i.4xlarge."
+  }
+}
+
 variable "enable_ssm_endpoints" {
   description = "Interface endpoints for SSM so Session Manager works without the NAT gateway."
   type        = bool

@@ -390,6 +390,58 @@ run "http_redirect_never_forwards" {
   }
 }
 
+# --- load-test host -------------------------------------------------------------
+
+run "bench_host_inside_the_vpc" {
+  command = apply
+
+  variables {
+    bench_host = true
+  }
+
+  assert {
+    condition     = output.bench_instance_id != null
+    error_message = "bench_host = true must create the load-test host"
+  }
+
+  assert {
+    condition     = module.bench_host[0].instance_id == output.bench_instance_id
+    error_message = "bench_instance_id must be the module's instance"
+  }
+}
+
+run "bench_host_closed" {
+  command = apply
+
+  module {
+    source = "../modules/bench_host"
+  }
+
+  variables {
+    name      = "t"
+    vpc_id    = "vpc-0123456789abcdef0"
+    vpc_cidr  = "10.42.0.0/16"
+    subnet_id = "subnet-0123456789abcdef0"
+    nlb_port  = 8000
+    ami_id    = "ami-0123456789abcdef0"
+  }
+
+  assert {
+    condition     = aws_instance.bench.metadata_options[0].http_tokens == "required" && aws_instance.bench.associate_public_ip_address == false
+    error_message = "the bench host needs IMDSv2 and no public address"
+  }
+
+  assert {
+    condition     = aws_vpc_security_group_egress_rule.bench_nlb.cidr_ipv4 == "10.42.0.0/16" && aws_vpc_security_group_egress_rule.bench_nlb.from_port == 8000
+    error_message = "the bench host reaches the NLB port inside the VPC only"
+  }
+
+  assert {
+    condition     = aws_iam_role_policy_attachment.ssm_core.policy_arn == "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+    error_message = "the bench host's role holds the SSM agent's policy only"
+  }
+}
+
 # --- IAM: least privilege ------------------------------------------------------
 
 run "iam_least_privilege" {
