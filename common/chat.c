@@ -29,7 +29,7 @@
 #define TOK_OUTPUT_END "<｜tool▁output▁end｜>"
 
 /* Canonical-form hashes (dsa_chat_template_hash) of the recognised
- * templates: V3 from ../shared/models/deepseek-v3-tokenizer/
+ * templates: V3 from tests/data/deepseek-v3-tokenizer/
  * tokenizer_config.json, R1 from tests/data/chat/r1_chat_template.jinja.
  * test_chat.c recomputes both from the files. */
 #define HASH_V3 UINT64_C(0x22af5c0c0fb56ec4)

@@ -24,17 +24,6 @@ char *dsa_test_data_path(const char *rel)
     return join(d ? d : "tests/data", rel);
 }
 
-char *dsa_test_shared_path(const char *rel)
-{
-    const char *d = getenv("DSA_SHARED");
-    char *p = join(d ? d : "../shared", rel);
-    if (p && access(p, R_OK) != 0) {
-        free(p);
-        return NULL;
-    }
-    return p;
-}
-
 int dsa_test_in_ci(void)
 {
     const char *ci = getenv("CI");

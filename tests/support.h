@@ -8,10 +8,6 @@
 /* Path of a file under tests/data (static buffer per call site is not
  * used: the result is malloc'd and owned by the caller). */
 char *dsa_test_data_path(const char *rel);
-/* Path under ../shared; NULL when ../shared is missing.  Under CI=true a
- * missing ../shared is a test failure, reported by the caller through
- * dsa_test_require_shared(). */
-char *dsa_test_shared_path(const char *rel);
 /* 1 when the tests run under CI (CI=true). */
 int dsa_test_in_ci(void);
 /* Path of a program built in the build tree (e.g. "tools/dsa-mkmodel"). */

@@ -8,7 +8,11 @@
  * and TPOT computed by the client must equal that timeline within 1 ms.
  * Failure scripts (500, reset, malformed SSE, garbage, truncated body, an
  * error event, no tokens, silence past the timeout, a closed port) must be
- * counted as failed requests, with the loop closed cleanly afterwards. */
+ * counted as failed requests, with the loop closed cleanly afterwards.
+ * TLS (dsa_bench_tls.h) alone: the ClientHello carries SNI for a name and
+ * none for an IP literal, a server answering in plain HTTP fails the
+ * handshake with a message, an unreadable CA file fails the context; the
+ * whole https path runs end to end in tests/bench/run_bench_tls.sh. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -23,6 +27,7 @@
 #include "tools/bench/dsa_bench_data.h"
 #include "tools/bench/dsa_bench_metrics.h"
 #include "tools/bench/dsa_bench_sse.h"
+#include "tools/bench/dsa_bench_tls.h"
 
 /* ---- SSE parser -------------------------------------------------------- */
 
@@ -346,4 +351,71 @@ Test(bench_client, request_body)
                         "\"stream\":true,\"stream_options\":{\"include_usage\":true},"
                         "\"ignore_eos\":true}");
     free(b);
+}
+
+/* ---- TLS ---------------------------------------------------------------- */
+
+/* The first flight of a client for server name `name`, malloc'd. */
+static char *client_hello(const char *name, size_t *n)
+{
+    dsa_bench_tls_params tp = {.server_name = name, .insecure = 1};
+    dsa_bench_tls_ctx *ctx = NULL;
+    cr_assert_eq(dsa_bench_tls_ctx_new(&tp, &ctx), DSA_OK, "%s", dsa_errmsg());
+    dsa_bench_tls *t = NULL;
+    cr_assert_eq(dsa_bench_tls_new(ctx, &t), DSA_OK, "%s", dsa_errmsg());
+    char msg[256];
+    cr_assert_eq(dsa_bench_tls_handshake(t, msg, sizeof msg), 0, "no input yet: wants more");
+    char *out = NULL;
+    cr_assert_eq(dsa_bench_tls_take_output(t, &out, n), 0);
+    cr_assert(out && *n > 5);
+    cr_assert_eq((unsigned char)out[0], 0x16, "a TLS handshake record");
+    dsa_bench_tls_free(t);
+    dsa_bench_tls_ctx_free(ctx);
+    return out;
+}
+
+static int contains(const char *buf, size_t n, const char *s)
+{
+    size_t k = strlen(s);
+    for (size_t i = 0; i + k <= n; i++)
+        if (!memcmp(buf + i, s, k))
+            return 1;
+    return 0;
+}
+
+Test(bench_tls, sni_for_names_not_for_addresses)
+{
+    size_t n;
+    char *hello = client_hello("api.example.com", &n);
+    cr_assert(contains(hello, n, "api.example.com"), "SNI missing from the ClientHello");
+    free(hello);
+    hello = client_hello("127.0.0.1", &n);
+    cr_assert(!contains(hello, n, "127.0.0.1"), "an IP literal must not be sent as SNI");
+    free(hello);
+}
+
+Test(bench_tls, plain_http_answer_fails_the_handshake)
+{
+    dsa_bench_tls_params tp = {.server_name = "localhost"};
+    dsa_bench_tls_ctx *ctx = NULL;
+    cr_assert_eq(dsa_bench_tls_ctx_new(&tp, &ctx), DSA_OK, "%s", dsa_errmsg());
+    dsa_bench_tls *t = NULL;
+    cr_assert_eq(dsa_bench_tls_new(ctx, &t), DSA_OK);
+    char msg[256];
+    cr_assert_eq(dsa_bench_tls_handshake(t, msg, sizeof msg), 0);
+    static const char reply[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
+    cr_assert_eq(dsa_bench_tls_feed(t, reply, sizeof reply - 1), DSA_OK);
+    cr_assert_eq(dsa_bench_tls_handshake(t, msg, sizeof msg), -1);
+    cr_assert(strstr(msg, "TLS handshake with localhost"), "%s", msg);
+    dsa_bench_tls_free(t);
+    dsa_bench_tls_ctx_free(ctx);
+}
+
+Test(bench_tls, unreadable_ca_file)
+{
+    dsa_bench_tls_params tp = {.server_name = "localhost", .ca_file = "/nonexistent/ca.pem"};
+    dsa_bench_tls_ctx *ctx = NULL;
+    cr_assert_eq(dsa_bench_tls_ctx_new(&tp, &ctx), DSA_IO);
+    cr_assert_null(ctx);
+    cr_assert(strstr(dsa_errmsg(), "/nonexistent/ca.pem"), "%s", dsa_errmsg());
 }

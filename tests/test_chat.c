@@ -4,7 +4,7 @@
  * (written by tools/golden/chat_golden.py with transformers) is rendered
  * with both variants and add_generation_prompt false and true, and must be
  * byte-identical to the reference.  Recognition: the real V3 template
- * (../shared) and the R1 template (tests/data/chat) are detected, harmless
+ * (tests/data/deepseek-v3-tokenizer) and the R1 template (tests/data/chat) are detected, harmless
  * reformatting is tolerated, and any change that could alter the output is
  * refused.  Errors: malformed messages fail with DSA_INVAL naming the field. */
 #include <criterion/criterion.h>
@@ -28,19 +28,10 @@ static char *read_data(const char *rel)
     return text;
 }
 
-/* The V3 chat_template from ../shared, or NULL after skipping the test
- * (failing it under CI). */
+/* The V3 chat_template (tests/data/deepseek-v3-tokenizer). */
 static char *v3_template(void)
 {
-    char *path = dsa_test_shared_path(
-        "models/deepseek-v3-tokenizer/tokenizer_config.json");
-    if (!path) {
-        if (dsa_test_in_ci())
-            cr_assert_fail("../shared/models/deepseek-v3-tokenizer/"
-                    "tokenizer_config.json is missing (required under CI)");
-        cr_skip_test("../shared is missing");
-        return NULL;
-    }
+    char *path = dsa_test_data_path("deepseek-v3-tokenizer/tokenizer_config.json");
     char *text = dsa_test_read_file(path, NULL);
     cr_assert(text, "cannot read %s", path);
     free(path);

@@ -1,6 +1,6 @@
 /* test_tokenizer.c - the tokenizer against golden ids from PyPI `tokenizers`
- * (tools/golden/tokenizer_golden.py): the DeepSeek-V3 tokenizer from
- * ../shared over the whole corpus, small tokenizers from tests/data for the
+ * (tools/golden/tokenizer_golden.py): the DeepSeek-V3 tokenizer
+ * (tests/data/deepseek-v3-tokenizer) over the whole corpus, small tokenizers from tests/data for the
  * features DeepSeek's file does not use, streaming, threads, malformed
  * files and invalid UTF-8. */
 #include <criterion/criterion.h>
@@ -78,22 +78,13 @@ static void free_corpus(corpus *c)
     free(c->len);
 }
 
-/* Loads the DeepSeek-V3 tokenizer from ../shared: skipped when absent,
- * failed when absent under CI. */
+/* Loads the DeepSeek-V3 tokenizer (tests/data/deepseek-v3-tokenizer). */
 static dsa_tok *load_deepseek(void)
 {
-    char *json = dsa_test_shared_path("models/deepseek-v3-tokenizer/tokenizer.json");
-    if (!json) {
-        if (dsa_test_in_ci())
-            cr_assert_fail("CI=true but ../shared/models/deepseek-v3-tokenizer/tokenizer.json is missing");
-        cr_skip_test("../shared/models/deepseek-v3-tokenizer is missing");
-    }
-    char *dir = strdup(json);
-    *strrchr(dir, '/') = 0;
+    char *dir = dsa_test_data_path("deepseek-v3-tokenizer");
     dsa_tok *tok = NULL;
     dsa_err err = dsa_tok_load(dir, &tok);
     cr_assert_eq(err, DSA_OK, "load %s: %s", dir, dsa_errmsg());
-    free(json);
     free(dir);
     return tok;
 }

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   build-essential meson ninja-build pkg-config python3 python3-venv curl
   libuv1-dev node-llhttp libpcre2-dev libcjson-dev libcriterion-dev
-  libopenmpi-dev openmpi-bin clang libclang-rt-14-dev
+  libopenmpi-dev openmpi-bin clang libclang-rt-14-dev libssl-dev openssl
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -29,11 +29,10 @@ module "storage" {
 module "iam" {
   source = "../modules/iam"
 
-  name                    = var.name
-  weights_bucket_arn      = module.storage.weights_bucket_arn
-  weights_prefix          = var.weights_prefix
-  ssm_transfer_bucket_arn = module.storage.ssm_transfer_bucket_arn
-  api_keys_secret_arn     = module.storage.api_keys_secret_arn
+  name                = var.name
+  weights_bucket_arn  = module.storage.weights_bucket_arn
+  weights_prefix      = var.weights_prefix
+  api_keys_secret_arn = module.storage.api_keys_secret_arn
 }
 
 module "security" {
@@ -45,6 +44,7 @@ module "security" {
   nlb_port              = var.nlb_port
   public_ingress_cidrs  = var.public_ingress_cidrs
   internal_client_cidrs = local.internal_client_cidrs
+  http_redirect         = var.http_listener == "redirect"
 }
 
 module "gpu_cluster" {
@@ -64,6 +64,18 @@ module "gpu_cluster" {
   market_type             = var.market_type
 }
 
+module "bench_host" {
+  source = "../modules/bench_host"
+  count  = var.bench_host ? 1 : 0
+
+  name          = var.name
+  vpc_id        = module.network.vpc_id
+  vpc_cidr      = var.vpc_cidr
+  subnet_id     = module.network.private_subnet_ids[0]
+  nlb_port      = var.nlb_port
+  instance_type = var.bench_instance_type
+}
+
 module "load_balancers" {
   source = "../modules/load_balancers"
 
@@ -79,4 +91,5 @@ module "load_balancers" {
   certificate_arn              = var.certificate_arn
   idle_timeout_seconds         = var.idle_timeout_seconds
   nlb_tcp_idle_timeout_seconds = var.idle_timeout_seconds
+  http_redirect                = var.http_listener == "redirect"
 }

@@ -1,6 +1,29 @@
+locals {
+  public_endpoint = "https://${coalesce(var.public_hostname, module.load_balancers.alb_dns_name)}"
+  # dsa-head closes idle keep-alive connections after this; it must outlast
+  # the load balancers' idle timeout, or the ALB reuses a connection the head
+  # is closing and answers 502.
+  head_timeout_keep_alive_seconds = var.idle_timeout_seconds + 60
+}
+
 output "public_endpoint" {
-  description = "HTTPS endpoint of the public ALB (use your certificate's domain once its DNS record points at alb_dns_name)."
-  value       = "https://${module.load_balancers.alb_dns_name}"
+  description = "HTTPS endpoint of the public ALB (public_hostname when set; else the ALB's name, which the certificate does not cover)."
+  value       = local.public_endpoint
+}
+
+output "served_model_name" {
+  description = "The model name clients send."
+  value       = var.served_model_name
+}
+
+output "lb_idle_timeout_seconds" {
+  description = "Idle timeout of the ALB and the NLB."
+  value       = module.load_balancers.alb_idle_timeout_seconds
+}
+
+output "first_request" {
+  description = "The first request to try once the playbook has run (export DSA_API_KEY first; docs/deploy.md)."
+  value       = "curl -sS ${local.public_endpoint}/v1/chat/completions -H \"Authorization: Bearer $DSA_API_KEY\" -H 'Content-Type: application/json' -d '{\"model\": \"${var.served_model_name}\", \"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}], \"max_tokens\": 32}'"
 }
 
 output "alb_dns_name" {
@@ -16,6 +39,11 @@ output "alb_zone_id" {
 output "internal_endpoint" {
   description = "HTTP endpoint of the internal NLB, reachable from inside the VPC."
   value       = "http://${module.load_balancers.nlb_dns_name}:${var.nlb_port}"
+}
+
+output "bench_instance_id" {
+  description = "The load-test host (bench_host = true); null without one."
+  value       = var.bench_host ? module.bench_host[0].instance_id : null
 }
 
 output "head_instance_id" {
@@ -57,6 +85,11 @@ output "ansible" {
     api_keys_secret_name = module.storage.api_keys_secret_name
     head_port            = var.head_port
     weights_storage      = var.weights_storage
+    served_model_name    = var.served_model_name
+    # dsa-head's --timeout-keep-alive: longer than the load balancers' idle
+    # timeout (lb_idle_timeout_seconds), both from idle_timeout_seconds.
+    lb_idle_timeout_seconds         = var.idle_timeout_seconds
+    head_timeout_keep_alive_seconds = local.head_timeout_keep_alive_seconds
     nodes = [
       for i, id in module.gpu_cluster.instance_ids : {
         instance_id       = id

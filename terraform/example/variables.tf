@@ -26,19 +26,19 @@ variable "availability_zones" {
   default     = ["us-east-1a", "us-east-1b"]
 
   validation {
-    condition     = length(var.availability_zones) >= 2
-    error_message = "Give at least two availability zones."
+    condition     = length(var.availability_zones) >= 2 && length(var.availability_zones) <= 8 && length(distinct(var.availability_zones)) == length(var.availability_zones)
+    error_message = "Give two to eight distinct availability zones."
   }
 }
 
 variable "vpc_cidr" {
-  description = "CIDR block of the VPC."
+  description = "CIDR block of the VPC, /16 to /22 (each subnet is a sixteenth of it)."
   type        = string
   default     = "10.42.0.0/16"
 
   validation {
-    condition     = can(cidrhost(var.vpc_cidr, 0))
-    error_message = "vpc_cidr must be an IPv4 CIDR."
+    condition     = can(cidrnetmask(var.vpc_cidr)) && try(tonumber(split("/", var.vpc_cidr)[1]) >= 16 && tonumber(split("/", var.vpc_cidr)[1]) <= 22, false)
+    error_message = "vpc_cidr must be an IPv4 CIDR from /16 to /22 (e.g. 10.42.0.0/16)."
   }
 }
 
@@ -182,6 +182,17 @@ variable "certificate_arn" {
   }
 }
 
+variable "public_hostname" {
+  description = "DNS name the certificate covers and clients use (a CNAME or alias to alb_dns_name, made by you); null: the outputs use the ALB's own name, which the certificate does not cover."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.public_hostname == null || can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]{2,63}$", coalesce(var.public_hostname, "x")))
+    error_message = "public_hostname must be a lowercase DNS name such as api.example.com."
+  }
+}
+
 variable "public_ingress_cidrs" {
   description = "Who may reach the public endpoint."
   type        = list(string)
@@ -227,13 +238,52 @@ variable "nlb_port" {
 }
 
 variable "idle_timeout_seconds" {
-  description = "ALB idle timeout (and NLB TCP idle timeout) in seconds; long enough for streamed generations."
+  description = "ALB idle timeout and NLB TCP idle timeout in seconds; long enough for streamed generations. dsa-head's keep-alive must exceed it: the ansible output carries it and the value to give the head."
   type        = number
   default     = 3600
 
   validation {
     condition     = var.idle_timeout_seconds >= 60 && var.idle_timeout_seconds <= 4000
     error_message = "idle_timeout_seconds must be between 60 and 4000."
+  }
+}
+
+variable "served_model_name" {
+  description = "Model name clients send (dsa-head --served-model-name); the ansible output carries it to the playbook's dsa_served_model_name."
+  type        = string
+  default     = "deepseek-ai/DeepSeek-V3"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9._/:-]{0,127}$", var.served_model_name))
+    error_message = "served_model_name must be 1-128 characters: letters, digits and . _ / : -, starting with a letter or digit."
+  }
+}
+
+variable "http_listener" {
+  description = "Port 80 of the public ALB: \"none\" (closed: no listener and no security-group rule, so no client can send a key in clear) or \"redirect\" (301 to HTTPS, nothing forwarded to the head; a key already sent over http:// has crossed the network in clear and must be rotated)."
+  type        = string
+  default     = "none"
+
+  validation {
+    condition     = contains(["none", "redirect"], var.http_listener)
+    error_message = "http_listener must be \"none\" or \"redirect\"."
+  }
+}
+
+variable "bench_host" {
+  description = "Create a CPU load-test host in a private subnet (SSM access only) for dsa-bench against the internal NLB."
+  type        = bool
+  default     = false
+}
+
+variable "bench_instance_type" {
+  description = "Instance type of the load-test host."
+  type        = string
+  default     = "c7i.4xlarge"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]*\\.[0-9]*x?large$", var.bench_instance_type))
+    error_message = "bench_instance_type must look like an EC2 instance type, e.g. c7i.4xlarge."
   }
 }
 

@@ -9,8 +9,11 @@
  * Flags carry vLLM's names (benchmarks/benchmark_serving.py, `vllm bench
  * serve`); metrics and result keys are vLLM's (dsa_bench_metrics.h).  As
  * vLLM does, one request with the first prompt is sent before the timed run
- * (retried until --ready-check-timeout-sec), so the run starts against a
- * server that answers.  The process exits 0 when the run happened, failed
+ * (retried until --ready-check-timeout-sec; not retried when the server's
+ * certificate fails verification), so the run starts against a server that
+ * answers.  https:// base URLs use TLS with the certificate verified against
+ * the system CA store (--ca-cert FILE: only that file's CAs; --insecure: no
+ * check) and the URL's host sent as SNI.  The process exits 0 when the run happened, failed
  * requests included (they are counted); 1 on a bad command line, dataset or
  * a server that never answered; 2 when the result cannot be written. */
 #include <math.h>
@@ -35,7 +38,9 @@
     {name, type, offsetof(dsa_bench_opts, field), lo, hi, def, meta, help, 0}
 static const dsa_option bench_options[] = {
     OPT("backend", DSA_OPT_STRING, backend, 0, 0, "openai", "NAME", "openai (/v1/completions) or openai-chat (/v1/chat/completions)"),
-    OPT("base-url", DSA_OPT_STRING, base_url, 0, 0, NULL, "URL", "server URL, http://HOST[:PORT] (overrides --host/--port)"),
+    OPT("base-url", DSA_OPT_STRING, base_url, 0, 0, NULL, "URL", "server URL, http[s]://HOST[:PORT][/PREFIX] (overrides --host/--port)"),
+    OPT("ca-cert", DSA_OPT_STRING, ca_cert, 0, 0, NULL, "FILE", "https: trust only the CA certificates in this PEM file (default: the system store)"),
+    OPT("insecure", DSA_OPT_FLAG, insecure, 0, 0, NULL, NULL, "https: do not verify the server's certificate"),
     OPT("host", DSA_OPT_STRING, host, 0, 0, "127.0.0.1", "HOST", "server address"),
     OPT("port", DSA_OPT_INT, port, 1, 65535, "8000", "N", "server port"),
     OPT("endpoint", DSA_OPT_STRING, endpoint, 0, 0, NULL, "PATH", "request path (default: /v1/completions or /v1/chat/completions by backend)"),
@@ -102,14 +107,21 @@ static void on_progress(void *user, int done, int total)
     fflush(stderr);
 }
 
-/* Splits http://HOST[:PORT][/PREFIX] into o->host/o->port/url_prefix. */
+/* Splits http[s]://HOST[:PORT][/PREFIX] into o->host/o->port/url_prefix;
+ * *tls is 1 for https. */
 static dsa_err parse_base_url(dsa_bench_opts *o, char *host, size_t cap, char *prefix,
-                              size_t pcap)
+                              size_t pcap, int *tls)
 {
     const char *u = o->base_url;
-    if (strncmp(u, "http://", 7) != 0)
-        return dsa_fail(DSA_INVAL, "--base-url: '%s' must start with http:// (no TLS)", u);
-    u += 7;
+    if (strncmp(u, "http://", 7) == 0) {
+        *tls = 0;
+        u += 7;
+    } else if (strncmp(u, "https://", 8) == 0) {
+        *tls = 1;
+        u += 8;
+    } else {
+        return dsa_fail(DSA_INVAL, "--base-url: '%s' must start with http:// or https://", u);
+    }
     const char *slash = strchr(u, '/');
     size_t hl = slash ? (size_t)(slash - u) : strlen(u);
     snprintf(prefix, pcap, "%s", slash ? slash : "");
@@ -127,7 +139,9 @@ static dsa_err parse_base_url(dsa_bench_opts *o, char *host, size_t cap, char *p
         colon = memchr(u, ':', hl);
         snprintf(host, cap, "%.*s", (int)(colon ? (size_t)(colon - u) : hl), u);
     }
-    o->port = 80;
+    if (!host[0])
+        return dsa_fail(DSA_INVAL, "--base-url: no host in '%s'", o->base_url);
+    o->port = *tls ? 443 : 80;
     if (colon) {
         char *end;
         long p = strtol(colon + 1, &end, 10);
@@ -168,9 +182,12 @@ static dsa_err ready_check(const dsa_bench_client_params *cp, const dsa_bench_re
         int ok = r.success;
         char msg[sizeof r.error];
         snprintf(msg, sizeof msg, "%s", r.error);
+        int permanent = r.permanent;
         dsa_bench_result_deinit(&r);
         if (ok)
             return DSA_OK;
+        if (permanent)
+            return dsa_fail(DSA_IO, "initial test run failed: %s", msg);
         if (dsa_time_now() + 1 > deadline)
             return dsa_fail(DSA_TIMEOUT, "initial test run failed: %s", msg);
         sleep(1);
@@ -238,8 +255,19 @@ int main(int argc, char **argv)
         goto fail;
     }
     prefix[0] = 0;
-    if (o.base_url && (err = parse_base_url(&o, host, sizeof host, prefix, sizeof prefix)))
+    if (o.base_url &&
+        (err = parse_base_url(&o, host, sizeof host, prefix, sizeof prefix, &cp.tls)))
         goto fail;
+    if (!cp.tls && (o.ca_cert || o.insecure)) {
+        err = dsa_fail(DSA_INVAL, "--ca-cert and --insecure need an https:// --base-url");
+        goto fail;
+    }
+    if (o.ca_cert && o.insecure) {
+        err = dsa_fail(DSA_INVAL, "--ca-cert and --insecure exclude each other");
+        goto fail;
+    }
+    cp.ca_file = o.ca_cert;
+    cp.insecure = o.insecure;
     const char *ep = o.endpoint ? o.endpoint
                      : cp.backend == DSA_BENCH_OPENAI ? "/v1/completions"
                                                       : "/v1/chat/completions";

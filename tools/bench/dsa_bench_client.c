@@ -3,7 +3,9 @@
  * One uv loop on the calling thread.  An arrival timer moves requests whose
  * send time has come into a FIFO; up to max_concurrency of them run at once,
  * each on its own connection (struct conn: a TCP handle and a timeout timer,
- * freed when both have closed). */
+ * freed when both have closed).  With TLS the socket carries ciphertext:
+ * received bytes go through dsa_bench_tls and the plaintext to the HTTP
+ * parser; what OpenSSL produces is written out after each step. */
 #include "tools/bench/dsa_bench_client.h"
 
 #include <cjson/cJSON.h>
@@ -17,6 +19,7 @@
 
 #include "common/log.h"
 #include "tools/bench/dsa_bench_sse.h"
+#include "tools/bench/dsa_bench_tls.h"
 
 typedef struct run run;
 
@@ -24,13 +27,14 @@ typedef struct conn {
     uv_tcp_t tcp;
     uv_timer_t timer;
     uv_connect_t connect;
-    uv_write_t write;
     run *r;
     dsa_bench_result *out;
     char *req;             /* request bytes, owned */
     size_t n_req;
     llhttp_t parser;
     dsa_bench_sse sse;
+    dsa_bench_tls *tls;    /* NULL: plain HTTP */
+    int handshaken;
     double now;            /* arrival time of the bytes being parsed */
     double most_recent;    /* vLLM's most_recent_timestamp */
     int first_chunk;
@@ -41,7 +45,16 @@ typedef struct conn {
     char errbody[200];     /* start of a non-200 body */
     size_t n_errbody;
     char rbuf[64 * 1024];
+    char plain[64 * 1024]; /* TLS: decrypted bytes */
 } conn;
+
+/* One write in flight; the bytes live until libuv is done with them. */
+typedef struct conn_write {
+    uv_write_t req;
+    conn *c;
+    size_t n;
+    char data[];
+} conn_write;
 
 struct run {
     const dsa_bench_client_params *p;
@@ -51,6 +64,7 @@ struct run {
     uv_loop_t loop;
     uv_timer_t arrival;
     struct sockaddr_storage addr;
+    dsa_bench_tls_ctx *tls; /* NULL: plain HTTP */
     llhttp_settings_t settings;
     char host_header[300];
     double t0, t_end;
@@ -90,6 +104,7 @@ static void on_handle_closed(uv_handle_t *h)
     conn *c = h->data;
     if (--c->n_open == 0) {
         dsa_bench_sse_deinit(&c->sse);
+        dsa_bench_tls_free(c->tls);
         free(c->req);
         free(c);
     }
@@ -292,6 +307,123 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(c->rbuf, sizeof c->rbuf);
 }
 
+/* Plaintext response bytes to the HTTP parser; closes the request when the
+ * response is complete or broken. */
+static void parse(conn *c, const char *data, size_t n)
+{
+    llhttp_errno_t e = llhttp_execute(&c->parser, data, n);
+    if (c->failed || e == HPE_PAUSED) {
+        conn_close(c);
+    } else if (e != HPE_OK) {
+        conn_fail(c, "malformed HTTP response: %s", llhttp_get_error_reason(&c->parser));
+        conn_close(c);
+    }
+}
+
+/* The end of the byte stream (TCP EOF, or TLS close_notify). */
+static void parse_eof(conn *c)
+{
+    llhttp_errno_t e = llhttp_finish(&c->parser);
+    if (!c->failed && e != HPE_OK && e != HPE_PAUSED)
+        conn_fail(c, c->tls && !c->handshaken ? "the connection closed during the TLS handshake"
+                                              : "the connection closed before the response ended");
+    conn_close(c);
+}
+
+static void on_write(uv_write_t *w, int status)
+{
+    conn_write *cw = w->data;
+    conn *c = cw->c;
+    free(cw);
+    if (status < 0 && !c->closing) {
+        conn_fail(c, "write: %s", uv_strerror(status));
+        conn_close(c);
+    }
+}
+
+/* Queues n bytes (copied) on the connection.  Returns 0 or -1 (closed). */
+static int conn_send(conn *c, const char *data, size_t n)
+{
+    conn_write *cw = malloc(sizeof *cw + n);
+    if (!cw) {
+        conn_fail(c, "out of memory");
+        conn_close(c);
+        return -1;
+    }
+    cw->c = c;
+    cw->n = n;
+    cw->req.data = cw;
+    memcpy(cw->data, data, n);
+    uv_buf_t b = uv_buf_init(cw->data, (unsigned)n);
+    int rc = uv_write(&cw->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+    if (rc < 0) {
+        free(cw);
+        conn_fail(c, "write: %s", uv_strerror(rc));
+        conn_close(c);
+        return -1;
+    }
+    return 0;
+}
+
+/* Sends whatever ciphertext OpenSSL has produced.  Returns 0 or -1. */
+static int tls_flush(conn *c)
+{
+    char *out;
+    size_t n;
+    if (dsa_bench_tls_take_output(c->tls, &out, &n)) {
+        conn_fail(c, "out of memory");
+        conn_close(c);
+        return -1;
+    }
+    int rc = n ? conn_send(c, out, n) : 0;
+    free(out);
+    return rc;
+}
+
+/* Drives a TLS connection after new input (or at the start): the
+ * handshake, then the request once, then the decrypted response. */
+static void tls_pump(conn *c)
+{
+    char msg[400];
+    if (!c->handshaken) {
+        int h = dsa_bench_tls_handshake(c->tls, msg, sizeof msg);
+        if (h < 0) {
+            conn_fail(c, "%s", msg);
+            c->out->permanent = h == -2;
+            conn_close(c);
+            return;
+        }
+        if (h == 0) {
+            tls_flush(c);
+            return;
+        }
+        c->handshaken = 1;
+        if (dsa_bench_tls_write(c->tls, c->req, c->n_req, msg, sizeof msg)) {
+            conn_fail(c, "%s", msg);
+            conn_close(c);
+            return;
+        }
+    }
+    for (;;) {
+        ssize_t n = dsa_bench_tls_read(c->tls, c->plain, sizeof c->plain, msg, sizeof msg);
+        if (n == 0)
+            break;
+        if (n == -1) {
+            conn_fail(c, "%s", msg);
+            conn_close(c);
+            return;
+        }
+        if (n == -2) {
+            parse_eof(c);
+            return;
+        }
+        parse(c, c->plain, (size_t)n);
+        if (c->closing)
+            return;
+    }
+    tls_flush(c);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     conn *c = s->data;
@@ -299,30 +431,19 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     if (nread > 0) {
         c->now = dsa_time_now();
-        llhttp_errno_t e = llhttp_execute(&c->parser, buf->base, (size_t)nread);
-        if (c->failed || e == HPE_PAUSED) {
+        if (!c->tls) {
+            parse(c, buf->base, (size_t)nread);
+        } else if (dsa_bench_tls_feed(c->tls, buf->base, (size_t)nread)) {
+            conn_fail(c, "%s", dsa_errmsg());
             conn_close(c);
-        } else if (e != HPE_OK) {
-            conn_fail(c, "malformed HTTP response: %s", llhttp_get_error_reason(&c->parser));
-            conn_close(c);
+        } else {
+            tls_pump(c);
         }
     } else if (nread == UV_EOF) {
         c->now = dsa_time_now();
-        llhttp_errno_t e = llhttp_finish(&c->parser);
-        if (!c->failed && e != HPE_OK && e != HPE_PAUSED)
-            conn_fail(c, "the connection closed before the response ended");
-        conn_close(c);
+        parse_eof(c);
     } else if (nread < 0) {
         conn_fail(c, "read: %s", uv_strerror((int)nread));
-        conn_close(c);
-    }
-}
-
-static void on_write(uv_write_t *w, int status)
-{
-    conn *c = w->data;
-    if (status < 0 && !c->closing) {
-        conn_fail(c, "write: %s", uv_strerror(status));
         conn_close(c);
     }
 }
@@ -335,15 +456,15 @@ static void on_connect(uv_connect_t *req, int status)
     int rc = status;
     if (rc >= 0)
         rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-    if (rc >= 0) {
-        uv_buf_t b = uv_buf_init(c->req, (unsigned)c->n_req);
-        c->write.data = c;
-        rc = uv_write(&c->write, (uv_stream_t *)&c->tcp, &b, 1, on_write);
-    }
     if (rc < 0) {
         conn_fail(c, "connect: %s", uv_strerror(rc));
         conn_close(c);
+        return;
     }
+    if (c->tls)
+        tls_pump(c);
+    else
+        conn_send(c, c->req, c->n_req);
 }
 
 static void on_timeout(uv_timer_t *t)
@@ -449,6 +570,11 @@ static void start_request(run *r, int i)
     if (r->p->timeout_s > 0)
         uv_timer_start(&c->timer, on_timeout, (uint64_t)ceil(r->p->timeout_s * 1000), 0);
     uv_tcp_nodelay(&c->tcp, 1);
+    if (r->tls && dsa_bench_tls_new(r->tls, &c->tls)) {
+        conn_fail(c, "%s", dsa_errmsg());
+        conn_close(c);
+        return;
+    }
     int rc = uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&r->addr, on_connect);
     if (rc < 0) {
         conn_fail(c, "connect: %s", uv_strerror(rc));
@@ -514,9 +640,15 @@ dsa_err dsa_bench_client_run(const dsa_bench_client_params *p, const dsa_bench_r
     if (rc < 0)
         return dsa_fail(DSA_INTERNAL, "uv_loop_init: %s", uv_strerror(rc));
     dsa_err err = resolve(&r);
+    if (!err && p->tls) {
+        dsa_bench_tls_params tp = {.server_name = p->host, .ca_file = p->ca_file,
+                                   .insecure = p->insecure};
+        err = dsa_bench_tls_ctx_new(&tp, &r.tls);
+    }
     if (!err && !(r.fifo = malloc((size_t)n * sizeof *r.fifo)))
         err = dsa_fail(DSA_NOMEM, "dsa-bench: request queue");
     if (err) {
+        dsa_bench_tls_ctx_free(r.tls);
         uv_loop_close(&r.loop);
         return err;
     }
@@ -532,6 +664,7 @@ dsa_err dsa_bench_client_run(const dsa_bench_client_params *p, const dsa_bench_r
     uv_run(&r.loop, UV_RUN_DEFAULT);
     *duration_s = r.t_end - r.t0;
     free(r.fifo);
+    dsa_bench_tls_ctx_free(r.tls);
     if (uv_loop_close(&r.loop) != 0)
         return dsa_fail(DSA_INTERNAL, "dsa-bench: handles left open on the loop");
     return DSA_OK;

@@ -1,6 +1,6 @@
 /* dsa_bench_client.h - dsa-bench's load generator: streaming OpenAI
- * requests over HTTP/1.1 (libuv + llhttp), timed the way vLLM's benchmark
- * client times them.
+ * requests over HTTP/1.1 (libuv + llhttp), plain or in TLS (OpenSSL,
+ * dsa_bench_tls.h), timed the way vLLM's benchmark client times them.
  *
  * Each request opens its own connection, sends one POST with "stream": true
  * and stream_options.include_usage, and reads the SSE stream.  Timings
@@ -28,7 +28,10 @@
  * A request fails (success 0, error set) on: connection errors and resets,
  * a status other than 200, a malformed HTTP response, a body that ends early,
  * a data event that is not JSON, an {"error": ...} event, no token chunk at
- * all, or the per-request timeout.  Failures are counted, never fatal.
+ * all, the per-request timeout, or a failed TLS handshake (a certificate
+ * that fails verification sets `permanent`).  Failures are counted, never
+ * fatal.  With TLS, st still precedes the TCP connect, so TTFT includes the
+ * handshake (as aiohttp's does).
  *
  * Threads: everything runs on the calling thread's own uv loop. */
 #ifndef DSA_BENCH_CLIENT_H
@@ -62,6 +65,7 @@ typedef struct dsa_bench_result {
     int usage_prompt_tokens; /* usage.prompt_tokens; -1 when absent */
     int n_chunks;          /* token chunks received */
     int http_status;       /* 0 when no status line arrived */
+    int permanent;         /* failed in a way retrying cannot fix (certificate) */
     char *text;            /* generated text, owned, NUL-terminated */
     size_t n_text, cap_text;
     char error[512];       /* empty on success */
@@ -72,6 +76,9 @@ void dsa_bench_result_deinit(dsa_bench_result *r);
 typedef struct dsa_bench_client_params {
     const char *host;      /* numeric address or name */
     int port;
+    int tls;               /* 1: https (SNI and certificate checks against host) */
+    const char *ca_file;   /* TLS: PEM CAs trusted instead of the system store */
+    int insecure;          /* TLS: no certificate verification */
     const char *path;      /* request path, e.g. "/v1/completions" */
     const char *host_header; /* Host: value; NULL: host:port */
     dsa_bench_backend backend;
@@ -94,7 +101,8 @@ typedef struct dsa_bench_client_params {
 /* Runs n requests; out[i] receives request i's outcome (zeroed first; the
  * caller deinits each).  *duration_s: from the first send slot until the
  * last request ended (vLLM's benchmark_duration).  Fails only when the run
- * cannot happen at all (address not resolvable, out of memory); failed
+ * cannot happen at all (address not resolvable, CA file unreadable, out of
+ * memory); failed
  * requests are reported in out[]. */
 dsa_err dsa_bench_client_run(const dsa_bench_client_params *p, const dsa_bench_request *reqs,
                              int n, dsa_bench_result *out, double *duration_s);

@@ -24,6 +24,8 @@ typedef struct dsa_bench_opts {
     const char *backend, *base_url, *host, *endpoint;
     long long port;
     const char *model, *served_model_name, *tokenizer, *api_key;
+    const char *ca_cert;
+    int insecure;
     const char *dataset_name, *dataset_path;
     long long num_prompts;
     long long random_input_len, random_output_len, random_prefix_len;

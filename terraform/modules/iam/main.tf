@@ -1,10 +1,14 @@
-# Instance role: SSM Session Manager (no SSH from anywhere outside the
-# cluster), read the weights, read the API-key secret.
+# Instance role, least privilege: the SSM agent (AmazonSSMManagedInstanceCore,
+# for Session Manager and Ansible's aws_ssm connection), listing and reading
+# the checkpoint under its prefix, reading the one API-key secret.  Nothing
+# else: Ansible's file transfers through the SSM bucket use presigned URLs
+# made by the operator's credentials, so the nodes need no S3 rights there.
 
 data "aws_partition" "current" {}
 
 locals {
-  weights_objects = var.weights_prefix == "" ? "${var.weights_bucket_arn}/*" : "${var.weights_bucket_arn}/${trimsuffix(var.weights_prefix, "/")}/*"
+  weights_key_prefix = trimsuffix(var.weights_prefix, "/")
+  weights_objects    = local.weights_key_prefix == "" ? "${var.weights_bucket_arn}/*" : "${var.weights_bucket_arn}/${local.weights_key_prefix}/*"
 }
 
 data "aws_iam_policy_document" "assume" {
@@ -32,9 +36,25 @@ resource "aws_iam_role_policy_attachment" "ssm_core" {
 
 data "aws_iam_policy_document" "node" {
   statement {
-    sid       = "ListWeights"
-    actions   = ["s3:ListBucket", "s3:GetBucketLocation"]
+    sid       = "BucketLocation"
+    actions   = ["s3:GetBucketLocation"]
     resources = [var.weights_bucket_arn]
+  }
+
+  statement {
+    sid       = "ListWeights"
+    actions   = ["s3:ListBucket"]
+    resources = [var.weights_bucket_arn]
+
+    dynamic "condition" {
+      for_each = local.weights_key_prefix == "" ? [] : [1]
+
+      content {
+        test     = "StringLike"
+        variable = "s3:prefix"
+        values   = [local.weights_key_prefix, "${local.weights_key_prefix}/*"]
+      }
+    }
   }
 
   statement {
@@ -44,14 +64,8 @@ data "aws_iam_policy_document" "node" {
   }
 
   statement {
-    sid       = "SsmTransfer"
-    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket", "s3:GetBucketLocation"]
-    resources = [var.ssm_transfer_bucket_arn, "${var.ssm_transfer_bucket_arn}/*"]
-  }
-
-  statement {
     sid       = "ReadApiKeys"
-    actions   = ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
+    actions   = ["secretsmanager:GetSecretValue"]
     resources = [var.api_keys_secret_arn]
   }
 }

@@ -14,11 +14,6 @@ variable "weights_prefix" {
   default     = ""
 }
 
-variable "ssm_transfer_bucket_arn" {
-  description = "ARN of the bucket Ansible's SSM connection transfers files through."
-  type        = string
-}
-
 variable "api_keys_secret_arn" {
   description = "ARN of the Secrets Manager secret with the API keys."
   type        = string

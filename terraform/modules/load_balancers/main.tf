@@ -1,5 +1,8 @@
 # Public ALB (HTTPS, ACM certificate) and internal NLB, both in front of the
-# head's port on node 0, both health-checking GET /health.
+# head's port on node 0, both health-checking GET /health.  /metrics is
+# answered 403 by the ALB itself, so the public path never reaches it;
+# Prometheus scrapes the head from inside the VPC.  Port 80 is closed unless
+# http_redirect is set, and then only redirects (nothing is forwarded).
 
 locals {
   short = substr(var.name, 0, 24)
@@ -74,7 +77,33 @@ resource "aws_lb_listener" "https" {
   tags = var.tags
 }
 
+# Paths the public listener refuses before forwarding (exact and below).
+resource "aws_lb_listener_rule" "internal_only" {
+  listener_arn = aws_lb_listener.https.arn
+  priority     = 1
+
+  condition {
+    path_pattern {
+      values = flatten([for p in var.internal_only_paths : [p, "${p}/*"]])
+    }
+  }
+
+  action {
+    type = "fixed-response"
+
+    fixed_response {
+      content_type = "application/json"
+      status_code  = "403"
+      message_body = jsonencode({ error = { message = "This path is served inside the VPC only.", type = "forbidden", param = null, code = 403 } })
+    }
+  }
+
+  tags = var.tags
+}
+
 resource "aws_lb_listener" "http_redirect" {
+  count = var.http_redirect ? 1 : 0
+
   load_balancer_arn = aws_lb.public.arn
   port              = 80
   protocol          = "HTTP"

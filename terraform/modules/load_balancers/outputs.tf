@@ -13,6 +13,11 @@ output "nlb_dns_name" {
   value       = aws_lb.internal.dns_name
 }
 
+output "alb_idle_timeout_seconds" {
+  description = "Idle timeout of the ALB; dsa-head's keep-alive must be longer."
+  value       = aws_lb.public.idle_timeout
+}
+
 output "alb_target_group_arn" {
   description = "ALB target group of the head."
   value       = aws_lb_target_group.alb_head.arn

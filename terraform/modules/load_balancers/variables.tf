@@ -97,6 +97,23 @@ variable "health_check_path" {
   }
 }
 
+variable "internal_only_paths" {
+  description = "Paths the public ALB answers with 403 instead of forwarding (each also with /* below it); the NLB inside the VPC still serves them."
+  type        = list(string)
+  default     = ["/metrics"]
+
+  validation {
+    condition     = length(var.internal_only_paths) >= 1 && length(var.internal_only_paths) <= 2 && alltrue([for p in var.internal_only_paths : startswith(p, "/")])
+    error_message = "internal_only_paths must hold one or two paths starting with / (an ALB rule takes five path patterns at most)."
+  }
+}
+
+variable "http_redirect" {
+  description = "A port 80 listener that redirects to HTTPS (301, nothing forwarded); false: no port 80 listener."
+  type        = bool
+  default     = false
+}
+
 variable "deletion_protection" {
   description = "Protect the load balancers from deletion."
   type        = bool

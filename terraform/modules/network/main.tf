@@ -3,14 +3,15 @@
 
 data "aws_region" "current" {}
 
+# Subnets are sixteenths of the VPC: public ones from the first, private
+# ones from the ninth (a /16 gives /20 subnets, 10.42.0.0/20 and
+# 10.42.128.0/20 for the first AZ; a /22 gives /26, still room for the load
+# balancers). Eight AZs at most, as the variable checks.
 locals {
-  az_count    = length(var.availability_zones)
-  nat_count   = var.single_nat_gateway ? 1 : local.az_count
-  newbits     = 24 - tonumber(split("/", var.vpc_cidr)[1])
-  public_cidr = [for i in range(local.az_count) : cidrsubnet(var.vpc_cidr, local.newbits, i)]
-  private_cidr = [
-    for i in range(local.az_count) : cidrsubnet(var.vpc_cidr, local.newbits, 128 + i)
-  ]
+  az_count     = length(var.availability_zones)
+  nat_count    = var.single_nat_gateway ? 1 : local.az_count
+  public_cidr  = [for i in range(local.az_count) : cidrsubnet(var.vpc_cidr, 4, i)]
+  private_cidr = [for i in range(local.az_count) : cidrsubnet(var.vpc_cidr, 4, 8 + i)]
 }
 
 resource "aws_vpc" "this" {

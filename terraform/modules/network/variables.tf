@@ -7,9 +7,11 @@ variable "vpc_cidr" {
   description = "CIDR block of the VPC."
   type        = string
 
+  # AWS accepts /16 to /28 for a VPC; the subnets (sixteenths) need /22 or
+  # larger so the ALB's subnets keep free addresses.
   validation {
-    condition     = can(cidrhost(var.vpc_cidr, 0)) && tonumber(split("/", var.vpc_cidr)[1]) <= 20
-    error_message = "vpc_cidr must be a valid IPv4 CIDR of size /20 or larger."
+    condition     = can(cidrnetmask(var.vpc_cidr)) && try(tonumber(split("/", var.vpc_cidr)[1]) >= 16 && tonumber(split("/", var.vpc_cidr)[1]) <= 22, false)
+    error_message = "vpc_cidr must be an IPv4 CIDR from /16 to /22 (e.g. 10.42.0.0/16)."
   }
 }
 
@@ -18,8 +20,8 @@ variable "availability_zones" {
   type        = list(string)
 
   validation {
-    condition     = length(var.availability_zones) >= 2 && length(distinct(var.availability_zones)) == length(var.availability_zones)
-    error_message = "Give at least two distinct availability zones (an ALB needs subnets in two AZs)."
+    condition     = length(var.availability_zones) >= 2 && length(var.availability_zones) <= 8 && length(distinct(var.availability_zones)) == length(var.availability_zones)
+    error_message = "Give two to eight distinct availability zones (an ALB needs subnets in two AZs)."
   }
 }
 

@@ -1,5 +1,6 @@
 # Three groups:
-#   alb   - public HTTPS in, head port out to the nodes
+#   alb   - public HTTPS in (and HTTP only when port 80 redirects), head port
+#           out to the nodes
 #   nlb   - VPC clients in, head port out to the nodes
 #   nodes - head port only from the two load balancers; everything between
 #           members of this group (MPI over SSH/TCP, NCCL, EFA; EFA requires
@@ -57,7 +58,7 @@ resource "aws_vpc_security_group_ingress_rule" "alb_https" {
 }
 
 resource "aws_vpc_security_group_ingress_rule" "alb_http" {
-  for_each = toset(var.public_ingress_cidrs)
+  for_each = var.http_redirect ? toset(var.public_ingress_cidrs) : toset([])
 
   security_group_id = aws_security_group.alb.id
   description       = "HTTP from ${each.value} (redirected to HTTPS)"

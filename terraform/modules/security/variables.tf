@@ -19,7 +19,7 @@ variable "head_port" {
 }
 
 variable "public_ingress_cidrs" {
-  description = "IPv4 CIDRs allowed to reach the public ALB on 443 (and 80, which redirects)."
+  description = "IPv4 CIDRs allowed to reach the public ALB on 443 (and on 80 when http_redirect is set)."
   type        = list(string)
 
   validation {
@@ -36,6 +36,12 @@ variable "internal_client_cidrs" {
     condition     = alltrue([for c in var.internal_client_cidrs : can(cidrhost(c, 0))])
     error_message = "Every entry of internal_client_cidrs must be an IPv4 CIDR."
   }
+}
+
+variable "http_redirect" {
+  description = "Open port 80 of the ALB (it only redirects to HTTPS); false keeps it closed."
+  type        = bool
+  default     = false
 }
 
 variable "nlb_port" {
