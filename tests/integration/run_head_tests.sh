@@ -27,4 +27,7 @@ export DSA_HEAD="$BUILD/head/dsa-head" DSA_MODEL="$TMP/tiny" DSA_MODEL_SLOW="$TM
 if [ -n "${ASAN_OPTIONS:-}" ] && ldd "$DSA_HEAD" 2>/dev/null | grep -q asan; then
   export DSA_TEST_TIME_SCALE=3
 fi
-"$PY" "$SRC/tests/integration/test_head.py" "${@:3}"
+# vLLM's request parameters and defaults (docs/api-parameters.md) follow;
+# with test names given (argument 3 on), only test_head.py's are run
+"$PY" "$SRC/tests/integration/test_head.py" "${@:3}" || exit 1
+[ $# -gt 2 ] || "$PY" "$SRC/tests/integration/test_params.py"
