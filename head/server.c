@@ -660,10 +660,12 @@ static void handle_generate(head *h, dsa_http_conn *c, const dsa_http_req *r, ds
     g->call_salt = (uint32_t)(uv_hrtime() & 0xffffffffu);
     snprintf(g->id, sizeof g->id, "%s-%016" PRIx64 "%08x",
              kind == DSA_API_CHAT ? "chatcmpl" : "cmpl", ++h->next_id, (unsigned)g->call_salt);
-    /* vLLM names the response after the body's request_id when it has one */
-    if (g->api.request_id)
-        snprintf(g->id, sizeof g->id, "%s-%s", kind == DSA_API_CHAT ? "chatcmpl" : "cmpl",
-                 g->api.request_id);
+    /* vLLM names the response after the X-Request-Id header, else the
+     * body's request_id, when the client gave one */
+    const char *named = r->request_id_given ? r->request_id : g->api.request_id;
+    if (named)
+        snprintf(g->id, sizeof g->id, "%s-%.*s", kind == DSA_API_CHAT ? "chatcmpl" : "cmpl",
+                 DSA_API_MAX_REQUEST_ID, named);
     g->meta = (dsa_api_resp_meta){.kind = kind, .id = g->id, .created = (int64_t)time(NULL),
                                   .model = h->model_name};
     g->reasoning = kind == DSA_API_CHAT && h->variant == DSA_CHAT_R1;

@@ -188,6 +188,11 @@ class Params(unittest.TestCase):
                                            messages=[{"role": "user", "content": "q"}],
                                            extra_body={"request_id": "abc"})
         self.assertEqual(r.id, "chatcmpl-abc")
+        # the X-Request-Id header wins over the body's request_id, as in vLLM
+        r = self.c.completions.create(model="tiny", prompt="x", max_tokens=1,
+                                      extra_headers={"X-Request-Id": "hdr-9"},
+                                      extra_body={"request_id": "body-9"})
+        self.assertEqual(r.id, "cmpl-hdr-9")
 
     def test_add_special_tokens(self):
         a = self.c.completions.create(model="tiny", prompt="hello", max_tokens=1)
