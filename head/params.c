@@ -13,6 +13,10 @@ void dsa_params_sampling(const dsa_api_request *a, const dsa_genconfig *gc, uint
      * (off), min_p 0, repetition_penalty 1 */
     double temperature = a->temperature >= 0 ? a->temperature
                          : gc->has_temperature ? gc->temperature : 1.0;
+    /* vLLM raises a temperature in (0, 0.01) to 0.01 (_MAX_TEMP) against
+     * overflow in the scaled logits */
+    if (temperature > 0 && temperature < 0.01)
+        temperature = 0.01;
     double top_p = a->top_p > 0 ? a->top_p : gc->has_top_p ? gc->top_p : 1.0;
     int64_t top_k = a->has_top_k ? a->top_k : gc->has_top_k ? gc->top_k : -1;
     double min_p = a->has_min_p ? a->min_p : gc->has_min_p ? gc->min_p : 0.0;

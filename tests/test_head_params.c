@@ -225,6 +225,11 @@ Test(params, sampling_defaults)
     cr_assert_float_eq(sp.min_p, 0.0f, 1e-6);
     cr_assert_float_eq(sp.repetition_penalty, 1.0f, 1e-6);
     dsa_api_request_free(&r);
+    /* vLLM's floor for a positive temperature */
+    cr_assert_eq(parse(DSA_API_CHAT, "{" CHAT_MSGS ",\"temperature\":0.001}", &r, &e), DSA_OK);
+    dsa_params_sampling(&r, NULL, 0, &sp);
+    cr_assert_float_eq(sp.temperature, 0.01f, 1e-7);
+    dsa_api_request_free(&r);
 }
 
 Test(params, genconfig_as_vllm_reads_it)
