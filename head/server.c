@@ -887,7 +887,8 @@ static void on_load(uv_work_t *w)
     dsa_err err;
     char path[4096];
     int found = 0;
-    if (dsa_genconfig_load(o->generation_config, o->model, &h->genconfig, &found)) {
+    const char *gmode = o->generation_config ? o->generation_config : "auto";
+    if (dsa_genconfig_load(gmode, o->model, &h->genconfig, &found)) {
         snprintf(h->load_error, sizeof h->load_error, "--generation-config: %s", dsa_errmsg());
         h->load_failed = 1;
         return;
@@ -895,8 +896,12 @@ static void on_load(uv_work_t *w)
     if (found && (h->genconfig.has_temperature || h->genconfig.has_top_p ||
                   h->genconfig.has_top_k || h->genconfig.has_min_p ||
                   h->genconfig.has_repetition_penalty || h->genconfig.has_max_tokens))
-        DSA_WARN("default sampling parameters come from the model's generation_config.json "
-                 "(as vLLM's --generation-config auto); --generation-config vllm turns this off");
+        DSA_WARN("default sampling parameters come from %s/generation_config.json (as vLLM "
+                 "does); --generation-config vllm turns this off",
+                 strcmp(gmode, "auto") ? gmode : o->model);
+    else if (!found && strcmp(gmode, "auto") && strcmp(gmode, "vllm"))
+        DSA_WARN("--generation-config %s: no generation_config.json there; vLLM's defaults apply",
+                 gmode);
     snprintf(path, sizeof path, "%s/tokenizer.json", o->model);
     FILE *f = fopen(path, "rb");
     if (f) {
