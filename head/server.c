@@ -463,7 +463,8 @@ static void gen_finish_response(gen *g)
                     .has_logprobs = g->api.logprobs,
                     .tool_calls = c->tools.p.calls, .n_tool_calls = c->tools.n_calls};
                 if (g->api.logprobs) {
-                    lp[i] = format_lps(h, c->lps, c->n_lps, g->api.return_tokens_as_token_ids, &store);
+                    lp[i] = format_lps(h, c->lps, c->n_lps, g->api.return_tokens_as_token_ids,
+                                       &store);
                     cs[i].logprobs = lp[i];
                     cs[i].n_logprobs = lp[i] ? c->n_lps : 0;
                 }
@@ -521,7 +522,9 @@ static void on_event(head *h, dsa_engine_event *ev)
     c->n_generated = ev->n_generated;
     if (g->api.stream && g->api.kind != DSA_API_GENERATE) {
         dsa_jbuf b = {0}, store = {0};
-        dsa_api_logprob *lp = ev->n_lps ? format_lps(h, ev->lps, ev->n_lps, g->api.return_tokens_as_token_ids, &store) : NULL;
+        dsa_api_logprob *lp = ev->n_lps ? format_lps(h, ev->lps, ev->n_lps,
+                                                     g->api.return_tokens_as_token_ids, &store)
+                                        : NULL;
         dsa_tools_delta td;
         if (dsa_tools_out_feed(&c->tools, ev->content.data, ev->content.len,
                                ev->finish != NULL, &td)) {
