@@ -15,6 +15,7 @@
 #include "common/genconfig.h"
 #include "head/api.h"
 #include "head/params.h"
+#include "head/tools.h"
 
 static dsa_err parse(dsa_api_kind k, const char *body, dsa_api_request *r, dsa_api_error *e)
 {
@@ -367,4 +368,40 @@ Test(params, text_offset_counts_characters)
     cr_assert_eq(cJSON_GetArrayItem(off, 2)->valueint, 3);
     cJSON_Delete(j);
     dsa_jbuf_deinit(&b);
+}
+
+/* text_offset of the first logprobs token in an SSE chunk "data: {...}\n\n" */
+static int chunk_offset(const char *ev)
+{
+    cJSON *j = cJSON_Parse(ev + 6);
+    cr_assert_not_null(j, "%s", ev);
+    cJSON *c0 = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "choices"), 0);
+    cJSON *off = cJSON_GetObjectItem(cJSON_GetObjectItem(c0, "logprobs"), "text_offset");
+    int v = cJSON_GetArrayItem(off, 0)->valueint;
+    cJSON_Delete(j);
+    return v;
+}
+
+Test(params, streamed_text_offset_follows_the_tokens)
+{
+    /* a character split over two tokens: the first token's content is held
+     * back by the detokenizer, yet the offsets are those of the whole
+     * response (0, then the first token's 2 characters) */
+    dsa_api_resp_meta m = {.kind = DSA_API_COMPLETION, .id = "cmpl-1", .created = 5,
+                           .model = "tiny"};
+    dsa_api_logprob a = {.text = "\xe6\xbc", .n_text = 2, .logprob = -1.0f};
+    dsa_api_logprob b = {.text = "\xa2", .n_text = 1, .logprob = -1.0f};
+    size_t offset = 0;
+    dsa_tools_delta d1 = {.content = "", .n_content = 0};
+    dsa_tools_delta d2 = {.content = "\xe6\xbc\xa2", .n_content = 3};
+    dsa_jbuf b1 = {0}, b2 = {0};
+    dsa_tools_sse(&b1, &(dsa_tools_sse_event){.meta = &m, .td = &d1, .logprobs = &a,
+                                              .n_logprobs = 1, .text_offset = &offset});
+    dsa_tools_sse(&b2, &(dsa_tools_sse_event){.meta = &m, .td = &d2, .logprobs = &b,
+                                              .n_logprobs = 1, .text_offset = &offset});
+    cr_assert_eq(chunk_offset(b1.data), 0);
+    cr_assert_eq(chunk_offset(b2.data), 2);
+    cr_assert_eq(offset, 3);
+    dsa_jbuf_deinit(&b1);
+    dsa_jbuf_deinit(&b2);
 }
