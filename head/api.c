@@ -519,6 +519,7 @@ void dsa_api_request_free(dsa_api_request *r)
     for (int i = 0; i < r->n_stop; i++)
         free(r->stop[i]);
     free(r->request_id);
+    free(r->ignored);
     memset(r, 0, sizeof *r);
 }
 

@@ -116,6 +116,7 @@ typedef struct dsa_api_request {
     int add_special_tokens; /* default: completions 1, chat 0 (as vLLM) */
     int return_tokens_as_token_ids;
     char *request_id;       /* the body's request_id, NULL when absent */
+    char *ignored;          /* fields no parameter of the API names, "a, b"; for the log */
 } dsa_api_request;
 
 /* Parses a JSON body.  On failure returns DSA_INVAL (or DSA_NOMEM) and

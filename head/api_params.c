@@ -348,6 +348,53 @@ static dsa_err parse_misc(const cJSON *root, dsa_api_request *r, dsa_api_error *
     return DSA_OK;
 }
 
+/* Every field of vLLM's ChatCompletionRequest and CompletionRequest, and
+ * the OpenAI ones of the table above: anything else is reported as
+ * ignored, as vLLM logs "fields were present in the request but ignored". */
+static const char *const known[] = {
+    "messages", "model", "prompt", "frequency_penalty", "logit_bias", "logprobs",
+    "top_logprobs", "max_tokens", "max_completion_tokens", "n", "presence_penalty",
+    "response_format", "seed", "stop", "stream", "stream_options", "suffix", "temperature",
+    "top_p", "tools", "tool_choice", "reasoning_effort", "include_reasoning",
+    "parallel_tool_calls", "user", "best_of", "use_beam_search", "top_k", "min_p",
+    "repetition_penalty", "length_penalty", "stop_token_ids", "include_stop_str_in_output",
+    "ignore_eos", "min_tokens", "skip_special_tokens", "spaces_between_special_tokens",
+    "truncate_prompt_tokens", "prompt_logprobs", "allowed_token_ids", "bad_words", "echo",
+    "add_generation_prompt", "continue_final_message", "add_special_tokens", "documents",
+    "chat_template", "chat_template_kwargs", "mm_processor_kwargs", "guided_json",
+    "guided_regex", "guided_choice", "guided_grammar", "structural_tag",
+    "structured_outputs", "guided_decoding_backend", "guided_whitespace_pattern", "priority",
+    "request_id", "logits_processors", "return_tokens_as_token_ids", "return_token_ids",
+    "cache_salt", "kv_transfer_params", "vllm_xargs", "prompt_embeds", "store", "metadata",
+    "service_tier", "prediction", "prompt_cache_key", "safety_identifier", "audio",
+    "web_search_options", "functions", "function_call", "verbosity", "modalities",
+};
+
+static dsa_err note_ignored(const cJSON *root, dsa_api_request *r)
+{
+    dsa_jbuf names = {0};
+    for (const cJSON *it = root->child; it; it = it->next) {
+        size_t i = 0;
+        while (i < sizeof known / sizeof known[0] && strcmp(known[i], it->string))
+            i++;
+        if (i < sizeof known / sizeof known[0])
+            continue;
+        if (names.len > 200) { /* enough to see the typo */
+            dsa_jbuf_puts(&names, ", ...");
+            break;
+        }
+        if (names.len)
+            dsa_jbuf_puts(&names, ", ");
+        dsa_jbuf_puts(&names, it->string);
+    }
+    if (names.oom) {
+        dsa_jbuf_deinit(&names);
+        return DSA_NOMEM;
+    }
+    r->ignored = names.data; /* NULL when none */
+    return DSA_OK;
+}
+
 dsa_err dsa_api_parse_params(const cJSON *root, dsa_api_request *r, dsa_api_error *e)
 {
     if (r->kind == DSA_API_GENERATE)
@@ -360,5 +407,5 @@ dsa_err dsa_api_parse_params(const cJSON *root, dsa_api_request *r, dsa_api_erro
         return err;
     if (r->kind == DSA_API_CHAT && (err = parse_chat_render(root, r, e)))
         return err;
-    return DSA_OK;
+    return note_ignored(root, r);
 }

@@ -676,6 +676,9 @@ static void handle_generate(head *h, dsa_http_conn *c, const dsa_http_req *r, ds
     if (!h->o->disable_log_requests)
         DSA_INFO("request %s: %s %s, stream %d, max_tokens %" PRId64, g->rid, r->method_name,
                  r->path, g->api.stream, g->api.max_tokens);
+    if (g->api.ignored)
+        DSA_WARN("request %s: fields present in the request but ignored: %s", g->rid,
+                 g->api.ignored);
     size_t text = 0;
     for (int i = 0; i < g->api.n_prompts; i++)
         text += g->api.prompts[i].n_text;

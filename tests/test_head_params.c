@@ -405,3 +405,15 @@ Test(params, streamed_text_offset_follows_the_tokens)
     dsa_jbuf_deinit(&b1);
     dsa_jbuf_deinit(&b2);
 }
+
+Test(params, unknown_fields_are_reported)
+{
+    dsa_api_request r;
+    expect_ok(DSA_API_COMPLETION, "\"temprature\":0.5,\"top_k\":2,\"stop_token_ids\":[1],"
+              "\"foo\":{}", &r);
+    cr_assert_str_eq(r.ignored, "temprature, foo");
+    dsa_api_request_free(&r);
+    expect_ok(DSA_API_CHAT, "\"max_completion_tokens\":3,\"store\":true", &r);
+    cr_assert_null(r.ignored);
+    dsa_api_request_free(&r);
+}

@@ -235,6 +235,14 @@ class Params(unittest.TestCase):
                              "chat_template_kwargs": {"unused": 1}})
         self.assertEqual(len(r.choices), 1)
 
+    def test_unknown_fields_are_logged(self):
+        # vLLM answers and logs the fields it ignored; a typo shows in the log
+        r = self.c.completions.create(model="tiny", prompt="x", max_tokens=1,
+                                      extra_body={"temprature": 0.1})
+        self.assertEqual(len(r.choices), 1)
+        self.assertTrue(any("ignored: temprature" in line
+                            for line in self.srv.logtext().splitlines()))
+
 
 class GenerationConfig(unittest.TestCase):
     """--generation-config: the checkpoint's defaults, vLLM's own, a folder."""
