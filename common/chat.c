@@ -790,3 +790,53 @@ dsa_err dsa_chat_render_tools(dsa_chat_variant v, const cJSON *messages, const c
     *out = b.data;
     return DSA_OK;
 }
+
+/* Python's str.strip() for the whitespace a message can carry. */
+static void strip_ws(const char **s, size_t *n)
+{
+    while (*n && strchr(" \t\n\r\v\f", (*s)[0]))
+        (*s)++, (*n)--;
+    while (*n && strchr(" \t\n\r\v\f", (*s)[*n - 1]))
+        (*n)--;
+}
+
+dsa_err dsa_chat_continue_final(const cJSON *messages, char *text)
+{
+    const cJSON *last = NULL, *it;
+    cJSON_ArrayForEach(it, messages)
+        last = it;
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(last, "content");
+    const char *s = NULL;
+    if (cJSON_IsString(c)) {
+        s = c->valuestring;
+    } else if (cJSON_IsArray(c)) {
+        /* transformers continues the last part that has text */
+        for (const cJSON *p = c->child; p; p = p->next) {
+            const cJSON *t = cJSON_GetObjectItemCaseSensitive(p, "text");
+            if (cJSON_IsString(t))
+                s = t->valuestring;
+        }
+    }
+    if (!s)
+        return dsa_fail(DSA_INVAL, "continue_final_message is set but the final message has "
+                        "no text to continue");
+    size_t n = strlen(s);
+    strip_ws(&s, &n);
+    if (n == 0) /* "" is found at the end: nothing is cut */
+        return DSA_OK;
+    /* the last occurrence of the stripped text, as str.rindex finds it */
+    size_t len = strlen(text);
+    char *hit = NULL;
+    for (char *p = text; (size_t)(p - text) + n <= len;) {
+        char *q = memmem(p, len - (size_t)(p - text), s, n);
+        if (!q)
+            break;
+        hit = q;
+        p = q + 1;
+    }
+    if (!hit)
+        return dsa_fail(DSA_INVAL, "continue_final_message is set but the final message does "
+                        "not appear in the chat after applying the chat template");
+    hit[n] = 0;
+    return DSA_OK;
+}

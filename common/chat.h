@@ -87,6 +87,14 @@ dsa_err dsa_chat_render(dsa_chat_variant v, const cJSON *messages,
  * DSA_INVAL naming the field). */
 dsa_err dsa_chat_render_tools(dsa_chat_variant v, const cJSON *messages, const cJSON *tools,
                               bool add_generation_prompt, const char *bos_token, char **out);
+/* continue_final_message (vLLM, via transformers' apply_chat_template):
+ * cuts `text`, rendered from `messages` without the generation prompt, in
+ * place right after the last occurrence of the final message's text
+ * (stripped of surrounding whitespace; of a content list, the last part
+ * with text), so the model continues that message instead of a closed
+ * turn.  DSA_INVAL with a message when there is no text to continue or it
+ * does not appear in the rendering. */
+dsa_err dsa_chat_continue_final(const cJSON *messages, char *text);
 
 /* ---- helpers shared by the chat modules -------------------------------- */
 

@@ -97,6 +97,17 @@ static int utf8_len(const unsigned char *s, size_t n)
     return len;
 }
 
+size_t dsa_api_text_chars(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t chars = 0;
+    for (size_t i = 0; i < n; chars++) {
+        int l = utf8_len(p + i, n - i);
+        i += l ? (size_t)l : 1;
+    }
+    return chars;
+}
+
 void dsa_jbuf_str(dsa_jbuf *b, const char *s, size_t n)
 {
     if (jbuf_reserve(b, n + 2))
@@ -461,6 +472,8 @@ static dsa_err parse_fields(const cJSON *root, dsa_api_request *r, dsa_api_error
     if (r->n > 1 && r->n_prompts > 1 && r->n * r->n_prompts > DSA_API_MAX_PROMPTS)
         return dsa_api_fail(e, 400, "n", "n times the number of prompts must be at most %d",
                             DSA_API_MAX_PROMPTS);
+    if ((err = dsa_api_parse_params(root, r, e)))
+        return err;
     return DSA_OK;
 }
 
@@ -477,6 +490,7 @@ dsa_err dsa_api_parse(dsa_api_kind kind, const char *body, size_t len, dsa_api_r
     r->repetition_penalty = 1;
     r->skip_special_tokens = 1;
     r->add_generation_prompt = 1;
+    r->add_special_tokens = kind != DSA_API_CHAT;
     cJSON *root = cJSON_ParseWithLength(body, len);
     if (!root)
         return dsa_api_fail(e, 400, NULL, "request body is not valid JSON");
@@ -505,6 +519,8 @@ void dsa_api_request_free(dsa_api_request *r)
     free(r->prompts);
     for (int i = 0; i < r->n_stop; i++)
         free(r->stop[i]);
+    free(r->request_id);
+    free(r->ignored);
     memset(r, 0, sizeof *r);
 }
 
@@ -654,7 +670,7 @@ static void put_completion_logprobs(dsa_jbuf *b, const dsa_api_logprob *lp, int 
     dsa_jbuf_puts(b, "],\"text_offset\":[");
     for (int i = 0; i < n; i++) {
         dsa_jbuf_printf(b, "%s%zu", i ? "," : "", offset);
-        offset += lp[i].n_text;
+        offset += dsa_api_text_chars(lp[i].text, lp[i].n_text);
     }
     dsa_jbuf_puts(b, "]}");
 }

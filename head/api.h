@@ -78,6 +78,7 @@ typedef enum dsa_api_tool_choice {
 #define DSA_API_MAX_STOP 16
 #define DSA_API_MAX_N 16
 #define DSA_API_MAX_PROMPTS 64
+#define DSA_API_MAX_REQUEST_ID 256
 
 typedef struct dsa_api_request {
     dsa_api_kind kind;
@@ -107,6 +108,16 @@ typedef struct dsa_api_request {
     cJSON *tools;           /* chat: `tools` when not empty, owned */
     dsa_api_tool_choice tool_choice;
     int parallel_tool_calls;
+    /* vLLM's extra parameters (head/api_params.c) */
+    int has_top_k, has_min_p, has_repetition_penalty; /* given, not defaulted */
+    int include_stop_str_in_output;
+    int has_truncate;       /* truncate_prompt_tokens given */
+    int64_t truncate_prompt_tokens; /* -1: max_model_len; keep the last k tokens */
+    int continue_final_message;
+    int add_special_tokens; /* default: completions 1, chat 0 (as vLLM) */
+    int return_tokens_as_token_ids;
+    char *request_id;       /* the body's request_id, NULL when absent */
+    char *ignored;          /* fields no parameter of the API names, "a, b"; for the log */
 } dsa_api_request;
 
 /* Parses a JSON body.  On failure returns DSA_INVAL (or DSA_NOMEM) and
@@ -114,6 +125,16 @@ typedef struct dsa_api_request {
 dsa_err dsa_api_parse(dsa_api_kind kind, const char *body, size_t len, dsa_api_request *req,
                       dsa_api_error *e);
 void dsa_api_request_free(dsa_api_request *req);
+
+/* vLLM's extra parameters and the OpenAI ones vLLM ignores: each applied
+ * as vLLM applies it or refused with a 400 naming it (docs/api-parameters.md
+ * holds the table).  Called by dsa_api_parse after the core fields. */
+dsa_err dsa_api_parse_params(const cJSON *root, dsa_api_request *r, dsa_api_error *e);
+
+/* Characters (Unicode code points; each invalid UTF-8 byte counts as the
+ * one U+FFFD it is sent as) in s[0..n): the unit of completions'
+ * text_offset, as Python's len() counts in vLLM. */
+size_t dsa_api_text_chars(const char *s, size_t n);
 
 /* /tokenize {prompt | messages, add_special_tokens} and /detokenize
  * {tokens}.  messages is owned by the caller afterwards (cJSON_Delete). */

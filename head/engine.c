@@ -264,6 +264,7 @@ static void take_inputs(dsa_engine *e, dsa_engine_req *news, abort_node *aborts)
         r->in_sched = 1;
         dsa_textout_init(&r->out, e->p.tok, r->skip_special, r->stop, r->n_stop,
                          r->reasoning_flags);
+        r->out.include_stop = r->include_stop;
     }
     for (abort_node *a = aborts, *next; a; a = next) {
         next = a->next;

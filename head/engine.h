@@ -43,6 +43,7 @@ typedef struct dsa_engine_req {
     int want_logprobs;
     char *const *stop;          /* borrowed from user, [n_stop] */
     int n_stop;
+    int include_stop;           /* include_stop_str_in_output */
     double t_arrival;           /* dsa_time_now() when the HTTP request came */
     void *user;                 /* loop side only: its owner, NULL once abandoned */
     int index;                  /* choice index */

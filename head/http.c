@@ -367,6 +367,7 @@ static void dispatch(dsa_http_conn *c)
     char *q = strpbrk(url, "?#");
     if (q)
         *q = 0;
+    c->req.request_id_given = c->reqid.len > 0;
     if (c->reqid.len) {
         c->req.request_id = c->reqid.data;
     } else {

@@ -30,6 +30,7 @@ typedef struct dsa_http_req {
     const char *path;           /* NUL-terminated, without the query */
     const char *authorization;  /* header value or NULL */
     const char *request_id;     /* X-Request-Id or a generated id */
+    int request_id_given;       /* request_id is the client's X-Request-Id */
     const char *body;           /* NUL-terminated */
     size_t n_body;
     int keep_alive;

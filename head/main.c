@@ -54,6 +54,7 @@ static const dsa_option head_options[] = {
     OPT("timeout-keep-alive", DSA_OPT_DOUBLE, timeout_keep_alive, 0.01, 86400, "5", "SEC", "idle keep-alive connections are closed after this", 0),
     OPT("request-timeout", DSA_OPT_DOUBLE, request_timeout, 0.01, 86400, "30", "SEC", "a request must arrive completely within this (408)", 0),
     OPT("chat-template-variant", DSA_OPT_STRING, chat_template_variant, 0, 0, "auto", "NAME", "auto, v3 or r1 (auto detects from tokenizer_config.json)", 0),
+    OPT("generation-config", DSA_OPT_STRING, generation_config, 0, 0, "auto", "MODE", "default sampling parameters: auto (the model's generation_config.json), vllm (vLLM's own defaults) or a folder holding a generation_config.json", 0),
     OPT("protect-metrics", DSA_OPT_FLAG, protect_metrics, 0, 0, NULL, NULL, "require an API key for /metrics too", 0),
     OPT("disable-log-requests", DSA_OPT_FLAG, disable_log_requests, 0, 0, NULL, NULL, "do not log each request", 0),
     OPT("log-format", DSA_OPT_STRING, log_format, 0, 0, "json", "FMT", "json (one object a line) or text", 0),

@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "common/chat.h"
+#include "common/genconfig.h"
 #include "common/log.h"
 #include "common/reasoning.h"
 #include "common/tokenizer.h"
@@ -23,6 +24,7 @@
 #include "head/engine.h"
 #include "head/http.h"
 #include "head/metrics.h"
+#include "head/params.h"
 #include "head/tools.h"
 #include "worker/step.h"
 #ifdef DSA_HAVE_MPI
@@ -52,6 +54,7 @@ typedef struct head {
     dsa_tok *tok;
     int has_chat;
     dsa_chat_variant variant;
+    dsa_genconfig genconfig;    /* sampling defaults (--generation-config) */
     dsa_metrics metrics;
     int state;
     int exit_code;
@@ -83,7 +86,7 @@ typedef struct gen {
     head *h;
     dsa_http_conn *conn;        /* NULL once the client is gone */
     dsa_api_request api;
-    char id[64];
+    char id[DSA_API_MAX_REQUEST_ID + 16]; /* "chatcmpl-..." / "cmpl-..." */
     uint32_t call_salt;         /* makes tool-call ids unique per request */
     dsa_api_resp_meta meta;
     int n_prompts;
@@ -183,13 +186,20 @@ static void tokenize_prompts(gen *g)
         dsa_err err = dsa_chat_render_tools(h->variant, a->messages, a->tools,
                                             a->add_generation_prompt != 0,
                                             dsa_tok_bos_token(h->tok), &text);
+        if (!err && a->continue_final_message &&
+            (err = dsa_chat_continue_final(a->messages, text)) == DSA_INVAL) {
+            g->failed = 1;
+            dsa_api_fail(&g->err, 400, "continue_final_message", "%s", dsa_errmsg());
+            free(text);
+            return;
+        }
         if (err) {
             g->failed = 1;
             dsa_api_fail(&g->err, err == DSA_NOMEM ? 500 : 400, "messages", "%s", dsa_errmsg());
             return;
         }
         size_t n = 0;
-        err = dsa_tok_encode(h->tok, text, strlen(text), 0, &g->ids[0], &n);
+        err = dsa_tok_encode(h->tok, text, strlen(text), a->add_special_tokens, &g->ids[0], &n);
         free(text);
         g->n_ids[0] = (int32_t)n;
         if (err) {
@@ -217,7 +227,8 @@ static void tokenize_prompts(gen *g)
             return;
         }
         size_t n = 0;
-        dsa_err err = dsa_tok_encode(h->tok, p->text, p->n_text, 1, &g->ids[i], &n);
+        dsa_err err = dsa_tok_encode(h->tok, p->text, p->n_text, a->add_special_tokens,
+                                     &g->ids[i], &n);
         g->n_ids[i] = (int32_t)n;
         if (err) {
             g->failed = 1;
@@ -249,6 +260,12 @@ static void gen_start(gen *g)
         return;
     }
     for (int i = 0; i < g->n_prompts; i++) {
+        dsa_api_error te;
+        if (dsa_params_truncate(a, h->max_model_len, g->ids[i], &g->n_ids[i], &te)) {
+            respond_error(conn, &te, NULL);
+            gen_free(g);
+            return;
+        }
         int64_t n = g->n_ids[i];
         if (n == 0) {
             respond_fail(conn, 400, a->kind == DSA_API_CHAT ? "messages" : "prompt",
@@ -277,7 +294,7 @@ static void gen_start(gen *g)
             gen_free(g);
             return;
         }
-        g->prompt_tokens += n * a->n;
+        g->prompt_tokens += n; /* once per prompt whatever n is, as vLLM counts */
     }
     int n_choices = g->n_prompts * a->n;
     if (dsa_engine_n_waiting(h->engine) + n_choices > h->o->max_queued) {
@@ -304,22 +321,16 @@ static void gen_start(gen *g)
             gen_free(g);
             return;
         }
-        int64_t max_new = a->max_tokens > 0 ? a->max_tokens : h->max_model_len - g->n_ids[p];
-        er->max_new = (int32_t)max_new;
-        er->sp = (dsa_sampling){
-            .temperature = (float)(a->temperature >= 0 ? a->temperature : 1.0),
-            .top_p = (float)(a->top_p > 0 ? a->top_p : 1.0), .min_p = (float)a->min_p,
-            .top_k = (int32_t)(a->top_k > 0 ? a->top_k : -1), .seed = base_seed + (uint64_t)i,
-            .presence_penalty = (float)a->presence_penalty,
-            .frequency_penalty = (float)a->frequency_penalty,
-            .repetition_penalty = (float)a->repetition_penalty,
-            .n_logprobs = a->logprobs ? a->top_logprobs : -1};
+        er->max_new = (int32_t)dsa_params_max_new(a, &h->genconfig, h->max_model_len,
+                                                  g->n_ids[p]);
+        dsa_params_sampling(a, &h->genconfig, base_seed + (uint64_t)i, &er->sp);
         er->ignore_eos = a->ignore_eos;
         er->skip_special = a->skip_special_tokens;
         er->reasoning_flags = g->reasoning ? DSA_REASON_TRIM : -1;
         er->want_logprobs = a->logprobs;
         er->stop = a->stop;
         er->n_stop = a->n_stop;
+        er->include_stop = a->include_stop_str_in_output;
         er->t_arrival = g->t_start;
         er->user = g;
         er->index = i;
@@ -366,12 +377,13 @@ static void after_tokenized(uv_work_t *w, int status)
 }
 
 /* The token's text for logprobs (raw piece, special tokens included). */
-static void token_text(head *h, int32_t id, dsa_jbuf *store, size_t *off, size_t *len)
+static void token_text(head *h, int32_t id, int as_ids, dsa_jbuf *store, size_t *off,
+                       size_t *len)
 {
     char *t = NULL;
     size_t n = 0;
     *off = store->len;
-    if (h->tok && dsa_tok_decode(h->tok, &id, 1, 0, &t, &n) == DSA_OK) {
+    if (!as_ids && h->tok && dsa_tok_decode(h->tok, &id, 1, 0, &t, &n) == DSA_OK) {
         dsa_jbuf_put(store, t, n);
     } else {
         char tmp[32];
@@ -382,8 +394,10 @@ static void token_text(head *h, int32_t id, dsa_jbuf *store, size_t *off, size_t
     *len = store->len - *off;
 }
 
-/* Formats logprob entries for the API (texts decoded into store). */
-static dsa_api_logprob *format_lps(head *h, const dsa_engine_lp *lps, int n, dsa_jbuf *store)
+/* Formats logprob entries for the API (texts decoded into store; as_ids:
+ * return_tokens_as_token_ids, every token as "token_id:N"). */
+static dsa_api_logprob *format_lps(head *h, const dsa_engine_lp *lps, int n, int as_ids,
+                                   dsa_jbuf *store)
 {
     dsa_api_logprob *out = calloc((size_t)(n > 0 ? n : 1), sizeof *out);
     if (!out)
@@ -394,11 +408,12 @@ static dsa_api_logprob *format_lps(head *h, const dsa_engine_lp *lps, int n, dsa
         return NULL;
     }
     for (int i = 0; i < n; i++) {
-        token_text(h, lps[i].id, store, &offs[i][0], &out[i].n_text);
+        token_text(h, lps[i].id, as_ids, store, &offs[i][0], &out[i].n_text);
         out[i].logprob = lps[i].logprob;
         out[i].n_top = lps[i].n_top;
         for (int j = 0; j < lps[i].n_top; j++) {
-            token_text(h, lps[i].top_ids[j], store, &offs[i][j + 1], &out[i].top_n_text[j]);
+            token_text(h, lps[i].top_ids[j], as_ids, store, &offs[i][j + 1],
+                       &out[i].top_n_text[j]);
             out[i].top_logprob[j] = lps[i].top_logprobs[j];
         }
     }
@@ -450,7 +465,8 @@ static void gen_finish_response(gen *g)
                     .has_logprobs = g->api.logprobs,
                     .tool_calls = c->tools.p.calls, .n_tool_calls = c->tools.n_calls};
                 if (g->api.logprobs) {
-                    lp[i] = format_lps(h, c->lps, c->n_lps, &store);
+                    lp[i] = format_lps(h, c->lps, c->n_lps, g->api.return_tokens_as_token_ids,
+                                       &store);
                     cs[i].logprobs = lp[i];
                     cs[i].n_logprobs = lp[i] ? c->n_lps : 0;
                 }
@@ -508,7 +524,9 @@ static void on_event(head *h, dsa_engine_event *ev)
     c->n_generated = ev->n_generated;
     if (g->api.stream && g->api.kind != DSA_API_GENERATE) {
         dsa_jbuf b = {0}, store = {0};
-        dsa_api_logprob *lp = ev->n_lps ? format_lps(h, ev->lps, ev->n_lps, &store) : NULL;
+        dsa_api_logprob *lp = ev->n_lps ? format_lps(h, ev->lps, ev->n_lps,
+                                                     g->api.return_tokens_as_token_ids, &store)
+                                        : NULL;
         dsa_tools_delta td;
         if (dsa_tools_out_feed(&c->tools, ev->content.data, ev->content.len,
                                ev->finish != NULL, &td)) {
@@ -647,6 +665,12 @@ static void handle_generate(head *h, dsa_http_conn *c, const dsa_http_req *r, ds
     g->call_salt = (uint32_t)(uv_hrtime() & 0xffffffffu);
     snprintf(g->id, sizeof g->id, "%s-%016" PRIx64 "%08x",
              kind == DSA_API_CHAT ? "chatcmpl" : "cmpl", ++h->next_id, (unsigned)g->call_salt);
+    /* vLLM names the response after the X-Request-Id header, else the
+     * body's request_id, when the client gave one */
+    const char *named = r->request_id_given ? r->request_id : g->api.request_id;
+    if (named)
+        snprintf(g->id, sizeof g->id, "%s-%.*s", kind == DSA_API_CHAT ? "chatcmpl" : "cmpl",
+                 DSA_API_MAX_REQUEST_ID, named);
     g->meta = (dsa_api_resp_meta){.kind = kind, .id = g->id, .created = (int64_t)time(NULL),
                                   .model = h->model_name};
     g->reasoning = kind == DSA_API_CHAT && h->variant == DSA_CHAT_R1;
@@ -654,6 +678,9 @@ static void handle_generate(head *h, dsa_http_conn *c, const dsa_http_req *r, ds
     if (!h->o->disable_log_requests)
         DSA_INFO("request %s: %s %s, stream %d, max_tokens %" PRId64, g->rid, r->method_name,
                  r->path, g->api.stream, g->api.max_tokens);
+    if (g->api.ignored)
+        DSA_WARN("request %s: fields present in the request but ignored: %s", g->rid,
+                 g->api.ignored);
     size_t text = 0;
     for (int i = 0; i < g->api.n_prompts; i++)
         text += g->api.prompts[i].n_text;
@@ -867,6 +894,22 @@ static void on_load(uv_work_t *w)
     const dsa_head_opts *o = h->o;
     dsa_err err;
     char path[4096];
+    int found = 0;
+    const char *gmode = o->generation_config ? o->generation_config : "auto";
+    if (dsa_genconfig_load(gmode, o->model, &h->genconfig, &found)) {
+        snprintf(h->load_error, sizeof h->load_error, "--generation-config: %s", dsa_errmsg());
+        h->load_failed = 1;
+        return;
+    }
+    if (found && (h->genconfig.has_temperature || h->genconfig.has_top_p ||
+                  h->genconfig.has_top_k || h->genconfig.has_min_p ||
+                  h->genconfig.has_repetition_penalty || h->genconfig.has_max_tokens))
+        DSA_WARN("default sampling parameters come from %s/generation_config.json (as vLLM "
+                 "does); --generation-config vllm turns this off",
+                 strcmp(gmode, "auto") ? gmode : o->model);
+    else if (!found && strcmp(gmode, "auto") && strcmp(gmode, "vllm"))
+        DSA_WARN("--generation-config %s: no generation_config.json there; vLLM's defaults apply",
+                 gmode);
     snprintf(path, sizeof path, "%s/tokenizer.json", o->model);
     FILE *f = fopen(path, "rb");
     if (f) {

@@ -39,6 +39,7 @@ typedef struct dsa_head_opts {
     double timeout_keep_alive;
     double request_timeout;
     const char *chat_template_variant;
+    const char *generation_config;  /* auto, vllm or a folder */
     int protect_metrics;
     int disable_log_requests;
     const char *log_format;

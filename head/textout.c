@@ -54,6 +54,18 @@ size_t dsa_textout_scan(const char *text, size_t n, char *const *stop, int n_sto
     return safe;
 }
 
+/* Length of the stop string that matched at s: of those starting there,
+ * the first in the request's list, as vLLM's check takes them in order. */
+static size_t stop_len_at(const dsa_textout *t, const char *s, size_t n)
+{
+    for (int i = 0; i < t->n_stop; i++) {
+        size_t l = strlen(t->stop[i]);
+        if (l <= n && !memcmp(s, t->stop[i], l))
+            return l;
+    }
+    return 0;
+}
+
 static dsa_err emit(dsa_textout *t, const char *s, size_t n, dsa_jbuf *content,
                     dsa_jbuf *reasoning)
 {
@@ -81,6 +93,8 @@ static dsa_err push(dsa_textout *t, const char *s, size_t n, int final, dsa_jbuf
                                    t->n_stop, &match);
     if (final && !match)
         safe = t->held.len;
+    if (match && t->include_stop)
+        safe += stop_len_at(t, t->held.data + safe, t->held.len - safe);
     dsa_err err = emit(t, t->held.data, safe, content, reasoning);
     if (match) {
         t->stopped = 1;

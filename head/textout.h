@@ -23,6 +23,8 @@ typedef struct dsa_textout {
     int split;                      /* R1 reasoning split active */
     dsa_reason rs;
     int stopped;
+    int include_stop;               /* include_stop_str_in_output: the matched
+                                     * stop string is emitted, what follows is not */
 } dsa_textout;
 
 /* reasoning_flags < 0: no reasoning split; else DSA_REASON_* flags. */

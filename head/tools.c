@@ -252,7 +252,11 @@ void dsa_tools_sse(dsa_jbuf *b, const dsa_tools_sse_event *ev)
                            .n_reasoning = ev->n_reasoning, .logprobs = ev->logprobs,
                            .n_logprobs = ev->n_logprobs, .text_offset = *ev->text_offset};
         dsa_api_sse_chunk(b, ev->meta, &d, ev->include_usage);
-        *ev->text_offset += td->n_content;
+        /* by the tokens' texts, in characters: the offsets then equal the
+         * non-streamed response's, however the content was held back */
+        for (int i = 0; i < ev->n_logprobs; i++)
+            *ev->text_offset += dsa_api_text_chars(ev->logprobs[i].text,
+                                                   ev->logprobs[i].n_text);
     }
     for (size_t i = 0; i < td->n_calls; i++) {
         dsa_api_delta d = {.index = ev->index, .tool_deltas = td->calls + i, .n_tool_deltas = 1};

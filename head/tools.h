@@ -80,7 +80,8 @@ typedef struct dsa_tools_sse_event {
     size_t n_reasoning;
     const dsa_api_logprob *logprobs;
     int n_logprobs;
-    size_t *text_offset;            /* completions: advanced by the content */
+    size_t *text_offset;            /* completions: advanced by the logprobs'
+                                     * token texts (characters) */
     const char *finish_reason;      /* NULL until the last event */
     int include_usage;
 } dsa_tools_sse_event;

@@ -55,7 +55,7 @@ Test(api, completion_prompt_forms)
     cr_assert_eq(parse(DSA_API_COMPLETION, "{\"prompt\":\"abc\"}", &r, &e), DSA_OK);
     cr_assert_eq(r.n_prompts, 1);
     cr_assert_str_eq(r.prompts[0].text, "abc");
-    cr_assert_eq(r.max_tokens, -1);
+    cr_assert_eq(r.max_tokens, 16); /* vLLM's CompletionRequest default */
     cr_assert_eq(r.n, 1);
     dsa_api_request_free(&r);
     cr_assert_eq(parse(DSA_API_COMPLETION, "{\"prompt\":[\"a\",\"b\"],\"stop\":\"x\"}", &r, &e),

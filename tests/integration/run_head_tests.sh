@@ -27,7 +27,12 @@ export DSA_HEAD="$BUILD/head/dsa-head" DSA_MODEL="$TMP/tiny" DSA_MODEL_SLOW="$TM
 if [ -n "${ASAN_OPTIONS:-}" ] && ldd "$DSA_HEAD" 2>/dev/null | grep -q asan; then
   export DSA_TEST_TIME_SCALE=3
 fi
-# a third argument naming a .py file under tests/integration runs that file
-SCRIPT="$SRC/tests/integration/test_head.py"
-case "${3:-}" in *.py) SCRIPT="$SRC/tests/integration/$3"; set -- "$1" "$2" "${@:4}" ;; esac
-"$PY" "$SCRIPT" "${@:3}"
+# a third argument naming a .py file under tests/integration runs that file;
+# with no arguments, test_head.py then vLLM's request parameters and defaults
+# (test_params.py, docs/api-parameters.md)
+case "${3:-}" in
+  *.py) SCRIPT="$SRC/tests/integration/$3"; set -- "$1" "$2" "${@:4}"
+        "$PY" "$SCRIPT" "${@:3}" ;;
+  *) "$PY" "$SRC/tests/integration/test_head.py" "${@:3}" || exit 1
+     [ $# -gt 2 ] || "$PY" "$SRC/tests/integration/test_params.py" ;;
+esac
