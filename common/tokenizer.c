@@ -712,6 +712,14 @@ const char *dsa_tok_id_to_token(const dsa_tok *t, int32_t id, size_t *len)
     return t->arena + t->token[id].off;
 }
 
+const char *dsa_tok_token_bytes(const dsa_tok *t, int32_t id, size_t *len)
+{
+    if (id < 0 || (size_t)id >= t->n_ids || !t->present[id])
+        return NULL;
+    *len = t->decoded[id].len;
+    return t->arena + t->decoded[id].off;
+}
+
 int dsa_tok_is_special(const dsa_tok *t, int32_t id)
 {
     return id >= 0 && (size_t)id < t->n_ids && t->is_special[id];

@@ -92,6 +92,10 @@ void dsa_tok_stream_deinit(dsa_tok_stream *s);
  * absent.  id_to_token returns the stored form (borrowed) or NULL. */
 int32_t dsa_tok_token_to_id(const dsa_tok *tok, const char *token, size_t len);
 const char *dsa_tok_id_to_token(const dsa_tok *tok, int32_t id, size_t *len);
+/* The bytes the decoder emits for id alone (raw bytes for a byte-level
+ * token, which may be part of a UTF-8 character; an added token's
+ * content); borrowed.  NULL when the id is absent. */
+const char *dsa_tok_token_bytes(const dsa_tok *tok, int32_t id, size_t *len);
 /* 1 when id is an added token marked special (skipped by skip_special). */
 int dsa_tok_is_special(const dsa_tok *tok, int32_t id);
 /* One past the largest id (vocab and added tokens). */

@@ -1,0 +1,162 @@
+/* gram_internal.h - shared by the grammar module's files: the expression
+ * tree the front ends (schema, regex, choice, EBNF) build, the flat rule
+ * tables it is lowered to, and the matcher's memo. */
+#ifndef DSA_COMMON_GRAM_INTERNAL_H
+#define DSA_COMMON_GRAM_INTERNAL_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/grammar.h"
+
+/* Bounds that keep a hostile schema or regex from eating the server. */
+#define GRAM_ELEMS_MAX (1 << 20)      /* lowered grammar elements */
+#define GRAM_DEPTH_MAX 200            /* schema/regex nesting */
+#define GRAM_CLOSURE_DEPTH_MAX 4000   /* nested rule entries without input */
+#define GRAM_STATES_MAX (1 << 20)     /* interned matcher states */
+#define GRAM_NODES_MAX (1 << 22)      /* interned stack nodes */
+#define GRAM_STACKS_MAX 4096          /* stacks in one state */
+
+/* ---- expression tree (front ends -> lowering) ---- */
+typedef enum gx_kind { GX_EMPTY, GX_BYTES, GX_CLASS, GX_SEQ, GX_ALT, GX_REP, GX_REF } gx_kind;
+
+typedef struct gx {
+    gx_kind kind;
+    int n;             /* SEQ/ALT: kids; CLASS: ranges */
+    struct gx **kids;
+    uint32_t *ranges;  /* CLASS: n [lo, hi] code point pairs, sorted, merged */
+    char *bytes;       /* BYTES */
+    size_t len;
+    int min, max;      /* REP: max -1 = unbounded */
+    int rule;          /* REF */
+} gx;
+
+/* Owns every gx and buffer it hands out (freed together). */
+typedef struct gx_arena {
+    void **blocks;
+    size_t n, cap;
+    int oom;
+} gx_arena;
+
+void *gx_alloc(gx_arena *a, size_t size); /* zeroed; NULL (and a->oom) on failure */
+void gx_arena_free(gx_arena *a);
+gx *gx_empty(gx_arena *a);
+gx *gx_bytes(gx_arena *a, const char *s, size_t n);
+gx *gx_str(gx_arena *a, const char *s);
+/* ranges: n [lo,hi] pairs, any order; negate complements over all code
+ * points (surrogates excluded). */
+gx *gx_class(gx_arena *a, const uint32_t *ranges, int n, int negate);
+gx *gx_seq(gx_arena *a, gx *const *kids, int n);
+gx *gx_alt(gx_arena *a, gx *const *kids, int n);
+gx *gx_seq2(gx_arena *a, gx *x, gx *y);
+gx *gx_seq3(gx_arena *a, gx *x, gx *y, gx *z);
+gx *gx_alt2(gx_arena *a, gx *x, gx *y);
+gx *gx_rep(gx_arena *a, gx *x, int min, int max);
+gx *gx_ref(gx_arena *a, int rule);
+
+/* Growable list of gx pointers. */
+typedef struct gx_list {
+    gx **v;
+    int n, cap;
+} gx_list;
+int gx_list_push(gx_arena *a, gx_list *l, gx *x);
+
+/* ---- lowered grammar ---- */
+enum { GE_END, GE_TERM, GE_REF };
+typedef struct gelem {
+    uint8_t kind;
+    int32_t arg; /* TERM: class index; REF: rule */
+} gelem;
+
+typedef struct gram_rule {
+    int32_t *alts; /* start positions in el */
+    int n_alts, cap_alts;
+    gx *def;       /* set by the front end; lowered once */
+    char *name;    /* for dumps */
+} gram_rule;
+
+typedef struct gram_pos_info gram_pos_info;
+
+struct dsa_gram {
+    gelem *el;
+    int n_el, cap_el;
+    uint64_t (*cls)[4];
+    int n_cls, cap_cls;
+    gram_rule *rules;
+    int n_rules, cap_rules;
+    int root;
+    const dsa_gram_vocab *vocab;
+
+    /* matcher memo (gram_match.c), under lock */
+    pthread_mutex_t lock;
+    int32_t *node_pos, *node_next; /* node id -> (position, next node) */
+    int32_t *node_pop;             /* state reached by popping into the node, -1 unknown */
+    int n_nodes, cap_nodes;
+    uint64_t *node_tab;            /* open addressing: (pos,next) -> node+1 */
+    size_t node_tab_cap;
+    int32_t **st_nodes;            /* state id -> sorted node ids (NIL = -1 first) */
+    int32_t *st_n;
+    int n_states, cap_states;
+    uint64_t *st_tab;              /* hash -> state+1 (hash in high bits) */
+    size_t st_tab_cap;
+    uint64_t *tr_tab;              /* (state,byte) -> target+1 */
+    size_t tr_tab_cap, tr_n;
+    gram_pos_info **pos_info;      /* per element position, lazily */
+    int32_t start;
+    /* whole-state mask cache (direct mapped) */
+    int32_t *mc_state;
+    uint32_t *mc_mask;
+    /* scratch for closures */
+    int32_t *scratch;
+    int n_scratch, cap_scratch;
+};
+
+#define GRAM_NIL (-1)  /* the empty stack: the root rule is complete */
+#define GRAM_DEAD 0    /* state 0: no stack survives */
+
+/* Lowering (gram_build.c): defines rule `rule` as def. */
+int gram_rule_new(dsa_gram *g, const char *name);
+dsa_err gram_lower(dsa_gram *g, gx_arena *a);
+
+/* Front ends: set g->root (and rule defs).  Errors via dsa_fail. */
+dsa_err gram_from_schema(dsa_gram *g, gx_arena *a, const char *text, size_t len,
+                         int any_ws);
+dsa_err gram_json_object(dsa_gram *g, gx_arena *a, int any_ws);
+dsa_err gram_from_regex(dsa_gram *g, gx_arena *a, const char *re, size_t len, gx **out);
+dsa_err gram_from_choice(dsa_gram *g, gx_arena *a, const char *text, size_t len);
+dsa_err gram_from_ebnf(dsa_gram *g, gx_arena *a, const char *text, size_t len);
+
+/* Matcher (gram_match.c), g->lock held. */
+dsa_err gram_match_init(dsa_gram *g);
+void gram_match_free(dsa_gram *g);
+dsa_err gram_step(dsa_gram *g, int32_t state, uint8_t byte, int32_t *out);
+dsa_err gram_single(dsa_gram *g, int32_t pos, int32_t *out);
+dsa_err gram_pop_state(dsa_gram *g, int32_t node, int32_t *out);
+
+/* Vocabulary (gram_mask.c). */
+typedef struct gram_trie_node {
+    int32_t child;    /* first child, -1 none */
+    int32_t sibling;  /* next sibling, -1 none */
+    int32_t tok_lo, tok_hi; /* subtree's tokens in sorted order [lo, hi) */
+    int32_t n_end;    /* tokens ending here: sorted[tok_lo .. tok_lo+n_end) */
+    uint8_t byte;
+    uint8_t depth_lo; /* unused */
+} gram_trie_node;
+
+struct dsa_gram_vocab {
+    size_t n_vocab, n_words;
+    int32_t *sorted;        /* ids with bytes, sorted by bytes */
+    size_t n_sorted;
+    const uint8_t **bytes;  /* per id (NULL: never allowed) */
+    uint32_t *len;
+    char *blob;
+    gram_trie_node *trie;   /* node 0 = root */
+    size_t n_trie;
+    int32_t *stop_ids;
+    size_t n_stop;
+};
+
+void gram_pos_info_free(gram_pos_info *p);
+
+#endif

@@ -1,0 +1,377 @@
+/* gram_mask.c - the vocabulary trie and the per-step token mask.
+ *
+ * The vocabulary's token byte strings are sorted, so every trie node covers
+ * a contiguous run of them.  For a grammar position p (a byte class at the
+ * top of a stack) the tokens are classified once, by walking the trie from
+ * the stack that holds p alone: accepted (its bytes stay inside p's frame,
+ * or leave it exactly at the end), rejected, or uncertain: the bytes leave
+ * the frame at offset k, and what follows depends on the frames below.
+ * At run time the mask of a state is the union over its stacks of the
+ * accepted set of the top position plus the uncertain tokens whose
+ * remaining bytes the rest of that stack accepts; whole-state masks are
+ * also cached (direct mapped). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/gram_internal.h"
+#include "common/tokenizer.h"
+
+#define MASK_CACHE 64
+
+struct gram_pos_info {
+    uint32_t *acc_bits; /* accepted set as a bitmap (dense) ... */
+    int32_t *acc_ids;   /* ... or as ids (sparse) */
+    int32_t n_acc;
+    int32_t *unc_ids;   /* uncertain tokens */
+    int32_t *unc_off;   /* per uncertain token: start in offs */
+    uint16_t *offs;     /* byte offsets where the frame can be left */
+    int32_t n_unc, n_offs, cap_unc, cap_offs;
+};
+
+void gram_pos_info_free(gram_pos_info *p)
+{
+    if (!p)
+        return;
+    free(p->acc_bits);
+    free(p->acc_ids);
+    free(p->unc_ids);
+    free(p->unc_off);
+    free(p->offs);
+    free(p);
+}
+
+/* ---- vocabulary ---- */
+static int cmp_tok(const void *a, const void *b, void *ctx)
+{
+    const dsa_gram_vocab *v = ctx;
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    uint32_t n = v->len[x] < v->len[y] ? v->len[x] : v->len[y];
+    int c = memcmp(v->bytes[x], v->bytes[y], n);
+    if (c)
+        return c;
+    if (v->len[x] != v->len[y])
+        return v->len[x] < v->len[y] ? -1 : 1;
+    return x < y ? -1 : 1;
+}
+
+static int32_t trie_add(dsa_gram_vocab *v, uint8_t byte, int32_t lo)
+{
+    gram_trie_node *t = &v->trie[v->n_trie];
+    t->child = t->sibling = -1;
+    t->byte = byte;
+    t->tok_lo = lo;
+    return (int32_t)v->n_trie++;
+}
+
+/* Builds node `node` (depth d) over sorted[lo, hi) whose tokens share d
+ * bytes.  Recursion depth is the longest token (bounded by the vocab). */
+static void trie_build(dsa_gram_vocab *v, int32_t node, uint32_t d, int32_t lo, int32_t hi)
+{
+    int32_t i = lo;
+    while (i < hi && v->len[v->sorted[i]] == d)
+        i++;
+    v->trie[node].tok_lo = lo;
+    v->trie[node].tok_hi = hi;
+    v->trie[node].n_end = i - lo;
+    int32_t prev = -1;
+    while (i < hi) {
+        uint8_t b = v->bytes[v->sorted[i]][d];
+        int32_t j = i;
+        while (j < hi && v->bytes[v->sorted[j]][d] == b)
+            j++;
+        int32_t c = trie_add(v, b, i);
+        if (prev < 0)
+            v->trie[node].child = c;
+        else
+            v->trie[prev].sibling = c;
+        prev = c;
+        trie_build(v, c, d + 1, i, j);
+        i = j;
+    }
+}
+
+static int is_stop(const dsa_gram_vocab_params *p, size_t id)
+{
+    for (size_t i = 0; i < p->n_stop_ids; i++)
+        if ((size_t)p->stop_ids[i] == id)
+            return 1;
+    return 0;
+}
+
+/* 1 when id's bytes may match grammar text: never a stop id; a special
+ * token only with special_as_text. */
+static int is_text(const dsa_gram_vocab_params *p, size_t id)
+{
+    return !is_stop(p, id) && (p->special_as_text || !dsa_tok_is_special(p->tok, (int32_t)id));
+}
+
+dsa_err dsa_gram_vocab_create(const dsa_gram_vocab_params *p, dsa_gram_vocab **out)
+{
+    *out = NULL;
+    dsa_gram_vocab *v = calloc(1, sizeof *v);
+    if (!v)
+        return DSA_NOMEM;
+    size_t n_ids = dsa_tok_n_vocab(p->tok);
+    v->n_vocab = p->n_vocab > n_ids ? p->n_vocab : n_ids;
+    v->n_words = (v->n_vocab + 31) / 32;
+    v->bytes = calloc(v->n_vocab, sizeof *v->bytes);
+    v->len = calloc(v->n_vocab, sizeof *v->len);
+    v->sorted = malloc(v->n_vocab * sizeof *v->sorted);
+    v->stop_ids = malloc((p->n_stop_ids + 1) * sizeof *v->stop_ids);
+    if (!v->bytes || !v->len || !v->sorted || !v->stop_ids)
+        goto nomem;
+    if (p->n_stop_ids)
+        memcpy(v->stop_ids, p->stop_ids, p->n_stop_ids * sizeof *v->stop_ids);
+    v->n_stop = p->n_stop_ids;
+    size_t total = 0;
+    for (size_t id = 0; id < n_ids; id++) {
+        size_t len;
+        const char *b = dsa_tok_token_bytes(p->tok, (int32_t)id, &len);
+        /* Special tokens never match grammar text (stop ids aside). */
+        if (b && len && is_text(p, id))
+            total += len;
+    }
+    v->blob = malloc(total + 1);
+    v->trie = malloc((total + 1) * sizeof *v->trie);
+    if (!v->blob || !v->trie)
+        goto nomem;
+    size_t off = 0;
+    for (size_t id = 0; id < n_ids; id++) {
+        size_t len;
+        const char *b = dsa_tok_token_bytes(p->tok, (int32_t)id, &len);
+        if (!b || !len || !is_text(p, id))
+            continue;
+        memcpy(v->blob + off, b, len);
+        v->bytes[id] = (const uint8_t *)v->blob + off;
+        v->len[id] = (uint32_t)len;
+        v->sorted[v->n_sorted++] = (int32_t)id;
+        off += len;
+    }
+    qsort_r(v->sorted, v->n_sorted, sizeof *v->sorted, cmp_tok, v);
+    trie_add(v, 0, 0);
+    trie_build(v, 0, 0, 0, (int32_t)v->n_sorted);
+    *out = v;
+    return DSA_OK;
+nomem:
+    dsa_gram_vocab_destroy(v);
+    return DSA_NOMEM;
+}
+
+void dsa_gram_vocab_destroy(dsa_gram_vocab *v)
+{
+    if (!v)
+        return;
+    free(v->bytes);
+    free(v->len);
+    free(v->sorted);
+    free(v->blob);
+    free(v->trie);
+    free(v->stop_ids);
+    free(v);
+}
+
+size_t dsa_gram_vocab_n(const dsa_gram_vocab *v) { return v->n_vocab; }
+size_t dsa_gram_mask_words(const dsa_gram_vocab *v) { return v->n_words; }
+
+/* ---- classification of one position ---- */
+typedef struct classify {
+    dsa_gram *g;
+    const dsa_gram_vocab *v;
+    gram_pos_info *pi;
+    uint32_t *acc; /* bitmap while classifying */
+    uint16_t pops[256];
+    int n_pops;
+    dsa_err err;
+} classify;
+
+static void add_unc(classify *c, int32_t lo, int32_t hi)
+{
+    gram_pos_info *pi = c->pi;
+    for (int32_t i = lo; i < hi && !c->err; i++) {
+        if (pi->n_unc == pi->cap_unc) {
+            int cap = pi->cap_unc ? pi->cap_unc * 2 : 256;
+            int32_t *a = realloc(pi->unc_ids, (size_t)cap * sizeof *a);
+            if (a)
+                pi->unc_ids = a;
+            int32_t *b = realloc(pi->unc_off, (size_t)(cap + 1) * sizeof *b);
+            if (b)
+                pi->unc_off = b;
+            if (!a || !b) {
+                c->err = DSA_NOMEM;
+                return;
+            }
+            pi->cap_unc = cap;
+        }
+        if (pi->n_offs + c->n_pops > pi->cap_offs) {
+            int cap = pi->cap_offs ? pi->cap_offs * 2 : 1024;
+            while (cap < pi->n_offs + c->n_pops)
+                cap *= 2;
+            uint16_t *o = realloc(pi->offs, (size_t)cap * sizeof *o);
+            if (!o) {
+                c->err = DSA_NOMEM;
+                return;
+            }
+            pi->offs = o;
+            pi->cap_offs = cap;
+        }
+        pi->unc_ids[pi->n_unc] = c->v->sorted[i];
+        pi->unc_off[pi->n_unc] = pi->n_offs;
+        memcpy(pi->offs + pi->n_offs, c->pops, (size_t)c->n_pops * sizeof *c->pops);
+        pi->n_offs += c->n_pops;
+        pi->n_unc++;
+        pi->unc_off[pi->n_unc] = pi->n_offs;
+    }
+}
+
+static void dfs(classify *c, int32_t tn, int32_t state, int depth)
+{
+    const gram_trie_node *t = &c->v->trie[tn];
+    for (int32_t i = t->tok_lo; i < t->tok_lo + t->n_end; i++) {
+        int32_t id = c->v->sorted[i];
+        c->acc[id >> 5] |= 1u << (id & 31);
+        c->pi->n_acc++;
+    }
+    for (int32_t ch = t->child; ch >= 0 && !c->err; ch = c->v->trie[ch].sibling) {
+        const gram_trie_node *k = &c->v->trie[ch];
+        int32_t s2;
+        if ((c->err = gram_step(c->g, state, k->byte, &s2)))
+            return;
+        if (s2 == GRAM_DEAD) {
+            if (c->n_pops)
+                add_unc(c, k->tok_lo, k->tok_hi);
+            continue;
+        }
+        int popped = c->g->st_nodes[s2][0] == GRAM_NIL && depth + 1 < 65535 && c->n_pops < 256;
+        if (popped)
+            c->pops[c->n_pops++] = (uint16_t)(depth + 1);
+        dfs(c, ch, s2, depth + 1);
+        if (popped)
+            c->n_pops--;
+    }
+}
+
+static dsa_err pos_info_get(dsa_gram *g, int32_t pos, gram_pos_info **out)
+{
+    if (g->pos_info[pos]) {
+        *out = g->pos_info[pos];
+        return DSA_OK;
+    }
+    const dsa_gram_vocab *v = g->vocab;
+    classify c = {.g = g, .v = v};
+    c.pi = calloc(1, sizeof *c.pi);
+    c.acc = calloc(v->n_words, sizeof *c.acc);
+    int32_t s0;
+    dsa_err err = !c.pi || !c.acc ? DSA_NOMEM : gram_single(g, pos, &s0);
+    if (!err) {
+        dfs(&c, 0, s0, 0);
+        err = c.err;
+    }
+    if (err)
+        goto fail;
+    gram_pos_info *pi = c.pi;
+    if ((size_t)pi->n_acc * 32 > v->n_vocab) {
+        pi->acc_bits = c.acc;
+        c.acc = NULL;
+    } else {
+        pi->acc_ids = malloc(((size_t)pi->n_acc + 1) * sizeof *pi->acc_ids);
+        if (!pi->acc_ids) {
+            err = DSA_NOMEM;
+            goto fail;
+        }
+        int32_t k = 0;
+        for (size_t w = 0; w < v->n_words; w++)
+            for (uint32_t b = c.acc[w]; b; b &= b - 1)
+                pi->acc_ids[k++] = (int32_t)(w * 32 + (size_t)__builtin_ctz(b));
+    }
+    free(c.acc);
+    g->pos_info[pos] = pi;
+    *out = pi;
+    return DSA_OK;
+fail:
+    free(c.acc);
+    gram_pos_info_free(c.pi);
+    return err;
+}
+
+/* ---- masks ---- */
+static dsa_err node_mask(dsa_gram *g, int32_t node, uint32_t *mask)
+{
+    const dsa_gram_vocab *v = g->vocab;
+    gram_pos_info *pi;
+    dsa_err err = pos_info_get(g, g->node_pos[node], &pi);
+    if (err)
+        return err;
+    if (pi->acc_bits)
+        for (size_t w = 0; w < v->n_words; w++)
+            mask[w] |= pi->acc_bits[w];
+    else
+        for (int32_t i = 0; i < pi->n_acc; i++)
+            mask[pi->acc_ids[i] >> 5] |= 1u << (pi->acc_ids[i] & 31);
+    int32_t below = g->node_next[node];
+    if (!pi->n_unc || below == GRAM_NIL) /* nothing may follow the root */
+        return DSA_OK;
+    int32_t ps;
+    if ((err = gram_pop_state(g, below, &ps)))
+        return err;
+    for (int32_t i = 0; i < pi->n_unc; i++) {
+        int32_t id = pi->unc_ids[i];
+        if (mask[id >> 5] >> (id & 31) & 1)
+            continue;
+        for (int32_t o = pi->unc_off[i]; o < pi->unc_off[i + 1]; o++) {
+            int32_t st = ps;
+            for (uint32_t k = pi->offs[o]; k < v->len[id] && st != GRAM_DEAD; k++)
+                if ((err = gram_step(g, st, v->bytes[id][k], &st)))
+                    return err;
+            if (st != GRAM_DEAD) {
+                mask[id >> 5] |= 1u << (id & 31);
+                break;
+            }
+        }
+    }
+    return DSA_OK;
+}
+
+dsa_err dsa_gram_fill_mask(dsa_gram *g, int32_t state, uint32_t *mask)
+{
+    const dsa_gram_vocab *v = g->vocab;
+    dsa_err err = DSA_OK;
+    pthread_mutex_lock(&g->lock);
+    if (!g->mc_state) {
+        g->mc_state = malloc(MASK_CACHE * sizeof *g->mc_state);
+        g->mc_mask = malloc(MASK_CACHE * v->n_words * sizeof *g->mc_mask);
+        if (!g->mc_state || !g->mc_mask) {
+            free(g->mc_state);
+            g->mc_state = NULL;
+            err = DSA_NOMEM;
+            goto out;
+        }
+        for (int i = 0; i < MASK_CACHE; i++)
+            g->mc_state[i] = -1;
+    }
+    uint32_t *slot = g->mc_mask + (size_t)(state % MASK_CACHE) * v->n_words;
+    if (g->mc_state[state % MASK_CACHE] == state) {
+        memcpy(mask, slot, v->n_words * sizeof *mask);
+        goto out;
+    }
+    memset(mask, 0, v->n_words * sizeof *mask);
+    if (state != GRAM_DEAD) {
+        /* The state's node list is immutable once interned. */
+        const int32_t *nodes = g->st_nodes[state];
+        int n = g->st_n[state];
+        for (int k = 0; k < n && !err; k++) {
+            if (nodes[k] == GRAM_NIL) {
+                for (size_t i = 0; i < v->n_stop; i++)
+                    mask[v->stop_ids[i] >> 5] |= 1u << (v->stop_ids[i] & 31);
+                continue;
+            }
+            err = node_mask(g, nodes[k], mask);
+        }
+    }
+    if (!err) {
+        memcpy(slot, mask, v->n_words * sizeof *mask);
+        g->mc_state[state % MASK_CACHE] = state;
+    }
+out:
+    pthread_mutex_unlock(&g->lock);
+    return err;
+}

@@ -1,0 +1,99 @@
+/* grammar.h - grammar-constrained decoding: compiles a JSON schema, a
+ * regular expression, a choice list or JSON mode into one byte-level
+ * context-free grammar, matches it with a pushdown automaton over bytes
+ * and yields, at each step, the bitmask of vocabulary ids whose bytes keep
+ * the output a prefix of the language.
+ *
+ * Representation: rules whose alternatives are sequences of byte classes
+ * (256-bit sets) and rule references.  Character classes over code points
+ * are lowered to UTF-8 byte sequences, so a token that ends inside a
+ * character is allowed exactly when its bytes can still complete one.
+ *
+ * Matching: a stack is a hash-consed list of grammar positions, a matcher
+ * state the set of stacks the input so far can be in (interned to an int),
+ * and transitions state x byte are memoised, so the grammar runs as a
+ * lazily built automaton.  The mask of a state is the union over its
+ * stacks; for the top position of a stack the tokens that stay inside its
+ * own frame are classified once per position (accepted / rejected) and
+ * only the tokens that can leave the frame are walked against the rest of
+ * the stack at run time (the adaptive token-mask cache idea).
+ *
+ * Threads: a compiled dsa_gram may be shared; its memo tables are locked,
+ * so any number of threads may step and fill masks at once.  Memory is
+ * bounded (DSA_RANGE once a grammar's memo outgrows its limit).
+ *
+ * Errors: compiling fails with DSA_FORMAT (malformed schema, regex or
+ * grammar), DSA_UNSUPPORTED (a feature outside the supported subset) or
+ * DSA_RANGE (a grammar beyond the size/depth bounds); dsa_errmsg() says
+ * which field or construct. */
+#ifndef DSA_COMMON_GRAMMAR_H
+#define DSA_COMMON_GRAMMAR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/error.h"
+
+struct dsa_tok;
+
+/* The vocabulary as the grammar sees it: each id's bytes, in a trie. */
+typedef struct dsa_gram_vocab dsa_gram_vocab;
+
+typedef struct dsa_gram_vocab_params {
+    const struct dsa_tok *tok; /* borrowed during create only */
+    size_t n_vocab;            /* mask width (the model's vocab_size >= tok's ids) */
+    const int32_t *stop_ids;   /* allowed when the grammar is complete */
+    size_t n_stop_ids;
+    /* 0 (the server): special added tokens never match grammar text.
+     * 1: they match by their content, as in xgrammar (the oracle test). */
+    int special_as_text;
+} dsa_gram_vocab_params;
+
+dsa_err dsa_gram_vocab_create(const dsa_gram_vocab_params *p, dsa_gram_vocab **out);
+void dsa_gram_vocab_destroy(dsa_gram_vocab *v);
+size_t dsa_gram_vocab_n(const dsa_gram_vocab *v);
+/* Number of uint32 words of a mask: (n_vocab + 31) / 32. */
+size_t dsa_gram_mask_words(const dsa_gram_vocab *v);
+
+typedef enum dsa_gram_kind {
+    DSA_GRAM_JSON_SCHEMA, /* text: a JSON schema */
+    DSA_GRAM_JSON_OBJECT, /* JSON mode: any JSON object (text unused) */
+    DSA_GRAM_REGEX,       /* text: a regular expression, matched in full */
+    DSA_GRAM_CHOICE,      /* text: a JSON array of strings */
+    DSA_GRAM_EBNF,        /* text: a GBNF grammar with a root rule */
+} dsa_gram_kind;
+
+typedef struct dsa_gram_params {
+    dsa_gram_kind kind;
+    const char *text;
+    size_t len;
+    const dsa_gram_vocab *vocab; /* borrowed; must outlive the grammar */
+    /* JSON schema: allow any whitespace between tokens (vLLM's default);
+     * 0 writes the compact separators ", " and ": " only. */
+    int any_whitespace;
+} dsa_gram_params;
+
+typedef struct dsa_gram dsa_gram;
+
+dsa_err dsa_gram_compile(const dsa_gram_params *p, dsa_gram **out);
+void dsa_gram_destroy(dsa_gram *g);
+
+/* The state before any output. */
+int32_t dsa_gram_start(const dsa_gram *g);
+/* Advances *state by the bytes of token id; DSA_INVAL when the token is not
+ * allowed there (the state is left unchanged), DSA_RANGE when the memo is
+ * full.  A stop id is allowed only in a complete state and keeps it. */
+dsa_err dsa_gram_accept_token(dsa_gram *g, int32_t *state, int32_t id);
+/* Advances by raw bytes (tests; the tool-call grammar's forced text). */
+dsa_err dsa_gram_accept_bytes(dsa_gram *g, int32_t *state, const char *s, size_t n);
+/* 1 when the output so far is a complete sentence (stop tokens allowed). */
+int dsa_gram_is_complete(dsa_gram *g, int32_t state);
+/* 1 when nothing but a stop token can follow. */
+int dsa_gram_is_terminated(dsa_gram *g, int32_t state);
+/* Writes the allowed-id bitmask of state (bit i of word i/32 = id i). */
+dsa_err dsa_gram_fill_mask(dsa_gram *g, int32_t state, uint32_t *mask);
+
+/* Rules as GBNF text (debugging and tests); caller frees. */
+char *dsa_gram_dump(const dsa_gram *g);
+
+#endif

@@ -1,0 +1,119 @@
+/* test_grammar_oracle.c - the grammar engine's token masks against
+ * xgrammar's (tests/data/grammar/golden.jsonl, written by
+ * tools/grammar/oracle.py from PyPI xgrammar with the real DeepSeek-V3
+ * tokenizer at 129,280 ids): at every position of every corpus document
+ * the allowed-id set (count and checksum, ids when few) must be equal. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "common/grammar.h"
+#include "common/tokenizer.h"
+
+#define VOCAB 129280
+
+static char *slurp(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert(f, "open %s", path);
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)len + 1);
+    cr_assert(buf && fread(buf, 1, (size_t)len, f) == (size_t)len);
+    buf[len] = 0;
+    fclose(f);
+    *n = (size_t)len;
+    return buf;
+}
+
+static uint64_t splitmix(uint64_t i)
+{
+    uint64_t x = (i + 1) * 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+static dsa_gram_kind kind_of(const char *k)
+{
+    return !strcmp(k, "schema") ? DSA_GRAM_JSON_SCHEMA : !strcmp(k, "regex") ? DSA_GRAM_REGEX :
+           !strcmp(k, "choice") ? DSA_GRAM_CHOICE : DSA_GRAM_JSON_OBJECT;
+}
+
+Test(grammar_oracle, masks_equal_xgrammar, .timeout = 600)
+{
+    char dir[4096], path[4200];
+    snprintf(dir, sizeof dir, "%s/deepseek-v3-tokenizer", getenv("DSA_TEST_DATA"));
+    dsa_tok *tok;
+    cr_assert_eq(dsa_tok_load(dir, &tok), DSA_OK, "%s", dsa_errmsg());
+    int32_t eos = dsa_tok_eos_id(tok);
+    dsa_gram_vocab *v;
+    dsa_gram_vocab_params vp = {.tok = tok, .n_vocab = VOCAB, .stop_ids = &eos, .n_stop_ids = 1,
+                              .special_as_text = 1};
+    cr_assert_eq(dsa_gram_vocab_create(&vp, &v), DSA_OK);
+    size_t nw = dsa_gram_mask_words(v), n;
+    uint32_t *mask = malloc(nw * sizeof *mask);
+    snprintf(path, sizeof path, "%s/grammar/golden.jsonl", getenv("DSA_TEST_DATA"));
+    char *text = slurp(path, &n);
+    int n_docs = 0, n_pos = 0, n_bad = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        cJSON *c = cJSON_Parse(line);
+        cr_assert(c);
+        const char *name = cJSON_GetObjectItem(c, "name")->valuestring;
+        const char *t = cJSON_GetObjectItem(c, "text")->valuestring;
+        dsa_gram_params gp = {.kind = kind_of(cJSON_GetObjectItem(c, "kind")->valuestring),
+                              .text = t, .len = strlen(t), .vocab = v, .any_whitespace = 1};
+        dsa_gram *g;
+        cr_assert_eq(dsa_gram_compile(&gp, &g), DSA_OK, "%s: %s", name, dsa_errmsg());
+        int32_t st = dsa_gram_start(g);
+        const cJSON *ids = cJSON_GetObjectItem(c, "ids"), *masks = cJSON_GetObjectItem(c, "masks");
+        int i = 0;
+        for (const cJSON *m = masks->child; m; m = m->next, i++) {
+            cr_assert_eq(dsa_gram_fill_mask(g, st, mask), DSA_OK);
+            int cnt = 0;
+            uint64_t h = 0;
+            for (size_t w = 0; w < nw; w++) {
+                cnt += __builtin_popcount(mask[w]);
+                h += (uint64_t)mask[w] * splitmix(w);
+            }
+            char hs[17];
+            snprintf(hs, sizeof hs, "%016llx", (unsigned long long)h);
+            int want = cJSON_GetArrayItem(m, 0)->valueint;
+            if (cnt != want || strcmp(hs, cJSON_GetArrayItem(m, 1)->valuestring)) {
+                if (n_bad++ < 20) {
+                    fprintf(stderr, "%s doc %d pos %d: %d allowed, xgrammar %d\n", name, n_docs, i,
+                            cnt, want);
+                    const cJSON *l = cJSON_GetArrayItem(m, 2);
+                    for (const cJSON *x = l ? l->child : NULL; x; x = x->next)
+                        if (!(mask[x->valueint >> 5] >> (x->valueint & 31) & 1))
+                            fprintf(stderr, "  xgrammar allows %d, we do not\n", x->valueint);
+                    if (cnt <= 64)
+                        for (size_t w = 0; w < nw; w++)
+                            for (uint32_t b = mask[w]; b; b &= b - 1)
+                                fprintf(stderr, "  we allow %zu\n", w * 32 + (size_t)__builtin_ctz(b));
+                }
+            }
+            n_pos++;
+            const cJSON *id = cJSON_GetArrayItem(ids, i);
+            if (id)
+                cr_assert_eq(dsa_gram_accept_token(g, &st, id->valueint), DSA_OK,
+                             "%s: token %d at %d refused", name, id->valueint, i);
+        }
+        cr_assert(dsa_gram_is_complete(g, st), "%s: document not complete", name);
+        dsa_gram_destroy(g);
+        cJSON_Delete(c);
+        n_docs++;
+    }
+    fprintf(stderr, "grammar oracle: %d documents, %d positions, %d differ\n", n_docs, n_pos, n_bad);
+    cr_assert_geq(n_docs, 100);
+    cr_expect_eq(n_bad, 0, "%d positions differ from xgrammar", n_bad);
+    free(text);
+    free(mask);
+    dsa_gram_vocab_destroy(v);
+    dsa_tok_destroy(tok);
+}
