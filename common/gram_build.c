@@ -1,6 +1,7 @@
 /* gram_build.c - the expression tree the front ends build, its lowering to
  * flat byte-level rules (code point classes become UTF-8 byte sequences,
  * repetitions become right-recursive rules), and dsa_gram_compile. */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -535,6 +536,7 @@ dsa_err dsa_gram_compile(const dsa_gram_params *p, dsa_gram **out)
     gx_arena a = {0};
     dsa_err err;
     g->vocab = p->vocab;
+    g->refs = 1;
     pthread_mutex_init(&g->lock, NULL);
     switch (p->kind) {
     case DSA_GRAM_JSON_SCHEMA:
@@ -580,9 +582,16 @@ fail:
     return err;
 }
 
+dsa_gram *dsa_gram_retain(dsa_gram *g)
+{
+    if (g)
+        atomic_fetch_add(&g->refs, 1);
+    return g;
+}
+
 void dsa_gram_destroy(dsa_gram *g)
 {
-    if (!g)
+    if (!g || atomic_fetch_sub(&g->refs, 1) != 1)
         return;
     gram_match_free(g);
     for (int r = 0; r < g->n_rules; r++) {

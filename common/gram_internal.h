@@ -79,6 +79,7 @@ typedef struct gram_rule {
 typedef struct gram_pos_info gram_pos_info;
 
 struct dsa_gram {
+    _Atomic int refs;
     gelem *el;
     int n_el, cap_el;
     uint64_t (*cls)[4];

@@ -98,11 +98,11 @@ static int is_stop(const dsa_gram_vocab_params *p, size_t id)
     return 0;
 }
 
-/* 1 when id's bytes may match grammar text: never a stop id; a special
- * token only with special_as_text. */
+/* 1 when id's bytes may match grammar text: never a stop id; an added
+ * token only with added_as_text. */
 static int is_text(const dsa_gram_vocab_params *p, size_t id)
 {
-    return !is_stop(p, id) && (p->special_as_text || !dsa_tok_is_special(p->tok, (int32_t)id));
+    return !is_stop(p, id) && (p->added_as_text || !dsa_tok_is_added(p->tok, (int32_t)id));
 }
 
 dsa_err dsa_gram_vocab_create(const dsa_gram_vocab_params *p, dsa_gram_vocab **out)

@@ -44,9 +44,10 @@ typedef struct dsa_gram_vocab_params {
     size_t n_vocab;            /* mask width (the model's vocab_size >= tok's ids) */
     const int32_t *stop_ids;   /* allowed when the grammar is complete */
     size_t n_stop_ids;
-    /* 0 (the server): special added tokens never match grammar text.
+    /* 0 (the server): added tokens (BOS, tool-call markers, ...) never
+     * match grammar text, so a constrained output holds no control token.
      * 1: they match by their content, as in xgrammar (the oracle test). */
-    int special_as_text;
+    int added_as_text;
 } dsa_gram_vocab_params;
 
 dsa_err dsa_gram_vocab_create(const dsa_gram_vocab_params *p, dsa_gram_vocab **out);
@@ -75,8 +76,23 @@ typedef struct dsa_gram_params {
 
 typedef struct dsa_gram dsa_gram;
 
+/* A new grammar holds one reference. */
 dsa_err dsa_gram_compile(const dsa_gram_params *p, dsa_gram **out);
+/* Reference counting (any thread): destroy drops one reference and frees
+ * the grammar with the last; NULL is a no-op. */
+dsa_gram *dsa_gram_retain(dsa_gram *g);
 void dsa_gram_destroy(dsa_gram *g);
+
+/* A bounded LRU cache of compiled grammars keyed by (kind, text), shared
+ * by threads (locked).  get returns a retained grammar (compiled on a miss,
+ * on the calling thread; the lock is not held while compiling). */
+typedef struct dsa_gram_cache dsa_gram_cache;
+dsa_err dsa_gram_cache_create(const dsa_gram_vocab *v, int capacity, dsa_gram_cache **out);
+void dsa_gram_cache_destroy(dsa_gram_cache *c);
+dsa_err dsa_gram_cache_get(dsa_gram_cache *c, dsa_gram_kind kind, const char *text, size_t len,
+                           int any_whitespace, dsa_gram **out);
+/* Lookups and misses since creation (tests, metrics). */
+void dsa_gram_cache_stats(dsa_gram_cache *c, int64_t *hits, int64_t *misses);
 
 /* The state before any output. */
 int32_t dsa_gram_start(const dsa_gram *g);

@@ -720,6 +720,11 @@ const char *dsa_tok_token_bytes(const dsa_tok *t, int32_t id, size_t *len)
     return t->arena + t->decoded[id].off;
 }
 
+int dsa_tok_is_added(const dsa_tok *t, int32_t id)
+{
+    return id >= 0 && (size_t)id < t->n_ids && t->is_added[id];
+}
+
 int dsa_tok_is_special(const dsa_tok *t, int32_t id)
 {
     return id >= 0 && (size_t)id < t->n_ids && t->is_special[id];

@@ -96,6 +96,8 @@ const char *dsa_tok_id_to_token(const dsa_tok *tok, int32_t id, size_t *len);
  * token, which may be part of a UTF-8 character; an added token's
  * content); borrowed.  NULL when the id is absent. */
 const char *dsa_tok_token_bytes(const dsa_tok *tok, int32_t id, size_t *len);
+/* 1 when id is an added token (special or not). */
+int dsa_tok_is_added(const dsa_tok *tok, int32_t id);
 /* 1 when id is an added token marked special (skipped by skip_special). */
 int dsa_tok_is_special(const dsa_tok *tok, int32_t id);
 /* One past the largest id (vocab and added tokens). */

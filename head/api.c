@@ -521,6 +521,7 @@ void dsa_api_request_free(dsa_api_request *r)
         free(r->stop[i]);
     free(r->request_id);
     free(r->ignored);
+    free(r->gram_text);
     memset(r, 0, sizeof *r);
 }
 

@@ -118,6 +118,13 @@ typedef struct dsa_api_request {
     int return_tokens_as_token_ids;
     char *request_id;       /* the body's request_id, NULL when absent */
     char *ignored;          /* fields no parameter of the API names, "a, b"; for the log */
+    /* structured output (head/api_struct.c): gram_kind 0 none, else a
+     * dsa_gram_kind + 1 with its text (schema JSON, regex, choice JSON) */
+    int gram_kind;
+    char *gram_text;        /* owned */
+    size_t gram_len;
+    char gram_param[64];    /* the request field it came from (400s name it) */
+    int gram_compact;       /* structured_outputs.disable_any_whitespace */
 } dsa_api_request;
 
 /* Parses a JSON body.  On failure returns DSA_INVAL (or DSA_NOMEM) and
@@ -130,6 +137,8 @@ void dsa_api_request_free(dsa_api_request *req);
  * as vLLM applies it or refused with a 400 naming it (docs/api-parameters.md
  * holds the table).  Called by dsa_api_parse after the core fields. */
 dsa_err dsa_api_parse_params(const cJSON *root, dsa_api_request *r, dsa_api_error *e);
+/* The structured-output fields (api_struct.c), called by parse_params. */
+dsa_err dsa_api_parse_structured(const cJSON *root, dsa_api_request *r, dsa_api_error *e);
 
 /* Characters (Unicode code points; each invalid UTF-8 byte counts as the
  * one U+FFFD it is sent as) in s[0..n): the unit of completions'

@@ -67,13 +67,7 @@ static const param_rule rules[] = {
     {"chat_template", K_CHAT, T_STRING, P_REFUSE, "a chat template in the request is not "
      "accepted (vLLM refuses it too unless started with --trust-request-chat-template); "
      "the server renders the checkpoint's template"},
-    {"guided_json", K_BOTH, T_OBJECT, P_REFUSE, "structured output is not supported yet"},
-    {"guided_regex", K_BOTH, T_STRING, P_REFUSE, "structured output is not supported yet"},
-    {"guided_choice", K_BOTH, T_LIST, P_REFUSE, "structured output is not supported yet"},
-    {"guided_grammar", K_BOTH, T_STRING, P_REFUSE, "structured output is not supported yet"},
-    {"structural_tag", K_BOTH, T_STRING, P_REFUSE, "structured output is not supported yet"},
-    {"structured_outputs", K_BOTH, T_OBJECT, P_REFUSE, "structured output is not supported "
-     "yet"},
+    {"structural_tag", K_BOTH, T_STRING, P_REFUSE, "'structural_tag' is not supported"},
     {"logits_processors", K_BOTH, T_LIST, P_REFUSE_SET, "the `logits_processors` argument is "
      "not supported by this server"},
     {"cache_salt", K_BOTH, T_STRING, P_REFUSE, "'cache_salt' is not supported: the prefix "
@@ -220,27 +214,6 @@ static dsa_err parse_stream_options(const cJSON *root, dsa_api_request *r, dsa_a
         return dsa_api_fail(e, 400, "stream_options.continuous_usage_stats",
                             "'stream_options.continuous_usage_stats' is not supported");
     return DSA_OK;
-}
-
-/* response_format: {"type":"text"} is the default; the structured ones
- * are refused until structured output exists. */
-static dsa_err parse_response_format(const cJSON *root, dsa_api_error *e)
-{
-    const cJSON *v = field(root, "response_format");
-    if (!v)
-        return DSA_OK;
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(v, "type");
-    if (!cJSON_IsObject(v) || !cJSON_IsString(t))
-        return dsa_api_fail(e, 400, "response_format", "'response_format' must be an object "
-                            "with a string 'type'");
-    if (!strcmp(t->valuestring, "text"))
-        return DSA_OK;
-    if (!strcmp(t->valuestring, "json_object") || !strcmp(t->valuestring, "json_schema") ||
-        !strcmp(t->valuestring, "structural_tag"))
-        return dsa_api_fail(e, 400, "response_format", "response_format type '%s' "
-                            "(structured output) is not supported yet", t->valuestring);
-    return dsa_api_fail(e, 400, "response_format", "response_format type must be one of "
-                        "'text', 'json_object', 'json_schema', 'structural_tag'");
 }
 
 /* truncate_prompt_tokens >= -1 (-1: max_model_len); the bound against
@@ -402,7 +375,7 @@ dsa_err dsa_api_parse_params(const cJSON *root, dsa_api_request *r, dsa_api_erro
     dsa_err err;
     if ((err = apply_rules(root, r, e)) || (err = parse_given(root, r)) ||
         (err = parse_best_of(root, r, e)) || (err = parse_stream_options(root, r, e)) ||
-        (err = parse_response_format(root, e)) || (err = parse_truncate(root, r, e)) ||
+        (err = dsa_api_parse_structured(root, r, e)) || (err = parse_truncate(root, r, e)) ||
         (err = parse_misc(root, r, e)))
         return err;
     if (r->kind == DSA_API_CHAT && (err = parse_chat_render(root, r, e)))

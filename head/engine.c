@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grammar.h"
 #include "common/log.h"
 
 typedef struct abort_node {
@@ -57,6 +58,8 @@ void dsa_engine_req_release(dsa_engine_req *r)
     if (!r || atomic_fetch_sub(&r->refs, 1) != 1)
         return;
     free(r->prompt);
+    dsa_gram_destroy(r->gram);
+    free(r->gram_mask);
     free(r);
 }
 
@@ -316,6 +319,14 @@ static dsa_engine_event *on_token(dsa_engine *e, dsa_engine_req *r, const dsa_st
         ev->n_lps = 1;
     }
     dsa_err err = DSA_OK;
+    if (r->gram && (r->gram_words < 0 || dsa_gram_accept_token(r->gram, &r->gram_state, tok))) {
+        ev->status = 500;
+        ev->finish = "error";
+        snprintf(ev->message, sizeof ev->message, "structured output: token %d does not follow "
+                 "the grammar (or its matcher ran out of memory)", tok);
+        *done = DSA_FINISH_ERROR + 1;
+        return ev;
+    }
     int eos = tok == e->p.eos_token_id && !r->ignore_eos;
     if (!eos)
         err = dsa_textout_feed(&r->out, tok, &ev->content, &ev->reasoning);
@@ -362,6 +373,19 @@ static uint64_t note_scheduled(dsa_engine *e, dsa_sched_batch *b, int n)
             dsa_metrics_lock(e->p.metrics);
             dsa_hist_observe(&e->p.metrics->queue, now - r->t_arrival);
             dsa_metrics_unlock(e->p.metrics);
+        }
+    }
+    for (int i = 0; i < n; i++) { /* grammar masks of the rows that sample */
+        dsa_engine_req *r = b->planned[i]->user;
+        dsa_step_seq *q = &b->plan.seqs[i];
+        if (!r->gram || !q->sample || r->gram_words <= 0)
+            continue;
+        if (dsa_gram_fill_mask(r->gram, r->gram_state, r->gram_mask) == DSA_OK) {
+            q->mask = r->gram_mask;
+            q->n_mask = r->gram_words;
+        } else {
+            DSA_ERROR("structured output: %s", dsa_errmsg());
+            r->gram_words = -1; /* on_token fails the request */
         }
     }
     uint64_t prompt_tokens = 0;

@@ -45,6 +45,13 @@ typedef struct dsa_engine_req {
     int n_stop;
     int include_stop;           /* include_stop_str_in_output */
     double t_arrival;           /* dsa_time_now() when the HTTP request came */
+    /* structured output: the grammar (one reference, released with the
+     * request; NULL none) and its state; the engine fills gram_mask for
+     * each step that samples and advances the state by each token */
+    struct dsa_gram *gram;
+    int32_t gram_state;
+    int32_t gram_words;
+    uint32_t *gram_mask;        /* [gram_words], owned */
     void *user;                 /* loop side only: its owner, NULL once abandoned */
     int index;                  /* choice index */
     /* engine thread */

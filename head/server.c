@@ -17,6 +17,7 @@
 
 #include "common/chat.h"
 #include "common/genconfig.h"
+#include "common/grammar.h"
 #include "common/log.h"
 #include "common/reasoning.h"
 #include "common/tokenizer.h"
@@ -52,6 +53,8 @@ typedef struct head {
     dsa_transport *transport;
     dsa_engine *engine;
     dsa_tok *tok;
+    dsa_gram_vocab *gvocab;     /* structured output: the vocabulary trie ... */
+    dsa_gram_cache *gcache;     /* ... and compiled grammars (NULL: no tokenizer) */
     int has_chat;
     dsa_chat_variant variant;
     dsa_genconfig genconfig;    /* sampling defaults (--generation-config) */
@@ -97,6 +100,7 @@ typedef struct gen {
     int64_t prompt_tokens;
     uv_work_t work;
     int in_work;
+    dsa_gram *gram;             /* structured output, one reference; NULL none */
     dsa_api_error err;
     int failed;
     int reasoning;
@@ -159,6 +163,7 @@ static void gen_free(gen *g)
     free(g->ids);
     free(g->n_ids);
     dsa_api_request_free(&g->api);
+    dsa_gram_destroy(g->gram);
     head *h = g->h;
     free(g);
     /* the last request of a drain: let the loop stop (not from here, which
@@ -169,10 +174,36 @@ static void gen_free(gen *g)
 
 /* Tokenizes every prompt (thread pool or inline).  Touches only g's
  * request, ids and err, and the immutable tokenizer. */
+/* Compiles (or finds in the cache) the request's grammar; on the thread
+ * pool, as tokenizing is.  0 when there is none or it compiled. */
+static int compile_grammar(gen *g)
+{
+    dsa_api_request *a = &g->api;
+    if (!a->gram_kind)
+        return 0;
+    g->failed = 1;
+    if (!g->h->gcache) {
+        dsa_api_fail(&g->err, 400, a->gram_param, "structured output needs the model's "
+                     "tokenizer.json");
+        return 1;
+    }
+    dsa_err err = dsa_gram_cache_get(g->h->gcache, (dsa_gram_kind)(a->gram_kind - 1),
+                                     a->gram_text ? a->gram_text : "", a->gram_len,
+                                     !a->gram_compact, &g->gram);
+    if (err) {
+        dsa_api_fail(&g->err, err == DSA_NOMEM ? 500 : 400, a->gram_param, "%s", dsa_errmsg());
+        return 1;
+    }
+    g->failed = 0;
+    return 0;
+}
+
 static void tokenize_prompts(gen *g)
 {
     head *h = g->h;
     dsa_api_request *a = &g->api;
+    if (compile_grammar(g))
+        return;
     g->n_prompts = a->kind == DSA_API_CHAT ? 1 : a->n_prompts;
     g->ids = calloc((size_t)g->n_prompts, sizeof *g->ids);
     g->n_ids = calloc((size_t)g->n_prompts, sizeof *g->n_ids);
@@ -332,6 +363,13 @@ static void gen_start(gen *g)
         er->n_stop = a->n_stop;
         er->include_stop = a->include_stop_str_in_output;
         er->t_arrival = g->t_start;
+        if (g->gram) {
+            er->gram = dsa_gram_retain(g->gram);
+            er->gram_state = dsa_gram_start(g->gram);
+            er->gram_words = (int32_t)dsa_gram_mask_words(h->gvocab);
+            if (!(er->gram_mask = malloc((size_t)er->gram_words * sizeof *er->gram_mask)))
+                er->gram_words = -1; /* fails at its first token */
+        }
         er->user = g;
         er->index = i;
         dsa_metrics_observe_params(&h->metrics, i % a->n ? 0 : a->n, a->max_tokens);
@@ -686,7 +724,7 @@ static void handle_generate(head *h, dsa_http_conn *c, const dsa_http_req *r, ds
         text += g->api.prompts[i].n_text;
     if (g->api.messages)
         text += r->n_body;
-    if ((int64_t)text > h->o->tokenize_inline_bytes) {
+    if ((int64_t)text > h->o->tokenize_inline_bytes || g->api.gram_kind) {
         g->work.data = g;
         g->in_work = 1;
         if (uv_queue_work(&h->loop, &g->work, on_tokenized, after_tokenized) == 0)
@@ -987,6 +1025,14 @@ static void after_load(uv_work_t *w, int status)
     }
     const dsa_worker_info *wi = &h->transport->info;
     h->vocab = wi->vocab_size;
+    if (h->tok) {
+        int32_t eos = wi->eos_token_id;
+        dsa_gram_vocab_params gp = {.tok = h->tok, .n_vocab = (size_t)h->vocab, .stop_ids = &eos,
+                                    .n_stop_ids = eos >= 0};
+        if (dsa_gram_vocab_create(&gp, &h->gvocab) ||
+            dsa_gram_cache_create(h->gvocab, 64, &h->gcache))
+            DSA_WARN("structured output disabled: %s", dsa_errmsg());
+    }
     h->max_model_len = h->o->max_model_len > 0 ? h->o->max_model_len
                                                : wi->max_position_embeddings;
     if (h->max_model_len > wi->max_blocks_per_seq * wi->block_size)
@@ -1156,6 +1202,8 @@ int dsa_head_run(const dsa_head_opts *o, const char **keys, int n_keys)
                                      : "stopped before the workers were ready");
 #endif
     dsa_transport_destroy(h->transport);
+    dsa_gram_cache_destroy(h->gcache);
+    dsa_gram_vocab_destroy(h->gvocab);
     dsa_tok_destroy(h->tok);
     dsa_metrics_deinit(&h->metrics);
     int code = h->exit_code;

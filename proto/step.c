@@ -85,6 +85,9 @@ dsa_err dsa_step_plan_encode(const dsa_step_plan *p, uint8_t **buf, size_t *len)
         dsa_wire_put_u32(&w, (uint32_t)s->n_blocks);
         for (int32_t j = 0; j < s->n_blocks; j++)
             dsa_wire_put_u32(&w, (uint32_t)s->blocks[j]);
+        dsa_wire_put_u32(&w, (uint32_t)s->n_mask);
+        for (int32_t j = 0; j < s->n_mask; j++)
+            dsa_wire_put_u32(&w, s->mask[j]);
     }
     dsa_wire_put_u32(&w, (uint32_t)p->n_finished);
     for (int32_t i = 0; i < p->n_finished; i++)
@@ -99,6 +102,7 @@ void dsa_step_plan_free(dsa_step_plan *p)
     for (int32_t i = 0; p->seqs && i < p->n_seqs; i++) {
         free(p->seqs[i].tokens);
         free(p->seqs[i].blocks);
+        free(p->seqs[i].mask);
     }
     free(p->seqs);
     free(p->finished);
@@ -147,6 +151,13 @@ dsa_err dsa_step_plan_decode(const uint8_t *buf, size_t len, dsa_step_plan *p)
         }
         for (int32_t j = 0; j < s->n_blocks; j++)
             s->blocks[j] = (int32_t)dsa_wire_get_u32(&r);
+        s->n_mask = r_count(&r, MAX_ITEMS, 4);
+        if (s->n_mask && !(s->mask = malloc((size_t)s->n_mask * 4))) {
+            err = dsa_fail(DSA_NOMEM, "step plan mask");
+            goto fail;
+        }
+        for (int32_t j = 0; j < s->n_mask; j++)
+            s->mask[j] = dsa_wire_get_u32(&r);
         if (s->pos < 0 || s->n_prompt < 0 || (s->sample != 0 && s->sample != 1) ||
             s->sp.n_logprobs > DSA_TOP_LOGPROBS_MAX)
             r.bad = 1;

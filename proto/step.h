@@ -22,7 +22,8 @@
 #include "common/error.h"
 
 #define DSA_PROTO_MAGIC 0x53415344u /* "DSAS" little-endian */
-#define DSA_PROTO_VERSION 1
+/* 2: grammar masks in plan sequences. */
+#define DSA_PROTO_VERSION 2
 #define DSA_TOP_LOGPROBS_MAX 20
 
 typedef enum dsa_msg_type {
@@ -53,6 +54,12 @@ typedef struct dsa_step_seq {
     int32_t sample;         /* 1: sample after tokens[n_tokens-1] */
     uint32_t step;          /* tokens generated so far (sampler draw index) */
     dsa_sampling sp;
+    /* Structured output: n_mask words of an allowed-id bitmask (bit i%32
+     * of word i/32 = id i), 0 = no mask.  Ids outside it get -inf logits
+     * before penalties, sampling and logprobs, as vLLM applies a grammar
+     * bitmask.  Decoded plans own it; the head's plans borrow it. */
+    int32_t n_mask;
+    uint32_t *mask;         /* [n_mask] */
 } dsa_step_seq;
 
 typedef struct dsa_step_plan {

@@ -53,7 +53,7 @@ Test(grammar_oracle, masks_equal_xgrammar, .timeout = 600)
     int32_t eos = dsa_tok_eos_id(tok);
     dsa_gram_vocab *v;
     dsa_gram_vocab_params vp = {.tok = tok, .n_vocab = VOCAB, .stop_ids = &eos, .n_stop_ids = 1,
-                              .special_as_text = 1};
+                              .added_as_text = 1};
     cr_assert_eq(dsa_gram_vocab_create(&vp, &v), DSA_OK);
     size_t nw = dsa_gram_mask_words(v), n;
     uint32_t *mask = malloc(nw * sizeof *mask);

@@ -310,6 +310,14 @@ static void apply_penalties(const seq_state *s, const dsa_sampling *sp, float *l
     }
 }
 
+/* Grammar mask: ids outside the bitmask (or past its words) -> -inf. */
+static void apply_mask(const dsa_step_seq *s, float *logits, int64_t V)
+{
+    for (int64_t v = 0; v < V; v++)
+        if (v >= (int64_t)s->n_mask * 32 || !(s->mask[v >> 5] >> (v & 31) & 1))
+            logits[v] = -INFINITY;
+}
+
 /* Log-softmax of logits[id] and the k most likely ids. */
 static void logprobs(const float *logits, int64_t V, int32_t id, int k, dsa_step_out *o)
 {
@@ -433,6 +441,8 @@ dsa_err dsa_worker_step_run(dsa_worker_step *ws, const dsa_step_plan *plan,
         if (!s->sample)
             continue;
         float *lg = ws->logits + l * V;
+        if (s->n_mask)
+            apply_mask(s, lg, V);
         if (has_penalty(&s->sp))
             apply_penalties(state_get(ws, s->seq_id), &s->sp, lg);
         ws->rows[l] = (dsa_sample_row){.temperature = s->sp.temperature, .top_p = s->sp.top_p,
