@@ -380,17 +380,16 @@ static dsa_err lower_class(dsa_gram *g, const gx *x, evec *e)
             err = rule_add_alt(g, r, &a);
         free(a.v);
     }
-    /* A class holding every non-ASCII character (a negated class) takes
-     * any lead byte with its count of continuation bytes, as xgrammar's
-     * matcher does: C0/C1 and F5-F7 leads, overlongs and surrogates
-     * included (none of them occur in UTF-8 text; byte tokens that start
-     * them are then allowed exactly where xgrammar allows them). */
+    /* xgrammar_utf8: a class holding every non-ASCII character (a negated
+     * class) takes any lead byte with its count of continuation bytes, as
+     * xgrammar's matcher does (C0/C1 and F5-F7 leads, overlongs and
+     * surrogates included). */
     int all_hi = 0, all_lo = 0;
     for (int i = 0; i < x->n; i++) {
         all_lo |= x->ranges[2 * i] <= 0x80 && x->ranges[2 * i + 1] >= 0xD7FF;
         all_hi |= x->ranges[2 * i] <= 0xE000 && x->ranges[2 * i + 1] == 0x10FFFF;
     }
-    if (all_lo && all_hi) {
+    if (g->xgrammar_utf8 && all_lo && all_hi) {
         static const uint8_t lead[3][2] = {{0xC0, 0xDF}, {0xE0, 0xEF}, {0xF0, 0xF7}};
         for (int k = 0; k < 3 && !err; k++) {
             evec a = {0};
@@ -536,6 +535,7 @@ dsa_err dsa_gram_compile(const dsa_gram_params *p, dsa_gram **out)
     gx_arena a = {0};
     dsa_err err;
     g->vocab = p->vocab;
+    g->xgrammar_utf8 = p->xgrammar_utf8;
     g->refs = 1;
     pthread_mutex_init(&g->lock, NULL);
     switch (p->kind) {

@@ -87,6 +87,7 @@ struct dsa_gram {
     gram_rule *rules;
     int n_rules, cap_rules;
     int root;
+    int xgrammar_utf8;             /* dsa_gram_params.xgrammar_utf8 */
     const dsa_gram_vocab *vocab;
 
     /* matcher memo (gram_match.c), under lock */

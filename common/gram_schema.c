@@ -303,8 +303,9 @@ static gx *string_value(sc *s, const cJSON *o, const char *path)
             dsa_fail(DSA_FORMAT, "%s: maxLength is below minLength", path);
             return NULL;
         }
-        /* xgrammar's bounded string: characters other than " \ CR LF. */
-        gx *ch = cls(s, (uint32_t[]){'"', '"', '\\', '\\', '\r', '\r', '\n', '\n'}, 4, 1);
+        /* Characters other than " \ and controls, no escapes (xgrammar
+         * allows controls other than CR LF here, which is not JSON). */
+        gx *ch = cls(s, (uint32_t[]){'"', '"', '\\', '\\', 0, 0x1f}, 3, 1);
         return gx_seq3(s->a, q, gx_rep(s->a, ch, lo, hi), gx_str(s->a, "\""));
     }
     return json_string(s);
@@ -543,7 +544,7 @@ static gx *alts_value(sc *s, const cJSON *arr, const char *path, const char *kw)
 static gx *schema_value(sc *s, const cJSON *o, const char *path)
 {
     if (++s->depth > GRAM_DEPTH_MAX) {
-        dsa_fail(DSA_RANGE, "%s: the schema nests deeper than %d", path, GRAM_DEPTH_MAX);
+        dsa_fail(DSA_RANGE, "the schema nests deeper than %d levels", GRAM_DEPTH_MAX);
         return NULL;
     }
     gx *x = NULL;

@@ -72,6 +72,11 @@ typedef struct dsa_gram_params {
     /* JSON schema: allow any whitespace between tokens (vLLM's default);
      * 0 writes the compact separators ", " and ": " only. */
     int any_whitespace;
+    /* 0 (the server): a negated class takes only well-formed UTF-8.
+     * 1: any lead byte with its count of continuation bytes (C0/C1 and
+     * F5-F7 leads, overlongs, surrogates), as xgrammar's matcher does; such
+     * output detokenizes to U+FFFD, so only the oracle test uses it. */
+    int xgrammar_utf8;
 } dsa_gram_params;
 
 typedef struct dsa_gram dsa_gram;

@@ -8,15 +8,16 @@
 set -euo pipefail
 OPENAI_VERSION=1.109.1
 PROMETHEUS_CLIENT_VERSION=0.26.0   # its text parser reads /metrics in head_compat
+JSONSCHEMA_VERSION=4.25.1          # validates structured outputs in head_structured
 VENV="${DSA_PYENV:-${XDG_CACHE_HOME:-$HOME/.cache}/dsa-pyenv}"
-STAMP="$VENV/.dsa-openai-$OPENAI_VERSION-prometheus-$PROMETHEUS_CLIENT_VERSION"
+STAMP="$VENV/.dsa-openai-$OPENAI_VERSION-prometheus-$PROMETHEUS_CLIENT_VERSION-jsonschema-$JSONSCHEMA_VERSION"
 if [ ! -f "$STAMP" ]; then
   exec 9>"${VENV%/}.lock" 2>/dev/null || true
   flock 9 2>/dev/null || true
   if [ ! -f "$STAMP" ]; then
     python3 -m venv "$VENV" >&2
     "$VENV/bin/pip" install -q --disable-pip-version-check "openai==$OPENAI_VERSION" \
-      "prometheus_client==$PROMETHEUS_CLIENT_VERSION" >&2
+      "prometheus_client==$PROMETHEUS_CLIENT_VERSION" "jsonschema==$JSONSCHEMA_VERSION" >&2
     touch "$STAMP"
   fi
 fi

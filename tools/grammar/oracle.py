@@ -31,8 +31,20 @@ def splitmix(n):
     return x ^ (x >> np.uint64(31))
 
 
+# xgrammar 0.1.25 writes a string with minLength/maxLength as [^"\\\r\n]{m,n},
+# which lets control characters other than CR LF into a JSON string (not
+# JSON).  For those schemas the oracle is xgrammar's own grammar with that
+# class corrected to [^"\\\0-\x1f], run by xgrammar's engine.
+BOUNDED_STRING_FIX = ('[^\\"\\\\\\r\\n]', '[^\\"\\\\\\0-\\x1f]')
+
+
 def compile_case(comp, kind, text):
     if kind == "schema":
+        s = json.loads(text)
+        if isinstance(s, dict) and ("minLength" in s or "maxLength" in s):
+            ebnf = str(xgr.Grammar.from_json_schema(text, any_whitespace=True))
+            assert BOUNDED_STRING_FIX[0] in ebnf, ebnf
+            return comp.compile_grammar(ebnf.replace(*BOUNDED_STRING_FIX))
         return comp.compile_json_schema(text, any_whitespace=True)
     if kind == "json_object":
         return comp.compile_json_schema('{"type": "object"}', any_whitespace=True)

@@ -1,0 +1,225 @@
+"""End-to-end tests of structured output (issue 16) with the official openai
+client against dsa-head on loopback: response_format json_schema (strict)
+and json_object, the SDK's parse() with a Pydantic model, vLLM's
+guided_regex / guided_choice / structured_outputs, streamed and not; 1,000
+sampled generations from the tiny model that must all parse and validate
+(jsonschema); bad schemas and regexes answered with a 400 naming the field
+within a bounded time, the server unaffected.  Run by
+tests/integration/run_head_tests.sh (meson test 'head_structured')."""
+import concurrent.futures
+import json
+import re
+import time
+import unittest
+from enum import Enum
+from typing import List, Optional
+
+import jsonschema
+import openai
+import pydantic
+
+from test_head import Server, SCALE
+
+# Schemas whose documents are short under a random model: strings bounded
+# (enum, maxLength, pattern, format), integers bounded, arrays bounded.
+SHORT = {"type": "string", "maxLength": 6}
+SCHEMAS = [
+    {"type": "object", "properties": {"name": SHORT, "age": {"type": "integer", "minimum": 0,
+                                                             "maximum": 130}},
+     "required": ["name", "age"], "additionalProperties": False},
+    {"type": "object", "properties": {
+        "color": {"enum": ["red", "green", "blue"]}, "ok": {"type": "boolean"},
+        "note": {"anyOf": [SHORT, {"type": "null"}]}}, "required": ["color", "ok", "note"]},
+    {"type": "array", "items": {"type": "integer", "minimum": -50, "maximum": 50},
+     "minItems": 1, "maxItems": 4},
+    {"type": "object", "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "day": {"type": "string", "format": "date"},
+        "tags": {"type": "array", "items": {"enum": ["a", "b", "c"]}, "maxItems": 3}},
+     "required": ["id", "day"]},
+    {"$defs": {"node": {"type": "object", "properties": {
+        "v": {"type": "integer", "minimum": 0, "maximum": 9},
+        "kids": {"type": "array", "items": {"$ref": "#/$defs/node"}, "maxItems": 1}},
+        "required": ["v", "kids"]}}, "$ref": "#/$defs/node"},
+    {"type": "object", "properties": {"code": {"type": "string", "pattern": "^[A-Z]{3}-[0-9]{2}$"},
+                                      "n": {"type": "integer", "minimum": 1, "maximum": 5}},
+     "required": ["code"]},
+]
+
+
+class Color(str, Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+class Pet(pydantic.BaseModel):
+    kind: Color
+    legs: int = pydantic.Field(ge=0, le=8)
+    name: str = pydantic.Field(max_length=5)
+    tags: List[Color] = pydantic.Field(max_length=2)
+    owner: Optional[bool]
+
+
+class Structured(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = Server("--served-model-name", "tiny", "--max-num-seqs", "64")
+        cls.c = cls.srv.client
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def chat(self, **kw):
+        return self.c.chat.completions.create(model="tiny", messages=[
+            {"role": "user", "content": "Answer in JSON."}], **kw)
+
+    def test_json_schema_strict_chat_streamed_and_not(self):
+        schema = SCHEMAS[0]
+        rf = {"type": "json_schema", "json_schema": {"name": "person", "schema": schema,
+                                                     "strict": True}}
+        for seed in range(4):
+            r = self.chat(response_format=rf, max_tokens=300, seed=seed,
+                          extra_body={"structured_outputs": {"disable_any_whitespace": True}})
+            self.assertEqual(r.choices[0].finish_reason, "stop", r.choices[0].message.content)
+            jsonschema.validate(json.loads(r.choices[0].message.content), schema)
+            parts, finish = [], None
+            for ch in self.chat(response_format=rf, max_tokens=300, seed=seed, stream=True,
+                                extra_body={"structured_outputs":
+                                            {"disable_any_whitespace": True}}):
+                if ch.choices and ch.choices[0].delta.content:
+                    parts.append(ch.choices[0].delta.content)
+                if ch.choices and ch.choices[0].finish_reason:
+                    finish = ch.choices[0].finish_reason
+            # the same seed samples the same tokens streamed or not
+            self.assertEqual("".join(parts), r.choices[0].message.content)
+            self.assertEqual(finish, "stop")
+
+    def test_parse_with_pydantic(self):
+        for seed in range(3):
+            r = self.c.beta.chat.completions.parse(
+                model="tiny", messages=[{"role": "user", "content": "A pet."}],
+                response_format=Pet, max_tokens=400, seed=seed,
+                extra_body={"structured_outputs": {"disable_any_whitespace": True}})
+            msg = r.choices[0].message
+            self.assertEqual(r.choices[0].finish_reason, "stop", msg.content)
+            self.assertIsInstance(msg.parsed, Pet)
+            self.assertLessEqual(len(msg.parsed.name), 5)
+
+    def test_regex_choice_and_json_object(self):
+        rx = r"(cat|dog)s? [0-9]{2,3}(\.[0-9])?"
+        for seed in range(5):
+            r = self.c.completions.create(model="tiny", prompt="pet:", max_tokens=30, seed=seed,
+                                          extra_body={"guided_regex": rx})
+            self.assertEqual(r.choices[0].finish_reason, "stop")
+            self.assertRegex(r.choices[0].text, "^" + rx + "$")
+        seen = set()
+        for seed in range(12):
+            r = self.c.completions.create(model="tiny", prompt="?", max_tokens=10, seed=seed,
+                                          temperature=2.0,
+                                          extra_body={"structured_outputs":
+                                                      {"choice": ["yes", "no", "maybe"]}})
+            seen.add(r.choices[0].text)
+        self.assertLessEqual(seen, {"yes", "no", "maybe"})
+        self.assertGreater(len(seen), 1)
+        # JSON mode: an object; a random model rarely closes its strings, so
+        # the budget may cut it ("length"), and then what came is a prefix
+        r = self.chat(response_format={"type": "json_object"}, max_tokens=20, seed=1)
+        text = r.choices[0].message.content
+        self.assertTrue(text.startswith("{"), text)
+        if r.choices[0].finish_reason == "stop":
+            self.assertIsInstance(json.loads(text), dict)
+        else:
+            self.assertEqual(r.choices[0].finish_reason, "length")
+            self.assertEqual(r.usage.completion_tokens, 20)
+
+    def test_length_cuts_a_constrained_output(self):
+        r = self.chat(response_format={"type": "json_schema", "json_schema": {
+            "name": "x", "schema": {"type": "array", "items": {"type": "integer"},
+                                    "minItems": 50}}}, max_tokens=5)
+        self.assertEqual(r.choices[0].finish_reason, "length")
+        self.assertTrue(r.choices[0].message.content.startswith("["))
+
+    def test_thousand_generations_validate(self):
+        """1,000 sampled generations over the schemas, each parsed and
+        validated; any failure is a grammar bug."""
+        n_per, jobs = 16, []
+        for i, schema in enumerate(SCHEMAS):
+            for k in range(1000 // (n_per * len(SCHEMAS)) + 1):
+                jobs.append((schema, i * 1000 + k))
+        done, failures = 0, []
+
+        def run(job):
+            schema, seed = job
+            r = self.c.completions.create(
+                model="tiny", prompt="json:", n=n_per, max_tokens=400, seed=seed,
+                temperature=1.0, extra_body={"guided_json": schema, "structured_outputs":
+                                             {"disable_any_whitespace": True}})
+            out = []
+            for ch in r.choices:
+                try:
+                    self.assertEqual(ch.finish_reason, "stop")
+                    jsonschema.validate(json.loads(ch.text), schema)
+                    out.append(None)
+                except Exception as e:  # collected, reported below
+                    out.append("%s: %r" % (e, ch.text[:200]))
+            return out
+
+        with concurrent.futures.ThreadPoolExecutor(4) as ex:
+            for res in ex.map(run, jobs):
+                done += len(res)
+                failures += [f for f in res if f]
+        self.assertGreaterEqual(done, 1000)
+        self.assertEqual(failures, [], "%d of %d failed" % (len(failures), done))
+
+    def refused(self, param, t_max=None, **extra):
+        t0 = time.time()
+        with self.assertRaises(openai.BadRequestError) as cm:
+            self.c.completions.create(model="tiny", prompt="x", max_tokens=4, extra_body=extra)
+        dt = time.time() - t0
+        self.assertEqual(cm.exception.body["param"], param, cm.exception.body)
+        if t_max:
+            self.assertLess(dt, t_max * SCALE, "took %.1fs" % dt)
+        return cm.exception.body["message"]
+
+    def test_bad_input_is_a_400_in_bounded_time(self):
+        self.assertIn("not valid JSON", self.refused("guided_json", guided_json="{bad"))
+        self.assertIn("'not'", self.refused("guided_json", guided_json={"not": {"type": "string"}}))
+        self.assertIn("format", self.refused("guided_json",
+                                              guided_json={"type": "string", "format": "ipv9"}))
+        self.refused("guided_json", guided_json={"$ref": "#/$defs/none"})
+        self.refused("guided_json", guided_json={"type": "object", "required": ["x"]})
+        self.assertIn("regex", self.refused("guided_regex", guided_regex="(ab"))
+        self.refused("guided_regex", guided_regex=r"(a)\1")
+        self.refused("guided_regex", guided_regex="(?=a)b")
+        self.refused("guided_regex", guided_regex="a{100000}")
+        # deep nesting: refused, not a stack overflow
+        deep = {"type": "integer"}
+        for _ in range(300):  # cJSON itself stops at 1000 levels
+            deep = {"type": "array", "items": deep}
+        self.assertIn("deeper", self.refused("guided_json", t_max=10, guided_json=deep))
+        deep_rx = "(" * 5000 + "a" + ")" * 5000
+        self.refused("guided_regex", t_max=10, guided_regex=deep_rx)
+        # a 1 MB schema: answered (compiled or refused) within a bound
+        props = {"p%05d_%s" % (i, "x" * 20): {"type": "integer"} for i in range(25000)}
+        big = {"type": "object", "properties": props, "required": []}
+        self.assertGreater(len(json.dumps(big)), 1 << 20)
+        t0 = time.time()
+        try:
+            self.c.completions.create(model="tiny", prompt="x", max_tokens=2,
+                                      extra_body={"guided_json": big})
+        except openai.BadRequestError as e:
+            self.assertEqual(e.body["param"], "guided_json")
+        self.assertLess(time.time() - t0, 60 * SCALE)
+        # "catastrophic" backtracking patterns are plain automata here
+        r = self.c.completions.create(model="tiny", prompt="x", max_tokens=8, seed=3,
+                                      extra_body={"guided_regex": "(a+)+b"})
+        self.assertRegex(r.choices[0].text, "^a*b?$")
+        # the server is unaffected
+        self.assertEqual(self.srv.health(), 200)
+        r = self.c.completions.create(model="tiny", prompt="x", max_tokens=3)
+        self.assertEqual(len(r.choices), 1)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
