@@ -288,7 +288,8 @@ static dsa_err rx_atom(rx *p, gx **out)
     }
     if (c == '.') {
         p->i++;
-        *out = gx_class(p->a, (uint32_t[]){'\n', '\n', '\r', '\r'}, 2, 1);
+        /* any character, newlines included, as xgrammar reads '.' */
+        *out = gx_class(p->a, (uint32_t[]){0, 0x10FFFF}, 1, 0);
         return *out ? DSA_OK : DSA_NOMEM;
     }
     if (c == '*' || c == '+' || c == '?' || c == '{')
