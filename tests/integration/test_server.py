@@ -161,5 +161,68 @@ class UnknownIds(unittest.TestCase):
         self.assertEqual(fin, ["length"] * 8)
 
 
+class JsonInput(unittest.TestCase):
+    """NUL as data end to end; what json.loads refuses (vLLM parses bodies
+    with it) answered with 400."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = Server()
+        with open(os.path.join(MODEL, "tokenizer.json")) as f:
+            vocab = json.load(f)["model"]["vocab"]
+        # byte-level BPE: byte 0x00 is the piece U+0100
+        cls.nul_id, cls.a_id, cls.b_id = vocab["\u0100"], vocab["a"], vocab["b"]
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def tokenize(self, body):
+        st, _, data = post(self.srv.port, "/tokenize", body)
+        self.assertEqual(st, 200, data)
+        return json.loads(data)["tokens"]
+
+    def test_nul_reaches_the_tokenizer(self):
+        toks = self.tokenize(b'{"prompt":"a\\u0000b","add_special_tokens":false}')
+        self.assertEqual(toks, [self.a_id, self.nul_id, self.b_id])
+        # an escaped backslash before u0000 is text, not a NUL
+        toks = self.tokenize(b'{"prompt":"a\\\\u0000b","add_special_tokens":false}')
+        self.assertNotIn(self.nul_id, toks)
+        self.assertGreater(len(toks), 3)
+        # chat messages carry it into the rendered prompt
+        toks = self.tokenize(b'{"messages":[{"role":"user","content":"a\\u0000b"}]}')
+        self.assertIn(self.nul_id, toks)
+        with_nul = self.tokenize(b'{"prompt":"x\\u0000\\u0000y"}')
+        st, _, data = post(self.srv.port, "/v1/completions",
+                           b'{"prompt":"x\\u0000\\u0000y","max_tokens":1}')
+        self.assertEqual(st, 200, data)
+        self.assertEqual(json.loads(data)["usage"]["prompt_tokens"], len(with_nul))
+        st, _, data = post(self.srv.port, "/v1/chat/completions",
+                           b'{"messages":[{"role":"user","content":"a\\u0000b"}],'
+                           b'"max_tokens":1}')
+        self.assertEqual(st, 200, data)
+        chat = self.tokenize(b'{"messages":[{"role":"user","content":"a\\u0000b"}]}')
+        self.assertEqual(json.loads(data)["usage"]["prompt_tokens"], len(chat))
+
+    def test_refused_as_vllm(self):
+        bad = [b'{"prompt":"a\x01b","max_tokens":1}',      # raw control character
+               b'{"prompt":"a\nb","max_tokens":1}',        # raw newline in a string
+               b'{"prompt":"a","max_tokens":1} x',          # extra data
+               b'{"prompt":"a","max_tokens":1}{}',
+               b'\x01{"prompt":"a","max_tokens":1}',
+               b'{"prompt":"a\xffb","max_tokens":1}']      # not UTF-8
+        for body in bad:
+            for path in ("/v1/completions", "/tokenize"):
+                st, _, data = post(self.srv.port, path, body)
+                self.assertEqual(st, 400, (path, body, data))
+                err = json.loads(data)["error"]
+                self.assertEqual(err["code"], 400)
+                self.assertTrue(err["message"])
+        # JSON whitespace around the value is fine
+        st, _, data = post(self.srv.port, "/v1/completions",
+                           b' \r\n{"prompt":"a\\n\\u0001","max_tokens":1}\n\t ')
+        self.assertEqual(st, 200, data)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
