@@ -39,6 +39,12 @@ static void gen_free(gen *g)
     free(g->n_ids);
     dsa_api_request_free(&g->api);
     head *h = g->h;
+    if (g->prev)
+        g->prev->next = g->next;
+    else
+        h->gens = g->next;
+    if (g->next)
+        g->next->prev = g->prev;
     free(g);
     /* the last request of a drain: let the loop stop (not from here, which
      * may be deep inside an HTTP callback) */
@@ -218,6 +224,7 @@ static void gen_start(gen *g)
             return;
         }
     }
+    g->started = 1;
     if (a->stream && a->kind != DSA_API_GENERATE) {
         dsa_http_stream_begin(conn, 200, "text/event-stream");
         if (a->kind == DSA_API_CHAT)
@@ -356,19 +363,42 @@ static void gen_finish_response(gen *g)
     }
     dsa_jbuf_deinit(&b);
     if (!h->o->disable_log_requests)
-        DSA_INFO("request %s done: %s, %d choice(s), prompt %" PRId64 " completion %" PRId64
-                 " tokens, %.3fs", g->rid, g->id, g->n_choices, u.prompt_tokens,
-                 u.completion_tokens, dsa_time_now() - g->t_start);
+        dsa_log_req(DSA_LOG_INFO, g->rid, "done: %s, %d choice(s), prompt %" PRId64
+                    " completion %" PRId64 " tokens, %.3fs", g->id, g->n_choices,
+                    u.prompt_tokens, u.completion_tokens, dsa_time_now() - g->t_start);
     gen_free(g);
 }
 
-/* A failed choice fails the whole request. */
-static void gen_fail(gen *g, int status, const char *msg)
+/* The text a client gets for a failure: 4xx texts as they are; a server
+ * failure's detail (ranks, hosts, step ids) stays in the log and the client
+ * gets a stable message with the request id. */
+static void client_message(const gen *g, int status, const char *detail, char *out, size_t n)
+{
+    if (status < 500)
+        snprintf(out, n, "%s", detail);
+    else if (status == 503)
+        snprintf(out, n, "the server could not complete this request (the model workers "
+                 "failed or the server is shutting down); retry later (request id %s)", g->rid);
+    else
+        snprintf(out, n, "internal server error while generating (request id %s)", g->rid);
+}
+
+/* Ends g with an error (and frees it).  A stream already begun gets an SSE
+ * error event and [DONE]; otherwise an error object with status.  detail
+ * goes to the log. */
+static void gen_fail(gen *g, int status, const char *detail)
 {
     dsa_api_error e;
+    char msg[sizeof e.message];
+    client_message(g, status, detail, msg, sizeof msg);
     dsa_api_fail(&e, status, NULL, "%s", msg);
-    DSA_WARN("request %s failed: %s", g->rid, msg);
-    if (g->api.stream && g->api.kind != DSA_API_GENERATE) {
+    dsa_log_req(status >= 500 ? DSA_LOG_WARN : DSA_LOG_INFO, g->rid, "request failed (%d): %s",
+                status, detail);
+    if (!g->conn) {
+        gen_free(g);
+        return;
+    }
+    if (g->started && g->api.stream && g->api.kind != DSA_API_GENERATE) {
         dsa_jbuf b = {0};
         dsa_api_sse_error(&b, &e);
         dsa_api_sse_done(&b);
@@ -376,9 +406,32 @@ static void gen_fail(gen *g, int status, const char *msg)
         dsa_http_stream_end(g->conn);
         dsa_jbuf_deinit(&b);
     } else {
-        respond_error(g->conn, &e, NULL);
+        respond_error(g->conn, &e, status == 503 ? "Retry-After: 1\r\n" : NULL);
     }
     gen_free(g);
+}
+
+void dsa_gen_fail_all(head *h, int status, const char *msg)
+{
+    gen *g = h->gens;
+    while (g) {
+        gen *next = g->next;
+        /* (choices not finished are aborted in the engine by gen_free) */
+        if (g->in_work) {
+            /* the thread pool still tokenizes into g: answer now, free in
+             * after_tokenized (conn NULL) */
+            dsa_api_error e;
+            char m[sizeof e.message];
+            client_message(g, status, msg, m, sizeof m);
+            dsa_api_fail(&e, status, NULL, "%s", m);
+            if (g->conn)
+                respond_error(g->conn, &e, NULL);
+            g->conn = NULL;
+        } else {
+            gen_fail(g, status, msg);
+        }
+        g = next;
+    }
 }
 
 void dsa_gen_on_event(head *h, dsa_engine_event *ev)
@@ -460,6 +513,10 @@ void dsa_gen_handle(head *h, dsa_http_conn *c, const dsa_http_req *r, dsa_api_ki
     }
     g->h = h;
     h->n_gens++;
+    g->next = h->gens;
+    if (h->gens)
+        h->gens->prev = g;
+    h->gens = g;
     g->conn = c;
     g->t_start = r->t_start;
     snprintf(g->rid, sizeof g->rid, "%s", r->request_id);
@@ -484,8 +541,8 @@ void dsa_gen_handle(head *h, dsa_http_conn *c, const dsa_http_req *r, dsa_api_ki
     g->reasoning = kind == DSA_API_CHAT && h->variant == DSA_CHAT_R1;
     dsa_http_conn_set_user(c, g);
     if (!h->o->disable_log_requests)
-        DSA_INFO("request %s: %s %s, stream %d, max_tokens %" PRId64, g->rid, r->method_name,
-                 r->path, g->api.stream, g->api.max_tokens);
+        dsa_log_req(DSA_LOG_INFO, g->rid, "%s %s, stream %d, max_tokens %" PRId64,
+                    r->method_name, r->path, g->api.stream, g->api.max_tokens);
     size_t text = 0;
     for (int i = 0; i < g->api.n_prompts; i++)
         text += g->api.prompts[i].n_text;
@@ -506,7 +563,7 @@ void dsa_gen_on_abort(void *user, dsa_http_conn *c, void *req_user)
 {
     gen *g = req_user;
     g->conn = NULL;
-    DSA_INFO("request %s: client disconnected, aborted", g->rid);
+    dsa_log_req(DSA_LOG_INFO, g->rid, "client disconnected, aborted");
     if (!g->in_work)
         gen_free(g);
 }

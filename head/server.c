@@ -24,6 +24,9 @@
 /* After a fatal transport error: how long the loop keeps running so the
  * failed responses reach their clients before the job ends. */
 #define FATAL_FLUSH_MS 1500
+/* After the drain timeout: at most this long for the error events of the
+ * requests it ended to reach their clients. */
+#define FLUSH_MS 1000
 
 static void maybe_stop(head *h);
 static void stop_all(head *h);
@@ -175,51 +178,85 @@ static void handle_metrics(head *h, dsa_http_conn *c)
 
 typedef struct route {
     const char *path;
-    int method;         /* allowed method */
+    int method;         /* allowed method (GET allows HEAD too) */
     int kind;           /* what to do */
 } route;
 
 enum { R_CHAT, R_COMPLETIONS, R_GENERATE, R_MODELS, R_HEALTH, R_METRICS, R_TOKENIZE,
        R_DETOKENIZE, R_VERSION };
 
+/* /ping is vLLM's (SageMaker's) alias of /health, GET and POST */
 static const route routes[] = {
     {"/v1/chat/completions", HTTP_POST, R_CHAT},
     {"/v1/completions", HTTP_POST, R_COMPLETIONS},
     {"/generate", HTTP_POST, R_GENERATE},
     {"/v1/models", HTTP_GET, R_MODELS},
     {"/health", HTTP_GET, R_HEALTH},
+    {"/ping", HTTP_GET, R_HEALTH},
+    {"/ping", HTTP_POST, R_HEALTH},
     {"/metrics", HTTP_GET, R_METRICS},
     {"/tokenize", HTTP_POST, R_TOKENIZE},
     {"/detokenize", HTTP_POST, R_DETOKENIZE},
     {"/version", HTTP_GET, R_VERSION},
 };
 
+/* /health and /ping: 200 while serving with workers that keep time; 503
+ * while loading, draining, failed, or while the workers are late (a step
+ * or a ping overdue by --health-late-timeout). */
+static void handle_health(head *h, dsa_http_conn *c)
+{
+    const char *late = h->state == HEAD_SERVING && h->engine ? dsa_engine_late(h->engine)
+                                                             : NULL;
+    int ok = h->state == HEAD_SERVING && !late;
+    const char *body = ok                           ? "{\"status\":\"ok\"}"
+                       : late                       ? "{\"status\":\"stalled\"}"
+                       : h->state == HEAD_STARTING ? "{\"status\":\"starting\"}"
+                       : h->state == HEAD_FAILED   ? "{\"status\":\"failed\"}"
+                                                   : "{\"status\":\"draining\"}";
+    dsa_http_respond(c, ok ? 200 : 503, "application/json", NULL, body, strlen(body));
+}
+
 static void on_request(void *user, dsa_http_conn *c, const dsa_http_req *r)
 {
     head *h = user;
+    /* CORS first, as vLLM's middleware: preflights for any path, no key */
+    dsa_jbuf cors = {0};
+    int status;
+    const char *text;
+    if (dsa_cors_preflight(&h->cors, r, &cors, &status, &text)) {
+        dsa_http_conn_add_headers(c, cors.data ? cors.data : "");
+        dsa_http_respond(c, status, "text/plain; charset=utf-8", NULL, text, strlen(text));
+        dsa_jbuf_deinit(&cors);
+        return;
+    }
+    dsa_cors_simple(&h->cors, r, &cors);
+    if (cors.data)
+        dsa_http_conn_add_headers(c, cors.data);
+    dsa_jbuf_deinit(&cors);
     const route *rt = NULL;
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
-        if (!strcmp(r->path, routes[i].path))
+    char allow[64] = "";
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        if (strcmp(r->path, routes[i].path))
+            continue;
+        size_t n = strlen(allow);
+        snprintf(allow + n, sizeof allow - n, "%s%s", n ? ", " : "",
+                 llhttp_method_name((llhttp_method_t)routes[i].method));
+        if (r->method == routes[i].method ||
+            (routes[i].method == HTTP_GET && r->method == HTTP_HEAD))
             rt = &routes[i];
-    if (!rt) {
+    }
+    if (!rt && !allow[0]) {
         respond_fail(c, 404, NULL, "Not Found", NULL);
         return;
     }
-    int method_ok = r->method == rt->method || (rt->method == HTTP_GET && r->method == HTTP_HEAD);
-    if (!method_ok) {
-        char allow[64];
-        snprintf(allow, sizeof allow, "Allow: %s\r\n",
-                 llhttp_method_name((llhttp_method_t)rt->method));
-        respond_fail(c, 405, NULL, "Method Not Allowed", allow);
+    if (!rt) {
+        char hdr[96];
+        snprintf(hdr, sizeof hdr, "Allow: %s\r\n", allow);
+        respond_fail(c, 405, NULL, "Method Not Allowed", hdr);
         return;
     }
     if (rt->kind == R_HEALTH) {
-        int ok = h->state == HEAD_SERVING;
-        const char *body = ok                           ? "{\"status\":\"ok\"}"
-                           : h->state == HEAD_STARTING ? "{\"status\":\"starting\"}"
-                           : h->state == HEAD_FAILED   ? "{\"status\":\"failed\"}"
-                                                       : "{\"status\":\"draining\"}";
-        dsa_http_respond(c, ok ? 200 : 503, "application/json", NULL, body, strlen(body));
+        handle_health(h, c);
         return;
     }
     if (rt->kind == R_VERSION) {
@@ -259,9 +296,15 @@ static void on_response(void *user, const dsa_http_req *r, int status, double se
     dsa_metrics_lock(&h->metrics);
     h->metrics.http_requests[status >= 100 && status < 600 ? status / 100 : 0]++;
     dsa_metrics_unlock(&h->metrics);
-    if (!h->o->disable_log_requests && r->path)
-        DSA_DEBUG("request %s: %s %s -> %d in %.4fs", r->request_id ? r->request_id : "-",
-                  r->method_name ? r->method_name : "-", r->path, status, seconds);
+    /* errors at the default level (and without --disable-log-requests too) */
+    const char *rid = r->request_id ? r->request_id : "-";
+    if (status >= 400)
+        dsa_log_req(status >= 500 ? DSA_LOG_WARN : DSA_LOG_INFO, rid, "%s %s -> %d in %.4fs",
+                    r->method_name ? r->method_name : "-", r->path ? r->path : "-", status,
+                    seconds);
+    else if (!h->o->disable_log_requests && r->path)
+        dsa_log_req(DSA_LOG_DEBUG, rid, "%s %s -> %d in %.4fs",
+                    r->method_name ? r->method_name : "-", r->path, status, seconds);
 }
 
 /* ---- startup and drain ------------------------------------------------------ */
@@ -361,7 +404,9 @@ static void after_load(uv_work_t *w, int status)
                             .eos_token_id = wi->eos_token_id, .notify = engine_notify,
                             .notify_user = &h->async,
                             .max_in_flight = h->n_stages >= 2 ? 2 : 1,
-                            .transport_errors_fatal = h->o->mpi != NULL};
+                            .transport_errors_fatal = h->o->mpi != NULL,
+                            .ping_interval_s = h->o->ping_interval,
+                            .late_s = h->o->health_late_timeout};
     if (h->tok && dsa_tok_eos_id(h->tok) >= 0)
         ep.eos_token_id = dsa_tok_eos_id(h->tok);
     if (dsa_engine_create(&ep, &h->engine)) {
@@ -399,14 +444,42 @@ static void stop_all(head *h)
     uv_close((uv_handle_t *)&h->sigint, on_closed);
     uv_close((uv_handle_t *)&h->drain_timer, on_closed);
     uv_close((uv_handle_t *)&h->fatal_timer, on_closed);
+    uv_close((uv_handle_t *)&h->flush_timer, on_closed);
 }
 
 static void maybe_stop(head *h)
 {
-    if (h->n_gens == 0) {
+    if (h->n_gens == 0 && !h->flushing) {
         DSA_INFO("drained: every request finished");
         stop_all(h);
     }
+}
+
+static void on_flushed(uv_timer_t *t)
+{
+    head *h = t->data;
+    if (!h->http || dsa_http_server_unsent_bytes(h->http) == 0 ||
+        dsa_time_now() > h->flush_deadline)
+        stop_all(h);
+}
+
+/* Ends every request in progress with an error the client can read (SSE
+ * error event and [DONE], or a 503 object), then stops once those bytes
+ * have left (at most FLUSH_MS). */
+static void fail_all_and_stop(head *h, const char *why)
+{
+    if (h->n_gens > 0) {
+        DSA_WARN("%s: ending %" PRId64 " request(s) still in flight", why, h->n_gens);
+        h->flushing = 1;
+        dsa_gen_fail_all(h, 503, why);
+    }
+    if (!h->flushing) {
+        stop_all(h);
+        return;
+    }
+    h->flush_deadline = dsa_time_now() + FLUSH_MS / 1e3;
+    uv_timer_stop(&h->drain_timer);
+    uv_timer_start(&h->flush_timer, on_flushed, 20, 20);
 }
 
 static void on_drain_timeout(uv_timer_t *t)
@@ -414,17 +487,17 @@ static void on_drain_timeout(uv_timer_t *t)
     head *h = t->data;
     if (h->state != HEAD_DRAINING)
         return;
-    if (h->n_gens > 0)
-        DSA_WARN("drain timeout: aborting %" PRId64 " request(s) still in flight", h->n_gens);
-    stop_all(h);
+    fail_all_and_stop(h, "drain timeout");
 }
 
 static void on_signal(uv_signal_t *s, int signum)
 {
     head *h = s->data;
     if (h->state == HEAD_DRAINING) {
+        if (h->flushing)
+            return;
         DSA_WARN("second signal %d: stopping now", signum);
-        stop_all(h);
+        fail_all_and_stop(h, "second signal");
         return;
     }
     if (h->state == HEAD_STOPPED)
@@ -457,6 +530,12 @@ int dsa_head_run(const dsa_head_opts *o, const char **keys, int n_keys)
     h->keys = keys;
     h->n_keys = n_keys;
     h->state = HEAD_STARTING;
+    if (dsa_cors_init(&h->cors, o->allowed_origins, o->allowed_methods, o->allowed_headers,
+                      o->allow_credentials)) {
+        DSA_ERROR("%s", dsa_errmsg());
+        free(h);
+        return 2;
+    }
     const char *name = o->served_model_name;
     if (!name) {
         const char *slash = strrchr(o->model, '/');
@@ -476,11 +555,14 @@ int dsa_head_run(const dsa_head_opts *o, const char **keys, int n_keys)
     h->drain_timer.data = h;
     uv_timer_init(&h->loop, &h->fatal_timer);
     h->fatal_timer.data = h;
+    uv_timer_init(&h->loop, &h->flush_timer);
+    h->flush_timer.data = h;
     dsa_http_params hp = {.host = o->host, .port = (int)o->port,
                           .max_connections = o->max_connections,
                           .max_header_bytes = o->max_header_bytes,
                           .max_body_bytes = o->max_body_bytes,
                           .max_unsent_bytes = o->max_unsent_bytes,
+                          .max_unsent_total = o->max_unsent_total,
                           .read_timeout = o->request_timeout,
                           .keepalive_timeout = o->timeout_keep_alive,
                           .on_request = on_request, .on_abort = dsa_gen_on_abort,
@@ -519,6 +601,7 @@ int dsa_head_run(const dsa_head_opts *o, const char **keys, int n_keys)
     dsa_transport_destroy(h->transport);
     dsa_tok_destroy(h->tok);
     dsa_metrics_deinit(&h->metrics);
+    dsa_cors_deinit(&h->cors);
     int code = h->exit_code;
     free(h);
     DSA_INFO("exit %d", code);

@@ -13,6 +13,7 @@
 #include "common/chat.h"
 #include "common/tokenizer.h"
 #include "head/api.h"
+#include "head/cors.h"
 #include "head/engine.h"
 #include "head/http.h"
 #include "head/metrics.h"
@@ -45,11 +46,16 @@ typedef struct head {
     int64_t vocab;
     char model_name[256];
     int64_t n_gens;             /* generation requests in progress */
+    struct gen *gens;           /* ... listed (to fail them all at once) */
     uint64_t next_id;
     double drain_deadline;
     /* distributed */
     int n_stages, tp;           /* the workers' layout (1 x 1 in-process) */
     uv_timer_t fatal_timer;
+    uv_timer_t flush_timer;     /* stop once the last error events are out */
+    int flushing;
+    double flush_deadline;
+    dsa_cors cors;
     int fatal;                  /* a transport error: the job must restart */
     char fatal_msg[300];
 } head;
@@ -67,6 +73,7 @@ typedef struct choice {
 
 typedef struct gen {
     head *h;
+    struct gen *next, *prev;    /* in h->gens */
     dsa_http_conn *conn;        /* NULL once the client is gone */
     dsa_api_request api;
     char id[64];
@@ -82,6 +89,7 @@ typedef struct gen {
     int in_work;
     dsa_api_error err;
     int failed;
+    int started;                /* submitted (a stream has begun) */
     int reasoning;
     double t_start;
     const char *request_id;     /* borrowed from the connection; copy below */
@@ -127,5 +135,9 @@ void dsa_gen_handle(head *h, dsa_http_conn *c, const dsa_http_req *r, dsa_api_ki
 void dsa_gen_on_abort(void *user, dsa_http_conn *c, void *req_user);
 /* One engine event (loop thread). */
 void dsa_gen_on_event(head *h, dsa_engine_event *ev);
+/* Ends every request in progress with `status` and msg (a stable text for
+ * clients): streams get an SSE error event then [DONE], the others an error
+ * object.  The requests are freed; their bytes are queued on the sockets. */
+void dsa_gen_fail_all(head *h, int status, const char *msg);
 
 #endif
