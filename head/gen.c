@@ -168,6 +168,12 @@ static void gen_start(gen *g)
         }
         g->prompt_tokens += n * a->n;
     }
+    if (a->stream && h->http && dsa_http_server_over_bound(h->http)) {
+        respond_fail(conn, 503, NULL, "the server is busy: too much data is queued for slow "
+                     "clients; retry later", "Retry-After: 1\r\n");
+        gen_free(g);
+        return;
+    }
     int n_choices = g->n_prompts * a->n;
     if (dsa_engine_n_waiting(h->engine) + n_choices > h->o->max_queued) {
         dsa_metrics_lock(&h->metrics);

@@ -597,16 +597,25 @@ static void conn_overflow(dsa_http_conn *c, const char *why)
     uv_timer_start(&c->timer, on_overflow, 0, 0);
 }
 
-/* Past the server-wide bound: the streaming connection furthest behind
- * goes first (one scan, only while over the bound). */
+/* Past the server-wide bound: the connection furthest behind goes first,
+ * a stream (its request aborted) or a finished response still queued (one
+ * scan, only while over the bound). */
 static void cut_slowest(dsa_http_server *s)
 {
     dsa_http_conn *worst = NULL;
     for (dsa_http_conn *c = s->conns; c; c = c->next)
-        if (c->streaming && !c->overflow && !c->closing && (!worst || c->unsent > worst->unsent))
+        if (!c->overflow && !c->closing && (!worst || c->unsent > worst->unsent))
             worst = c;
     if (worst && worst->unsent > 0)
         conn_overflow(worst, "; the server's bound on unsent data is reached");
+}
+
+int dsa_http_server_over_bound(dsa_http_server *s)
+{
+    if (s->p.max_unsent_total <= 0 || s->unsent <= s->p.max_unsent_total)
+        return 0;
+    cut_slowest(s);
+    return 1;
 }
 
 int dsa_http_stream_write(dsa_http_conn *c, const char *data, size_t n)
@@ -618,11 +627,8 @@ int dsa_http_stream_write(dsa_http_conn *c, const char *data, size_t n)
         conn_overflow(c, "");
         return -1;
     }
-    if (c->srv->p.max_unsent_total > 0 && c->srv->unsent > c->srv->p.max_unsent_total) {
-        cut_slowest(c->srv);
-        if (c->overflow)
-            return -1;
-    }
+    if (dsa_http_server_over_bound(c->srv) && c->overflow)
+        return -1;
     if (n == 0)
         return 0;
     if (c->http10) {

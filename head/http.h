@@ -71,6 +71,10 @@ void dsa_http_server_close(dsa_http_server *s);
 
 /* Bytes queued on every connection, not yet taken by the kernel. */
 int64_t dsa_http_server_unsent_bytes(const dsa_http_server *s);
+/* 1 when the unsent bytes exceed max_unsent_total; then the connection
+ * furthest behind is dropped (from the loop, shortly).  Stream writes check
+ * it themselves. */
+int dsa_http_server_over_bound(dsa_http_server *s);
 
 /* Header lines ("Name: value\r\n") added to the response of the request in
  * progress (copied; CORS). */

@@ -52,7 +52,7 @@ static const dsa_option head_options[] = {
     OPT("max-unsent-bytes", DSA_OPT_INT, max_unsent_bytes, 4096, 1LL << 40, "67108864", "BYTES", "a streaming client this far behind is disconnected (its request aborted)", 0),
     OPT("tokenize-inline-bytes", DSA_OPT_INT, tokenize_inline_bytes, 0, 1LL << 32, "4096", "BYTES", "longer prompts are tokenized on the thread pool, off the loop", 0),
     OPT("drain-timeout", DSA_OPT_DOUBLE, drain_timeout, 0, 86400, "30", "SEC", "after SIGTERM/SIGINT, how long in-flight requests may finish", 0),
-    OPT("timeout-keep-alive", DSA_OPT_DOUBLE, timeout_keep_alive, 0.01, 86400, "5", "SEC", "idle keep-alive connections are closed after this", 0),
+    OPT("timeout-keep-alive", DSA_OPT_DOUBLE, timeout_keep_alive, 0.01, 86400, "5", "SEC", "idle keep-alive connections are closed after this (also VLLM_HTTP_TIMEOUT_KEEP_ALIVE); set it above the load balancer's idle timeout", 0),
     OPT("request-timeout", DSA_OPT_DOUBLE, request_timeout, 0.01, 86400, "30", "SEC", "a request must arrive completely within this (408)", 0),
     OPT("chat-template-variant", DSA_OPT_STRING, chat_template_variant, 0, 0, "auto", "NAME", "auto, v3 or r1 (auto detects from tokenizer_config.json)", 0),
     OPT("allowed-origins", DSA_OPT_STRING, allowed_origins, 0, 0, "[\"*\"]", "JSON", "CORS: allowed origins, a JSON list (as vLLM)", 0),
@@ -131,6 +131,15 @@ static const char *distributed_arg(int argc, char **argv)
     return "auto";
 }
 
+static int arg_given(int argc, char **argv, const char *name)
+{
+    size_t n = strlen(name);
+    for (int i = 1; i < argc; i++)
+        if (!strncmp(argv[i], name, n) && (argv[i][n] == 0 || argv[i][n] == '='))
+            return 1;
+    return 0;
+}
+
 static int launcher_ranks(void)
 {
     const char *v = getenv("OMPI_COMM_WORLD_SIZE");
@@ -162,6 +171,20 @@ static int serve(dsa_head_opts *op, int argc, char **argv)
         return 2;
     }
     o.mpi = op->mpi;
+    /* vLLM's environment variable for uvicorn's keep-alive, when the
+     * option is not given */
+    const char *ka = getenv("VLLM_HTTP_TIMEOUT_KEEP_ALIVE");
+    if (ka && *ka && !arg_given(argc, argv, "--timeout-keep-alive")) {
+        char *end;
+        double v = strtod(ka, &end);
+        if (*end || !(v >= 0.01 && v <= 86400)) {
+            fprintf(stderr, "dsa-head: VLLM_HTTP_TIMEOUT_KEEP_ALIVE=%s: expected seconds in "
+                    "[0.01, 86400]\n", ka);
+            dsa_options_free(head_options, N_OPTIONS, &o);
+            return 2;
+        }
+        o.timeout_keep_alive = v;
+    }
     dsa_log_level level = DSA_LOG_INFO;
     if (!strcmp(o.log_level, "debug"))
         level = DSA_LOG_DEBUG;

@@ -224,5 +224,277 @@ class JsonInput(unittest.TestCase):
         self.assertEqual(st, 200, data)
 
 
+def http_req(port, method, path, headers=None, body=None, host="127.0.0.1"):
+    """One request; returns (status, headers with lower-case names, body)."""
+    c = http.client.HTTPConnection(host, port, timeout=30 * SCALE)
+    c.request(method, path, body=body, headers=headers or {})
+    r = c.getresponse()
+    data = r.read()
+    hd = {k.lower(): v for k, v in r.getheaders()}
+    c.close()
+    return r.status, hd, data
+
+
+class Cors(unittest.TestCase):
+    """Starlette's CORSMiddleware as vLLM sets it up."""
+
+    ALL = "DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT"
+
+    def test_defaults(self):
+        with Server() as srv:
+            st, hd, body = http_req(srv.port, "OPTIONS", "/v1/chat/completions", {
+                "Origin": "http://a.example", "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type"})
+            self.assertEqual((st, body), (200, b"OK"))
+            self.assertEqual(hd["access-control-allow-origin"], "*")
+            self.assertEqual(hd["access-control-allow-methods"], self.ALL)
+            self.assertEqual(hd["access-control-max-age"], "600")
+            self.assertEqual(hd["access-control-allow-headers"], "authorization, content-type")
+            self.assertNotIn("access-control-allow-credentials", hd)
+            # any path, no key: the middleware answers first
+            st, _, _ = http_req(srv.port, "OPTIONS", "/nowhere", {
+                "Origin": "http://a.example", "Access-Control-Request-Method": "GET"})
+            self.assertEqual(st, 200)
+            auth = {"Authorization": "Bearer " + KEY}
+            st, hd, _ = http_req(srv.port, "GET", "/v1/models",
+                                 dict(auth, Origin="http://a.example"))
+            self.assertEqual((st, hd["access-control-allow-origin"]), (200, "*"))
+            st, hd, _ = http_req(srv.port, "GET", "/v1/models", auth)
+            self.assertNotIn("access-control-allow-origin", hd)
+            # a cookie: the origin itself, with Vary
+            st, hd, _ = http_req(srv.port, "GET", "/v1/models",
+                                 dict(auth, Origin="http://a.example", Cookie="x=1"))
+            self.assertEqual(hd["access-control-allow-origin"], "http://a.example")
+            self.assertEqual(hd["vary"], "Origin")
+            # errors from the app carry the headers too
+            st, hd, _ = http_req(srv.port, "GET", "/nothing-here",
+                                 dict(auth, Origin="http://a.example"))
+            self.assertEqual((st, hd["access-control-allow-origin"]), (404, "*"))
+
+    def test_configured(self):
+        with Server("--allowed-origins", '["http://ok.example"]', "--allowed-methods",
+                    '["GET", "POST"]', "--allowed-headers", '["X-Custom"]',
+                    "--allow-credentials") as srv:
+            st, hd, body = http_req(srv.port, "OPTIONS", "/v1/completions", {
+                "Origin": "http://ok.example", "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "Content-Type, x-custom"})
+            self.assertEqual((st, body), (200, b"OK"))
+            self.assertEqual(hd["access-control-allow-origin"], "http://ok.example")
+            self.assertEqual(hd["vary"], "Origin")
+            self.assertEqual(hd["access-control-allow-credentials"], "true")
+            self.assertEqual(hd["access-control-allow-methods"], "GET, POST")
+            self.assertEqual(hd["access-control-allow-headers"],
+                             "Accept, Accept-Language, Content-Language, Content-Type, X-Custom")
+            st, hd, body = http_req(srv.port, "OPTIONS", "/v1/completions", {
+                "Origin": "http://evil.example", "Access-Control-Request-Method": "PUT",
+                "Access-Control-Request-Headers": "x-other"})
+            self.assertEqual((st, body), (400, b"Disallowed CORS origin, method, headers"))
+            self.assertNotIn("access-control-allow-origin", hd)
+            st, _, body = http_req(srv.port, "OPTIONS", "/v1/completions", {
+                "Origin": "http://ok.example", "Access-Control-Request-Method": "DELETE"})
+            self.assertEqual((st, body), (400, b"Disallowed CORS method"))
+            auth = {"Authorization": "Bearer " + KEY}
+            _, hd, _ = http_req(srv.port, "GET", "/v1/models",
+                                dict(auth, Origin="http://ok.example"))
+            self.assertEqual(hd["access-control-allow-origin"], "http://ok.example")
+            self.assertEqual(hd["access-control-allow-credentials"], "true")
+            _, hd, _ = http_req(srv.port, "GET", "/v1/models",
+                                dict(auth, Origin="http://evil.example"))
+            self.assertNotIn("access-control-allow-origin", hd)
+
+    def test_bad_option(self):
+        r = subprocess.run([os.environ["DSA_HEAD"], "--model", MODEL, "--port", "0",
+                            "--allowed-origins", "http://a.example"], capture_output=True,
+                           timeout=60 * SCALE)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn(b"allowed-origins", r.stdout + r.stderr)
+
+
+class Endpoints(unittest.TestCase):
+    def test_ping(self):
+        with Server() as srv:
+            for m in ("GET", "POST"):
+                st, _, body = http_req(srv.port, m, "/ping")
+                self.assertEqual(st, 200, m)
+                self.assertEqual(json.loads(body), {"status": "ok"})
+            st, hd, _ = http_req(srv.port, "PUT", "/ping")
+            self.assertEqual(st, 405)
+            self.assertEqual(hd["allow"], "GET, POST")
+
+    def start_on(self, host):
+        tmp = tempfile.mkdtemp(prefix="dsa-host-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        pf = os.path.join(tmp, "port")
+        log = open(os.path.join(tmp, "log"), "w")
+        self.addCleanup(log.close)
+        p = subprocess.Popen([os.environ["DSA_HEAD"], "--model", MODEL, "--port", "0",
+                              "--port-file", pf, "--threads", "1", "--host", host],
+                             stdout=log, stderr=subprocess.STDOUT)
+        self.addCleanup(lambda: (p.kill(), p.wait()))
+        def read_port():
+            if not os.path.exists(pf):
+                return None
+            with open(pf) as f:
+                return f.read().strip()
+        port = wait_for(read_port, 60)
+        self.assertTrue(port, "no port file")
+        return p, int(port)
+
+    def health_via(self, addr, port):
+        def get():
+            try:
+                return http_req(port, "GET", "/health", host=addr)[0] == 200
+            except OSError:
+                return False
+        return wait_for(get, 60)
+
+    def test_host_names(self):
+        p, port = self.start_on("localhost")
+        addrs = {a[4][0] for a in socket.getaddrinfo("localhost", port, type=socket.SOCK_STREAM)}
+        self.assertTrue(any(self.health_via(a, port) for a in addrs), addrs)
+        p, port = self.start_on("::")
+        self.assertTrue(self.health_via("::1", port))
+        self.assertTrue(self.health_via("127.0.0.1", port))  # dual stack
+        r = subprocess.run([os.environ["DSA_HEAD"], "--model", MODEL, "--port", "0", "--host",
+                            "no-such-host.invalid"], capture_output=True, timeout=60 * SCALE)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn(b"no-such-host.invalid", r.stdout + r.stderr)
+
+    def test_error_log_lines(self):
+        with Server("--disable-log-requests") as srv:
+            st, _, _ = http_req(srv.port, "POST", "/v1/completions",
+                                {"Authorization": "Bearer " + KEY, "X-Request-Id": "rid-400-a"},
+                                b'{"prompt":1}')
+            self.assertEqual(st, 400)
+            st, _, _ = http_req(srv.port, "GET", "/v1/models", {"X-Request-Id": "rid-401-b"})
+            self.assertEqual(st, 401)
+            def lines():
+                out = []
+                for line in srv.logtext().splitlines():
+                    try:
+                        out.append(json.loads(line))
+                    except ValueError:
+                        pass
+                return out
+            def find(rid):
+                return [l for l in lines() if l.get("request_id") == rid]
+            self.assertTrue(wait_for(lambda: find("rid-401-b"), 10))
+            (e400,) = find("rid-400-a")
+            self.assertEqual(e400["level"], "info")
+            self.assertIn("POST /v1/completions -> 400", e400["msg"])
+            self.assertIn("-> 401", find("rid-401-b")[0]["msg"])
+
+    def test_keep_alive_env(self):
+        def idle_close_after(srv):
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=30 * SCALE)
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            got = s.recv(65536)
+            self.assertIn(b"200 OK", got)
+            t0 = time.time()
+            s.settimeout(1.0)
+            try:
+                closed = s.recv(1) == b""
+            except socket.timeout:
+                closed = False
+            s.close()
+            return closed, time.time() - t0
+        with Server(env={"VLLM_HTTP_TIMEOUT_KEEP_ALIVE": "0.2"}) as srv:
+            closed, took = idle_close_after(srv)
+            self.assertTrue(closed)
+        with Server() as srv:  # uvicorn's 5 s: still open after 1 s
+            closed, _ = idle_close_after(srv)
+            self.assertFalse(closed)
+        with Server("--timeout-keep-alive", "0.2",
+                    env={"VLLM_HTTP_TIMEOUT_KEEP_ALIVE": "50"}) as srv:
+            closed, _ = idle_close_after(srv)  # the option wins
+            self.assertTrue(closed)
+
+
+class EarlyEnd(unittest.TestCase):
+    """Requests the server ends early get an error the client can read."""
+
+    def test_drain_timeout(self):
+        srv = Server("--drain-timeout", "0.5", model=MODEL_SLOW)
+        try:
+            s, got = open_stream(srv.port, {"prompt": "d", "max_tokens": 3000,
+                                            "ignore_eos": True, "stream": True})
+            c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60 * SCALE)
+            c.request("POST", "/v1/completions", body=json.dumps(
+                {"prompt": "e", "max_tokens": 3000, "ignore_eos": True}),
+                headers={"Authorization": "Bearer " + KEY, "X-Request-Id": "rid-drain-1"})
+            time.sleep(0.3)
+            srv.proc.send_signal(signal.SIGINT)
+            s.settimeout(30 * SCALE)
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    break
+                got += b
+            s.close()
+            c.close()
+            ev = sse_events(got)
+            self.assertEqual(ev[-1], "[DONE]", got[-300:])
+            err = json.loads(ev[-2])["error"]
+            self.assertEqual(err["code"], 503)
+            self.assertNotIn("rank", err["message"])
+            r = c.getresponse()
+            self.assertEqual(r.status, 503)
+            body = json.loads(r.read())
+            self.assertIn("rid-drain-1", body["error"]["message"])
+            self.assertEqual(srv.proc.wait(timeout=30 * SCALE), 0)
+        finally:
+            srv.stop()
+
+
+class UnsentBound(unittest.TestCase):
+    """--max-unsent-total: data queued for clients that do not read."""
+
+    def test_new_streams_503_and_slowest_cut(self):
+        with Server("--max-unsent-total", "65536") as srv:
+            # a big non-streamed answer to a client that never reads stays
+            # queued
+            hog = socket.create_connection(("127.0.0.1", srv.port), timeout=30 * SCALE)
+            hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            # 64 choices x 200 tokens x 21 logprobs: ~6 MB of JSON, more
+            # than the kernel's socket buffers take
+            big = json.dumps({"prompt": ["x", "y", "z", "w"], "max_tokens": 200,
+                              "ignore_eos": True, "n": 16, "logprobs": 20}).encode()
+            hog.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                        KEY.encode() + b"\r\nContent-Length: " + str(len(big)).encode() +
+                        b"\r\n\r\n" + big)
+            self.addCleanup(hog.close)
+            # once it is generated (nothing runs), a new stream is refused
+            # and the client furthest behind, the hog, is dropped
+            hog.settimeout(120 * SCALE)
+            hog.recv(1, socket.MSG_PEEK)  # the answer has begun: generation is over
+            time.sleep(0.2)
+            st, _, data = post(srv.port, "/v1/completions",
+                               json.dumps({"prompt": "y", "max_tokens": 1, "stream": True}))
+            self.assertEqual(st, 503, data)
+            self.assertIn("queued for slow clients", json.loads(data)["error"]["message"])
+            self.assertTrue(wait_for(lambda: "bound on unsent data is reached" in srv.logtext(),
+                                     10))
+            # the hog's queue is gone with it: streams are served again (the
+            # kernel still holds what it took, not the server)
+            st, _, data = post(srv.port, "/v1/completions",
+                               json.dumps({"prompt": "y", "max_tokens": 2, "stream": True}))
+            self.assertEqual(st, 200)
+            self.assertEqual(sse_events(data)[-1], "[DONE]")
+
+    def test_stream_reader_that_stops_is_cut(self):
+        with Server("--max-unsent-total", "65536") as srv:
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=30 * SCALE)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            self.addCleanup(s.close)
+            payload = json.dumps({"prompt": "x", "max_tokens": 3000, "ignore_eos": True,
+                                  "n": 16, "logprobs": 5, "stream": True}).encode()
+            s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                      KEY.encode() + b"\r\nContent-Length: " + str(len(payload)).encode() +
+                      b"\r\n\r\n" + payload)
+            # 64 KiB over all clients, far below the per-client 64 MiB
+            self.assertTrue(wait_for(lambda: "bound on unsent data is reached" in srv.logtext(),
+                                     60))
+            self.assertTrue(wait_for(lambda: "client disconnected, aborted" in srv.logtext(), 10))
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
