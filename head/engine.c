@@ -54,6 +54,12 @@ static void wait_end(dsa_engine *e)
     e->last_contact = dsa_time_now();
 }
 
+double dsa_engine_wait_s(const dsa_engine *e)
+{
+    long long since = atomic_load(&((dsa_engine *)e)->wait_since_us);
+    return since ? dsa_time_now() - (double)since / 1e6 : 0;
+}
+
 const char *dsa_engine_late(const dsa_engine *e)
 {
     dsa_engine *m = (dsa_engine *)e;

@@ -136,5 +136,8 @@ const char *dsa_engine_fatal(const dsa_engine *e);
  * than late_s for a step's result or a ping's answer; NULL otherwise and
  * always with a transport that does not ping. */
 const char *dsa_engine_late(const dsa_engine *e);
+/* Any thread: seconds the engine has been waiting on the workers for the
+ * step or ping in progress (in-process: the step's compute); 0 when none. */
+double dsa_engine_wait_s(const dsa_engine *e);
 
 #endif

@@ -383,20 +383,24 @@ static void client_message(const gen *g, int status, const char *detail, char *o
     if (status < 500)
         snprintf(out, n, "%s", detail);
     else if (status == 503)
-        snprintf(out, n, "the server could not complete this request (the model workers "
-                 "failed or the server is shutting down); retry later (request id %s)", g->rid);
+        snprintf(out, n, "the model workers failed; the server is restarting, retry later "
+                 "(request id %s)", g->rid);
     else
         snprintf(out, n, "internal server error while generating (request id %s)", g->rid);
 }
 
 /* Ends g with an error (and frees it).  A stream already begun gets an SSE
  * error event and [DONE]; otherwise an error object with status.  detail
- * goes to the log. */
-static void gen_fail(gen *g, int status, const char *detail)
+ * goes to the log; the client gets msg, or client_message's text when msg
+ * is NULL. */
+static void gen_fail(gen *g, int status, const char *detail, const char *msg)
 {
     dsa_api_error e;
-    char msg[sizeof e.message];
-    client_message(g, status, detail, msg, sizeof msg);
+    char text[sizeof e.message];
+    if (!msg) {
+        client_message(g, status, detail, text, sizeof text);
+        msg = text;
+    }
     dsa_api_fail(&e, status, NULL, "%s", msg);
     dsa_log_req(status >= 500 ? DSA_LOG_WARN : DSA_LOG_INFO, g->rid, "request failed (%d): %s",
                 status, detail);
@@ -417,24 +421,25 @@ static void gen_fail(gen *g, int status, const char *detail)
     gen_free(g);
 }
 
-void dsa_gen_fail_all(head *h, int status, const char *msg)
+void dsa_gen_fail_all(head *h, int status, const char *why)
 {
     gen *g = h->gens;
     while (g) {
         gen *next = g->next;
+        char msg[256];
+        snprintf(msg, sizeof msg, "the server is shutting down and ended this request (%s; "
+                 "request id %s)", why, g->rid);
         /* (choices not finished are aborted in the engine by gen_free) */
         if (g->in_work) {
             /* the thread pool still tokenizes into g: answer now, free in
              * after_tokenized (conn NULL) */
             dsa_api_error e;
-            char m[sizeof e.message];
-            client_message(g, status, msg, m, sizeof m);
-            dsa_api_fail(&e, status, NULL, "%s", m);
+            dsa_api_fail(&e, status, NULL, "%s", msg);
             if (g->conn)
                 respond_error(g->conn, &e, NULL);
             g->conn = NULL;
         } else {
-            gen_fail(g, status, msg);
+            gen_fail(g, status, why, msg);
         }
         g = next;
     }
@@ -448,7 +453,7 @@ void dsa_gen_on_event(head *h, dsa_engine_event *ev)
     choice *c = &g->ch[ev->req->index];
     if (ev->status) {
         c->finish = "error";
-        gen_fail(g, ev->status, ev->message);
+        gen_fail(g, ev->status, ev->message, NULL);
         return;
     }
     c->n_generated = ev->n_generated;
@@ -461,7 +466,7 @@ void dsa_gen_on_event(head *h, dsa_engine_event *ev)
             dsa_jbuf_deinit(&store);
             free(lp);
             c->finish = "error";
-            gen_fail(g, 500, "out of memory");
+            gen_fail(g, 500, "out of memory", NULL);
             return;
         }
         dsa_tools_sse_event sev = {

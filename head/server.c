@@ -27,6 +27,8 @@
 /* After the drain timeout: at most this long for the error events of the
  * requests it ended to reach their clients. */
 #define FLUSH_MS 1000
+/* Distributed drain: a step this late means the workers are gone. */
+#define DRAIN_STALL_S 0.3
 
 static void maybe_stop(head *h);
 static void stop_all(head *h);
@@ -445,6 +447,7 @@ static void stop_all(head *h)
     uv_close((uv_handle_t *)&h->drain_timer, on_closed);
     uv_close((uv_handle_t *)&h->fatal_timer, on_closed);
     uv_close((uv_handle_t *)&h->flush_timer, on_closed);
+    uv_close((uv_handle_t *)&h->watch_timer, on_closed);
 }
 
 static void maybe_stop(head *h)
@@ -480,6 +483,23 @@ static void fail_all_and_stop(head *h, const char *why)
     h->flush_deadline = dsa_time_now() + FLUSH_MS / 1e3;
     uv_timer_stop(&h->drain_timer);
     uv_timer_start(&h->flush_timer, on_flushed, 20, 20);
+}
+
+/* Under MPI a SIGTERM that reaches the head through mpirun reached every
+ * worker too (mpirun forwards it; a planned drain signals the head alone),
+ * and mpirun's teardown after a worker died starts the same way: then the
+ * step in progress never returns and SIGKILL follows within about a
+ * second.  A step overdue by DRAIN_STALL_S during the drain means that: the
+ * requests get their error events while the head still can send them. */
+static void on_drain_watch(uv_timer_t *t)
+{
+    head *h = t->data;
+    if (h->state != HEAD_DRAINING || h->flushing || !h->engine)
+        return;
+    if (dsa_engine_wait_s(h->engine) > DRAIN_STALL_S) {
+        uv_timer_stop(t);
+        fail_all_and_stop(h, "the workers stopped answering");
+    }
 }
 
 static void on_drain_timeout(uv_timer_t *t)
@@ -518,6 +538,10 @@ static void on_signal(uv_signal_t *s, int signum)
     }
     uv_timer_start(&h->drain_timer, on_drain_timeout, (uint64_t)(h->o->drain_timeout * 1000),
                    0);
+    if (h->o->mpi && h->n_gens > 0) {
+        uv_timer_start(&h->watch_timer, on_drain_watch, 0, 50);
+        on_drain_watch(&h->watch_timer);
+    }
     maybe_stop(h);
 }
 
@@ -557,6 +581,8 @@ int dsa_head_run(const dsa_head_opts *o, const char **keys, int n_keys)
     h->fatal_timer.data = h;
     uv_timer_init(&h->loop, &h->flush_timer);
     h->flush_timer.data = h;
+    uv_timer_init(&h->loop, &h->watch_timer);
+    h->watch_timer.data = h;
     dsa_http_params hp = {.host = o->host, .port = (int)o->port,
                           .max_connections = o->max_connections,
                           .max_header_bytes = o->max_header_bytes,

@@ -53,6 +53,7 @@ typedef struct head {
     int n_stages, tp;           /* the workers' layout (1 x 1 in-process) */
     uv_timer_t fatal_timer;
     uv_timer_t flush_timer;     /* stop once the last error events are out */
+    uv_timer_t watch_timer;     /* distributed drain: are the workers gone? */
     int flushing;
     double flush_deadline;
     dsa_cors cors;
@@ -135,9 +136,10 @@ void dsa_gen_handle(head *h, dsa_http_conn *c, const dsa_http_req *r, dsa_api_ki
 void dsa_gen_on_abort(void *user, dsa_http_conn *c, void *req_user);
 /* One engine event (loop thread). */
 void dsa_gen_on_event(head *h, dsa_engine_event *ev);
-/* Ends every request in progress with `status` and msg (a stable text for
- * clients): streams get an SSE error event then [DONE], the others an error
- * object.  The requests are freed; their bytes are queued on the sockets. */
-void dsa_gen_fail_all(head *h, int status, const char *msg);
+/* Ends every request in progress with `status`, telling its client the
+ * server is shutting down (why: a short reason): streams get an SSE error
+ * event then [DONE], the others an error object.  The requests are freed;
+ * their bytes are queued on the sockets. */
+void dsa_gen_fail_all(head *h, int status, const char *why);
 
 #endif
