@@ -232,9 +232,6 @@ static void on_request(void *user, dsa_http_conn *c, const dsa_http_req *r)
         return;
     }
     dsa_cors_simple(&h->cors, r, &cors);
-    if (cors.data)
-        dsa_http_conn_add_headers(c, cors.data);
-    dsa_jbuf_deinit(&cors);
     const route *rt = NULL;
     char allow[64] = "";
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
@@ -247,6 +244,13 @@ static void on_request(void *user, dsa_http_conn *c, const dsa_http_req *r)
             (routes[i].method == HTTP_GET && r->method == HTTP_HEAD))
             rt = &routes[i];
     }
+    /* the 401 of a missing key goes without them: vLLM's authentication
+     * middleware sits outside its CORS middleware */
+    int needs_key = rt && rt->kind != R_HEALTH && rt->kind != R_VERSION &&
+                    (rt->kind != R_METRICS || h->o->protect_metrics);
+    if (cors.data && (!needs_key || authorized(h, r)))
+        dsa_http_conn_add_headers(c, cors.data);
+    dsa_jbuf_deinit(&cors);
     if (!rt && !allow[0]) {
         respond_fail(c, 404, NULL, "Not Found", NULL);
         return;

@@ -266,6 +266,10 @@ class Cors(unittest.TestCase):
                                  dict(auth, Origin="http://a.example", Cookie="x=1"))
             self.assertEqual(hd["access-control-allow-origin"], "http://a.example")
             self.assertEqual(hd["vary"], "Origin")
+            # not the 401 of a missing key (vLLM's auth sits outside CORS)
+            st, hd, _ = http_req(srv.port, "GET", "/v1/models", {"Origin": "http://a.example"})
+            self.assertEqual(st, 401)
+            self.assertNotIn("access-control-allow-origin", hd)
             # errors from the app carry the headers too
             st, hd, _ = http_req(srv.port, "GET", "/nothing-here",
                                  dict(auth, Origin="http://a.example"))
