@@ -302,10 +302,13 @@ static void on_response(void *user, const dsa_http_req *r, int status, double se
     dsa_metrics_lock(&h->metrics);
     h->metrics.http_requests[status >= 100 && status < 600 ? status / 100 : 0]++;
     dsa_metrics_unlock(&h->metrics);
-    /* errors at the default level (and without --disable-log-requests too) */
+    /* errors at the default level (and without --disable-log-requests too);
+     * a health probe's 503 (loading, draining) is no warning */
     const char *rid = r->request_id ? r->request_id : "-";
+    int probe = r->path && (!strcmp(r->path, "/health") || !strcmp(r->path, "/ping"));
     if (status >= 400)
-        dsa_log_req(status >= 500 ? DSA_LOG_WARN : DSA_LOG_INFO, rid, "%s %s -> %d in %.4fs",
+        dsa_log_req(status >= 500 && !probe ? DSA_LOG_WARN : DSA_LOG_INFO, rid,
+                    "%s %s -> %d in %.4fs",
                     r->method_name ? r->method_name : "-", r->path ? r->path : "-", status,
                     seconds);
     else if (!h->o->disable_log_requests && r->path)

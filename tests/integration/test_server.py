@@ -435,7 +435,6 @@ class EarlyEnd(unittest.TestCase):
                     break
                 got += b
             s.close()
-            c.close()
             ev = sse_events(got)
             self.assertEqual(ev[-1], "[DONE]", got[-300:])
             err = json.loads(ev[-2])["error"]
@@ -444,6 +443,7 @@ class EarlyEnd(unittest.TestCase):
             r = c.getresponse()
             self.assertEqual(r.status, 503)
             body = json.loads(r.read())
+            c.close()
             self.assertIn("rid-drain-1", body["error"]["message"])
             self.assertEqual(srv.proc.wait(timeout=30 * SCALE), 0)
         finally:
