@@ -1,11 +1,11 @@
 /* json_in.c - strict JSON entry for request bodies (see json_in.h).
  *
  * One pass over the body before cJSON sees it, tracking whether it is
- * inside a string: a raw byte below 0x20 inside a string, a byte 0xFE or
- * 0xFF anywhere (not UTF-8), or a control character other than JSON's four
+ * inside a string: a raw byte below 0x20 inside a string, bytes that are
+ * not UTF-8 anywhere, or a control character other than JSON's four
  * whitespace bytes outside strings is refused as json.loads refuses it
  * ("Invalid control character", a decode error); `\u0000` escapes are
- * rewritten to the one marker byte in a copy.  After cJSON, anything but
+ * rewritten to the one marker byte (0xFF, never in UTF-8) in a copy.  After cJSON, anything but
  * whitespace after the value is refused ("Extra data"). */
 #include "head/json_in.h"
 
@@ -24,6 +24,32 @@ static int is_json_space(unsigned char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
+/* Length of the UTF-8 sequence at p (n bytes left), 0 when invalid.  As
+ * Python decodes a body for json.loads: UTF-8 with 'surrogatepass', so
+ * encoded surrogates (ED A0..BF xx) pass. */
+static size_t utf8_len(const unsigned char *p, size_t n)
+{
+    unsigned c = p[0];
+    size_t need;
+    unsigned lo = 0x80, hi = 0xBF;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        need = 1;
+    else if (c >= 0xE0 && c <= 0xEF)
+        need = 2, lo = c == 0xE0 ? 0xA0 : 0x80;
+    else if (c >= 0xF0 && c <= 0xF4)
+        need = 3, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+    else
+        return 0;
+    if (n < need + 1 || p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t k = 2; k <= need; k++)
+        if (p[k] < 0x80 || p[k] > 0xBF)
+            return 0;
+    return need + 1;
+}
+
 /* Checks body; counts the `\u0000` escapes (escape-aware: `\\u0000` is a
  * backslash and text). */
 static dsa_err scan(const char *body, size_t len, int *n_nul, struct dsa_api_error *e)
@@ -32,9 +58,14 @@ static dsa_err scan(const char *body, size_t len, int *n_nul, struct dsa_api_err
     *n_nul = 0;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)body[i];
-        if (c >= 0xFE)
-            return dsa_api_fail(e, 400, NULL, "request body is not valid UTF-8 (byte 0x%02X at "
-                                "offset %zu)", c, i);
+        if (c >= 0x80) {
+            size_t k = utf8_len((const unsigned char *)body + i, len - i);
+            if (!k)
+                return dsa_api_fail(e, 400, NULL, "request body is not valid UTF-8 (byte "
+                                    "0x%02X at offset %zu)", c, i);
+            i += k - 1;
+            continue;
+        }
         if (in_str) {
             if (c < 0x20)
                 return dsa_api_fail(e, 400, NULL, "request body is not valid JSON: invalid "

@@ -6,7 +6,7 @@
  * and its strings are NUL-terminated, so a `\u0000` escape would cut the
  * string short.  dsa_json_in_parse refuses the first two (400) and decodes
  * every `\u0000` to the marker byte DSA_JSON_NUL (0xFF, which never occurs
- * in UTF-8, and a body containing it is refused as not UTF-8), so strings
+ * in UTF-8; a body that is not UTF-8 is refused, as by vLLM), so strings
  * keep their full length; whoever needs the text as data (the tokenizer)
  * turns the markers back into NUL bytes with dsa_json_nul_restore. */
 #ifndef DSA_HEAD_JSON_IN_H

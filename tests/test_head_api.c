@@ -151,6 +151,7 @@ Test(api, json_entry)
         "{\"prompt\":\"\\u0000\\U0000\"}", /* \U is no JSON escape */
         "{\"prompt\":\"a\x01\"}", "{\"prompt\":\"a\tb\"}", "{\"prompt\":\"a\"} x",
         "{\"prompt\":\"a\"}{}", "\x02{\"prompt\":\"a\"}", "{\"prompt\":\"a\xff\"}",
+        "{\"prompt\":\"\xc0\xaf\"}", "{\"prompt\":\"\xe4\xb8\"}", "{\"model\":\"\xf4\x90\x80\x80\"}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         cr_assert_eq(parse(DSA_API_COMPLETION, bad[i], &r, &e), DSA_INVAL, "case %zu", i);
@@ -158,6 +159,10 @@ Test(api, json_entry)
     }
     cr_assert_eq(parse(DSA_API_COMPLETION, " \r\n{\"prompt\":\"a\"}\n\t ", &r, &e), DSA_OK,
                  "%s", e.message);
+    dsa_api_request_free(&r);
+    /* UTF-8 passes, encoded surrogates too (Python's 'surrogatepass') */
+    cr_assert_eq(parse(DSA_API_COMPLETION, "{\"prompt\":\"\xc3\xa9\xe4\xb8\xad\xf0\x9f\x98\x80"
+                       "\xed\xa0\x80\"}", &r, &e), DSA_OK, "%s", e.message);
     dsa_api_request_free(&r);
     char marked[] = {'x', DSA_JSON_NUL, 'y', DSA_JSON_NUL};
     cr_assert_eq(dsa_json_nul_restore(marked, 4), 2);
