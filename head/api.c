@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "head/json_in.h"
 #include "head/tools.h"
 
 /* ---- buffer ---------------------------------------------------------------- */
@@ -491,15 +492,18 @@ dsa_err dsa_api_parse(dsa_api_kind kind, const char *body, size_t len, dsa_api_r
     r->skip_special_tokens = 1;
     r->add_generation_prompt = 1;
     r->add_special_tokens = kind != DSA_API_CHAT;
-    cJSON *root = cJSON_ParseWithLength(body, len);
-    if (!root)
-        return dsa_api_fail(e, 400, NULL, "request body is not valid JSON");
-    dsa_err err;
+    cJSON *root;
+    dsa_err err = dsa_json_in_parse(body, len, &root, &r->n_nul, e);
+    if (err)
+        return err;
     if (!cJSON_IsObject(root))
         err = dsa_api_fail(e, 400, NULL, "request body must be a JSON object");
     else
         err = parse_fields(root, r, e);
     cJSON_Delete(root);
+    for (int i = 0; !err && r->n_nul && i < r->n_prompts; i++)
+        if (r->prompts[i].text)
+            dsa_json_nul_restore(r->prompts[i].text, r->prompts[i].n_text);
     if (err == DSA_NOMEM)
         dsa_api_fail(e, 500, NULL, "out of memory");
     if (err)
@@ -530,10 +534,10 @@ dsa_err dsa_api_parse_tokenize(const char *body, size_t len, int detokenize,
     memset(t, 0, sizeof *t);
     t->add_special_tokens = 1;
     t->add_generation_prompt = 1;
-    cJSON *root = cJSON_ParseWithLength(body, len);
-    if (!root)
-        return dsa_api_fail(e, 400, NULL, "request body is not valid JSON");
-    dsa_err err = DSA_OK;
+    cJSON *root;
+    dsa_err err = dsa_json_in_parse(body, len, &root, &t->n_nul, e);
+    if (err)
+        return err;
     if (!cJSON_IsObject(root)) {
         err = dsa_api_fail(e, 400, NULL, "request body must be a JSON object");
         goto out;
@@ -549,8 +553,11 @@ dsa_err dsa_api_parse_tokenize(const char *body, size_t len, int detokenize,
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(root, "prompt");
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(root, "messages");
     if (cJSON_IsString(p)) {
+        t->n_prompt = strlen(p->valuestring);
         if (!(t->prompt = strdup(p->valuestring)))
             err = DSA_NOMEM;
+        else
+            dsa_json_nul_restore(t->prompt, t->n_prompt);
     } else if (cJSON_IsArray(m) && cJSON_GetArraySize(m) > 0) {
         dsa_api_request tr = {.kind = DSA_API_CHAT}; /* `tools`, as a chat has them */
         if (!(t->messages = cJSON_Duplicate(m, 1)))

@@ -118,6 +118,11 @@ typedef struct dsa_api_request {
     int return_tokens_as_token_ids;
     char *request_id;       /* the body's request_id, NULL when absent */
     char *ignored;          /* fields no parameter of the API names, "a, b"; for the log */
+    /* `\u0000` escapes in the body: text prompts have their NUL bytes back
+     * (n_text counts them); the strings of messages still carry the
+     * DSA_JSON_NUL marker (head/json_in.h) for the caller to restore in the
+     * rendered prompt */
+    int n_nul;
 } dsa_api_request;
 
 /* Parses a JSON body.  On failure returns DSA_INVAL (or DSA_NOMEM) and
@@ -139,9 +144,11 @@ size_t dsa_api_text_chars(const char *s, size_t n);
 /* /tokenize {prompt | messages, add_special_tokens} and /detokenize
  * {tokens}.  messages is owned by the caller afterwards (cJSON_Delete). */
 typedef struct dsa_api_tokenize {
-    char *prompt;           /* malloc'd or NULL */
-    cJSON *messages;        /* or the chat messages */
+    char *prompt;           /* malloc'd or NULL; may hold NUL bytes */
+    size_t n_prompt;
+    cJSON *messages;        /* or the chat messages (see dsa_api_request.n_nul) */
     cJSON *tools;           /* with messages: `tools` when not empty */
+    int n_nul;
     int add_special_tokens;
     int add_generation_prompt;
     int32_t *ids;           /* detokenize: [n_ids] */

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/log.h"
 
@@ -34,7 +35,42 @@ struct dsa_engine {
     int fl_head, fl_len;
     atomic_int fatal;
     char fatal_msg[256];
+    /* dsa_time_now() * 1e6 when the engine began waiting on the workers
+     * (a step or a ping), 0 when not waiting; 1 for a ping, 2 for a step */
+    atomic_llong wait_since_us;
+    atomic_int wait_kind;
+    double last_contact;        /* engine thread: the workers last answered */
 };
+
+static void wait_begin(dsa_engine *e, int kind)
+{
+    atomic_store(&e->wait_kind, kind);
+    atomic_store(&e->wait_since_us, (long long)(dsa_time_now() * 1e6));
+}
+
+static void wait_end(dsa_engine *e)
+{
+    atomic_store(&e->wait_since_us, 0);
+    e->last_contact = dsa_time_now();
+}
+
+double dsa_engine_wait_s(const dsa_engine *e)
+{
+    long long since = atomic_load(&((dsa_engine *)e)->wait_since_us);
+    return since ? dsa_time_now() - (double)since / 1e6 : 0;
+}
+
+const char *dsa_engine_late(const dsa_engine *e)
+{
+    dsa_engine *m = (dsa_engine *)e;
+    long long since = atomic_load(&m->wait_since_us);
+    if (!e->p.transport->ops->ping || !since)
+        return NULL;
+    double late = e->p.late_s > 0 ? e->p.late_s : 5;
+    if (dsa_time_now() - (double)since / 1e6 <= late)
+        return NULL;
+    return atomic_load(&m->wait_kind) == 1 ? "a ping's answer is late" : "a step's result is late";
+}
 
 dsa_err dsa_engine_req_create(const int32_t *prompt, int32_t n_prompt, dsa_engine_req **out)
 {
@@ -489,7 +525,9 @@ static void run_step(dsa_engine *e)
         return;
     uint64_t prompt_tokens = note_scheduled(e, &s->batch, n);
     dsa_step_result res;
+    wait_begin(e, 2);
     dsa_err err = e->p.transport->ops->step(e->p.transport, &s->plan, &res);
+    wait_end(e);
     finish_step(e, &s->batch, n, err, &res, prompt_tokens);
 }
 
@@ -526,7 +564,9 @@ static void run_pipelined(dsa_engine *e)
     e->fl_head = (e->fl_head + 1) % 2;
     e->fl_len--;
     dsa_step_result res;
+    wait_begin(e, 2);
     dsa_err err = t->ops->collect(t, &res);
+    wait_end(e);
     finish_step(e, &e->fl[slot], e->fl_n[slot], err, &res, e->fl_prompt[slot]);
 }
 
@@ -544,15 +584,67 @@ static void drain_flights(dsa_engine *e)
     }
 }
 
+/* Idle with a transport that pings: one ping, bounded by the transport's
+ * own timeout; its failure is a transport failure. */
+static void idle_ping(dsa_engine *e)
+{
+    wait_begin(e, 1);
+    dsa_err err = e->p.transport->ops->ping(e->p.transport);
+    wait_end(e);
+    if (err) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "ping: %.200s", dsa_errmsg());
+        if (e->p.transport_errors_fatal)
+            engine_fatal(e, msg);
+        else
+            DSA_ERROR("%s", msg);
+    }
+}
+
+static int engine_idle(dsa_engine *e)
+{
+    return !e->stop && !e->new_head && !e->aborts &&
+           (atomic_load(&e->fatal) || (!e->sched.running.n && !e->sched.waiting.n &&
+                                       !e->sched.n_finished && !e->fl_len));
+}
+
 static void *engine_main(void *arg)
 {
     dsa_engine *e = arg;
+    int pings = e->p.transport->ops->ping != NULL;
+    double interval = e->p.ping_interval_s > 0 ? e->p.ping_interval_s : 1;
+    e->last_contact = dsa_time_now();
     for (;;) {
         pthread_mutex_lock(&e->mu);
-        while (!e->stop && !e->new_head && !e->aborts &&
-               (atomic_load(&e->fatal) || (!e->sched.running.n && !e->sched.waiting.n &&
-                                           !e->sched.n_finished && !e->fl_len)))
-            pthread_cond_wait(&e->cv, &e->mu);
+        int ping_now = 0;
+        while (engine_idle(e)) {
+            if (!pings || atomic_load(&e->fatal)) {
+                pthread_cond_wait(&e->cv, &e->mu);
+                continue;
+            }
+            /* idle: wake up for the next ping (the workers' silence while
+             * idle must be seen too) */
+            double due = e->last_contact + interval, now = dsa_time_now();
+            if (now >= due) {
+                ping_now = 1;
+                break;
+            }
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            double wait = due - now;
+            ts.tv_sec += (time_t)wait;
+            ts.tv_nsec += (long)((wait - (double)(time_t)wait) * 1e9);
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&e->cv, &e->mu, &ts);
+        }
+        if (ping_now) {
+            pthread_mutex_unlock(&e->mu);
+            idle_ping(e);
+            continue;
+        }
         dsa_engine_req *news = e->new_head;
         abort_node *aborts = e->aborts;
         e->new_head = e->new_tail = NULL;
@@ -612,6 +704,8 @@ dsa_err dsa_engine_create(const dsa_engine_params *p, dsa_engine **out)
                            ? 2
                            : 1;
     atomic_init(&e->fatal, 0);
+    atomic_init(&e->wait_since_us, 0);
+    atomic_init(&e->wait_kind, 0);
     atomic_init(&e->n_waiting, 0);
     atomic_init(&e->n_active, 0);
     if (pthread_create(&e->thread, NULL, engine_main, e)) {

@@ -99,6 +99,10 @@ typedef struct dsa_engine_params {
      * with 503, new ones too, and dsa_engine_fatal reports it.  Otherwise
      * it fails the step's requests with 500 as a failed step does. */
     int transport_errors_fatal;
+    /* With a transport that pings (distributed): while idle the workers are
+     * pinged every ping_interval_s (0: 1 s), and dsa_engine_late reports a
+     * step result or ping answer overdue by late_s (0: 5 s). */
+    double ping_interval_s, late_s;
 } dsa_engine_params;
 
 dsa_err dsa_engine_create(const dsa_engine_params *p, dsa_engine **out);
@@ -129,5 +133,12 @@ int64_t dsa_engine_n_active(const dsa_engine *e);
 /* NULL while the transport works; after a fatal transport error (see
  * transport_errors_fatal) its message.  Any thread. */
 const char *dsa_engine_fatal(const dsa_engine *e);
+/* Any thread: non-NULL (what is late) while the engine has waited longer
+ * than late_s for a step's result or a ping's answer; NULL otherwise and
+ * always with a transport that does not ping. */
+const char *dsa_engine_late(const dsa_engine *e);
+/* Any thread: seconds the engine has been waiting on the workers for the
+ * step or ping in progress (in-process: the step's compute); 0 when none. */
+double dsa_engine_wait_s(const dsa_engine *e);
 
 #endif

@@ -118,6 +118,9 @@ typedef struct dsa_transport_ops {
     void (*destroy)(dsa_transport *t);
     dsa_err (*submit)(dsa_transport *t, const dsa_step_plan *plan);
     dsa_err (*collect)(dsa_transport *t, dsa_step_result *result);
+    /* Optional (NULL in-process): every worker answers a Ping, nothing in
+     * flight; an error is a transport error. */
+    dsa_err (*ping)(dsa_transport *t);
 } dsa_transport_ops;
 
 struct dsa_transport {
