@@ -1,0 +1,902 @@
+"""vLLM conformance of the request parameters, driven by the official openai
+SDK against dsa-head on loopback with the tiny dsa-mkmodel checkpoint.
+
+Every parameter of vLLM's tables for /v1/chat/completions and
+/v1/completions (the OpenAI parameters and vLLM's extra parameters, sent
+through `extra_body`) is sent, streamed and not, and the test asserts its
+EFFECT, or the HTTP 400 whose `param` names it where vLLM (or this project,
+for features it does not have) refuses it.  One test id per
+(parameter, endpoint, streamed): test_<case>__<chat|cmpl>__<plain|stream>.
+
+The weights are random, so the checks use effects that hold for any
+weights: a +100 logit_bias on a token X makes every sampled token X (the
+bias dwarfs the model's logits), a -100 bias removes a token, greedy
+decoding follows the raw logprobs' argmax, and so on.  vLLM's sampler
+order matters for some cases and is the order they assume: allowed token
+ids, bad words, min_tokens and logit_bias, then the penalties
+(repetition, frequency, presence), then greedy or temperature, min_p,
+top_k/top_p; returned logprobs are the raw model logprobs (before any of
+these).
+
+Environment: DSA_HEAD, DSA_MODEL (see run_conformance_tests.sh)."""
+import json
+import math
+import os
+import sys
+import unittest
+import urllib.request
+
+import openai
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+os.environ.setdefault("DSA_MODEL_SLOW", os.environ.get("DSA_MODEL", ""))
+from test_head import KEY, Server  # noqa: E402  (one Server helper for both suites)
+
+MODEL = os.environ["DSA_MODEL"]
+NAME = "tiny"
+PROMPT = "Hello there, how are you"
+# A prompt long enough for truncate_prompt_tokens to cut
+LONG_PROMPT = "one two three four five six seven eight nine ten eleven twelve"
+
+# Parameters the openai SDK takes as keyword arguments; anything else is a
+# vLLM extra and goes through extra_body, as a vLLM user sends it.
+SDK_COMMON = {"frequency_penalty", "logit_bias", "logprobs", "max_tokens", "n",
+              "presence_penalty", "seed", "stop", "stream_options", "temperature",
+              "top_p", "user"}
+SDK_CHAT = SDK_COMMON | {"max_completion_tokens", "top_logprobs", "response_format"}
+SDK_CMPL = SDK_COMMON | {"echo", "suffix", "best_of"}
+
+
+class Choice:
+    """One choice, the same shape whatever the endpoint and streaming:
+    text, finish_reason, and the per-token logprobs as lists (tokens,
+    token_logprobs, top_logprobs as {token: logprob} dicts, text_offset)."""
+
+    def __init__(self):
+        self.text = ""
+        self.finish_reason = None
+        self.tokens = []
+        self.token_logprobs = []
+        self.top_logprobs = []
+        self.top_counts = []           # entries sent per position (dicts collapse equal strings)
+        self.text_offset = []
+        self.has_logprobs = False
+        self.extra = {}
+
+
+class Result:
+    def __init__(self):
+        self.choices = {}
+        self.usage = None
+        self.n_usage_chunks = 0
+        self.chunks = []
+        self.raw = None
+
+    def choice(self, i=0):
+        return self.choices[i]
+
+    def sorted(self):
+        return [self.choices[k] for k in sorted(self.choices)]
+
+
+def _add_chat_logprobs(ch, lp):
+    if lp is None or lp.content is None:
+        return
+    ch.has_logprobs = True
+    for t in lp.content:
+        ch.tokens.append(t.token)
+        ch.token_logprobs.append(t.logprob)
+        ch.top_logprobs.append({x.token: x.logprob for x in (t.top_logprobs or [])})
+        ch.top_counts.append(len(t.top_logprobs or []))
+
+
+def _add_cmpl_logprobs(ch, lp):
+    if lp is None:
+        return
+    ch.has_logprobs = True
+    ch.tokens += list(lp.tokens or [])
+    ch.token_logprobs += list(lp.token_logprobs or [])
+    ch.top_logprobs += list(lp.top_logprobs or [])
+    ch.top_counts += [len(x or {}) for x in (lp.top_logprobs or [])]
+    ch.text_offset += list(lp.text_offset or [])
+
+
+def _extras(obj):
+    return dict(getattr(obj, "model_extra", None) or {})
+
+
+class Conformance(unittest.TestCase):
+    srv = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = Server("--served-model-name", NAME)
+        cls.c = cls.srv.client
+        cls.X = cls.tok1("z")          # forced token of most cases
+        cls.Y = cls.tok1("q")          # a second, distinct one
+        with open(os.path.join(MODEL, "generation_config.json")) as f:
+            cls.EOS = json.load(f)["eos_token_id"]
+        with open(os.path.join(MODEL, "tokenizer.json")) as f:
+            added = json.load(f)["added_tokens"]
+        # a special token that is neither BOS nor EOS (the pad token)
+        cls.PAD = next(a for a in added if a["special"] and a["id"] not in (0, cls.EOS))
+        cls.n_vocab = json.load(open(os.path.join(MODEL, "config.json")))["vocab_size"]
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.srv:
+            cls.srv.stop()
+
+    # ---------------------------------------------------------------- helpers
+    @classmethod
+    def post(cls, path, body):
+        req = urllib.request.Request(cls.srv.base + path, data=json.dumps(body).encode(),
+                                     headers={"Authorization": "Bearer " + KEY,
+                                              "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.loads(r.read())
+
+    @classmethod
+    def tok(cls, text, special=False):
+        return cls.post("/tokenize", {"prompt": text, "add_special_tokens": special})["tokens"]
+
+    @classmethod
+    def tok1(cls, text):
+        ids = cls.tok(text)
+        assert len(ids) == 1, (text, ids)
+        return ids[0]
+
+    def request(self, ep, stream, messages=None, prompt=PROMPT, usage=True, **params):
+        """Sends one request through the SDK; returns a Result.  When
+        streaming, asks for the usage chunk unless usage=False or the case
+        sets stream_options itself."""
+        sdk = SDK_CHAT if ep == "chat" else SDK_CMPL
+        kw = {k: v for k, v in params.items() if k in sdk}
+        extra = {k: v for k, v in params.items() if k not in sdk}
+        if stream and usage and "stream_options" not in kw:
+            kw["stream_options"] = {"include_usage": True}
+        if extra:
+            kw["extra_body"] = extra
+        res = Result()
+        if ep == "chat":
+            msgs = messages or [{"role": "user", "content": prompt}]
+            r = self.c.chat.completions.create(model=NAME, messages=msgs, stream=stream, **kw)
+        else:
+            r = self.c.completions.create(model=NAME, prompt=prompt, stream=stream, **kw)
+        if not stream:
+            res.raw = r
+            res.usage = r.usage
+            for c in r.choices:
+                ch = res.choices.setdefault(c.index, Choice())
+                ch.finish_reason = c.finish_reason
+                ch.extra = _extras(c)
+                if ep == "chat":
+                    ch.text = c.message.content or ""
+                    _add_chat_logprobs(ch, c.logprobs)
+                else:
+                    ch.text = c.text
+                    _add_cmpl_logprobs(ch, c.logprobs)
+            return res
+        for chunk in r:
+            res.chunks.append(chunk)
+            if chunk.usage is not None:
+                res.n_usage_chunks += 1
+                res.usage = chunk.usage
+            for c in chunk.choices:
+                ch = res.choices.setdefault(c.index, Choice())
+                if c.finish_reason is not None:
+                    self.assertIsNone(ch.finish_reason, "two finish_reasons for one choice")
+                    ch.finish_reason = c.finish_reason
+                if ep == "chat":
+                    ch.text += c.delta.content or ""
+                    _add_chat_logprobs(ch, c.logprobs)
+                else:
+                    ch.text += c.text
+                    _add_cmpl_logprobs(ch, c.logprobs)
+        return res
+
+    def refused(self, ep, stream, param, **params):
+        """Asserts the request gets HTTP 400 with an OpenAI error object
+        whose `param` is `param`."""
+        with self.assertRaises(openai.BadRequestError) as cm:
+            self.request(ep, stream, **params)
+        e = cm.exception
+        self.assertEqual(e.status_code, 400)
+        body = e.body if isinstance(e.body, dict) else {}
+        body = body.get("error", body)
+        self.assertIsInstance(body.get("message"), str)
+        self.assertEqual(body.get("type"), "invalid_request_error")
+        self.assertEqual(body.get("param"), param, body)
+
+    def applied_or_refused(self, ep, stream, param, check, **params):
+        """For a vLLM parameter outside this project's scope: either it is
+        applied (`check(result)` passes) or the request is refused with a
+        400 naming it.  Never accepted and ignored."""
+        try:
+            r = self.request(ep, stream, **params)
+        except openai.BadRequestError as e:
+            body = e.body if isinstance(e.body, dict) else {}
+            body = body.get("error", body)
+            self.assertEqual(body.get("param"), param, body)
+            return
+        check(r)
+
+    def greedy(self, ep, stream, n_tokens=6, **params):
+        return self.request(ep, stream, temperature=0, max_tokens=n_tokens, ignore_eos=True,
+                            **params).choice().text
+
+    def assert_usage(self, r, prompt=None, completion=None):
+        self.assertIsNotNone(r.usage, "no usage")
+        if prompt is not None:
+            self.assertEqual(r.usage.prompt_tokens, prompt)
+        if completion is not None:
+            self.assertEqual(r.usage.completion_tokens, completion)
+        self.assertEqual(r.usage.total_tokens, r.usage.prompt_tokens + r.usage.completion_tokens)
+
+    def logprobs_args(self, ep, k):
+        return {"logprobs": True, "top_logprobs": k} if ep == "chat" else {"logprobs": k}
+
+
+# ------------------------------------------------------------------- cases
+# Each case is fn(self, ep, stream); `case` registers it for the endpoints
+# and streaming modes it applies to.
+CASES = []
+
+
+def case(endpoints=("chat", "cmpl"), streams=(False, True)):
+    def deco(fn):
+        CASES.append((fn.__name__, fn, endpoints, streams))
+        return fn
+    return deco
+
+
+# --- lengths and counts ------------------------------------------------------
+
+@case()
+def max_tokens(self, ep, stream):
+    # vLLM: max_tokens bounds the generated tokens; ignore_eos so it is reached
+    r = self.request(ep, stream, max_tokens=3, ignore_eos=True, temperature=1.0)
+    self.assertEqual(r.choice().finish_reason, "length")
+    self.assert_usage(r, completion=3)
+
+
+@case(endpoints=("chat",))
+def max_completion_tokens(self, ep, stream):
+    # vLLM (chat): max_completion_tokens is the newer name of max_tokens and wins over it
+    r = self.request(ep, stream, max_completion_tokens=2, max_tokens=5, ignore_eos=True)
+    self.assertEqual(r.choice().finish_reason, "length")
+    self.assert_usage(r, completion=2)
+
+
+@case(endpoints=("cmpl",))
+def default_max_tokens_16(self, ep, stream):
+    # vLLM: CompletionRequest.max_tokens defaults to 16
+    r = self.request(ep, stream, ignore_eos=True)
+    self.assertEqual(r.choice().finish_reason, "length")
+    self.assert_usage(r, completion=16)
+
+
+@case()
+def n(self, ep, stream):
+    # vLLM: n choices, indexed 0..n-1, each with its own finish_reason; usage sums them
+    r = self.request(ep, stream, n=3, max_tokens=2, ignore_eos=True, temperature=1.0, seed=5)
+    self.assertEqual(sorted(r.choices), [0, 1, 2])
+    for ch in r.sorted():
+        self.assertEqual(ch.finish_reason, "length")
+    self.assert_usage(r, completion=6)
+
+
+@case()
+def n_prompt_tokens_once(self, ep, stream):
+    # vLLM: usage.prompt_tokens counts the prompt once whatever n is
+    one = self.request(ep, stream, max_tokens=1)
+    three = self.request(ep, stream, n=3, max_tokens=1)
+    self.assertEqual(three.usage.prompt_tokens, one.usage.prompt_tokens)
+
+
+@case(endpoints=("cmpl",))
+def prompt_list_usage(self, ep, stream):
+    # vLLM: a list of prompts is one choice per prompt; prompt_tokens sums the prompts
+    a = self.request(ep, stream, prompt="Hello", max_tokens=1).usage.prompt_tokens
+    b = self.request(ep, stream, prompt="there you", max_tokens=1).usage.prompt_tokens
+    r = self.request(ep, stream, prompt=["Hello", "there you"], max_tokens=2, ignore_eos=True)
+    self.assertEqual(sorted(r.choices), [0, 1])
+    self.assert_usage(r, prompt=a + b, completion=4)
+
+
+# --- sampling ----------------------------------------------------------------
+
+@case()
+def seed(self, ep, stream):
+    # vLLM: a per-request seed makes sampling reproducible; other seeds differ
+    def run(s):
+        return self.request(ep, stream, seed=s, temperature=1.0, max_tokens=10,
+                            ignore_eos=True).choice().text
+    a = run(1234)
+    self.assertEqual(run(1234), a)
+    self.assertTrue(any(run(s) != a for s in (1, 2, 3)), "seeds 1, 2, 3 and 1234 agree")
+
+
+@case()
+def temperature_zero_is_greedy(self, ep, stream):
+    # vLLM: temperature 0 samples the argmax; returned logprobs are the raw
+    # model logprobs, so each sampled token is the top one of top_logprobs
+    r = self.request(ep, stream, temperature=0, max_tokens=6, ignore_eos=True,
+                     **self.logprobs_args(ep, 3))
+    ch = r.choice()
+    self.assertEqual(len(ch.tokens), 6)
+    for lp, top in zip(ch.token_logprobs, ch.top_logprobs):
+        self.assertGreaterEqual(lp, max(top.values()) - 1e-4)
+    self.assertEqual(self.greedy(ep, stream), self.greedy(ep, stream))
+
+
+@case()
+def top_k(self, ep, stream):
+    # vLLM: top_k=1 keeps only the argmax: temperature 1 samples greedily
+    self.assertEqual(self.request(ep, stream, top_k=1, temperature=1.0, seed=7, max_tokens=6,
+                                  ignore_eos=True).choice().text,
+                     self.greedy(ep, stream))
+
+
+@case()
+def top_p(self, ep, stream):
+    # vLLM: top_p keeps the smallest set whose mass reaches top_p: a tiny
+    # top_p keeps only the most likely token
+    self.assertEqual(self.request(ep, stream, top_p=1e-6, temperature=1.0, seed=7,
+                                  max_tokens=6, ignore_eos=True).choice().text,
+                     self.greedy(ep, stream))
+
+
+@case()
+def min_p(self, ep, stream):
+    # vLLM: min_p drops tokens below min_p * p(top): min_p=1 keeps the argmax
+    self.assertEqual(self.request(ep, stream, min_p=1.0, temperature=1.0, seed=7,
+                                  max_tokens=6, ignore_eos=True).choice().text,
+                     self.greedy(ep, stream))
+
+
+def _penalty_setup(self, ep, stream):
+    """Finds a first greedy token A and, for step 2, the greedy token B with
+    A in step 2's top 20; returns (A id, B id, bias for A) such that A wins
+    step 2 by one logit (A, A without penalty), B by one logit once A is
+    penalised by 2 (A, B)."""
+    r = self.request(ep, stream, temperature=0, max_tokens=2, ignore_eos=True,
+                     **self.logprobs_args(ep, 20))
+    ch = r.choice()
+    a, b = ch.tokens
+    top2 = ch.top_logprobs[1]
+    self.assertIn(a, top2, "the first token is not in step 2's top 20: pick another prompt")
+    self.assertNotEqual(a, b, "greedy repeats its first token: pick another prompt")
+    ida, idb = self.tok(a), self.tok(b)
+    self.assertEqual((len(ida), len(idb)), (1, 1), (a, b))
+    bias = top2[b] - top2[a] + 1.0
+    base = self.request(ep, stream, temperature=0, max_tokens=2, ignore_eos=True,
+                        logit_bias={str(ida[0]): bias}).choice().text
+    self.assertEqual(base, a + a, "the bias alone must repeat the first token")
+    return a, b, bias, ida[0]
+
+
+@case()
+def presence_penalty(self, ep, stream):
+    # vLLM: presence_penalty subtracts p from the logit of every token already
+    # generated (after logit_bias): A's one-logit lead at step 2 becomes -1
+    a, b, bias, ida = _penalty_setup(self, ep, stream)
+    r = self.request(ep, stream, temperature=0, max_tokens=2, ignore_eos=True,
+                     logit_bias={str(ida): bias}, presence_penalty=2.0)
+    self.assertEqual(r.choice().text, a + b)
+
+
+@case()
+def frequency_penalty(self, ep, stream):
+    # vLLM: frequency_penalty subtracts f * count: one A and f=2 costs 2 logits
+    a, b, bias, ida = _penalty_setup(self, ep, stream)
+    r = self.request(ep, stream, temperature=0, max_tokens=2, ignore_eos=True,
+                     logit_bias={str(ida): bias}, frequency_penalty=2.0)
+    self.assertEqual(r.choice().text, a + b)
+
+
+@case()
+def repetition_penalty(self, ep, stream):
+    # vLLM: repetition_penalty divides positive logits of tokens seen in the
+    # prompt (or output) by r; applied after logit_bias.  X is in the prompt
+    # with +100, Y not with +80: X wins (~100 vs ~80) until r=2 halves it (~50)
+    prompt = "z: " + PROMPT
+    if ep == "cmpl":
+        self.assertIn(self.X, self.tok(prompt))
+    bias = {str(self.X): 100, str(self.Y): 80}
+    base = self.request(ep, stream, prompt=prompt, temperature=0, max_tokens=1,
+                        logit_bias=bias).choice().text
+    self.assertEqual(base, "z")
+    r = self.request(ep, stream, prompt=prompt, temperature=0, max_tokens=1,
+                     logit_bias=bias, repetition_penalty=2.0)
+    self.assertEqual(r.choice().text, "q")
+
+
+@case()
+def logit_bias(self, ep, stream):
+    # vLLM: logit_bias adds to the logits (keys are token ids as strings):
+    # +100 forces the token; -100 bans it
+    r = self.request(ep, stream, logit_bias={str(self.X): 100}, max_tokens=4, ignore_eos=True,
+                     temperature=1.0)
+    self.assertEqual(r.choice().text, "zzzz")
+    g = self.request(ep, stream, temperature=0, max_tokens=1, ignore_eos=True,
+                     **self.logprobs_args(ep, 1)).choice()
+    first = self.tok(g.tokens[0])
+    if len(first) == 1:
+        r = self.request(ep, stream, temperature=0, max_tokens=1, ignore_eos=True,
+                         logit_bias={str(first[0]): -100})
+        self.assertNotEqual(r.choice().text, g.text)
+
+
+@case()
+def logit_bias_validated(self, ep, stream):
+    # vLLM: a token id outside the vocabulary is a 400; OpenAI bounds the values to [-100, 100]
+    self.refused(ep, stream, "logit_bias", max_tokens=1,
+                 logit_bias={str(self.n_vocab + 1000): 5})
+    self.refused(ep, stream, "logit_bias", max_tokens=1, logit_bias={str(self.X): 150})
+    self.refused(ep, stream, "logit_bias", max_tokens=1, logit_bias={"not-an-id": 1})
+
+
+@case()
+def allowed_token_ids(self, ep, stream):
+    # vLLM: allowed_token_ids masks every other token
+    r = self.request(ep, stream, allowed_token_ids=[self.X, self.Y], temperature=1.0, seed=3,
+                     max_tokens=8, ignore_eos=True)
+    text = r.choice().text
+    self.assertEqual(len(text), 8)
+    self.assertLessEqual(set(text), {"z", "q"})
+    self.refused(ep, stream, "allowed_token_ids", max_tokens=1,
+                 allowed_token_ids=[self.n_vocab + 1000])
+
+
+@case()
+def bad_words(self, ep, stream):
+    # vLLM: bad_words bans the token sequences of each word (applied before
+    # logit_bias, so a banned forced token stays banned); out of this
+    # project's scope: applied or refused
+    def check(r):
+        self.assertNotIn("z", r.choice().text)
+        self.assert_usage(r, completion=4)
+    forced = self.request(ep, stream, logit_bias={str(self.X): 100}, max_tokens=4,
+                          ignore_eos=True).choice().text
+    self.assertEqual(forced, "zzzz", "logit_bias does not force the token")
+    self.applied_or_refused(ep, stream, "bad_words", check, bad_words=["z"],
+                            logit_bias={str(self.X): 100}, max_tokens=4, ignore_eos=True)
+
+
+# --- stopping ----------------------------------------------------------------
+
+@case()
+def stop(self, ep, stream):
+    # vLLM: the output ends before the first stop string; finish_reason "stop"
+    r = self.request(ep, stream, logit_bias={str(self.X): 100}, max_tokens=8, stop=["zz"])
+    self.assertEqual(r.choice().text, "")
+    self.assertEqual(r.choice().finish_reason, "stop")
+    self.assertEqual(self.request(ep, stream, logit_bias={str(self.X): 100}, max_tokens=8,
+                                  stop="q", ignore_eos=True).choice().text, "z" * 8)
+
+
+@case()
+def include_stop_str_in_output(self, ep, stream):
+    # vLLM: include_stop_str_in_output keeps the stop string at the end
+    r = self.request(ep, stream, logit_bias={str(self.X): 100}, max_tokens=8, stop=["zz"],
+                     include_stop_str_in_output=True)
+    self.assertEqual(r.choice().text, "zz")
+    self.assertEqual(r.choice().finish_reason, "stop")
+
+
+@case()
+def stop_token_ids(self, ep, stream):
+    # vLLM: a sampled id in stop_token_ids ends the sequence (finish "stop");
+    # the stop token counts as generated but its text is not in the output
+    r = self.request(ep, stream, logit_bias={str(self.X): 100}, max_tokens=8,
+                     stop_token_ids=[self.X])
+    self.assertEqual(r.choice().text, "")
+    self.assertEqual(r.choice().finish_reason, "stop")
+    self.assert_usage(r, completion=1)
+    # ...and with include_stop_str_in_output, its text is kept
+    r = self.request(ep, stream, logit_bias={str(self.X): 100}, max_tokens=8,
+                     stop_token_ids=[self.X], include_stop_str_in_output=True)
+    self.assertEqual(r.choice().text, "z")
+
+
+@case()
+def ignore_eos(self, ep, stream):
+    # vLLM: EOS ends a sequence (finish "stop", EOS counted, no text) unless ignore_eos
+    bias = {str(self.EOS): 100}
+    r = self.request(ep, stream, logit_bias=bias, max_tokens=4)
+    self.assertEqual(r.choice().finish_reason, "stop")
+    self.assertEqual(r.choice().text, "")
+    self.assert_usage(r, completion=1)
+    r = self.request(ep, stream, logit_bias=bias, max_tokens=4, ignore_eos=True)
+    self.assertEqual(r.choice().finish_reason, "length")
+    self.assert_usage(r, completion=4)
+
+
+@case()
+def min_tokens(self, ep, stream):
+    # vLLM: EOS and stop_token_ids are masked until min_tokens are generated
+    r = self.request(ep, stream, logit_bias={str(self.EOS): 100}, max_tokens=10, min_tokens=3)
+    self.assertEqual(r.choice().finish_reason, "stop")
+    self.assert_usage(r, completion=4)
+    r = self.request(ep, stream, logit_bias={str(self.X): 100}, max_tokens=10, min_tokens=2,
+                     stop_token_ids=[self.X], ignore_eos=True)
+    self.assertEqual(r.choice().finish_reason, "stop")
+    self.assert_usage(r, completion=3)
+    self.assertNotIn("z", r.choice().text)
+
+
+@case()
+def min_tokens_validated(self, ep, stream):
+    # vLLM: min_tokens must be >= 0 and <= max_tokens
+    self.refused(ep, stream, "min_tokens", max_tokens=2, min_tokens=3)
+    self.refused(ep, stream, "min_tokens", max_tokens=2, min_tokens=-1)
+
+
+# --- text --------------------------------------------------------------------
+
+@case()
+def skip_special_tokens(self, ep, stream):
+    # vLLM: special tokens are dropped from the text unless skip_special_tokens=false
+    bias = {str(self.PAD["id"]): 100}
+    r = self.request(ep, stream, logit_bias=bias, max_tokens=3, ignore_eos=True)
+    self.assertEqual(r.choice().text, "")
+    self.assert_usage(r, completion=3)
+    r = self.request(ep, stream, logit_bias=bias, max_tokens=3, ignore_eos=True,
+                     skip_special_tokens=False)
+    self.assertEqual(r.choice().text, self.PAD["content"] * 3)
+
+
+@case()
+def spaces_between_special_tokens(self, ep, stream):
+    # vLLM: only slow tokenizers put spaces between special tokens; a fast
+    # (tokenizer.json) tokenizer, the kind DeepSeek ships, ignores the flag
+    bias = {str(self.PAD["id"]): 100}
+    for flag in (True, False):
+        r = self.request(ep, stream, logit_bias=bias, max_tokens=2, ignore_eos=True,
+                         skip_special_tokens=False, spaces_between_special_tokens=flag)
+        self.assertEqual(r.choice().text, self.PAD["content"] * 2)
+
+
+# --- logprobs ----------------------------------------------------------------
+
+@case()
+def logprobs(self, ep, stream):
+    # vLLM: one entry per generated token; top_logprobs holds k entries (k+1
+    # when the sampled token is not among them); values are log-probabilities
+    r = self.request(ep, stream, temperature=1.0, seed=11, max_tokens=5, ignore_eos=True,
+                     **self.logprobs_args(ep, 3))
+    ch = r.choice()
+    self.assertTrue(ch.has_logprobs)
+    self.assertEqual(len(ch.tokens), 5)
+    self.assertEqual(len(ch.token_logprobs), 5)
+    self.assertEqual(len(ch.top_logprobs), 5)
+    for tok, lp, top, count in zip(ch.tokens, ch.token_logprobs, ch.top_logprobs,
+                                   ch.top_counts):
+        self.assertLessEqual(lp, 0.0)
+        if ep == "chat":
+            # vLLM (chat): exactly top_logprobs entries, ranked
+            self.assertEqual(count, 3)
+        else:
+            # vLLM (completions): a {token text: logprob} dict of the top k
+            # plus the sampled token (texts that decode alike share a key)
+            self.assertTrue(1 <= count <= 4, count)
+        if tok in top and "\ufffd" not in tok:
+            self.assertAlmostEqual(top[tok], lp, places=4)
+        self.assertLessEqual(sum(math.exp(v) for v in top.values()), 1.0 + 1e-4)
+    # forced ASCII tokens: the token strings spell the text
+    r = self.request(ep, stream, logit_bias={str(self.X): 100}, max_tokens=3, ignore_eos=True,
+                     **self.logprobs_args(ep, 1))
+    self.assertEqual(r.choice().text, "zzz")
+    self.assertEqual(r.choice().tokens, ["z", "z", "z"])
+
+
+@case()
+def logprobs_validated(self, ep, stream):
+    # vLLM: at most 20 logprobs (the default --max-logprobs); chat needs
+    # logprobs=true for top_logprobs
+    if ep == "chat":
+        self.refused(ep, stream, "top_logprobs", max_tokens=1, logprobs=True, top_logprobs=21)
+        self.refused(ep, stream, "top_logprobs", max_tokens=1, top_logprobs=2)
+    else:
+        self.refused(ep, stream, "logprobs", max_tokens=1, logprobs=21)
+
+
+@case(endpoints=("chat",))
+def logprobs_without_top(self, ep, stream):
+    # OpenAI/vLLM: logprobs=true alone gives the sampled tokens, empty top lists
+    r = self.request(ep, stream, max_tokens=3, ignore_eos=True, logprobs=True)
+    ch = r.choice()
+    self.assertEqual(len(ch.tokens), 3)
+    self.assertEqual(ch.top_logprobs, [{}, {}, {}])
+
+
+@case(endpoints=("cmpl",))
+def text_offset(self, ep, stream):
+    # OpenAI/vLLM: text_offset[i] is the character offset of token i in the
+    # returned text (next = previous + len(token) in characters, not bytes),
+    # the same streamed and not
+    r = self.request(ep, stream, temperature=0, max_tokens=12, ignore_eos=True, logprobs=1,
+                     skip_special_tokens=False)
+    ch = r.choice()
+    self.assertEqual(ch.text_offset[0], 0)
+    for i in range(1, len(ch.tokens)):
+        self.assertEqual(ch.text_offset[i], ch.text_offset[i - 1] + len(ch.tokens[i - 1]))
+    other = self.request(ep, not stream, temperature=0, max_tokens=12, ignore_eos=True,
+                         logprobs=1, skip_special_tokens=False).choice()
+    self.assertEqual(other.tokens, ch.tokens)
+    self.assertEqual(other.text_offset, ch.text_offset)
+    # a non-ASCII token: the pad token's text has 3-byte characters
+    r = self.request(ep, stream, logit_bias={str(self.PAD["id"]): 100}, max_tokens=3,
+                     ignore_eos=True, logprobs=1, skip_special_tokens=False).choice()
+    width = len(self.PAD["content"])
+    self.assertEqual(r.text_offset, [0, width, 2 * width])
+
+
+# --- prompt handling -----------------------------------------------------------
+
+@case(endpoints=("cmpl",))
+def echo(self, ep, stream):
+    # vLLM: echo puts the prompt before the generated text
+    r = self.request(ep, stream, echo=True, logit_bias={str(self.X): 100}, max_tokens=2,
+                     ignore_eos=True)
+    self.assertEqual(r.choice().text, PROMPT + "zz")
+
+
+@case(endpoints=("cmpl",))
+def echo_logprobs_max_tokens_0(self, ep, stream):
+    # vLLM: echo + max_tokens 0 + logprobs is the loglikelihood request of
+    # evaluation harnesses: the text is the prompt, logprobs cover every
+    # prompt token, the first one without a logprob (null)
+    r = self.request(ep, stream, echo=True, max_tokens=0, logprobs=1)
+    ch = r.choice()
+    self.assertEqual(ch.text, PROMPT)
+    n_prompt = r.usage.prompt_tokens
+    self.assertEqual(len(ch.tokens), n_prompt)
+    self.assertIsNone(ch.token_logprobs[0])
+    for lp in ch.token_logprobs[1:]:
+        self.assertLessEqual(lp, 0.0)
+    # echo + logprobs + generation: prompt tokens then generated ones
+    r = self.request(ep, stream, echo=True, max_tokens=2, logprobs=1, ignore_eos=True,
+                     logit_bias={str(self.X): 100})
+    ch = r.choice()
+    self.assertEqual(len(ch.tokens), n_prompt + 2)
+    self.assertEqual(ch.tokens[-2:], ["z", "z"])
+    self.assertEqual(ch.text_offset[-1], len(PROMPT) + 1)
+
+
+@case(endpoints=("chat",))
+def echo_chat(self, ep, stream):
+    # vLLM (chat): echo prepends the last message's content when its role is
+    # the response's role (here continuing an assistant message)
+    msgs = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Sure"}]
+    r = self.request(ep, stream, messages=msgs, echo=True, add_generation_prompt=False,
+                     continue_final_message=True, logit_bias={str(self.X): 100},
+                     max_tokens=2, ignore_eos=True)
+    self.assertEqual(r.choice().text, "Surezz")
+
+
+@case(streams=(False,))
+def prompt_logprobs(self, ep, stream):
+    # vLLM: prompt_logprobs=k gives, per prompt position, {token id: {logprob,
+    # rank, decoded_token}} with the prompt's own token and the top k; the
+    # first position is null.  Completions put it on the choice, chat on the response
+    if ep == "chat":
+        ids = self.post("/tokenize", {"messages": [{"role": "user", "content": PROMPT}]})["tokens"]
+    else:
+        ids = self.tok(PROMPT, special=True)
+    r = self.request(ep, stream, max_tokens=1, prompt_logprobs=2)
+    pl = (_extras(r.raw) if ep == "chat" else r.choice().extra).get("prompt_logprobs")
+    self.assertIsInstance(pl, list)
+    self.assertEqual(len(pl), len(ids))
+    self.assertEqual(len(ids), r.usage.prompt_tokens)
+    self.assertIsNone(pl[0])
+    for tid, entry in zip(ids[1:], pl[1:]):
+        self.assertIn(str(tid), entry)
+        self.assertLessEqual(len(entry), 3)
+        for v in entry.values():
+            self.assertLessEqual(v["logprob"], 0.0)
+            self.assertGreaterEqual(v["rank"], 1)
+            self.assertIn("decoded_token", v)
+    if ep == "cmpl":
+        # the same numbers as echo's token_logprobs
+        e = self.request(ep, stream, echo=True, max_tokens=0, logprobs=1).choice()
+        for tid, entry, lp in zip(ids[1:], pl[1:], e.token_logprobs[1:]):
+            self.assertAlmostEqual(entry[str(tid)]["logprob"], lp, places=4)
+
+
+@case(streams=(True,))
+def prompt_logprobs_stream_refused(self, ep, stream):
+    # vLLM: prompt_logprobs are not available when stream=true
+    self.refused(ep, stream, "prompt_logprobs", max_tokens=1, prompt_logprobs=1)
+
+
+@case()
+def truncate_prompt_tokens(self, ep, stream):
+    # vLLM: truncate_prompt_tokens=k keeps the last k prompt tokens
+    full = self.request(ep, stream, prompt=LONG_PROMPT, max_tokens=1).usage.prompt_tokens
+    self.assertGreater(full, 6)
+    r = self.request(ep, stream, prompt=LONG_PROMPT, max_tokens=1, truncate_prompt_tokens=5)
+    self.assert_usage(r, prompt=5)
+
+
+@case(endpoints=("cmpl",))
+def add_special_tokens(self, ep, stream):
+    # vLLM (completions): add_special_tokens=true (the default) adds BOS
+    on = self.request(ep, stream, max_tokens=1).usage.prompt_tokens
+    off = self.request(ep, stream, max_tokens=1, add_special_tokens=False).usage.prompt_tokens
+    self.assertEqual(on, off + 1)
+
+
+@case(endpoints=("chat",))
+def add_special_tokens_chat(self, ep, stream):
+    # vLLM (chat): the template writes BOS itself, so add_special_tokens
+    # defaults to false; true makes the tokenizer add a second BOS
+    off = self.request(ep, stream, max_tokens=1).usage.prompt_tokens
+    on = self.request(ep, stream, max_tokens=1, add_special_tokens=True).usage.prompt_tokens
+    self.assertEqual(on, off + 1)
+
+
+@case(endpoints=("chat",))
+def add_generation_prompt(self, ep, stream):
+    # vLLM (chat): add_generation_prompt (default true) ends the prompt with
+    # the assistant's turn opener; false leaves it out
+    on = self.request(ep, stream, max_tokens=1).usage.prompt_tokens
+    off = self.request(ep, stream, max_tokens=1, add_generation_prompt=False).usage.prompt_tokens
+    self.assertLess(off, on)
+
+
+@case(endpoints=("chat",))
+def continue_final_message(self, ep, stream):
+    # vLLM (chat): continue_final_message leaves the last (assistant) message
+    # open, without its end-of-turn token; both it and add_generation_prompt is a 400
+    msgs = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Sure"}]
+    closed = self.request(ep, stream, messages=msgs, max_tokens=1,
+                          add_generation_prompt=False).usage.prompt_tokens
+    open_ = self.request(ep, stream, messages=msgs, max_tokens=1, add_generation_prompt=False,
+                         continue_final_message=True).usage.prompt_tokens
+    self.assertLess(open_, closed)
+    self.refused(ep, stream, "continue_final_message", messages=msgs, max_tokens=1,
+                 add_generation_prompt=True, continue_final_message=True)
+
+
+# --- streaming -----------------------------------------------------------------
+
+@case(streams=(True,))
+def stream_options_include_usage(self, ep, stream):
+    # vLLM: include_usage adds one last chunk with usage and no choices;
+    # every other chunk has usage null.  Without it no chunk has usage
+    r = self.request(ep, stream, max_tokens=3, ignore_eos=True,
+                     stream_options={"include_usage": True})
+    self.assertEqual(r.n_usage_chunks, 1)
+    self.assertEqual(r.chunks[-1].choices, [])
+    self.assert_usage(r, completion=3)
+    r = self.request(ep, stream, max_tokens=3, ignore_eos=True, usage=False)
+    self.assertEqual(r.n_usage_chunks, 0)
+
+
+@case(streams=(True,))
+def stream_options_continuous_usage_stats(self, ep, stream):
+    # vLLM: continuous_usage_stats puts the running usage on every chunk
+    r = self.request(ep, stream, max_tokens=3, ignore_eos=True,
+                     stream_options={"include_usage": True, "continuous_usage_stats": True})
+    with_choices = [c for c in r.chunks if c.choices]
+    self.assertTrue(with_choices)
+    for c in with_choices:
+        self.assertIsNotNone(c.usage)
+    counts = [c.usage.completion_tokens for c in with_choices]
+    self.assertEqual(counts, sorted(counts))
+    self.assertEqual(r.usage.completion_tokens, 3)
+
+
+@case(streams=(False,))
+def stream_options_without_stream(self, ep, stream):
+    # vLLM: "Stream options can only be defined when `stream=True`."
+    self.refused(ep, stream, "stream_options", max_tokens=1,
+                 stream_options={"include_usage": True})
+
+
+# --- refused: beam search, suffix, structured outputs, ... ----------------------
+
+@case(endpoints=("cmpl",))
+def best_of(self, ep, stream):
+    # vLLM's V1 engine has no best_of beyond n: best_of == n (or 1) is
+    # accepted, any other value refused
+    r = self.request(ep, stream, best_of=1, max_tokens=1)
+    self.assertEqual(len(r.choices), 1)
+    r = self.request(ep, stream, best_of=2, n=2, max_tokens=1)
+    self.assertEqual(len(r.choices), 2)
+    self.refused(ep, stream, "best_of", best_of=3, max_tokens=1)
+
+
+@case(endpoints=("cmpl",))
+def suffix(self, ep, stream):
+    # vLLM: "suffix is not currently supported"
+    self.refused(ep, stream, "suffix", suffix="tail", max_tokens=1)
+
+
+@case()
+def use_beam_search(self, ep, stream):
+    # this project has no beam search: refused rather than ignored
+    self.refused(ep, stream, "use_beam_search", use_beam_search=True, max_tokens=1)
+    r = self.request(ep, stream, use_beam_search=False, max_tokens=1)
+    self.assertEqual(len(r.choices), 1)
+
+
+@case()
+def response_format(self, ep, stream):
+    # structured outputs are not implemented: json_object and json_schema are
+    # refused; {"type": "text"} is vLLM's no-constraint value and is accepted
+    self.refused(ep, stream, "response_format", max_tokens=1,
+                 response_format={"type": "json_object"})
+    self.refused(ep, stream, "response_format", max_tokens=1,
+                 response_format={"type": "json_schema", "json_schema": {
+                     "name": "x", "schema": {"type": "object"}}})
+    r = self.request(ep, stream, max_tokens=1, response_format={"type": "text"})
+    self.assertEqual(len(r.choices), 1)
+
+
+GUIDED = {"guided_json": {"type": "object"}, "guided_regex": "[a-z]+",
+          "guided_choice": ["yes", "no"], "guided_grammar": "root ::= \"a\"",
+          "structured_outputs": {"choice": ["yes", "no"]}}
+
+
+@case()
+def guided_decoding(self, ep, stream):
+    # vLLM's guided_* / structured_outputs constrain the output; this project
+    # has no structured outputs yet: each is refused, naming it
+    for name, value in GUIDED.items():
+        with self.subTest(param=name):
+            self.refused(ep, stream, name, max_tokens=1, **{name: value})
+
+
+@case()
+def logits_processors(self, ep, stream):
+    # vLLM refuses per-request logits_processors unless the server allows
+    # them (--logits-processor-pattern); this server has no such option
+    self.refused(ep, stream, "logits_processors", max_tokens=1,
+                 logits_processors=["some.module:Processor"])
+
+
+@case()
+def priority(self, ep, stream):
+    # vLLM: priority other than 0 is refused unless priority scheduling is on
+    r = self.request(ep, stream, priority=0, max_tokens=1)
+    self.assertEqual(len(r.choices), 1)
+    self.refused(ep, stream, "priority", priority=1, max_tokens=1)
+
+
+@case()
+def user(self, ep, stream):
+    # OpenAI/vLLM: user is accepted (a label for abuse monitoring), no effect
+    a = self.request(ep, stream, user="someone", temperature=0, max_tokens=4, ignore_eos=True)
+    self.assertEqual(a.choice().text, self.greedy(ep, stream, n_tokens=4))
+
+
+@case()
+def return_tokens_as_token_ids(self, ep, stream):
+    # vLLM: with logprobs, tokens are written "token_id:<id>"; outside this
+    # project's scope: applied or refused
+    def check(r):
+        self.assertEqual(r.choice().tokens, ["token_id:%d" % self.X] * 2)
+    self.applied_or_refused(ep, stream, "return_tokens_as_token_ids", check,
+                            return_tokens_as_token_ids=True, max_tokens=2, ignore_eos=True,
+                            logit_bias={str(self.X): 100}, **self.logprobs_args(ep, 1))
+
+
+def _make(fn, ep, stream):
+    def test(self):
+        fn(self, "chat" if ep == "chat" else "cmpl", stream)
+    test.__doc__ = fn.__doc__
+    return test
+
+
+for _name, _fn, _eps, _streams in CASES:
+    for _ep in _eps:
+        for _s in _streams:
+            setattr(Conformance, "test_%s__%s__%s" % (_name, _ep, "stream" if _s else "plain"),
+                    _make(_fn, _ep, _s))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
