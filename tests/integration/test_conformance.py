@@ -217,7 +217,8 @@ class Conformance(unittest.TestCase):
         except openai.BadRequestError as e:
             body = e.body if isinstance(e.body, dict) else {}
             body = body.get("error", body)
-            self.assertEqual(body.get("param"), param, body)
+            names = param if isinstance(param, tuple) else (param,)
+            self.assertIn(body.get("param"), names, body)
             return
         check(r)
 
@@ -355,33 +356,57 @@ def min_p(self, ep, stream):
                      self.greedy(ep, stream))
 
 
+# Prompts to search for tokens with the properties a case needs (the
+# weights are random, so which prompt fits is found at run time; the
+# search is deterministic for a given checkpoint)
+SEARCH_PROMPTS = [PROMPT] + ["%s %s" % (a, b) for a in
+                             ("Once upon", "The weather", "A B C", "print(x)", "red green",
+                              "1, 2, 3,", "Dear Sir", "Lorem ipsum")
+                             for b in ("today", "and then", "is", "of the", "we")]
+
+
+def _single_id(self, text):
+    """The token id of `text` when it is plain text of exactly one token."""
+    if not text or "\ufffd" in text:
+        return None
+    ids = self.tok(text)
+    return ids[0] if len(ids) == 1 else None
+
+
 def _penalty_setup(self, ep, stream):
-    """Finds a first greedy token A and, for step 2, the greedy token B with
-    A in step 2's top 20; returns (A id, B id, bias for A) such that A wins
-    step 2 by one logit (A, A without penalty), B by one logit once A is
-    penalised by 2 (A, B)."""
-    r = self.request(ep, stream, temperature=0, max_tokens=2, ignore_eos=True,
-                     **self.logprobs_args(ep, 20))
-    ch = r.choice()
-    a, b = ch.tokens
-    top2 = ch.top_logprobs[1]
-    self.assertIn(a, top2, "the first token is not in step 2's top 20: pick another prompt")
-    self.assertNotEqual(a, b, "greedy repeats its first token: pick another prompt")
-    ida, idb = self.tok(a), self.tok(b)
-    self.assertEqual((len(ida), len(idb)), (1, 1), (a, b))
-    bias = top2[b] - top2[a] + 1.0
-    base = self.request(ep, stream, temperature=0, max_tokens=2, ignore_eos=True,
-                        logit_bias={str(ida[0]): bias}).choice().text
-    self.assertEqual(base, a + a, "the bias alone must repeat the first token")
-    return a, b, bias, ida[0]
+    """Finds a prompt whose greedy tokens A, B are two different plain
+    one-token texts; returns (prompt, A, B, A's id, bias) where the bias on
+    A makes A win step 2 by one logit (A A without penalty) and lose it by
+    one logit once A is penalised by 2 (A B).  The raw logprobs of step 2
+    (B's from the greedy run, A's from a run that forces A twice) are
+    logits minus one constant, so their difference is the logit gap."""
+    for prompt in SEARCH_PROMPTS:
+        ch = self.request(ep, stream, prompt=prompt, temperature=0, max_tokens=2,
+                          ignore_eos=True, **self.logprobs_args(ep, 1)).choice()
+        a, b = ch.tokens
+        if a == b or ch.text != a + b:
+            continue
+        ida = _single_id(self, a)
+        if ida is None or _single_id(self, b) is None:
+            continue
+        forced = self.request(ep, stream, prompt=prompt, temperature=0, max_tokens=2,
+                              ignore_eos=True, logit_bias={str(ida): 50},
+                              **self.logprobs_args(ep, 1)).choice()
+        self.assertEqual(forced.tokens, [a, a])
+        bias = ch.token_logprobs[1] - forced.token_logprobs[1] + 1.0
+        base = self.request(ep, stream, prompt=prompt, temperature=0, max_tokens=2,
+                            ignore_eos=True, logit_bias={str(ida): bias}).choice().text
+        self.assertEqual(base, a + a, "the bias alone must repeat the first token")
+        return prompt, a, b, ida, bias
+    self.fail("no prompt of SEARCH_PROMPTS fits the penalty check")
 
 
 @case()
 def presence_penalty(self, ep, stream):
     # vLLM: presence_penalty subtracts p from the logit of every token already
     # generated (after logit_bias): A's one-logit lead at step 2 becomes -1
-    a, b, bias, ida = _penalty_setup(self, ep, stream)
-    r = self.request(ep, stream, temperature=0, max_tokens=2, ignore_eos=True,
+    prompt, a, b, ida, bias = _penalty_setup(self, ep, stream)
+    r = self.request(ep, stream, prompt=prompt, temperature=0, max_tokens=2, ignore_eos=True,
                      logit_bias={str(ida): bias}, presence_penalty=2.0)
     self.assertEqual(r.choice().text, a + b)
 
@@ -389,8 +414,8 @@ def presence_penalty(self, ep, stream):
 @case()
 def frequency_penalty(self, ep, stream):
     # vLLM: frequency_penalty subtracts f * count: one A and f=2 costs 2 logits
-    a, b, bias, ida = _penalty_setup(self, ep, stream)
-    r = self.request(ep, stream, temperature=0, max_tokens=2, ignore_eos=True,
+    prompt, a, b, ida, bias = _penalty_setup(self, ep, stream)
+    r = self.request(ep, stream, prompt=prompt, temperature=0, max_tokens=2, ignore_eos=True,
                      logit_bias={str(ida): bias}, frequency_penalty=2.0)
     self.assertEqual(r.choice().text, a + b)
 
@@ -430,11 +455,31 @@ def logit_bias(self, ep, stream):
 
 @case()
 def logit_bias_validated(self, ep, stream):
-    # vLLM: a token id outside the vocabulary is a 400; OpenAI bounds the values to [-100, 100]
+    # vLLM: a key that is not an integer, or an id outside the vocabulary, is a 400
     self.refused(ep, stream, "logit_bias", max_tokens=1,
                  logit_bias={str(self.n_vocab + 1000): 5})
-    self.refused(ep, stream, "logit_bias", max_tokens=1, logit_bias={str(self.X): 150})
     self.refused(ep, stream, "logit_bias", max_tokens=1, logit_bias={"not-an-id": 1})
+
+
+@case()
+def logit_bias_clamped(self, ep, stream):
+    # vLLM clamps bias values to [-100, 100] (the OpenAI bounds) instead of
+    # refusing them.  A is the greedy first token, B the runner-up: with
+    # B +150 and A +100, clamping leaves A ahead; unclamped, B would win
+    for prompt in SEARCH_PROMPTS:
+        g = self.request(ep, stream, prompt=prompt, temperature=0, max_tokens=1,
+                         ignore_eos=True, **self.logprobs_args(ep, 5)).choice()
+        a = g.tokens[0]
+        ida = _single_id(self, a)
+        idb = next((i for i in (_single_id(self, t) for t in g.top_logprobs[0] if t != a)
+                    if i is not None), None)
+        if ida is None or idb is None or g.text != a:
+            continue
+        r = self.request(ep, stream, prompt=prompt, temperature=0, max_tokens=1,
+                         ignore_eos=True, logit_bias={str(ida): 100, str(idb): 150})
+        self.assertEqual(r.choice().text, a)
+        return
+    self.fail("no prompt of SEARCH_PROMPTS fits the clamping check")
 
 
 @case()
@@ -524,6 +569,13 @@ def min_tokens(self, ep, stream):
     self.assertEqual(r.choice().finish_reason, "stop")
     self.assert_usage(r, completion=3)
     self.assertNotIn("z", r.choice().text)
+    # stop strings are not looked for in the text of the first min_tokens
+    # tokens either: the 4th "z" is the first that can match "z"
+    r = self.request(ep, stream, logit_bias={str(self.X): 100}, max_tokens=10, min_tokens=3,
+                     stop=["z"], ignore_eos=True)
+    self.assertEqual(r.choice().text, "zzz")
+    self.assertEqual(r.choice().finish_reason, "stop")
+    self.assert_usage(r, completion=4)
 
 
 @case()
@@ -662,7 +714,7 @@ def echo_logprobs_max_tokens_0(self, ep, stream):
     ch = r.choice()
     self.assertEqual(len(ch.tokens), n_prompt + 2)
     self.assertEqual(ch.tokens[-2:], ["z", "z"])
-    self.assertEqual(ch.text_offset[-1], len(PROMPT) + 1)
+    self.assertEqual(ch.text_offset[-1], ch.text_offset[-2] + 1)
 
 
 @case(endpoints=("chat",))
@@ -718,6 +770,14 @@ def truncate_prompt_tokens(self, ep, stream):
     self.assertGreater(full, 6)
     r = self.request(ep, stream, prompt=LONG_PROMPT, max_tokens=1, truncate_prompt_tokens=5)
     self.assert_usage(r, prompt=5)
+    if ep == "cmpl":
+        # the same greedy text as a prompt of the last 5 token ids
+        last = self.tok(LONG_PROMPT, special=True)[-5:]
+        cut = self.request(ep, stream, prompt=LONG_PROMPT, temperature=0, max_tokens=4,
+                           ignore_eos=True, truncate_prompt_tokens=5).choice().text
+        ids = self.request(ep, stream, prompt=last, temperature=0, max_tokens=4,
+                           ignore_eos=True).choice().text
+        self.assertEqual(cut, ids)
 
 
 @case(endpoints=("cmpl",))
@@ -777,16 +837,20 @@ def stream_options_include_usage(self, ep, stream):
 
 @case(streams=(True,))
 def stream_options_continuous_usage_stats(self, ep, stream):
-    # vLLM: continuous_usage_stats puts the running usage on every chunk
-    r = self.request(ep, stream, max_tokens=3, ignore_eos=True,
-                     stream_options={"include_usage": True, "continuous_usage_stats": True})
-    with_choices = [c for c in r.chunks if c.choices]
-    self.assertTrue(with_choices)
-    for c in with_choices:
-        self.assertIsNotNone(c.usage)
-    counts = [c.usage.completion_tokens for c in with_choices]
-    self.assertEqual(counts, sorted(counts))
-    self.assertEqual(r.usage.completion_tokens, 3)
+    # vLLM: continuous_usage_stats puts the running usage on every chunk;
+    # applied or refused
+    def check(r):
+        with_choices = [c for c in r.chunks if c.choices]
+        self.assertTrue(with_choices)
+        for c in with_choices:
+            self.assertIsNotNone(c.usage)
+        counts = [c.usage.completion_tokens for c in with_choices]
+        self.assertEqual(counts, sorted(counts))
+        self.assertEqual(r.usage.completion_tokens, 3)
+    self.applied_or_refused(ep, stream, ("stream_options", "stream_options.continuous_usage_stats"),
+                            check, max_tokens=3, ignore_eos=True,
+                            stream_options={"include_usage": True,
+                                            "continuous_usage_stats": True})
 
 
 @case(streams=(False,))
@@ -800,12 +864,11 @@ def stream_options_without_stream(self, ep, stream):
 
 @case(endpoints=("cmpl",))
 def best_of(self, ep, stream):
-    # vLLM's V1 engine has no best_of beyond n: best_of == n (or 1) is
-    # accepted, any other value refused
+    # vLLM's V1 engine: best_of 1 (= n) is accepted; "vLLM V1 does not yet
+    # support best_of" for anything above 1, even when it equals n
     r = self.request(ep, stream, best_of=1, max_tokens=1)
     self.assertEqual(len(r.choices), 1)
-    r = self.request(ep, stream, best_of=2, n=2, max_tokens=1)
-    self.assertEqual(len(r.choices), 2)
+    self.refused(ep, stream, "best_of", best_of=2, n=2, max_tokens=1)
     self.refused(ep, stream, "best_of", best_of=3, max_tokens=1)
 
 
@@ -882,6 +945,45 @@ def return_tokens_as_token_ids(self, ep, stream):
     self.applied_or_refused(ep, stream, "return_tokens_as_token_ids", check,
                             return_tokens_as_token_ids=True, max_tokens=2, ignore_eos=True,
                             logit_bias={str(self.X): 100}, **self.logprobs_args(ep, 1))
+
+
+@case()
+def request_id(self, ep, stream):
+    # vLLM: the response id is "chatcmpl-<request_id>" / "cmpl-<request_id>"
+    # (_base_request_id; an X-Request-Id header would win)
+    r = self.request(ep, stream, request_id="conformance-42", max_tokens=2)
+    want = ("chatcmpl-" if ep == "chat" else "cmpl-") + "conformance-42"
+    ids = {c.id for c in r.chunks} if stream else {r.raw.id}
+    self.assertEqual(ids, {want})
+
+
+@case()
+def return_token_ids(self, ep, stream):
+    # vLLM: return_token_ids adds the prompt's and the output's token ids;
+    # outside this project's scope: applied or refused
+    def check(r):
+        if stream:
+            got = [i for c in r.chunks for ch in c.choices
+                   for i in (_extras(ch).get("token_ids") or [])]
+        else:
+            got = r.choice().extra.get("token_ids")
+        self.assertEqual(got, [self.X] * 2)
+    self.applied_or_refused(ep, stream, "return_token_ids", check, return_token_ids=True,
+                            max_tokens=2, ignore_eos=True, logit_bias={str(self.X): 100})
+
+
+@case(endpoints=("chat",))
+def chat_template(self, ep, stream):
+    # vLLM refuses a request's own chat template unless the server runs with
+    # --trust-request-chat-template; this server has no such option
+    self.refused(ep, stream, "chat_template", max_tokens=1,
+                 chat_template="{% for m in messages %}{{ m['content'] }}{% endfor %}")
+
+
+@case(endpoints=("cmpl",))
+def prompt_embeds(self, ep, stream):
+    # vLLM refuses prompt_embeds unless started with --enable-prompt-embeds
+    self.refused(ep, stream, "prompt_embeds", max_tokens=1, prompt_embeds="AAAA")
 
 
 def _make(fn, ep, stream):
