@@ -70,6 +70,7 @@ class LmEval(unittest.TestCase):
         res, samples = self.run_task("dsa_tiny_mc")
         r = res["results"]["dsa_tiny_mc"]
         acc = r["acc,none"]
+        print("dsa_tiny_mc acc %.3f" % acc, file=sys.stderr)
         self.assertTrue(0.0 <= acc <= 1.0, acc)
         self.assertEqual(res["n-samples"]["dsa_tiny_mc"]["effective"], len(docs))
         # every choice of every document got a finite log-likelihood < 0
@@ -86,6 +87,7 @@ class LmEval(unittest.TestCase):
         docs = read_jsonl(os.path.join(DATA, "gen.jsonl"))
         res, samples = self.run_task("dsa_tiny_gen")
         em = res["results"]["dsa_tiny_gen"]["exact_match,none"]
+        print("dsa_tiny_gen exact_match %.3f" % em, file=sys.stderr)
         self.assertTrue(0.0 <= em <= 1.0, em)
         self.assertEqual(res["n-samples"]["dsa_tiny_gen"]["effective"], len(docs))
         self.assertEqual(len(samples), len(docs))
