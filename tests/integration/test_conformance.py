@@ -23,6 +23,7 @@ import json
 import math
 import os
 import sys
+import time
 import unittest
 import urllib.request
 
@@ -899,18 +900,24 @@ def response_format(self, ep, stream):
     self.assertEqual(len(r.choices), 1)
 
 
+# vLLM's guided_* / structural_tag / structured_outputs constrain the
+# output; this project has no structured outputs yet: each is refused,
+# naming it (one case per parameter)
 GUIDED = {"guided_json": {"type": "object"}, "guided_regex": "[a-z]+",
           "guided_choice": ["yes", "no"], "guided_grammar": "root ::= \"a\"",
+          "structural_tag": '{"type": "structural_tag", "structures": [], "triggers": []}',
           "structured_outputs": {"choice": ["yes", "no"]}}
 
 
-@case()
-def guided_decoding(self, ep, stream):
-    # vLLM's guided_* / structured_outputs constrain the output; this project
-    # has no structured outputs yet: each is refused, naming it
-    for name, value in GUIDED.items():
-        with self.subTest(param=name):
-            self.refused(ep, stream, name, max_tokens=1, **{name: value})
+def _guided_case(name, value):
+    def fn(self, ep, stream):
+        self.refused(ep, stream, name, max_tokens=1, **{name: value})
+    fn.__name__ = name
+    return case()(fn)
+
+
+for _n, _v in GUIDED.items():
+    _guided_case(_n, _v)
 
 
 @case()
@@ -984,6 +991,82 @@ def chat_template(self, ep, stream):
 def prompt_embeds(self, ep, stream):
     # vLLM refuses prompt_embeds unless started with --enable-prompt-embeds
     self.refused(ep, stream, "prompt_embeds", max_tokens=1, prompt_embeds="AAAA")
+
+
+@case(endpoints=("chat",))
+def chat_template_kwargs(self, ep, stream):
+    # vLLM merges chat_template_kwargs over the template's arguments:
+    # {"add_generation_prompt": false} renders as add_generation_prompt=false
+    off = self.request(ep, stream, max_tokens=1, add_generation_prompt=False)
+    kw = self.request(ep, stream, max_tokens=1,
+                      chat_template_kwargs={"add_generation_prompt": False})
+    on = self.request(ep, stream, max_tokens=1)
+    self.assertEqual(kw.usage.prompt_tokens, off.usage.prompt_tokens)
+    self.assertLess(kw.usage.prompt_tokens, on.usage.prompt_tokens)
+
+
+@case(endpoints=("chat",))
+def documents(self, ep, stream):
+    # vLLM passes documents to the chat template; DeepSeek-V3's template
+    # does not read them, so the prompt is unchanged
+    base = self.request(ep, stream, max_tokens=1).usage.prompt_tokens
+    r = self.request(ep, stream, max_tokens=1,
+                     documents=[{"title": "t", "text": "a document"}])
+    self.assertEqual(r.usage.prompt_tokens, base)
+
+
+@case(endpoints=("chat",))
+def reasoning_effort(self, ep, stream):
+    # vLLM checks the literal (low/medium/high); only harmony models read it,
+    # so for DeepSeek the prompt and output are unchanged
+    base = self.request(ep, stream, temperature=0, max_tokens=3, ignore_eos=True)
+    r = self.request(ep, stream, temperature=0, max_tokens=3, ignore_eos=True,
+                     reasoning_effort="low")
+    self.assertEqual(r.usage.prompt_tokens, base.usage.prompt_tokens)
+    self.assertEqual(r.choice().text, base.choice().text)
+    self.refused(ep, stream, "reasoning_effort", max_tokens=1, reasoning_effort="extreme")
+
+
+@case()
+def length_penalty(self, ep, stream):
+    # vLLM reads length_penalty in beam search only: no effect on sampling
+    self.assertEqual(self.request(ep, stream, length_penalty=2.0, temperature=0, max_tokens=4,
+                                  ignore_eos=True).choice().text,
+                     self.greedy(ep, stream, n_tokens=4))
+
+
+@case()
+def vllm_xargs(self, ep, stream):
+    # vLLM hands vllm_xargs to custom logits processors only: no effect here
+    self.assertEqual(self.request(ep, stream, vllm_xargs={"k": 1}, temperature=0, max_tokens=4,
+                                  ignore_eos=True).choice().text,
+                     self.greedy(ep, stream, n_tokens=4))
+
+
+def _prefix_hits(self):
+    for name in ("vllm:prefix_cache_hits_total", "dsa:prefix_cache_hits_total"):
+        v = self.srv.metric(name)
+        if v is not None:
+            return v
+    self.fail("no prefix cache hit counter in /metrics")
+
+
+@case()
+def cache_salt(self, ep, stream):
+    # vLLM salts the prefix cache with it: a prompt cached under one salt is
+    # not reused under another (the output never changes); applied or refused
+    prompt = " ".join("salted%d" % i for i in range(150)) + " " + ep + str(stream)
+    def check(r):
+        time.sleep(0.2)
+        h0 = _prefix_hits(self)
+        self.request(ep, stream, prompt=prompt, cache_salt="salt-B-0123456789", max_tokens=1)
+        time.sleep(0.2)
+        self.assertEqual(_prefix_hits(self), h0, "a prefix cached under another salt was reused")
+        self.request(ep, stream, prompt=prompt, cache_salt="salt-B-0123456789", max_tokens=1)
+        time.sleep(0.2)
+        self.assertGreater(_prefix_hits(self), h0, "the same salt should hit the cache")
+    self.applied_or_refused(ep, stream, "cache_salt", check, prompt=prompt,
+                            cache_salt="salt-A-0123456789", max_tokens=1)
 
 
 def _make(fn, ep, stream):
