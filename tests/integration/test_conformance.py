@@ -32,6 +32,7 @@ import openai
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("DSA_MODEL_SLOW", os.environ.get("DSA_MODEL", ""))
 from test_head import KEY, Server  # noqa: E402  (one Server helper for both suites)
+from sanitizers import sanitizer_reports  # noqa: E402
 
 MODEL = os.environ["DSA_MODEL"]
 NAME = "tiny"
@@ -115,18 +116,24 @@ class Conformance(unittest.TestCase):
         cls.c = cls.srv.client
         cls.X = cls.tok1("z")          # forced token of most cases
         cls.Y = cls.tok1("q")          # a second, distinct one
-        with open(os.path.join(MODEL, "generation_config.json")) as f:
-            cls.EOS = json.load(f)["eos_token_id"]
+        with open(os.path.join(MODEL, "config.json")) as f:
+            config = json.load(f)
+        cls.EOS = config["eos_token_id"]
+        cls.n_vocab = config["vocab_size"]
         with open(os.path.join(MODEL, "tokenizer.json")) as f:
             added = json.load(f)["added_tokens"]
         # a special token that is neither BOS nor EOS (the pad token)
-        cls.PAD = next(a for a in added if a["special"] and a["id"] not in (0, cls.EOS))
-        cls.n_vocab = json.load(open(os.path.join(MODEL, "config.json")))["vocab_size"]
+        cls.PAD = next(a for a in added if a["special"] and
+                       a["id"] not in (config["bos_token_id"], cls.EOS))
 
     @classmethod
     def tearDownClass(cls):
-        if cls.srv:
-            cls.srv.stop()
+        reports = sanitizer_reports(cls.srv)
+        cls.srv.stop()
+        if reports:
+            # the server's own ASan/UBSan findings (its log is not the test's output)
+            print("\n".join(reports), file=sys.stderr)
+            raise AssertionError("dsa-head logged %d sanitizer report(s)" % len(reports))
 
     # ---------------------------------------------------------------- helpers
     @classmethod

@@ -21,6 +21,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("DSA_MODEL_SLOW", os.environ.get("DSA_MODEL", ""))
 from test_head import KEY, SCALE, Server  # noqa: E402
+from sanitizers import sanitizer_reports  # noqa: E402
 
 MODEL = os.environ["DSA_MODEL"]
 LMEVAL_PY = os.environ["DSA_LMEVAL_PY"]
@@ -41,7 +42,12 @@ class LmEval(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
+        reports = sanitizer_reports(cls.srv)
         cls.srv.stop()
+        if reports:
+            # the server's own ASan/UBSan findings (its log is not the test's output)
+            print("\n".join(reports), file=sys.stderr)
+            raise AssertionError("dsa-head logged %d sanitizer report(s)" % len(reports))
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def run_task(self, task):
