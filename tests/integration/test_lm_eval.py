@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import unittest
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("DSA_MODEL_SLOW", os.environ.get("DSA_MODEL", ""))
@@ -37,7 +38,9 @@ def read_jsonl(path):
 class LmEval(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.srv = Server("--served-model-name", "tiny")
+        # without prefix caching a repeated prompt is computed the same way
+        # again, so the cross-checks below can ask for exact equality
+        cls.srv = Server("--served-model-name", "tiny", "--no-enable-prefix-caching")
         cls.tmp = tempfile.mkdtemp(prefix="dsa-lm-eval-")
 
     @classmethod
@@ -71,6 +74,14 @@ class LmEval(unittest.TestCase):
             res = json.load(f)
         return res, res["samples"][task]
 
+    def tokenize(self, text):
+        req = urllib.request.Request(
+            self.srv.base + "/tokenize",
+            data=json.dumps({"prompt": text, "add_special_tokens": False}).encode(),
+            headers={"Authorization": "Bearer " + KEY, "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.loads(r.read())["tokens"]
+
     def test_loglikelihood_task(self):
         docs = read_jsonl(os.path.join(DATA, "mc.jsonl"))
         res, samples = self.run_task("dsa_tiny_mc")
@@ -82,12 +93,25 @@ class LmEval(unittest.TestCase):
         # every choice of every document got a finite log-likelihood < 0
         # from the server's echoed prompt logprobs
         self.assertEqual(len(samples), len(docs))
-        for s, d in zip(sorted(samples, key=lambda s: s["doc_id"]), docs):
+        samples.sort(key=lambda s: s["doc_id"])
+        for s, d in zip(samples, docs):
             self.assertEqual(len(s["resps"]), len(d["choices"]))
             for resp in s["resps"]:
                 ll, _greedy = resp[0]
                 ll = float(ll)
                 self.assertTrue(math.isfinite(ll) and ll < 0.0, ll)
+        # lm_eval's number is the server's: the continuation's summed prompt
+        # logprobs of an echo request over the same tokens (no BOS, as
+        # lm_eval encodes), for every choice of the first and last documents
+        for s in (samples[0], samples[-1]):
+            for (ctx, cont), resp in zip(s["arguments"], s["resps"]):
+                n_ctx = len(self.tokenize(ctx))
+                ids = self.tokenize(ctx + cont)
+                r = self.srv.client.completions.create(
+                    model="tiny", prompt=ids, max_tokens=0, logprobs=1, temperature=0,
+                    extra_body={"echo": True})
+                want = sum(r.choices[0].logprobs.token_logprobs[n_ctx:])
+                self.assertAlmostEqual(float(resp[0][0]), want, places=3)
 
     def test_generate_until_task(self):
         docs = read_jsonl(os.path.join(DATA, "gen.jsonl"))
@@ -97,10 +121,15 @@ class LmEval(unittest.TestCase):
         self.assertTrue(0.0 <= em <= 1.0, em)
         self.assertEqual(res["n-samples"]["dsa_tiny_gen"]["effective"], len(docs))
         self.assertEqual(len(samples), len(docs))
+        # each generation is the server's greedy completion of the same
+        # context tokens (no BOS, as lm_eval encodes), stopped at the newline
         for s in samples:
+            ctx = s["arguments"][0][0]
             text = s["resps"][0][0]
-            self.assertIsInstance(text, str)
-            self.assertNotIn("\n", text)   # cut at the `until` stop string
+            r = self.srv.client.completions.create(
+                model="tiny", prompt=self.tokenize(ctx), max_tokens=8, temperature=0,
+                stop=["\n"])
+            self.assertEqual(text, r.choices[0].text)
 
 
 if __name__ == "__main__":
