@@ -140,6 +140,159 @@ Test(worker_step, penalties_change_greedy_choice)
     dsa_worker_step_destroy(ws);
 }
 
+/* Log-softmax of row[id] (double accumulation). */
+static double ref_logprob(const float *row, int64_t V, int32_t id)
+{
+    double mx = row[0], z = 0;
+    for (int64_t v = 1; v < V; v++)
+        mx = row[v] > mx ? row[v] : mx;
+    for (int64_t v = 0; v < V; v++)
+        z += exp((double)row[v] - mx);
+    return (double)row[id] - mx - log(z);
+}
+
+/* Prompt logprobs, asked in two chunks (the first chunk's last row scores
+ * next_token), equal the log-softmax of the forward pass's logits at each
+ * prefix, with vLLM's rank and the top ids in logit order. */
+Test(worker_step, prompt_logprobs_match_forward)
+{
+    dsa_worker_step *ws = make_worker(), *ref = make_worker();
+    dsa_worker_info info;
+    dsa_worker_step_info(ws, &info);
+    int64_t V = info.vocab_size;
+    int32_t prompt[] = {1, 17, 4, 99, 23, 5, 61, 2, 40};
+    int np = 9, split = 4;
+    int32_t blocks[8];
+    for (int i = 0; i < 8; i++)
+        blocks[i] = i;
+    dsa_prompt_lp got[9];
+    int n_got = 0;
+    for (int c = 0; c < 2; c++) {
+        int pos = c ? split : 0, n = c ? np - split : split;
+        dsa_step_seq s = {.seq_id = 5, .pos = pos, .n_prompt = np, .n_tokens = n,
+                          .tokens = prompt + pos, .n_blocks = 8, .blocks = blocks,
+                          .sample = c == 1, .sp = {.temperature = 0, .n_logprobs = -1},
+                          .prompt_lps = 1, .prompt_top = 3,
+                          .next_token = c ? -1 : prompt[split]};
+        dsa_step_plan p = {.step_id = (uint64_t)c + 1, .n_seqs = 1, .seqs = &s};
+        dsa_step_result r;
+        cr_assert_eq(dsa_worker_step_run(ws, &p, &r), DSA_OK);
+        cr_assert_eq(r.status, DSA_OK, "%s", r.message);
+        /* chunk 0 scores positions 1..4, chunk 1 positions 5..8 */
+        cr_assert_eq(r.seqs[0].n_prompt_lps, c ? np - split - 1 : split);
+        memcpy(got + n_got, r.seqs[0].prompt_lps, (size_t)r.seqs[0].n_prompt_lps * sizeof *got);
+        n_got += r.seqs[0].n_prompt_lps;
+        dsa_step_result_free(&r);
+    }
+    cr_assert_eq(n_got, np - 1);
+    for (int k = 1; k < np; k++) {
+        /* the reference: prefix 0..k-1 as its own sequence, sampled */
+        int32_t rb[8];
+        for (int i = 0; i < 8; i++)
+            rb[i] = 8 + i;
+        dsa_step_seq s = {.seq_id = 1000 + (uint64_t)k, .pos = 0, .n_prompt = k, .n_tokens = k,
+                          .tokens = prompt, .n_blocks = 8, .blocks = rb, .sample = 1,
+                          .sp = {.temperature = 0, .n_logprobs = -1}};
+        uint64_t fin = s.seq_id;
+        dsa_step_plan p = {.step_id = (uint64_t)k, .n_seqs = 1, .seqs = &s};
+        dsa_step_result r;
+        cr_assert_eq(dsa_worker_step_run(ref, &p, &r), DSA_OK);
+        cr_assert_eq(r.status, DSA_OK, "%s", r.message);
+        dsa_step_result_free(&r);
+        int64_t rows;
+        const float *lg = dsa_worker_step_logits(ref, &rows);
+        cr_assert_eq(rows, 1);
+        const dsa_prompt_lp *e = &got[k - 1];
+        cr_assert_eq(e->pos, k);
+        cr_assert_eq(e->token, prompt[k]);
+        double want = ref_logprob(lg, V, prompt[k]);
+        cr_assert(fabs(e->logprob - want) < 1e-4, "pos %d: %g vs %g", k, e->logprob, want);
+        int rank = 1;
+        for (int64_t v = 0; v < V; v++)
+            rank += lg[v] > lg[prompt[k]];
+        cr_assert_eq(e->rank, rank);
+        cr_assert_eq(e->n_top, 3);
+        for (int j = 0; j < 3; j++) {
+            cr_assert(fabs(e->top_logprobs[j] - ref_logprob(lg, V, e->top_ids[j])) < 1e-4);
+            if (j)
+                cr_assert(e->top_logprobs[j] <= e->top_logprobs[j - 1]);
+        }
+        cr_assert_eq(e->top_ids[0] == prompt[k], rank == 1);
+        dsa_step_plan drop = {.step_id = 100 + (uint64_t)k, .n_finished = 1, .finished = &fin};
+        cr_assert_eq(dsa_worker_step_run(ref, &drop, &r), DSA_OK);
+        dsa_step_result_free(&r);
+    }
+    dsa_worker_step_destroy(ws);
+    dsa_worker_step_destroy(ref);
+}
+
+/* One greedy step of a fresh sequence with the given controls; returns
+ * the token and the reported logprob. */
+static int32_t step_ctl(dsa_worker_step *ws, uint64_t id, dsa_step_seq ctl, float *lp)
+{
+    static int32_t prompt[] = {1, 17, 4, 99};
+    int32_t blocks[8];
+    for (int i = 0; i < 8; i++)
+        blocks[i] = i;
+    ctl.seq_id = id;
+    ctl.n_prompt = ctl.n_tokens = 4;
+    ctl.tokens = prompt;
+    ctl.n_blocks = 8;
+    ctl.blocks = blocks;
+    ctl.sample = 1;
+    ctl.sp = (dsa_sampling){.temperature = 0, .n_logprobs = 0};
+    dsa_step_plan p = {.step_id = id, .n_seqs = 1, .seqs = &ctl};
+    dsa_step_result r;
+    cr_assert_eq(dsa_worker_step_run(ws, &p, &r), DSA_OK);
+    cr_assert_eq(r.status, DSA_OK, "%s", r.message);
+    int32_t tok = r.seqs[0].token;
+    *lp = r.seqs[0].logprob;
+    dsa_step_result_free(&r);
+    uint64_t fin = id;
+    dsa_step_plan drop = {.step_id = id + 1000, .n_finished = 1, .finished = &fin};
+    cr_assert_eq(dsa_worker_step_run(ws, &drop, &r), DSA_OK);
+    dsa_step_result_free(&r);
+    return tok;
+}
+
+/* The plan's logit controls reach the sampler: allowed ids restrict the
+ * choice, a ban (step < min_tokens) removes the greedy token and expires
+ * at min_tokens, +100 bias forces a token; logprobs stay the raw ones. */
+Test(worker_step, logit_controls)
+{
+    dsa_worker_step *ws = make_worker();
+    dsa_worker_info info;
+    dsa_worker_step_info(ws, &info);
+    float lp0, lp;
+    int32_t greedy = step_ctl(ws, 1, (dsa_step_seq){0}, &lp0);
+    int32_t forced = (greedy + 7) % (int32_t)info.vocab_size;
+    float big = 100.0f;
+    int32_t t = step_ctl(ws, 2, (dsa_step_seq){.n_bias = 1, .bias_ids = &forced,
+                                                .bias_values = &big}, &lp);
+    cr_assert_eq(t, forced);
+    cr_assert(lp < lp0, "raw logprob of a non-greedy token: %g vs greedy %g", lp, lp0);
+    int32_t allowed[] = {forced < 3 ? forced : 3, forced < 3 ? 3 + forced : forced};
+    t = step_ctl(ws, 3, (dsa_step_seq){.n_allowed = 2, .allowed = allowed}, &lp);
+    cr_assert(t == allowed[0] || t == allowed[1], "token %d outside the allowed set", t);
+    t = step_ctl(ws, 4, (dsa_step_seq){.min_tokens = 1, .n_banned = 1, .banned = &greedy}, &lp);
+    cr_assert_neq(t, greedy);
+    /* step 0 >= min_tokens 0: the ban no longer applies */
+    t = step_ctl(ws, 5, (dsa_step_seq){.min_tokens = 0, .n_banned = 1, .banned = &greedy}, &lp);
+    cr_assert_eq(t, greedy);
+    /* an id outside the vocabulary fails the step, not the worker */
+    int32_t bad = (int32_t)info.vocab_size;
+    int32_t prompt[] = {1, 2}, blocks[1] = {0};
+    dsa_step_seq s = {.seq_id = 9, .n_prompt = 2, .n_tokens = 2, .tokens = prompt,
+                      .n_blocks = 1, .blocks = blocks, .sample = 1, .n_bias = 1,
+                      .bias_ids = &bad, .bias_values = &big, .sp = {.n_logprobs = -1}};
+    dsa_step_plan p = {.step_id = 77, .n_seqs = 1, .seqs = &s};
+    dsa_step_result r;
+    cr_assert_eq(dsa_worker_step_run(ws, &p, &r), DSA_OK);
+    cr_assert_eq(r.status, DSA_RANGE);
+    dsa_step_result_free(&r);
+    dsa_worker_step_destroy(ws);
+}
+
 /* ---- the engine ---------------------------------------------------------- */
 
 typedef struct ev_sink {
