@@ -388,7 +388,7 @@ static dsa_err parse_fields(const cJSON *root, dsa_api_request *r, dsa_api_error
     }
     int64_t i64;
     i64 = -1;
-    if ((err = get_int(root, "max_tokens", 1, INT32_MAX, &i64, e)))
+    if ((err = get_int(root, "max_tokens", 0, INT32_MAX, &i64, e)))
         return err;
     r->max_tokens = i64;
     if (r->kind == DSA_API_CHAT) {
@@ -456,8 +456,8 @@ static dsa_err parse_fields(const cJSON *root, dsa_api_request *r, dsa_api_error
         return dsa_api_fail(e, 400, "user", "'user' must be a string");
     if ((err = get_bool(root, "echo", &r->echo, e)))
         return err;
-    if (r->echo)
-        return dsa_api_fail(e, 400, "echo", "'echo' is not supported");
+    if ((err = dsa_api_parse_logits(root, r, e)))
+        return err;
     if (r->n > 1 && r->n_prompts > 1 && r->n * r->n_prompts > DSA_API_MAX_PROMPTS)
         return dsa_api_fail(e, 400, "n", "n times the number of prompts must be at most %d",
                             DSA_API_MAX_PROMPTS);
@@ -504,6 +504,10 @@ void dsa_api_request_free(dsa_api_request *r)
     free(r->prompts);
     for (int i = 0; i < r->n_stop; i++)
         free(r->stop[i]);
+    free(r->stop_token_ids);
+    free(r->bias_ids);
+    free(r->bias_values);
+    free(r->allowed_ids);
     memset(r, 0, sizeof *r);
 }
 
@@ -630,10 +634,17 @@ static void put_completion_logprobs(dsa_jbuf *b, const dsa_api_logprob *lp, int 
     for (int i = 0; i < n; i++) {
         if (i)
             dsa_jbuf_puts(b, ",");
-        dsa_jbuf_float(b, lp[i].logprob);
+        if (lp[i].none)
+            dsa_jbuf_puts(b, "null");
+        else
+            dsa_jbuf_float(b, lp[i].logprob);
     }
     dsa_jbuf_puts(b, "],\"top_logprobs\":[");
     for (int i = 0; i < n; i++) {
+        if (lp[i].none) {
+            dsa_jbuf_puts(b, i ? ",null" : "null");
+            continue;
+        }
         dsa_jbuf_puts(b, i ? ",{" : "{");
         for (int j = 0; j < lp[i].n_top; j++) {
             if (j)
@@ -748,6 +759,18 @@ void dsa_api_sse_error(dsa_jbuf *b, const dsa_api_error *e)
     dsa_jbuf_puts(b, "\n\n");
 }
 
+/* ,"stop_reason": the stop token id, the stop string or null (vLLM). */
+static void put_stop_reason(dsa_jbuf *b, const dsa_api_choice *c)
+{
+    dsa_jbuf_puts(b, ",\"stop_reason\":");
+    if (c->has_stop_token)
+        dsa_jbuf_printf(b, "%d", c->stop_token);
+    else if (c->stop_str)
+        dsa_jbuf_str(b, c->stop_str, strlen(c->stop_str));
+    else
+        dsa_jbuf_puts(b, "null");
+}
+
 void dsa_api_response(dsa_jbuf *b, const dsa_api_resp_meta *m, const dsa_api_choice *c,
                       int n_choices, const dsa_api_usage *u)
 {
@@ -792,10 +815,15 @@ void dsa_api_response(dsa_jbuf *b, const dsa_api_resp_meta *m, const dsa_api_cho
         }
         dsa_jbuf_puts(b, ",\"finish_reason\":");
         dsa_jbuf_str(b, c[i].finish_reason, strlen(c[i].finish_reason));
+        put_stop_reason(b, &c[i]);
+        if (!chat && c[i].prompt_logprobs)
+            dsa_jbuf_printf(b, ",\"prompt_logprobs\":%s", c[i].prompt_logprobs);
         dsa_jbuf_puts(b, "}");
     }
     dsa_jbuf_puts(b, "],\"usage\":");
     put_usage(b, u);
+    if (chat && n_choices > 0 && c[0].prompt_logprobs)
+        dsa_jbuf_printf(b, ",\"prompt_logprobs\":%s", c[0].prompt_logprobs);
     dsa_jbuf_puts(b, "}");
 }
 

@@ -77,6 +77,11 @@ typedef struct choice {
     int64_t n_generated;
     size_t text_offset;
     dsa_tools_out tools;        /* chat: DeepSeek tool-call tokens -> tool_calls */
+    dsa_prompt_lp *plps;        /* prompt logprobs (non-streaming), owned */
+    int n_plps;
+    int has_stop_token;         /* stop_reason (head/api.h dsa_api_choice) */
+    int32_t stop_token;
+    const char *stop_str;
 } choice;
 
 typedef struct gen {
@@ -149,6 +154,7 @@ static void gen_free(gen *g)
         dsa_jbuf_deinit(&c->reasoning);
         dsa_tools_out_deinit(&c->tools);
         free(c->lps);
+        free(c->plps);
     }
     free(g->ch);
     for (int i = 0; i < g->n_prompts && g->ids; i++)
@@ -237,12 +243,40 @@ static void send_role_chunks(gen *g)
     dsa_jbuf_deinit(&b);
 }
 
+/* New tokens a choice may generate: max_tokens, else up to the context;
+ * echo with max_tokens 0 evaluates the prompt with one (unreported) token,
+ * as vLLM does. */
+static int64_t gen_max_new(const head *h, const dsa_api_request *a, int64_t n_prompt)
+{
+    if (a->max_tokens == 0)
+        return 1;
+    return a->max_tokens > 0 ? a->max_tokens : h->max_model_len - n_prompt;
+}
+
+/* The sampler-side parameters (head/api_logits.c) of one choice. */
+static void gen_logit_params(dsa_engine_req *er, const dsa_api_request *a)
+{
+    er->stop_ids = a->stop_token_ids;
+    er->n_stop_ids = a->n_stop_token_ids;
+    er->min_tokens = (int32_t)a->min_tokens;
+    er->ctl = (dsa_step_seq){.n_allowed = a->n_allowed, .allowed = a->allowed_ids,
+                             .n_bias = a->n_bias, .bias_ids = a->bias_ids,
+                             .bias_values = a->bias_values,
+                             .prompt_lps = a->prompt_logprobs >= 0,
+                             .prompt_top = a->prompt_logprobs > 0 ? a->prompt_logprobs : 0};
+}
+
 static void gen_start(gen *g)
 {
     head *h = g->h;
     dsa_api_request *a = &g->api;
     dsa_http_conn *conn = g->conn;
     if (g->failed) {
+        respond_error(conn, &g->err, NULL);
+        gen_free(g);
+        return;
+    }
+    if (dsa_api_check_vocab(a, h->vocab, &g->err)) {
         respond_error(conn, &g->err, NULL);
         gen_free(g);
         return;
@@ -264,7 +298,7 @@ static void gen_start(gen *g)
                 gen_free(g);
                 return;
             }
-        int64_t max_new = a->max_tokens > 0 ? a->max_tokens : h->max_model_len - n;
+        int64_t max_new = gen_max_new(h, a, n);
         if (n + max_new > h->max_model_len || max_new < 1) {
             char msg[256];
             snprintf(msg, sizeof msg, "This model's maximum context length is %" PRId64
@@ -303,8 +337,8 @@ static void gen_start(gen *g)
             gen_free(g);
             return;
         }
-        int64_t max_new = a->max_tokens > 0 ? a->max_tokens : h->max_model_len - g->n_ids[p];
-        er->max_new = (int32_t)max_new;
+        er->max_new = (int32_t)gen_max_new(h, a, g->n_ids[p]);
+        gen_logit_params(er, a);
         er->sp = (dsa_sampling){
             .temperature = (float)(a->temperature >= 0 ? a->temperature : 1.0),
             .top_p = (float)(a->top_p > 0 ? a->top_p : 1.0), .min_p = (float)a->min_p,
@@ -410,6 +444,93 @@ static dsa_api_logprob *format_lps(head *h, const dsa_engine_lp *lps, int n, dsa
     return out;
 }
 
+/* vLLM's prompt_logprobs array of one choice into out (texts decoded into
+ * a store of its own, resolved once it stops growing). */
+static void plps_json(head *h, const choice *c, dsa_jbuf *out)
+{
+    dsa_jbuf store = {0};
+    int n = c->n_plps;
+    dsa_api_prompt_lp *pl = calloc((size_t)(n > 0 ? n : 1), sizeof *pl);
+    size_t (*offs)[21] = calloc((size_t)(n > 0 ? n : 1), sizeof *offs);
+    if (!pl || !offs) {
+        out->oom = 1;
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        const dsa_prompt_lp *e = &c->plps[i];
+        pl[i] = (dsa_api_prompt_lp){.token = e->token, .logprob = e->logprob, .rank = e->rank,
+                                    .n_top = e->n_top};
+        token_text(h, e->token, &store, &offs[i][0], &pl[i].n_text);
+        for (int j = 0; j < e->n_top; j++) {
+            pl[i].top_ids[j] = e->top_ids[j];
+            pl[i].top_logprob[j] = e->top_logprobs[j];
+            token_text(h, e->top_ids[j], &store, &offs[i][j + 1], &pl[i].top_n_text[j]);
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        pl[i].text = store.data + offs[i][0];
+        for (int j = 0; j < pl[i].n_top; j++)
+            pl[i].top_text[j] = store.data + offs[i][j + 1];
+    }
+    dsa_api_prompt_logprobs_json(out, pl, n);
+done:
+    free(pl);
+    free(offs);
+    dsa_jbuf_deinit(&store);
+}
+
+/* echo on /v1/completions: the prompt's text before the choice's, and
+ * with logprobs the prompt tokens' entries first (the first one null, the
+ * prompt token leading its top list, as vLLM); max_tokens 0 keeps the
+ * prompt only.  *lps is malloc'd, [*n_lps]. */
+static void echo_choice(gen *g, int i, dsa_jbuf *text, dsa_engine_lp **lps, int *n_lps)
+{
+    head *h = g->h;
+    const dsa_api_request *a = &g->api;
+    const choice *c = &g->ch[i];
+    int p = i / a->n, gen_too = a->max_tokens != 0;
+    const dsa_api_prompt *pr = &a->prompts[p];
+    if (pr->text) {
+        dsa_jbuf_put(text, pr->text, pr->n_text);
+    } else {
+        char *t = NULL;
+        size_t n = 0;
+        if (h->tok && dsa_tok_decode(h->tok, pr->ids, (size_t)pr->n_ids, 0, &t, &n) == DSA_OK)
+            dsa_jbuf_put(text, t, n);
+        free(t);
+    }
+    if (gen_too)
+        dsa_jbuf_put(text, c->text.data ? c->text.data : "", c->text.len);
+    *lps = NULL;
+    *n_lps = 0;
+    if (!a->logprobs)
+        return;
+    int np = g->n_ids[p], ng = gen_too ? c->n_lps : 0;
+    dsa_engine_lp *l = calloc((size_t)(np + ng), sizeof *l);
+    if (!l)
+        return;
+    l[0].id = g->ids[p][0];
+    for (int k = 1; k < np && k - 1 < c->n_plps; k++) {
+        const dsa_prompt_lp *e = &c->plps[k - 1];
+        dsa_engine_lp *d = &l[k];
+        d->id = e->token;
+        d->logprob = e->logprob;
+        d->top_ids[d->n_top] = e->token;
+        d->top_logprobs[d->n_top++] = e->logprob;
+        for (int j = 0; j < e->n_top && d->n_top < DSA_TOP_LOGPROBS_MAX; j++)
+            if (e->top_ids[j] != e->token) {
+                d->top_ids[d->n_top] = e->top_ids[j];
+                d->top_logprobs[d->n_top++] = e->top_logprobs[j];
+            }
+        if (a->top_logprobs == 0)
+            d->n_top = 0;
+    }
+    if (ng)
+        memcpy(l + np, c->lps, (size_t)ng * sizeof *l);
+    *lps = l;
+    *n_lps = np + ng;
+}
+
 static void gen_finish_response(gen *g)
 {
     head *h = g->h;
@@ -428,11 +549,23 @@ static void gen_finish_response(gen *g)
         dsa_jbuf store = {0};
         dsa_api_logprob **lp = calloc((size_t)g->n_choices, sizeof *lp);
         dsa_jbuf *content = calloc((size_t)g->n_choices, sizeof *content);
-        int oom = !cs || !lp || !content;
+        dsa_jbuf *plj = calloc((size_t)g->n_choices, sizeof *plj);
+        dsa_engine_lp **elps = calloc((size_t)g->n_choices, sizeof *elps);
+        int *n_elps = calloc((size_t)g->n_choices, sizeof *n_elps);
+        int oom = !cs || !lp || !content || !plj || !elps || !n_elps;
         for (int i = 0; !oom && i < g->n_choices; i++) {
             choice *c = &g->ch[i];
             oom = dsa_tools_out_parse_all(&c->tools, c->text.data, c->text.len, &content[i]) !=
                   DSA_OK;
+            if (!oom && g->api.echo) {
+                dsa_jbuf_reset(&content[i]);
+                echo_choice(g, i, &content[i], &elps[i], &n_elps[i]);
+                oom = content[i].oom || (g->api.logprobs && !elps[i]);
+            }
+            if (!oom && g->api.prompt_logprobs >= 0) {
+                plps_json(h, c, &plj[i]);
+                oom = plj[i].oom;
+            }
         }
         if (oom) {
             respond_fail(g->conn, 500, NULL, "out of memory", NULL);
@@ -446,11 +579,17 @@ static void gen_finish_response(gen *g)
                     .n_reasoning = c->reasoning.len,
                     .finish_reason = dsa_tools_out_finish_reason(&c->tools, c->finish),
                     .has_logprobs = g->api.logprobs,
-                    .tool_calls = c->tools.p.calls, .n_tool_calls = c->tools.n_calls};
+                    .tool_calls = c->tools.p.calls, .n_tool_calls = c->tools.n_calls,
+                    .has_stop_token = c->has_stop_token, .stop_token = c->stop_token,
+                    .stop_str = c->stop_str, .prompt_logprobs = plj[i].data};
                 if (g->api.logprobs) {
-                    lp[i] = format_lps(h, c->lps, c->n_lps, &store);
+                    const dsa_engine_lp *src = elps[i] ? elps[i] : c->lps;
+                    int n_src = elps[i] ? n_elps[i] : c->n_lps;
+                    lp[i] = format_lps(h, src, n_src, &store);
                     cs[i].logprobs = lp[i];
-                    cs[i].n_logprobs = lp[i] ? c->n_lps : 0;
+                    cs[i].n_logprobs = lp[i] ? n_src : 0;
+                    if (lp[i] && elps[i])
+                        lp[i][0].none = 1; /* the first prompt token */
                 }
             }
             dsa_api_response(&b, &g->meta, cs, g->n_choices, &u);
@@ -460,6 +599,13 @@ static void gen_finish_response(gen *g)
             free(lp[i]);
         for (int i = 0; content && i < g->n_choices; i++)
             dsa_jbuf_deinit(&content[i]);
+        for (int i = 0; plj && i < g->n_choices; i++)
+            dsa_jbuf_deinit(&plj[i]);
+        for (int i = 0; elps && i < g->n_choices; i++)
+            free(elps[i]);
+        free(plj);
+        free(elps);
+        free(n_elps);
         free(content);
         free(lp);
         free(cs);
@@ -533,6 +679,12 @@ static void on_event(head *h, dsa_engine_event *ev)
             return;
         }
     } else {
+        if (ev->n_plps && !c->plps) {
+            c->plps = ev->plps;
+            c->n_plps = ev->n_plps;
+            ev->plps = NULL;
+            ev->n_plps = 0;
+        }
         dsa_jbuf_put(&c->text, ev->content.data ? ev->content.data : "", ev->content.len);
         dsa_jbuf_put(&c->reasoning, ev->reasoning.data ? ev->reasoning.data : "",
                      ev->reasoning.len);
@@ -550,6 +702,9 @@ static void on_event(head *h, dsa_engine_event *ev)
     }
     if (ev->finish) {
         c->finish = ev->finish;
+        c->has_stop_token = ev->has_stop_token;
+        c->stop_token = ev->stop_token;
+        c->stop_str = ev->stop_str;
         if (++g->n_done == g->n_choices)
             gen_finish_response(g);
     }

@@ -23,6 +23,7 @@ typedef struct dsa_textout {
     int split;                      /* R1 reasoning split active */
     dsa_reason rs;
     int stopped;
+    int stop_index;                 /* with stopped: which stop string matched */
 } dsa_textout;
 
 /* reasoning_flags < 0: no reasoning split; else DSA_REASON_* flags. */

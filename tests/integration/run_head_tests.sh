@@ -27,4 +27,4 @@ export DSA_HEAD="$BUILD/head/dsa-head" DSA_MODEL="$TMP/tiny" DSA_MODEL_SLOW="$TM
 if [ -n "${ASAN_OPTIONS:-}" ] && ldd "$DSA_HEAD" 2>/dev/null | grep -q asan; then
   export DSA_TEST_TIME_SCALE=3
 fi
-"$PY" "$SRC/tests/integration/test_head.py" "${@:3}"
+"$PY" "$SRC/tests/integration/${DSA_E2E_SCRIPT:-test_head.py}" "${@:3}"
