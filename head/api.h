@@ -101,7 +101,7 @@ typedef struct dsa_api_request {
     int top_logprobs;       /* alternatives per token (0..20) */
     int ignore_eos;
     int skip_special_tokens;
-    int echo;               /* completions: prompt text (and logprobs) first */
+    int echo;               /* prompt text (and logprobs) first; chat: dsa_api_chat_echo */
     int add_generation_prompt;
     int n_tools;            /* chat: length of `tools` (validated, not kept) */
     dsa_api_tool_choice tool_choice;
@@ -129,6 +129,11 @@ void dsa_api_request_free(dsa_api_request *req);
  * allowed_token_ids, prompt_logprobs and echo into r (vLLM's checks); called
  * by dsa_api_parse once the common fields are in. */
 dsa_err dsa_api_parse_logits(const cJSON *root, dsa_api_request *r, dsa_api_error *e);
+/* echo on chat (vLLM): the text the reply starts with, the last message's
+ * content (its text parts joined by newlines) when that message has the
+ * reply's role (assistant with a generation prompt, else its own); appended
+ * to out, nothing when echo is off or the roles differ. */
+dsa_err dsa_api_chat_echo(const dsa_api_request *r, dsa_jbuf *out);
 /* 400 naming the parameter when an id of logit_bias or allowed_token_ids
  * lies outside [0, vocab) (vLLM's out-of-vocabulary check). */
 dsa_err dsa_api_check_vocab(const dsa_api_request *r, int64_t vocab, dsa_api_error *e);

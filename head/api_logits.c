@@ -176,10 +176,11 @@ static dsa_err parse_prompt_logprobs(const cJSON *root, dsa_api_request *r, dsa_
 static dsa_err parse_echo(const cJSON *root, dsa_api_request *r, dsa_api_error *e)
 {
     (void)root;
-    if (r->echo && r->kind != DSA_API_COMPLETION)
-        return dsa_api_fail(e, 400, "echo", "'echo' is supported on /v1/completions only");
-    if (r->echo && r->stream)
-        return dsa_api_fail(e, 400, "echo", "'echo' is not supported with 'stream'");
+    if (r->echo && r->kind == DSA_API_GENERATE)
+        return dsa_api_fail(e, 400, "echo", "'echo' is not supported here");
+    if (r->echo && r->stream && r->kind == DSA_API_COMPLETION)
+        return dsa_api_fail(e, 400, "echo", "'echo' is not supported with 'stream' on "
+                            "/v1/completions");
     if (r->echo && r->logprobs && r->prompt_logprobs < 0)
         r->prompt_logprobs = r->top_logprobs;
     if (r->max_tokens == 0 && !r->echo)
@@ -195,6 +196,37 @@ dsa_err dsa_api_parse_logits(const cJSON *root, dsa_api_request *r, dsa_api_erro
         (err = parse_prompt_logprobs(root, r, e)) || (err = parse_echo(root, r, e)))
         return err;
     return DSA_OK;
+}
+
+dsa_err dsa_api_chat_echo(const dsa_api_request *r, dsa_jbuf *out)
+{
+    if (!r->echo || r->kind != DSA_API_CHAT)
+        return DSA_OK;
+    const cJSON *last = NULL, *m;
+    cJSON_ArrayForEach(m, r->messages) last = m;
+    const cJSON *role = cJSON_GetObjectItemCaseSensitive(last, "role");
+    const cJSON *content = cJSON_GetObjectItemCaseSensitive(last, "content");
+    /* the reply's role: the assistant with a generation prompt, else the
+     * last message's own */
+    if (!cJSON_IsString(role) || (r->add_generation_prompt && strcmp(role->valuestring,
+                                                                       "assistant")))
+        return DSA_OK;
+    if (cJSON_IsString(content)) {
+        dsa_jbuf_puts(out, content->valuestring);
+    } else if (cJSON_IsArray(content)) {
+        int first = 1;
+        const cJSON *part;
+        cJSON_ArrayForEach(part, content) {
+            const cJSON *t = cJSON_GetObjectItemCaseSensitive(part, "text");
+            if (!cJSON_IsString(t))
+                continue;
+            if (!first)
+                dsa_jbuf_puts(out, "\n");
+            dsa_jbuf_puts(out, t->valuestring);
+            first = 0;
+        }
+    }
+    return out->oom ? DSA_NOMEM : DSA_OK;
 }
 
 dsa_err dsa_api_check_vocab(const dsa_api_request *r, int64_t vocab, dsa_api_error *e)

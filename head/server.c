@@ -238,6 +238,12 @@ static void send_role_chunks(gen *g)
     for (int i = 0; i < g->n_choices; i++) {
         dsa_api_delta d = {.index = i, .role = "assistant"};
         dsa_api_sse_chunk(&b, &g->meta, &d, g->api.include_usage);
+        dsa_jbuf echo = {0};
+        if (dsa_api_chat_echo(&g->api, &echo) == DSA_OK && echo.len) {
+            dsa_api_delta de = {.index = i, .content = echo.data, .n_content = echo.len};
+            dsa_api_sse_chunk(&b, &g->meta, &de, g->api.include_usage);
+        }
+        dsa_jbuf_deinit(&echo);
     }
     dsa_http_stream_write(g->conn, b.data, b.len);
     dsa_jbuf_deinit(&b);
@@ -557,7 +563,14 @@ static void gen_finish_response(gen *g)
             choice *c = &g->ch[i];
             oom = dsa_tools_out_parse_all(&c->tools, c->text.data, c->text.len, &content[i]) !=
                   DSA_OK;
-            if (!oom && g->api.echo) {
+            if (!oom && g->api.echo && g->api.kind == DSA_API_CHAT) {
+                dsa_jbuf full = {0};
+                oom = dsa_api_chat_echo(&g->api, &full) != DSA_OK;
+                dsa_jbuf_put(&full, content[i].data ? content[i].data : "", content[i].len);
+                oom = oom || full.oom;
+                dsa_jbuf_deinit(&content[i]);
+                content[i] = full;
+            } else if (!oom && g->api.echo) {
                 dsa_jbuf_reset(&content[i]);
                 echo_choice(g, i, &content[i], &elps[i], &n_elps[i]);
                 oom = content[i].oom || (g->api.logprobs && !elps[i]);

@@ -95,8 +95,33 @@ Test(api_logits, refusals)
     REF("\"max_tokens\":0", "max_tokens");
     REF("\"echo\":true,\"stream\":true", "echo");
 #undef REF
-    refused(DSA_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
-            "\"echo\":true}", "echo");
+}
+
+/* chat echo: the last message's content when its role is the reply's */
+Test(api_logits, chat_echo_text)
+{
+    static const struct {
+        const char *body, *want;
+    } cases[] = {
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"},{\"role\":\"assistant\","
+         "\"content\":\"The answer\"}],\"echo\":true}", "The answer"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}],\"echo\":true}", ""},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"a\"},"
+         "{\"type\":\"text\",\"text\":\"b\"}]}],\"echo\":true,"
+         "\"add_generation_prompt\":false}", "a\nb"},
+        {"{\"messages\":[{\"role\":\"assistant\",\"content\":\"x\"}]}", ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        dsa_api_request r;
+        dsa_api_error e;
+        cr_assert_eq(parse(DSA_API_CHAT, cases[i].body, &r, &e), DSA_OK, "%s", e.message);
+        dsa_jbuf b = {0};
+        cr_assert_eq(dsa_api_chat_echo(&r, &b), DSA_OK);
+        cr_assert_eq(b.len, strlen(cases[i].want), "case %zu", i);
+        cr_assert(!b.len || !strcmp(b.data, cases[i].want), "case %zu: %s", i, b.data);
+        dsa_jbuf_deinit(&b);
+        dsa_api_request_free(&r);
+    }
 }
 
 /* vLLM's shape: [null, {"id": {"logprob", "rank", "decoded_token"}, ...}],

@@ -212,10 +212,25 @@ class Logits(unittest.TestCase):
         self.expect_400("prompt_logprobs", extra_body={"prompt_logprobs": -1})
         self.expect_400("prompt_logprobs", extra_body={"prompt_logprobs": 2}, stream=True)
         self.expect_400("max_tokens", extra_body={"max_tokens": 0})
-        with self.assertRaises(openai.BadRequestError):
-            self.c.chat.completions.create(model="tiny", messages=[{"role": "user",
-                                                                  "content": "x"}],
-                                           extra_body={"echo": True})
+
+    def test_chat_echo(self):
+        msgs = [{"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Well, "}]
+        kw = dict(model="tiny", messages=msgs, max_tokens=4, temperature=0)
+        plain = self.c.chat.completions.create(**kw)
+        e = self.c.chat.completions.create(**kw, extra_body={"echo": True})
+        self.assertEqual(e.choices[0].message.content,
+                         "Well, " + plain.choices[0].message.content)
+        # streamed: the echoed text comes first, then the same deltas
+        s = self.c.chat.completions.create(**kw, stream=True, extra_body={"echo": True})
+        text = "".join(c.choices[0].delta.content or "" for c in s if c.choices)
+        self.assertEqual(text, e.choices[0].message.content)
+        # the last message is the user's: nothing is echoed
+        e = self.c.chat.completions.create(model="tiny", messages=msgs[:1], max_tokens=4,
+                                           temperature=0, extra_body={"echo": True})
+        p = self.c.chat.completions.create(model="tiny", messages=msgs[:1], max_tokens=4,
+                                           temperature=0)
+        self.assertEqual(e.choices[0].message.content, p.choices[0].message.content)
 
 
 if __name__ == "__main__":
