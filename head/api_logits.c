@@ -178,9 +178,6 @@ static dsa_err parse_echo(const cJSON *root, dsa_api_request *r, dsa_api_error *
     (void)root;
     if (r->echo && r->kind == DSA_API_GENERATE)
         return dsa_api_fail(e, 400, "echo", "'echo' is not supported here");
-    if (r->echo && r->stream && r->kind == DSA_API_COMPLETION)
-        return dsa_api_fail(e, 400, "echo", "'echo' is not supported with 'stream' on "
-                            "/v1/completions");
     if (r->echo && r->logprobs && r->prompt_logprobs < 0)
         r->prompt_logprobs = r->top_logprobs;
     if (r->max_tokens == 0 && !r->echo)

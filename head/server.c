@@ -79,6 +79,7 @@ typedef struct choice {
     dsa_tools_out tools;        /* chat: DeepSeek tool-call tokens -> tool_calls */
     dsa_prompt_lp *plps;        /* prompt logprobs (non-streaming), owned */
     int n_plps;
+    int echoed;                 /* streaming echo: the prompt went out */
     int has_stop_token;         /* stop_reason (head/api.h dsa_api_choice) */
     int32_t stop_token;
     const char *stop_str;
@@ -485,16 +486,18 @@ done:
     dsa_jbuf_deinit(&store);
 }
 
-/* echo on /v1/completions: the prompt's text before the choice's, and
- * with logprobs the prompt tokens' entries first (the first one null, the
- * prompt token leading its top list, as vLLM); max_tokens 0 keeps the
- * prompt only.  *lps is malloc'd, [*n_lps]. */
-static void echo_choice(gen *g, int i, dsa_jbuf *text, dsa_engine_lp **lps, int *n_lps)
+/* echo on /v1/completions: the prompt's text before the generated text,
+ * and with logprobs the prompt tokens' entries (plps, positions 1..) before
+ * the generated ones (the first prompt token's null, the prompt token
+ * leading its top list, as vLLM); max_tokens 0 keeps the prompt only.
+ * *lps is malloc'd, [*n_lps]. */
+static void echo_build(gen *g, int p, const dsa_prompt_lp *plps, int n_plps, const char *gtext,
+                       size_t n_gtext, const dsa_engine_lp *glps, int n_glps, dsa_jbuf *text,
+                       dsa_engine_lp **lps, int *n_lps)
 {
     head *h = g->h;
     const dsa_api_request *a = &g->api;
-    const choice *c = &g->ch[i];
-    int p = i / a->n, gen_too = a->max_tokens != 0;
+    int gen_too = a->max_tokens != 0;
     const dsa_api_prompt *pr = &a->prompts[p];
     if (pr->text) {
         dsa_jbuf_put(text, pr->text, pr->n_text);
@@ -506,18 +509,18 @@ static void echo_choice(gen *g, int i, dsa_jbuf *text, dsa_engine_lp **lps, int 
         free(t);
     }
     if (gen_too)
-        dsa_jbuf_put(text, c->text.data ? c->text.data : "", c->text.len);
+        dsa_jbuf_put(text, gtext ? gtext : "", n_gtext);
     *lps = NULL;
     *n_lps = 0;
     if (!a->logprobs)
         return;
-    int np = g->n_ids[p], ng = gen_too ? c->n_lps : 0;
+    int np = g->n_ids[p], ng = gen_too ? n_glps : 0;
     dsa_engine_lp *l = calloc((size_t)(np + ng), sizeof *l);
     if (!l)
         return;
     l[0].id = g->ids[p][0];
-    for (int k = 1; k < np && k - 1 < c->n_plps; k++) {
-        const dsa_prompt_lp *e = &c->plps[k - 1];
+    for (int k = 1; k < np && k - 1 < n_plps; k++) {
+        const dsa_prompt_lp *e = &plps[k - 1];
         dsa_engine_lp *d = &l[k];
         d->id = e->token;
         d->logprob = e->logprob;
@@ -532,9 +535,16 @@ static void echo_choice(gen *g, int i, dsa_jbuf *text, dsa_engine_lp **lps, int 
             d->n_top = 0;
     }
     if (ng)
-        memcpy(l + np, c->lps, (size_t)ng * sizeof *l);
+        memcpy(l + np, glps, (size_t)ng * sizeof *l);
     *lps = l;
     *n_lps = np + ng;
+}
+
+static void echo_choice(gen *g, int i, dsa_jbuf *text, dsa_engine_lp **lps, int *n_lps)
+{
+    const choice *c = &g->ch[i];
+    echo_build(g, i / g->api.n, c->plps, c->n_plps, c->text.data, c->text.len, c->lps,
+               c->n_lps, text, lps, n_lps);
 }
 
 static void gen_finish_response(gen *g)
@@ -664,11 +674,29 @@ static void on_event(head *h, dsa_engine_event *ev)
     }
     c->n_generated = ev->n_generated;
     if (g->api.stream && g->api.kind != DSA_API_GENERATE) {
-        dsa_jbuf b = {0}, store = {0};
-        dsa_api_logprob *lp = ev->n_lps ? format_lps(h, ev->lps, ev->n_lps, &store) : NULL;
+        dsa_jbuf b = {0}, store = {0}, etext = {0};
+        const dsa_engine_lp *elps = ev->lps;
+        dsa_engine_lp *echo_lps = NULL;
+        int n_elps = ev->n_lps;
+        const char *text = ev->content.data;
+        size_t n_text = ev->content.len;
+        if (g->api.echo && g->api.kind == DSA_API_COMPLETION && !c->echoed) {
+            /* the prompt (and its logprobs) with the first delta, as vLLM */
+            c->echoed = 1;
+            echo_build(g, ev->req->index / g->api.n, ev->plps, ev->n_plps, ev->content.data,
+                       ev->content.len, ev->lps, ev->n_lps, &etext, &echo_lps, &n_elps);
+            elps = echo_lps;
+            text = etext.data;
+            n_text = etext.len;
+        }
+        dsa_api_logprob *lp = n_elps && elps ? format_lps(h, elps, n_elps, &store) : NULL;
+        if (lp && echo_lps)
+            lp[0].none = 1;
+        free(echo_lps);
         dsa_tools_delta td;
-        if (dsa_tools_out_feed(&c->tools, ev->content.data, ev->content.len,
-                               ev->finish != NULL, &td)) {
+        /* td may point into etext: freed after the chunk is written */
+        if (dsa_tools_out_feed(&c->tools, text, n_text, ev->finish != NULL, &td)) {
+            dsa_jbuf_deinit(&etext);
             dsa_jbuf_deinit(&store);
             free(lp);
             c->finish = "error";
@@ -678,13 +706,14 @@ static void on_event(head *h, dsa_engine_event *ev)
         dsa_tools_sse_event sev = {
             .meta = &g->meta, .index = ev->req->index, .td = &td,
             .reasoning = ev->reasoning.data, .n_reasoning = ev->reasoning.len,
-            .logprobs = lp, .n_logprobs = lp ? ev->n_lps : 0, .text_offset = &c->text_offset,
+            .logprobs = lp, .n_logprobs = lp ? n_elps : 0, .text_offset = &c->text_offset,
             .finish_reason = ev->finish ? dsa_tools_out_finish_reason(&c->tools, ev->finish)
                                         : NULL,
             .include_usage = g->api.include_usage};
         dsa_tools_sse(&b, &sev);
         int rc = b.len ? dsa_http_stream_write(g->conn, b.data, b.len) : 0;
         dsa_jbuf_deinit(&b);
+        dsa_jbuf_deinit(&etext);
         dsa_jbuf_deinit(&store);
         free(lp);
         if (rc < 0) {

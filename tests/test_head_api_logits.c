@@ -93,7 +93,6 @@ Test(api_logits, refusals)
     REF("\"prompt_logprobs\":-2", "prompt_logprobs");
     REF("\"prompt_logprobs\":1,\"stream\":true", "prompt_logprobs");
     REF("\"max_tokens\":0", "max_tokens");
-    REF("\"echo\":true,\"stream\":true", "echo");
 #undef REF
 }
 

@@ -199,6 +199,23 @@ class Logits(unittest.TestCase):
         self.assertEqual(e2.choices[0].text, PROMPT + g.choices[0].text)
         self.assertEqual(len(e2.choices[0].logprobs.tokens), len(ids) + 3)
         self.assertTrue(all(math.isfinite(x) for x in lp.token_logprobs[1:]))
+        # streamed echo: the prompt comes with the first delta, the same
+        # text and logprobs as the non-streamed response
+        for max_tokens in (0, 3):
+            ref = self.c.completions.create(model="tiny", prompt=PROMPT, max_tokens=max_tokens,
+                                            echo=True, logprobs=1, temperature=0)
+            chunks = list(self.c.completions.create(model="tiny", prompt=PROMPT,
+                                                    max_tokens=max_tokens, echo=True,
+                                                    logprobs=1, temperature=0, stream=True))
+            text = "".join(c.choices[0].text for c in chunks if c.choices)
+            self.assertEqual(text, ref.choices[0].text)
+            got = [x for c in chunks if c.choices and c.choices[0].logprobs
+                   for x in c.choices[0].logprobs.token_logprobs]
+            want = ref.choices[0].logprobs.token_logprobs
+            self.assertEqual(len(got), len(want))
+            self.assertIsNone(got[0])
+            for a, b in zip(got[1:], want[1:]):
+                self.assertAlmostEqual(a, b, places=5)
 
     def test_prompt_logprobs_chat_and_bounds(self):
         r = self.c.chat.completions.create(model="tiny", messages=[{"role": "user",
