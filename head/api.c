@@ -683,6 +683,19 @@ static void put_tool_calls(dsa_jbuf *b, const dsa_toolcall *calls, size_t n, lon
     dsa_jbuf_puts(b, "]");
 }
 
+/* ,"stop_reason": the stop token id, the stop string or null (vLLM). */
+static void put_stop_reason(dsa_jbuf *b, int has_stop_token, int32_t stop_token,
+                            const char *stop_str)
+{
+    dsa_jbuf_puts(b, ",\"stop_reason\":");
+    if (has_stop_token)
+        dsa_jbuf_printf(b, "%d", stop_token);
+    else if (stop_str)
+        dsa_jbuf_str(b, stop_str, strlen(stop_str));
+    else
+        dsa_jbuf_puts(b, "null");
+}
+
 void dsa_api_sse_chunk(dsa_jbuf *b, const dsa_api_resp_meta *m, const dsa_api_delta *d,
                        int include_usage)
 {
@@ -731,10 +744,12 @@ void dsa_api_sse_chunk(dsa_jbuf *b, const dsa_api_resp_meta *m, const dsa_api_de
             dsa_jbuf_puts(b, "null");
     }
     dsa_jbuf_puts(b, ",\"finish_reason\":");
-    if (d->finish_reason)
+    if (d->finish_reason) {
         dsa_jbuf_str(b, d->finish_reason, strlen(d->finish_reason));
-    else
+        put_stop_reason(b, d->has_stop_token, d->stop_token, d->stop_str);
+    } else {
         dsa_jbuf_puts(b, "null");
+    }
     dsa_jbuf_puts(b, include_usage ? "}],\"usage\":null}\n\n" : "}]}\n\n");
 }
 
@@ -759,17 +774,6 @@ void dsa_api_sse_error(dsa_jbuf *b, const dsa_api_error *e)
     dsa_jbuf_puts(b, "\n\n");
 }
 
-/* ,"stop_reason": the stop token id, the stop string or null (vLLM). */
-static void put_stop_reason(dsa_jbuf *b, const dsa_api_choice *c)
-{
-    dsa_jbuf_puts(b, ",\"stop_reason\":");
-    if (c->has_stop_token)
-        dsa_jbuf_printf(b, "%d", c->stop_token);
-    else if (c->stop_str)
-        dsa_jbuf_str(b, c->stop_str, strlen(c->stop_str));
-    else
-        dsa_jbuf_puts(b, "null");
-}
 
 void dsa_api_response(dsa_jbuf *b, const dsa_api_resp_meta *m, const dsa_api_choice *c,
                       int n_choices, const dsa_api_usage *u)
@@ -815,7 +819,7 @@ void dsa_api_response(dsa_jbuf *b, const dsa_api_resp_meta *m, const dsa_api_cho
         }
         dsa_jbuf_puts(b, ",\"finish_reason\":");
         dsa_jbuf_str(b, c[i].finish_reason, strlen(c[i].finish_reason));
-        put_stop_reason(b, &c[i]);
+        put_stop_reason(b, c[i].has_stop_token, c[i].stop_token, c[i].stop_str);
         if (!chat && c[i].prompt_logprobs)
             dsa_jbuf_printf(b, ",\"prompt_logprobs\":%s", c[i].prompt_logprobs);
         dsa_jbuf_puts(b, "}");

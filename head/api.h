@@ -195,6 +195,10 @@ typedef struct dsa_api_delta {
     const dsa_toolcall *tool_calls; /* chat: completed calls [n_tool_calls] */
     size_t n_tool_calls;
     size_t i_tool_first;    /* the first one's index in the choice's calls */
+    /* with finish_reason: vLLM's stop_reason (see dsa_api_choice) */
+    int has_stop_token;
+    int32_t stop_token;
+    const char *stop_str;
 } dsa_api_delta;
 
 /* "data: {chunk}\n\n" for one delta (chat.completion.chunk or

@@ -709,7 +709,8 @@ static void on_event(head *h, dsa_engine_event *ev)
             .logprobs = lp, .n_logprobs = lp ? n_elps : 0, .text_offset = &c->text_offset,
             .finish_reason = ev->finish ? dsa_tools_out_finish_reason(&c->tools, ev->finish)
                                         : NULL,
-            .include_usage = g->api.include_usage};
+            .include_usage = g->api.include_usage, .has_stop_token = ev->has_stop_token,
+            .stop_token = ev->stop_token, .stop_str = ev->stop_str};
         dsa_tools_sse(&b, &sev);
         int rc = b.len ? dsa_http_stream_write(g->conn, b.data, b.len) : 0;
         dsa_jbuf_deinit(&b);

@@ -121,7 +121,20 @@ class Logits(unittest.TestCase):
         self.assertEqual(len(ch.logprobs.tokens), 4)
         self.assertNotIn(self.detok([stop_id]), ch.logprobs.tokens[:3])
         self.assertEqual(ch.text, "".join(ch.logprobs.tokens[:3]))
-        # EOS and length give stop_reason null
+        # streamed: the finish chunk carries it, chat too
+        chunks = list(self.c.completions.create(model="tiny", prompt=PROMPT, max_tokens=8,
+                                                temperature=0, logit_bias=force, stream=True,
+                                                extra_body={"stop_token_ids": [stop_id]}))
+        last = [c for c in chunks if c.choices and c.choices[0].finish_reason][-1]
+        self.assertEqual(last.choices[0].finish_reason, "stop")
+        self.assertEqual(last.choices[0].model_extra.get("stop_reason"), stop_id)
+        chunks = list(self.c.chat.completions.create(
+            model="tiny", messages=[{"role": "user", "content": "Hi"}], max_tokens=8,
+            temperature=0, logit_bias=force, stream=True,
+            extra_body={"stop_token_ids": [stop_id]}))
+        last = [c for c in chunks if c.choices and c.choices[0].finish_reason][-1]
+        self.assertEqual(last.choices[0].model_extra.get("stop_reason"), stop_id)
+                # EOS and length give stop_reason null
         r = self.c.completions.create(model="tiny", prompt=PROMPT, max_tokens=2, temperature=0)
         self.assertIsNone(r.choices[0].model_extra.get("stop_reason", "absent"))
         self.expect_400("min_tokens", extra_body={"min_tokens": 5})
