@@ -255,6 +255,8 @@ static dsa_err ctl_setup(dsa_engine *e, dsa_engine_req *r)
  * prompt after preemption reports them again). */
 static void plps_take(dsa_engine_req *r, const dsa_step_out *o)
 {
+    if (r->plps_sent)
+        return;
     for (int32_t k = 0; k < o->n_prompt_lps; k++) {
         if (o->prompt_lps[k].pos != r->n_plps + 1)
             continue;
@@ -376,6 +378,7 @@ static dsa_engine_event *on_token(dsa_engine *e, dsa_engine_req *r, const dsa_st
             ev->n_plps = r->n_plps;
             r->plps = NULL;
             r->n_plps = r->cap_plps = 0;
+            r->plps_sent = 1;
         }
     }
     /* vLLM checks no stop condition before min_tokens tokens */

@@ -63,6 +63,7 @@ typedef struct dsa_engine_req {
     int32_t *banned;            /* ctl.banned, owned */
     dsa_prompt_lp *plps;        /* prompt logprobs gathered so far, positions 1.. */
     int32_t n_plps, cap_plps;
+    int plps_sent;              /* handed to the first token's event */
     double t_scheduled, t_first, t_last;
     int in_sched;
     /* shared */

@@ -457,3 +457,147 @@ Test(engine, failed_step_fails_requests)
     cr_assert_eq(m.success[DSA_FINISH_ERROR], 2);
     dsa_metrics_deinit(&m);
 }
+
+/* Runs reqs[0..n) to the end on an engine; collects each one's prompt
+ * logprobs (from its first token's event) and stop details. */
+typedef struct plp_out {
+    dsa_prompt_lp lps[32];
+    int n_lps, n_tokens, has_stop_token;
+    int32_t stop_token;
+    const char *finish;
+} plp_out;
+
+static void run_all(dsa_engine *e, dsa_engine_req **reqs, int n, plp_out *out)
+{
+    int done = 0;
+    double t0 = dsa_time_now();
+    while (done < n && dsa_time_now() - t0 < 20) {
+        dsa_engine_event *ev = dsa_engine_poll(e);
+        if (!ev)
+            usleep(1000);
+        while (ev) {
+            dsa_engine_event *next = ev->next;
+            for (int i = 0; i < n; i++) {
+                if (ev->req != reqs[i])
+                    continue;
+                cr_assert_eq(ev->status, 0, "%s", ev->message);
+                out[i].n_tokens += ev->n_tokens;
+                if (ev->n_plps) {
+                    cr_assert_eq(out[i].n_lps, 0, "prompt logprobs delivered twice");
+                    cr_assert(ev->n_plps <= 32);
+                    memcpy(out[i].lps, ev->plps, (size_t)ev->n_plps * sizeof *ev->plps);
+                    out[i].n_lps = ev->n_plps;
+                }
+                if (ev->finish) {
+                    out[i].finish = ev->finish;
+                    out[i].has_stop_token = ev->has_stop_token;
+                    out[i].stop_token = ev->stop_token;
+                    done++;
+                }
+            }
+            dsa_engine_event_free(ev);
+            ev = next;
+        }
+    }
+    cr_assert_eq(done, n, "requests still running");
+}
+
+/* Prompt logprobs through the engine: chunked prefill and preemption by
+ * recompute (a KV share of 3 blocks for three sequences of 2 blocks) give
+ * each request its positions once, equal to the request run alone. */
+Test(engine, prompt_logprobs_chunked_and_preempted)
+{
+    int32_t prompts[3][11] = {{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11},
+                              {7, 5, 3, 1, 2, 4, 6, 8, 10, 12, 14},
+                              {20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30}};
+    plp_out alone[3] = {0}, together[3] = {0};
+    dsa_metrics m;
+    dsa_metrics_init(&m, "tiny");
+    for (int pass = 0; pass < 2; pass++) {
+        dsa_transport *t;
+        cr_assert_eq(dsa_worker_step_transport(make_worker(), &t), DSA_OK);
+        ev_sink sink = {0};
+        dsa_engine_params p = {.transport = t, .metrics = &m, .max_num_seqs = 4,
+                               .max_num_batched_tokens = 8, .eos_token_id = 1,
+                               .kv_fraction = pass ? 3.0 / 32 : 0, .notify = notify,
+                               .notify_user = &sink};
+        dsa_engine *e;
+        cr_assert_eq(dsa_engine_create(&p, &e), DSA_OK);
+        dsa_engine_req *rs[3];
+        for (int i = 0; i < 3; i++) {
+            rs[i] = make_req(prompts[i], 11, 18);
+            rs[i]->ctl.prompt_lps = 1;
+            rs[i]->ctl.prompt_top = 2;
+        }
+        if (pass == 0) {
+            for (int i = 0; i < 3; i++) {
+                dsa_engine_submit(e, rs[i]);
+                run_all(e, &rs[i], 1, &alone[i]);
+            }
+        } else {
+            for (int i = 0; i < 3; i++)
+                dsa_engine_submit(e, rs[i]);
+            run_all(e, rs, 3, together);
+        }
+        for (int i = 0; i < 3; i++)
+            dsa_engine_req_release(rs[i]);
+        dsa_engine_destroy(e);
+        dsa_transport_destroy(t);
+    }
+    cr_assert(m.preemptions > 0, "no preemption happened");
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(alone[i].n_lps, 10);
+        cr_assert_eq(together[i].n_lps, 10);
+        cr_assert_eq(together[i].n_tokens, 18);
+        for (int k = 0; k < 10; k++) {
+            const dsa_prompt_lp *a = &alone[i].lps[k], *b = &together[i].lps[k];
+            cr_assert_eq(a->pos, k + 1);
+            cr_assert_eq(b->pos, k + 1);
+            cr_assert_eq(a->token, prompts[i][k + 1]);
+            cr_assert_eq(a->token, b->token);
+            cr_assert_eq(a->rank, b->rank);
+            cr_assert(fabsf(a->logprob - b->logprob) < 1e-4f);
+            cr_assert_eq(a->top_ids[0], b->top_ids[0]);
+        }
+    }
+    dsa_metrics_deinit(&m);
+}
+
+/* stop_token_ids end a request with stop_reason the id (text without
+ * it); min_tokens holds it (and EOS) off for that many tokens. */
+Test(engine, stop_token_ids_and_min_tokens)
+{
+    dsa_transport *t;
+    cr_assert_eq(dsa_worker_step_transport(make_worker(), &t), DSA_OK);
+    dsa_metrics m;
+    dsa_metrics_init(&m, "tiny");
+    ev_sink sink = {0};
+    dsa_engine_params p = {.transport = t, .metrics = &m, .max_num_seqs = 4,
+                           .max_num_batched_tokens = 64, .eos_token_id = 1,
+                           .notify = notify, .notify_user = &sink};
+    dsa_engine *e;
+    cr_assert_eq(dsa_engine_create(&p, &e), DSA_OK);
+    int32_t prompt[] = {3, 9, 27, 81};
+    int32_t stop_id = 42;
+    float big = 100.0f;
+    for (int min_tokens = 0; min_tokens <= 3; min_tokens += 3) {
+        dsa_engine_req *r = make_req(prompt, 4, 10);
+        r->stop_ids = &stop_id;
+        r->n_stop_ids = 1;
+        r->min_tokens = min_tokens;
+        r->ctl.n_bias = 1;
+        r->ctl.bias_ids = &stop_id;
+        r->ctl.bias_values = &big;
+        dsa_engine_submit(e, r);
+        plp_out o = {0};
+        run_all(e, &r, 1, &o);
+        cr_assert_str_eq(o.finish, "stop");
+        cr_assert(o.has_stop_token);
+        cr_assert_eq(o.stop_token, stop_id);
+        cr_assert_eq(o.n_tokens, min_tokens + 1);
+        dsa_engine_req_release(r);
+    }
+    dsa_engine_destroy(e);
+    dsa_metrics_deinit(&m);
+    dsa_transport_destroy(t);
+}
