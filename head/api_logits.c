@@ -180,7 +180,7 @@ static dsa_err parse_echo(const cJSON *root, dsa_api_request *r, dsa_api_error *
         return dsa_api_fail(e, 400, "echo", "'echo' is not supported here");
     if (r->echo && r->logprobs && r->prompt_logprobs < 0)
         r->prompt_logprobs = r->top_logprobs;
-    if (r->max_tokens == 0 && !r->echo)
+    if (r->max_tokens == 0 && !(r->echo && r->kind == DSA_API_COMPLETION))
         return dsa_api_fail(e, 400, "max_tokens", "'max_tokens' must be at least 1");
     return DSA_OK;
 }

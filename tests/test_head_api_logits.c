@@ -94,6 +94,8 @@ Test(api_logits, refusals)
     REF("\"prompt_logprobs\":1,\"stream\":true", "prompt_logprobs");
     REF("\"max_tokens\":0", "max_tokens");
 #undef REF
+    refused(DSA_API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+            "\"echo\":true,\"max_tokens\":0}", "max_tokens");
 }
 
 /* chat echo: the last message's content when its role is the reply's */
