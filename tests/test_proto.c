@@ -57,13 +57,17 @@ Test(proto, plan_round_trip)
         cr_assert_eq(a->step, b->step);
         cr_assert_eq(memcmp(&a->sp, &b->sp, sizeof a->sp), 0);
         cr_assert_eq(a->n_allowed, b->n_allowed);
-        cr_assert_eq(memcmp(a->allowed, b->allowed, (size_t)a->n_allowed * 4), 0);
         cr_assert_eq(a->min_tokens, b->min_tokens);
         cr_assert_eq(a->n_banned, b->n_banned);
-        cr_assert_eq(memcmp(a->banned, b->banned, (size_t)a->n_banned * 4), 0);
         cr_assert_eq(a->n_bias, b->n_bias);
-        cr_assert_eq(memcmp(a->bias_ids, b->bias_ids, (size_t)a->n_bias * 4), 0);
-        cr_assert_eq(memcmp(a->bias_values, b->bias_values, (size_t)a->n_bias * 4), 0);
+        if (a->n_allowed) /* empty lists decode to NULL */
+            cr_assert_eq(memcmp(a->allowed, b->allowed, (size_t)a->n_allowed * 4), 0);
+        if (a->n_banned)
+            cr_assert_eq(memcmp(a->banned, b->banned, (size_t)a->n_banned * 4), 0);
+        if (a->n_bias) {
+            cr_assert_eq(memcmp(a->bias_ids, b->bias_ids, (size_t)a->n_bias * 4), 0);
+            cr_assert_eq(memcmp(a->bias_values, b->bias_values, (size_t)a->n_bias * 4), 0);
+        }
         cr_assert_eq(a->prompt_lps, b->prompt_lps);
         cr_assert_eq(a->prompt_top, b->prompt_top);
         cr_assert_eq(a->next_token, b->next_token);

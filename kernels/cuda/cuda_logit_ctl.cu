@@ -81,18 +81,23 @@ extern "C" dsa_err dsa_cuda_logit_ctl(dsa_backend *be_, const dsa_logit_ctl_para
     for (int64_t r = 0; r < p->n_rows; r++) {
         const dsa_logit_ctl *c = &p->rows[r];
         int32_t *h = hdr + r * LC_HDR;
+        /* empty lists may be NULL: no memcpy from them */
         h[0] = off;
         h[1] = c->n_allowed;
-        memcpy(ids + off, c->allowed, (size_t)c->n_allowed * 4);
+        if (c->n_allowed)
+            memcpy(ids + off, c->allowed, (size_t)c->n_allowed * 4);
         off += c->n_allowed;
         h[2] = off;
         h[3] = c->n_banned;
-        memcpy(ids + off, c->banned, (size_t)c->n_banned * 4);
+        if (c->n_banned)
+            memcpy(ids + off, c->banned, (size_t)c->n_banned * 4);
         off += c->n_banned;
         h[4] = off;
         h[5] = c->n_bias;
-        memcpy(ids + off, c->bias_ids, (size_t)c->n_bias * 4);
-        memcpy(vals + off, c->bias_values, (size_t)c->n_bias * 4);
+        if (c->n_bias) {
+            memcpy(ids + off, c->bias_ids, (size_t)c->n_bias * 4);
+            memcpy(vals + off, c->bias_values, (size_t)c->n_bias * 4);
+        }
         off += c->n_bias;
     }
     char *d = (char *)dev;
