@@ -165,6 +165,9 @@ static dsa_err parse_prompt_logprobs(const cJSON *root, dsa_api_request *r, dsa_
                                 "which is greater than max allowed: %d",
                                 v->valuedouble == -1 ? "the whole vocabulary" : "more",
                                 PROMPT_LOGPROBS_MAX);
+        if (r->kind == DSA_API_GENERATE)
+            return dsa_api_fail(e, 400, "prompt_logprobs", "'prompt_logprobs' is not "
+                                "supported on /generate");
         if (r->stream && v->valuedouble > 0)
             return dsa_api_fail(e, 400, "prompt_logprobs", "`prompt_logprobs` are not "
                                 "available when `stream=True`.");

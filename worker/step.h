@@ -1,7 +1,9 @@
 /* step.h - the worker side of a step: owns the backend, the weights and the
  * model (KV cache) and executes StepPlans (proto/step.h): one
- * dsa_model_forward over every sequence's new tokens, then per sampling
- * sequence the penalties, logprobs and the backend's sampler.
+ * dsa_model_forward over every sequence's new tokens (and, for sequences
+ * asking prompt logprobs, logits at their prompt positions), then per
+ * sampling sequence the logprobs of the raw logits, the penalties, the
+ * logit controls (backend logit_ctl) and the backend's sampler.
  *
  * Per-sequence state (token counts for presence/frequency/repetition
  * penalties) is created when a sequence id first appears and dropped when
