@@ -820,14 +820,17 @@ void dsa_api_response(dsa_jbuf *b, const dsa_api_resp_meta *m, const dsa_api_cho
         dsa_jbuf_puts(b, ",\"finish_reason\":");
         dsa_jbuf_str(b, c[i].finish_reason, strlen(c[i].finish_reason));
         put_stop_reason(b, c[i].has_stop_token, c[i].stop_token, c[i].stop_str);
-        if (!chat && c[i].prompt_logprobs)
-            dsa_jbuf_printf(b, ",\"prompt_logprobs\":%s", c[i].prompt_logprobs);
+        /* vLLM writes the field on every choice, null when not asked */
+        if (!chat)
+            dsa_jbuf_printf(b, ",\"prompt_logprobs\":%s",
+                            c[i].prompt_logprobs ? c[i].prompt_logprobs : "null");
         dsa_jbuf_puts(b, "}");
     }
     dsa_jbuf_puts(b, "],\"usage\":");
     put_usage(b, u);
-    if (chat && n_choices > 0 && c[0].prompt_logprobs)
-        dsa_jbuf_printf(b, ",\"prompt_logprobs\":%s", c[0].prompt_logprobs);
+    if (chat)
+        dsa_jbuf_printf(b, ",\"prompt_logprobs\":%s",
+                        n_choices > 0 && c[0].prompt_logprobs ? c[0].prompt_logprobs : "null");
     dsa_jbuf_puts(b, "}");
 }
 

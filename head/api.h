@@ -233,8 +233,9 @@ typedef struct dsa_api_choice {
     int has_stop_token;
     int32_t stop_token;
     const char *stop_str;
-    /* prompt_logprobs (NULL: not asked): the rendered JSON array; chat
-     * writes the first choice's at the top level, as vLLM does. */
+    /* prompt_logprobs (NULL: not asked, written as null): the rendered
+     * JSON array; chat writes the first choice's at the top level, as vLLM
+     * does. */
     const char *prompt_logprobs;
 } dsa_api_choice;
 

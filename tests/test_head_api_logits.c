@@ -172,7 +172,7 @@ Test(api_logits, prompt_logprobs_and_stop_reason_json)
     cr_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(ch, 1), "stop_reason")->valuestring,
                      "END");
     cr_assert(cJSON_IsNull(cJSON_GetObjectItem(cJSON_GetArrayItem(ch, 2), "stop_reason")));
-    cr_assert_null(cJSON_GetObjectItem(cJSON_GetArrayItem(ch, 1), "prompt_logprobs"));
+    cr_assert(cJSON_IsNull(cJSON_GetObjectItem(cJSON_GetArrayItem(ch, 1), "prompt_logprobs")));
     cJSON_Delete(j);
 
     /* chat: prompt_logprobs at the top level */
