@@ -210,6 +210,10 @@ typedef struct dsa_logit_ctl {
     int32_t n_allowed, n_banned, n_bias;
 } dsa_logit_ctl;
 
+/* The controls of one host F32 row in place (the reference every backend's
+ * logit_ctl matches; the worker also uses it on host rows). */
+void dsa_logit_ctl_row(float *logits, int64_t vocab, const dsa_logit_ctl *c);
+
 typedef struct dsa_logit_ctl_params {
     float *logits;              /* [n_rows, vocab] F32 backend memory, in place */
     const dsa_logit_ctl *rows;  /* [n_rows] host; a row with no ids is unchanged */

@@ -58,7 +58,7 @@ typedef struct dsa_step_seq {
     /* Logit controls, applied in vLLM's order to the sampled row only:
      * allowed_token_ids (every other id -> -inf), the min_tokens bans
      * (banned ids -> -inf while step < min_tokens: EOS and stop_token_ids),
-     * then logit_bias (added).  Reported logprobs are of the raw logits, as
+     * then logit_bias (added); the penalties come after them.  Reported logprobs are of the raw logits, as
      * vLLM's default logprobs mode.  The head sends ids inside the vocabulary,
      * allowed and bias ids sorted and unique. */
     int32_t n_allowed;

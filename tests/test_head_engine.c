@@ -293,6 +293,48 @@ Test(worker_step, logit_controls)
     dsa_worker_step_destroy(ws);
 }
 
+/* A row with a repetition penalty and a bias takes the bias first, as
+ * vLLM: logit' = (logit + bias) / penalty for a positive sum. */
+Test(worker_step, bias_before_repetition_penalty)
+{
+    dsa_worker_step *ws = make_worker();
+    dsa_worker_info info;
+    dsa_worker_step_info(ws, &info);
+    int64_t V = info.vocab_size;
+    int32_t prompt[] = {1, 17, 4, 99}, blocks[8];
+    for (int i = 0; i < 8; i++)
+        blocks[i] = i;
+    float raw17 = 0, got17 = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        int32_t id = 17;
+        float bias = 50.0f;
+        dsa_step_seq s = {.seq_id = 50 + (uint64_t)pass, .n_prompt = 4, .n_tokens = 4,
+                          .tokens = prompt, .n_blocks = 8, .blocks = blocks, .sample = 1,
+                          .sp = {.temperature = 0, .n_logprobs = -1,
+                                 .repetition_penalty = pass ? 2.0f : 1.0f}};
+        if (pass) {
+            s.n_bias = 1;
+            s.bias_ids = &id;
+            s.bias_values = &bias;
+        }
+        dsa_step_plan p = {.step_id = 60 + (uint64_t)pass, .n_seqs = 1, .seqs = &s};
+        dsa_step_result r;
+        cr_assert_eq(dsa_worker_step_run(ws, &p, &r), DSA_OK);
+        cr_assert_eq(r.status, DSA_OK, "%s", r.message);
+        if (pass)
+            cr_assert_eq(r.seqs[0].token, 17);
+        dsa_step_result_free(&r);
+        int64_t rows;
+        const float *lg = dsa_worker_step_logits(ws, &rows);
+        cr_assert_eq(rows, 1);
+        cr_assert(V > 17);
+        *(pass ? &got17 : &raw17) = lg[17];
+    }
+    cr_assert(fabsf(got17 - (raw17 + 50.0f) / 2.0f) < 1e-4f, "%g vs (%g + 50) / 2", got17,
+              raw17);
+    dsa_worker_step_destroy(ws);
+}
+
 /* ---- the engine ---------------------------------------------------------- */
 
 typedef struct ev_sink {

@@ -2,7 +2,9 @@
  * step.h).  Penalties and logprobs are computed on the host from the
  * forward pass's F32 logits; the logit controls (allowed ids, min_tokens
  * bans, bias) and the choice of token run on the backend (logit_ctl, then
- * sample) so a sequence samples the same way as dsa-generate.  Logprobs,
+ * sample) so a sequence samples the same way as dsa-generate, except that
+ * a row with penalties takes its controls on the host first (vLLM's order:
+ * controls, then penalties).  Logprobs,
  * prompt logprobs included, are of the raw logits (vLLM's default
  * logprobs mode): penalties and controls act on a copy.
  *
@@ -559,9 +561,18 @@ dsa_err dsa_worker_step_run(dsa_worker_step *ws, const dsa_step_plan *plan,
         if (!s->sample)
             continue;
         float *lg = ws->work + l * V;
-        if (has_penalty(&s->sp))
+        int ctl = ctl_of(s, &ws->ctl[l]);
+        if (has_penalty(&s->sp)) {
+            /* vLLM applies the controls before the penalties (a repetition
+             * penalty scales a biased logit): such rows take both here */
+            if (ctl) {
+                dsa_logit_ctl_row(lg, V, &ws->ctl[l]);
+                ws->ctl[l] = (dsa_logit_ctl){0};
+                ctl = 0;
+            }
             apply_penalties(state_get(ws, s->seq_id), &s->sp, lg);
-        n_ctl += ctl_of(s, &ws->ctl[l]);
+        }
+        n_ctl += ctl;
         ws->rows[l] = (dsa_sample_row){.temperature = s->sp.temperature, .top_p = s->sp.top_p,
                                        .min_p = s->sp.min_p, .top_k = s->sp.top_k,
                                        .seed = s->sp.seed, .step = s->step};

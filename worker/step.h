@@ -68,7 +68,9 @@ dsa_err dsa_worker_step_run(dsa_worker_step *ws, const dsa_step_plan *plan,
                             dsa_step_result *res);
 
 /* The F32 logits [*n_rows, vocab_size] of the last run's sampling rows
- * (penalties applied), or NULL on a rank that does not sample.  Valid until
+ * (penalties applied, after the logit controls on rows with penalties; the
+ * other rows' controls run on the backend's copy), or NULL on a rank that
+ * does not sample.  Valid until
  * the next run.  For multi-rank parity tests and debugging. */
 const float *dsa_worker_step_logits(const dsa_worker_step *ws, int64_t *n_rows);
 /* Bytes of weights this rank holds (its shard's share). */

@@ -377,27 +377,12 @@ dsa_err dsa_cpu_sample(dsa_backend *be_, const dsa_sample_params *p)
     return (dsa_err)atomic_load(&j.err);
 }
 
-/* Logit controls (backend.h dsa_logit_ctl), in place, one row at a time:
- * the allowed mask walks the row against the sorted allowed list. */
+/* Logit controls (backend.h dsa_logit_ctl_params): the host reference,
+ * one row at a time. */
 dsa_err dsa_cpu_logit_ctl(dsa_backend *be, const dsa_logit_ctl_params *p)
 {
     (void)be;
-    for (int64_t r = 0; r < p->n_rows; r++) {
-        const dsa_logit_ctl *c = &p->rows[r];
-        float *l = p->logits + r * p->vocab;
-        if (c->n_allowed > 0) {
-            int32_t k = 0;
-            for (int64_t i = 0; i < p->vocab; i++) {
-                if (k < c->n_allowed && c->allowed[k] == i)
-                    k++;
-                else
-                    l[i] = -INFINITY;
-            }
-        }
-        for (int32_t j = 0; j < c->n_banned; j++)
-            l[c->banned[j]] = -INFINITY;
-        for (int32_t j = 0; j < c->n_bias; j++)
-            l[c->bias_ids[j]] += c->bias_values[j];
-    }
+    for (int64_t r = 0; r < p->n_rows; r++)
+        dsa_logit_ctl_row(p->logits + r * p->vocab, p->vocab, &p->rows[r]);
     return DSA_OK;
 }
