@@ -381,13 +381,15 @@ static dsa_engine_event *on_token(dsa_engine *e, dsa_engine_req *r, const dsa_st
             r->plps_sent = 1;
         }
     }
-    /* vLLM checks no stop condition before min_tokens tokens */
+    /* vLLM: EOS and stop ids end a request from min_tokens tokens on (the
+     * sampler bans them before), stop strings only past min_tokens, their
+     * text unsearched until then */
     int can_stop = r->seq.n_generated >= r->min_tokens;
     int eos = can_stop && tok == e->p.eos_token_id && !r->ignore_eos;
     int stop_tok = can_stop && !eos && is_stop_id(r, tok);
     if (!err && !eos && !stop_tok) {
         int n_stop = r->out.n_stop;
-        if (!can_stop)
+        if (r->seq.n_generated <= r->min_tokens)
             r->out.n_stop = 0;
         err = dsa_textout_feed(&r->out, tok, &ev->content, &ev->reasoning);
         r->out.n_stop = n_stop;

@@ -46,7 +46,8 @@ typedef struct dsa_engine_req {
     /* vLLM's stop_token_ids (borrowed, [n_stop_ids]): sampling one ends the
      * choice with "stop" and stop_reason the id; its text is not output.
      * Until min_tokens tokens are generated nothing stops it: EOS and the
-     * stop ids are banned at the sampler, stop strings are not matched. */
+     * stop ids are banned at the sampler, and stop strings are looked for
+     * only in the text of the tokens after the first min_tokens. */
     const int32_t *stop_ids;
     int n_stop_ids;
     int32_t min_tokens;

@@ -158,6 +158,13 @@ class Logits(unittest.TestCase):
                                                                 "ignore_eos": True})
         self.assertGreaterEqual(r.usage.completion_tokens, 4)
         self.assertTrue(r.choices[0].text.startswith(first))
+        # min_tokens 1: the first token's text is not searched either (vLLM
+        # looks for stop strings once more than min_tokens tokens exist)
+        r = self.c.completions.create(model="tiny", prompt=PROMPT, max_tokens=6, temperature=0,
+                                      stop=[first], extra_body={"min_tokens": 1,
+                                                                "ignore_eos": True})
+        self.assertGreaterEqual(r.usage.completion_tokens, 2)
+        self.assertTrue(r.choices[0].text.startswith(first))
 
     def test_min_tokens_keeps_generating_past_eos(self):
         # EOS forced by +100 bias: without min_tokens one token, with it at
