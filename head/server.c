@@ -562,13 +562,15 @@ static void gen_finish_response(gen *g)
         dsa_http_stream_end(g->conn);
     } else {
         dsa_api_choice *cs = calloc((size_t)g->n_choices, sizeof *cs);
-        dsa_jbuf store = {0};
+        /* one text store per choice: a store that grows moves, and earlier
+         * choices' entries point into theirs (the issue 13 use-after-free) */
+        dsa_jbuf *store = calloc((size_t)g->n_choices, sizeof *store);
         dsa_api_logprob **lp = calloc((size_t)g->n_choices, sizeof *lp);
         dsa_jbuf *content = calloc((size_t)g->n_choices, sizeof *content);
         dsa_jbuf *plj = calloc((size_t)g->n_choices, sizeof *plj);
         dsa_engine_lp **elps = calloc((size_t)g->n_choices, sizeof *elps);
         int *n_elps = calloc((size_t)g->n_choices, sizeof *n_elps);
-        int oom = !cs || !lp || !content || !plj || !elps || !n_elps;
+        int oom = !cs || !store || !lp || !content || !plj || !elps || !n_elps;
         for (int i = 0; !oom && i < g->n_choices; i++) {
             choice *c = &g->ch[i];
             oom = dsa_tools_out_parse_all(&c->tools, c->text.data, c->text.len, &content[i]) !=
@@ -608,7 +610,7 @@ static void gen_finish_response(gen *g)
                 if (g->api.logprobs) {
                     const dsa_engine_lp *src = elps[i] ? elps[i] : c->lps;
                     int n_src = elps[i] ? n_elps[i] : c->n_lps;
-                    lp[i] = format_lps(h, src, n_src, &store);
+                    lp[i] = format_lps(h, src, n_src, &store[i]);
                     cs[i].logprobs = lp[i];
                     cs[i].n_logprobs = lp[i] ? n_src : 0;
                     if (lp[i] && elps[i])
@@ -632,7 +634,9 @@ static void gen_finish_response(gen *g)
         free(content);
         free(lp);
         free(cs);
-        dsa_jbuf_deinit(&store);
+        for (int i = 0; store && i < g->n_choices; i++)
+            dsa_jbuf_deinit(&store[i]);
+        free(store);
     }
     dsa_jbuf_deinit(&b);
     if (!h->o->disable_log_requests)

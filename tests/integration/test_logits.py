@@ -219,6 +219,21 @@ class Logits(unittest.TestCase):
         self.assertEqual(e2.choices[0].text, PROMPT + g.choices[0].text)
         self.assertEqual(len(e2.choices[0].logprobs.tokens), len(ids) + 3)
         self.assertTrue(all(math.isfinite(x) for x in lp.token_logprobs[1:]))
+        # several prompts and n = 2 in one request: each choice has its own
+        # prompt's entries (under ASan this also checks the choices' token
+        # texts stay valid while later choices are formatted)
+        prompts = [PROMPT, "Hello there", "1 2 3"]
+        m = self.c.completions.create(model="tiny", prompt=prompts, max_tokens=0, echo=True,
+                                      logprobs=2, n=2, temperature=0)
+        self.assertEqual(len(m.choices), 6)
+        for ch in m.choices:
+            p = prompts[ch.index // 2]
+            self.assertEqual(ch.text, p)
+            one = self.c.completions.create(model="tiny", prompt=p, max_tokens=0, echo=True,
+                                            logprobs=2, temperature=0).choices[0].logprobs
+            self.assertEqual(ch.logprobs.tokens, one.tokens)
+            for x, y in zip(ch.logprobs.token_logprobs[1:], one.token_logprobs[1:]):
+                self.assertAlmostEqual(x, y, places=5)
         # streamed echo: the prompt comes with the first delta, the same
         # text and logprobs as the non-streamed response
         for max_tokens in (0, 3):
