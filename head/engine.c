@@ -93,6 +93,8 @@ void dsa_engine_req_release(dsa_engine_req *r)
     if (!r || atomic_fetch_sub(&r->refs, 1) != 1)
         return;
     free(r->prompt);
+    free(r->banned);
+    free(r->plps);
     free(r);
 }
 
@@ -152,6 +154,7 @@ void dsa_engine_event_free(dsa_engine_event *ev)
     dsa_jbuf_deinit(&ev->content);
     dsa_jbuf_deinit(&ev->reasoning);
     free(ev->lps);
+    free(ev->plps);
     free(ev);
 }
 
@@ -265,6 +268,58 @@ static dsa_engine_event *fail_event(dsa_engine_req *r, int status, const char *m
         }                              \
     } while (0)
 
+/* The min_tokens bans: EOS (unless ignore_eos) and the stop ids inside
+ * the vocabulary, while fewer than min_tokens tokens are generated. */
+static dsa_err ctl_setup(dsa_engine *e, dsa_engine_req *r)
+{
+    int64_t V = e->p.transport->info.vocab_size;
+    r->ctl.min_tokens = r->min_tokens;
+    r->ctl.n_banned = 0;
+    if (r->min_tokens <= 0)
+        return DSA_OK;
+    free(r->banned);
+    if (!(r->banned = malloc((size_t)(r->n_stop_ids + 1) * sizeof *r->banned)))
+        return dsa_fail(DSA_NOMEM, "min_tokens bans");
+    int32_t n = 0;
+    if (!r->ignore_eos && e->p.eos_token_id >= 0 && e->p.eos_token_id < V)
+        r->banned[n++] = e->p.eos_token_id;
+    for (int i = 0; i < r->n_stop_ids; i++)
+        if (r->stop_ids[i] >= 0 && r->stop_ids[i] < V)
+            r->banned[n++] = r->stop_ids[i];
+    r->ctl.banned = r->banned;
+    r->ctl.n_banned = n;
+    return DSA_OK;
+}
+
+/* Keeps the step's prompt logprob entries not seen yet (a recomputed
+ * prompt after preemption reports them again). */
+static void plps_take(dsa_engine_req *r, const dsa_step_out *o)
+{
+    if (r->plps_sent)
+        return;
+    for (int32_t k = 0; k < o->n_prompt_lps; k++) {
+        if (o->prompt_lps[k].pos != r->n_plps + 1)
+            continue;
+        if (r->n_plps == r->cap_plps) {
+            int32_t cap = r->cap_plps ? r->cap_plps * 2 : 64;
+            dsa_prompt_lp *n = realloc(r->plps, (size_t)cap * sizeof *n);
+            if (!n)
+                return; /* the response then lacks them: on_token fails it */
+            r->plps = n;
+            r->cap_plps = cap;
+        }
+        r->plps[r->n_plps++] = o->prompt_lps[k];
+    }
+}
+
+static int is_stop_id(const dsa_engine_req *r, int32_t tok)
+{
+    for (int i = 0; i < r->n_stop_ids; i++)
+        if (r->stop_ids[i] == tok)
+            return 1;
+    return 0;
+}
+
 /* Moves submitted requests into the scheduler and applies aborts.  Called
  * with e->mu held; the lists are detached first. */
 static void take_inputs(dsa_engine *e, dsa_engine_req *news, abort_node *aborts)
@@ -285,8 +340,10 @@ static void take_inputs(dsa_engine *e, dsa_engine_req *news, abort_node *aborts)
             req_retire(e, r, DSA_FINISH_ERROR);
             continue;
         }
-        dsa_err err = dsa_sched_seq_init(&r->seq, ++e->next_seq_id, r->prompt, r->n_prompt,
-                                         r->max_new, &r->sp);
+        dsa_err err = ctl_setup(e, r);
+        if (!err)
+            err = dsa_sched_seq_init(&r->seq, ++e->next_seq_id, r->prompt, r->n_prompt,
+                                     r->max_new, &r->sp);
         if (!err && (err = dsa_sched_add(&e->sched, &r->seq)))
             dsa_sched_seq_deinit(&r->seq);
         if (err) {
@@ -297,6 +354,7 @@ static void take_inputs(dsa_engine *e, dsa_engine_req *news, abort_node *aborts)
             continue;
         }
         r->seq.user = r;
+        r->seq.ctl = &r->ctl;
         r->in_sched = 1;
         dsa_textout_init(&r->out, e->p.tok, r->skip_special, r->stop, r->n_stop,
                          r->reasoning_flags);
@@ -352,13 +410,45 @@ static dsa_engine_event *on_token(dsa_engine *e, dsa_engine_req *r, const dsa_st
         ev->n_lps = 1;
     }
     dsa_err err = DSA_OK;
-    int eos = tok == e->p.eos_token_id && !r->ignore_eos;
-    if (!eos)
+    if (r->ctl.prompt_lps && r->seq.n_generated == 1) {
+        if (r->n_plps != r->n_prompt - 1) {
+            err = dsa_fail(DSA_NOMEM, "prompt logprobs: %d of %d positions", r->n_plps,
+                           r->n_prompt - 1);
+        } else {
+            ev->plps = r->plps;
+            ev->n_plps = r->n_plps;
+            r->plps = NULL;
+            r->n_plps = r->cap_plps = 0;
+            r->plps_sent = 1;
+        }
+    }
+    /* vLLM: EOS and stop ids end a request from min_tokens tokens on (the
+     * sampler bans them before), stop strings only past min_tokens, their
+     * text unsearched until then */
+    int can_stop = r->seq.n_generated >= r->min_tokens;
+    int eos = can_stop && tok == e->p.eos_token_id && !r->ignore_eos;
+    int stop_tok = can_stop && !eos && is_stop_id(r, tok);
+    /* the stop token's text is output only with include_stop_str_in_output
+     * (vLLM's detokenizer drops it otherwise; EOS is a special token that
+     * skip_special_tokens drops anyway) */
+    if (!err && (r->include_stop || (!eos && !stop_tok))) {
+        int n_stop = r->out.n_stop;
+        if (r->seq.n_generated <= r->min_tokens)
+            r->out.n_stop = 0;
         err = dsa_textout_feed(&r->out, tok, &ev->content, &ev->reasoning);
-    if (!err && r->out.stopped)
+        r->out.n_stop = n_stop;
+    }
+    if (!err && r->out.stopped) {
         ev->finish = "stop";
-    else if (!err && eos)
+        if (r->out.stop_index >= 0 && r->out.stop_index < r->n_stop)
+            ev->stop_str = r->stop[r->out.stop_index];
+    } else if (!err && stop_tok) {
         ev->finish = "stop";
+        ev->has_stop_token = 1;
+        ev->stop_token = tok;
+    } else if (!err && eos) {
+        ev->finish = "stop";
+    }
     else if (!err && (r->seq.n_generated >= r->max_new || r->seq.n_tokens >= r->seq.n_max))
         ev->finish = "length";
     if (!err && ev->finish)
@@ -504,6 +594,8 @@ static void finish_step(dsa_engine *e, dsa_sched_batch *b, int n, dsa_err err,
                 req_retire(e, r, DSA_FINISH_ABORT);
             continue;
         }
+        if (i < res->n_seqs && r->ctl.prompt_lps)
+            plps_take(r, &res->seqs[i]);
         if (i >= res->n_seqs || res->seqs[i].token < 0)
             continue;
         int done = 0;

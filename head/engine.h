@@ -44,12 +44,28 @@ typedef struct dsa_engine_req {
     char *const *stop;          /* borrowed from user, [n_stop] */
     int n_stop;
     int include_stop;           /* include_stop_str_in_output */
+    /* vLLM's stop_token_ids (borrowed, [n_stop_ids]): sampling one ends the
+     * choice with "stop" and stop_reason the id; its text is not output.
+     * Until min_tokens tokens are generated nothing stops it: EOS and the
+     * stop ids are banned at the sampler, and stop strings are looked for
+     * only in the text of the tokens after the first min_tokens. */
+    const int32_t *stop_ids;
+    int n_stop_ids;
+    int32_t min_tokens;
+    /* Logit controls and prompt logprobs for the plans (proto/step.h
+     * fields n_allowed .. prompt_top; ids borrowed from user).  The engine
+     * fills banned (EOS unless ignore_eos, and the stop ids) itself. */
+    dsa_step_seq ctl;
     double t_arrival;           /* dsa_time_now() when the HTTP request came */
     void *user;                 /* loop side only: its owner, NULL once abandoned */
     int index;                  /* choice index */
     /* engine thread */
     dsa_sched_seq seq;
     dsa_textout out;
+    int32_t *banned;            /* ctl.banned, owned */
+    dsa_prompt_lp *plps;        /* prompt logprobs gathered so far, positions 1.. */
+    int32_t n_plps, cap_plps;
+    int plps_sent;              /* handed to the first token's event */
     double t_scheduled, t_first, t_last;
     int in_sched;
     /* shared */
@@ -75,6 +91,16 @@ typedef struct dsa_engine_event {
     dsa_engine_lp *lps;         /* [n_lps] when logprobs are wanted */
     int n_lps;
     const char *finish;         /* NULL, "stop", "length", "abort" */
+    /* vLLM's stop_reason with finish "stop": a stop token id
+     * (has_stop_token) or a stop string (borrowed from req->stop); neither
+     * for EOS */
+    int has_stop_token;
+    int32_t stop_token;
+    const char *stop_str;
+    /* with ctl.prompt_lps, on the first token's event: the prompt
+     * logprobs of positions 1..n_plps (owned by the event) */
+    dsa_prompt_lp *plps;
+    int n_plps;
     int status;                 /* != 0: failed with HTTP status (message below) */
     char message[256];
     int64_t n_prompt, n_generated;

@@ -31,6 +31,7 @@ static void gen_free(gen *g)
         dsa_jbuf_deinit(&c->reasoning);
         dsa_tools_out_deinit(&c->tools);
         free(c->lps);
+        free(c->plps);
     }
     free(g->ch);
     for (int i = 0; i < g->n_prompts && g->ids; i++)
@@ -131,9 +132,28 @@ static void send_role_chunks(gen *g)
     for (int i = 0; i < g->n_choices; i++) {
         dsa_api_delta d = {.index = i, .role = "assistant"};
         dsa_api_sse_chunk(&b, &g->meta, &d, g->api.include_usage);
+        dsa_jbuf echo = {0};
+        if (dsa_api_chat_echo(&g->api, &echo) == DSA_OK && echo.len) {
+            dsa_api_delta de = {.index = i, .content = echo.data, .n_content = echo.len};
+            dsa_api_sse_chunk(&b, &g->meta, &de, g->api.include_usage);
+        }
+        dsa_jbuf_deinit(&echo);
     }
     dsa_http_stream_write(g->conn, b.data, b.len);
     dsa_jbuf_deinit(&b);
+}
+
+/* The sampler-side parameters (head/api_logits.c) of one choice. */
+static void gen_logit_params(dsa_engine_req *er, const dsa_api_request *a)
+{
+    er->stop_ids = a->stop_token_ids;
+    er->n_stop_ids = a->n_stop_token_ids;
+    er->min_tokens = (int32_t)a->min_tokens;
+    er->ctl = (dsa_step_seq){.n_allowed = a->n_allowed, .allowed = a->allowed_ids,
+                             .n_bias = a->n_bias, .bias_ids = a->bias_ids,
+                             .bias_values = a->bias_values,
+                             .prompt_lps = a->prompt_logprobs >= 0,
+                             .prompt_top = a->prompt_logprobs > 0 ? a->prompt_logprobs : 0};
 }
 
 static void gen_start(gen *g)
@@ -142,6 +162,11 @@ static void gen_start(gen *g)
     dsa_api_request *a = &g->api;
     dsa_http_conn *conn = g->conn;
     if (g->failed) {
+        respond_error(conn, &g->err, NULL);
+        gen_free(g);
+        return;
+    }
+    if (dsa_api_check_vocab(a, h->vocab, &g->err)) {
         respond_error(conn, &g->err, NULL);
         gen_free(g);
         return;
@@ -169,7 +194,9 @@ static void gen_start(gen *g)
                 gen_free(g);
                 return;
             }
-        int64_t max_new = a->max_tokens > 0 ? a->max_tokens : h->max_model_len - n;
+        /* echo with max_tokens 0 evaluates the prompt with one token */
+        int64_t max_new = a->max_tokens == 0 ? 1
+                          : a->max_tokens > 0 ? a->max_tokens : h->max_model_len - n;
         if (n + max_new > h->max_model_len || max_new < 1) {
             char msg[256];
             snprintf(msg, sizeof msg, "This model's maximum context length is %" PRId64
@@ -216,6 +243,7 @@ static void gen_start(gen *g)
         }
         er->max_new = (int32_t)dsa_params_max_new(a, &h->genconfig, h->max_model_len,
                                                   g->n_ids[p]);
+        gen_logit_params(er, a);
         dsa_params_sampling(a, &h->genconfig, base_seed + (uint64_t)i, &er->sp);
         er->ignore_eos = a->ignore_eos;
         er->skip_special = a->skip_special_tokens;
@@ -322,6 +350,96 @@ static dsa_api_logprob *format_lps(head *h, const dsa_engine_lp *lps, int n, int
     return out;
 }
 
+/* vLLM's prompt_logprobs array of one choice into out (texts decoded into
+ * a store of its own, resolved once it stops growing). */
+static void plps_json(head *h, const choice *c, int as_ids, dsa_jbuf *out)
+{
+    dsa_jbuf store = {0};
+    int n = c->n_plps;
+    dsa_api_prompt_lp *pl = calloc((size_t)(n > 0 ? n : 1), sizeof *pl);
+    size_t (*offs)[21] = calloc((size_t)(n > 0 ? n : 1), sizeof *offs);
+    if (!pl || !offs) {
+        out->oom = 1;
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        const dsa_prompt_lp *e = &c->plps[i];
+        pl[i] = (dsa_api_prompt_lp){.token = e->token, .logprob = e->logprob, .rank = e->rank,
+                                    .n_top = e->n_top};
+        token_text(h, e->token, as_ids, &store, &offs[i][0], &pl[i].n_text);
+        for (int j = 0; j < e->n_top; j++) {
+            pl[i].top_ids[j] = e->top_ids[j];
+            pl[i].top_logprob[j] = e->top_logprobs[j];
+            token_text(h, e->top_ids[j], as_ids, &store, &offs[i][j + 1],
+                       &pl[i].top_n_text[j]);
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        pl[i].text = store.data + offs[i][0];
+        for (int j = 0; j < pl[i].n_top; j++)
+            pl[i].top_text[j] = store.data + offs[i][j + 1];
+    }
+    dsa_api_prompt_logprobs_json(out, pl, n);
+done:
+    free(pl);
+    free(offs);
+    dsa_jbuf_deinit(&store);
+}
+
+/* echo on /v1/completions: the prompt's text before the generated text,
+ * and with logprobs the prompt tokens' entries (plps, positions 1..) before
+ * the generated ones (the first prompt token's null, the prompt token
+ * leading its top list, as vLLM); max_tokens 0 keeps the prompt only.
+ * *lps is malloc'd, [*n_lps]. */
+static void echo_build(gen *g, int p, const dsa_prompt_lp *plps, int n_plps, const char *gtext,
+                       size_t n_gtext, const dsa_engine_lp *glps, int n_glps, dsa_jbuf *text,
+                       dsa_engine_lp **lps, int *n_lps)
+{
+    head *h = g->h;
+    const dsa_api_request *a = &g->api;
+    int gen_too = a->max_tokens != 0;
+    const dsa_api_prompt *pr = &a->prompts[p];
+    if (pr->text) {
+        dsa_jbuf_put(text, pr->text, pr->n_text);
+    } else {
+        char *t = NULL;
+        size_t n = 0;
+        if (h->tok && dsa_tok_decode(h->tok, pr->ids, (size_t)pr->n_ids, 0, &t, &n) == DSA_OK)
+            dsa_jbuf_put(text, t, n);
+        free(t);
+    }
+    if (gen_too)
+        dsa_jbuf_put(text, gtext ? gtext : "", n_gtext);
+    *lps = NULL;
+    *n_lps = 0;
+    if (!a->logprobs)
+        return;
+    int np = g->n_ids[p], ng = gen_too ? n_glps : 0;
+    dsa_engine_lp *l = calloc((size_t)(np + ng), sizeof *l);
+    if (!l)
+        return;
+    l[0].id = g->ids[p][0];
+    for (int k = 1; k < np && k - 1 < n_plps; k++) {
+        const dsa_prompt_lp *e = &plps[k - 1];
+        dsa_engine_lp *d = &l[k];
+        d->id = e->token;
+        d->logprob = e->logprob;
+        d->top_ids[d->n_top] = e->token;
+        d->top_logprobs[d->n_top++] = e->logprob;
+        for (int j = 0; j < e->n_top && d->n_top < DSA_TOP_LOGPROBS_MAX; j++)
+            if (e->top_ids[j] != e->token) {
+                d->top_ids[d->n_top] = e->top_ids[j];
+                d->top_logprobs[d->n_top++] = e->top_logprobs[j];
+            }
+        if (a->top_logprobs == 0)
+            d->n_top = 0;
+    }
+    if (ng)
+        memcpy(l + np, glps, (size_t)ng * sizeof *l);
+    *lps = l;
+    *n_lps = np + ng;
+}
+
 static void gen_finish_response(gen *g)
 {
     head *h = g->h;
@@ -342,11 +460,31 @@ static void gen_finish_response(gen *g)
         dsa_jbuf *store = calloc((size_t)g->n_choices, sizeof *store);
         dsa_api_logprob **lp = calloc((size_t)g->n_choices, sizeof *lp);
         dsa_jbuf *content = calloc((size_t)g->n_choices, sizeof *content);
-        int oom = !cs || !store || !lp || !content;
+        dsa_jbuf *plj = calloc((size_t)g->n_choices, sizeof *plj);
+        dsa_engine_lp **elps = calloc((size_t)g->n_choices, sizeof *elps);
+        int *n_elps = calloc((size_t)g->n_choices, sizeof *n_elps);
+        int oom = !cs || !store || !lp || !content || !plj || !elps || !n_elps;
         for (int i = 0; !oom && i < g->n_choices; i++) {
             choice *c = &g->ch[i];
             oom = dsa_tools_out_parse_all(&c->tools, c->text.data, c->text.len, &content[i]) !=
                   DSA_OK;
+            if (!oom && g->api.echo && g->api.kind == DSA_API_CHAT) {
+                dsa_jbuf full = {0};
+                oom = dsa_api_chat_echo(&g->api, &full) != DSA_OK;
+                dsa_jbuf_put(&full, content[i].data ? content[i].data : "", content[i].len);
+                oom = oom || full.oom;
+                dsa_jbuf_deinit(&content[i]);
+                content[i] = full;
+            } else if (!oom && g->api.echo) {
+                dsa_jbuf_reset(&content[i]);
+                echo_build(g, i / g->api.n, c->plps, c->n_plps, c->text.data, c->text.len,
+                           c->lps, c->n_lps, &content[i], &elps[i], &n_elps[i]);
+                oom = content[i].oom || (g->api.logprobs && !elps[i]);
+            }
+            if (!oom && g->api.prompt_logprobs >= 0) {
+                plps_json(h, c, g->api.return_tokens_as_token_ids, &plj[i]);
+                oom = plj[i].oom;
+            }
         }
         if (oom) {
             respond_fail(g->conn, 500, NULL, "out of memory", NULL);
@@ -360,12 +498,18 @@ static void gen_finish_response(gen *g)
                     .n_reasoning = c->reasoning.len,
                     .finish_reason = dsa_tools_out_finish_reason(&c->tools, c->finish),
                     .has_logprobs = g->api.logprobs,
-                    .tool_calls = c->tools.p.calls, .n_tool_calls = c->tools.n_calls};
+                    .tool_calls = c->tools.p.calls, .n_tool_calls = c->tools.n_calls,
+                    .has_stop_token = c->has_stop_token, .stop_token = c->stop_token,
+                    .stop_str = c->stop_str, .prompt_logprobs = plj[i].data};
                 if (g->api.logprobs) {
-                    lp[i] = format_lps(h, c->lps, c->n_lps, g->api.return_tokens_as_token_ids,
+                    const dsa_engine_lp *src = elps[i] ? elps[i] : c->lps;
+                    int n_src = elps[i] ? n_elps[i] : c->n_lps;
+                    lp[i] = format_lps(h, src, n_src, g->api.return_tokens_as_token_ids,
                                        &store[i]);
                     cs[i].logprobs = lp[i];
-                    cs[i].n_logprobs = lp[i] ? c->n_lps : 0;
+                    cs[i].n_logprobs = lp[i] ? n_src : 0;
+                    if (lp[i] && elps[i])
+                        lp[i][0].none = 1; /* the first prompt token */
                 }
             }
             dsa_api_response(&b, &g->meta, cs, g->n_choices, &u);
@@ -377,6 +521,13 @@ static void gen_finish_response(gen *g)
             dsa_jbuf_deinit(&content[i]);
         for (int i = 0; store && i < g->n_choices; i++)
             dsa_jbuf_deinit(&store[i]);
+        for (int i = 0; plj && i < g->n_choices; i++)
+            dsa_jbuf_deinit(&plj[i]);
+        for (int i = 0; elps && i < g->n_choices; i++)
+            free(elps[i]);
+        free(plj);
+        free(elps);
+        free(n_elps);
         free(content);
         free(lp);
         free(cs);
@@ -473,13 +624,32 @@ void dsa_gen_on_event(head *h, dsa_engine_event *ev)
     }
     c->n_generated = ev->n_generated;
     if (g->api.stream && g->api.kind != DSA_API_GENERATE) {
-        dsa_jbuf b = {0}, store = {0};
-        dsa_api_logprob *lp = ev->n_lps ? format_lps(h, ev->lps, ev->n_lps,
-                                                     g->api.return_tokens_as_token_ids, &store)
-                                        : NULL;
+        dsa_jbuf b = {0}, store = {0}, etext = {0};
+        const dsa_engine_lp *elps = ev->lps;
+        dsa_engine_lp *echo_lps = NULL;
+        int n_elps = ev->n_lps;
+        const char *text = ev->content.data;
+        size_t n_text = ev->content.len;
+        if (g->api.echo && g->api.kind == DSA_API_COMPLETION && !c->echoed) {
+            /* the prompt (and its logprobs) with the first delta, as vLLM */
+            c->echoed = 1;
+            echo_build(g, ev->req->index / g->api.n, ev->plps, ev->n_plps, ev->content.data,
+                       ev->content.len, ev->lps, ev->n_lps, &etext, &echo_lps, &n_elps);
+            elps = echo_lps;
+            text = etext.data;
+            n_text = etext.len;
+        }
+        dsa_api_logprob *lp = n_elps && elps ? format_lps(h, elps, n_elps,
+                                                          g->api.return_tokens_as_token_ids,
+                                                          &store)
+                                             : NULL;
+        if (lp && echo_lps)
+            lp[0].none = 1;
+        free(echo_lps);
         dsa_tools_delta td;
-        if (dsa_tools_out_feed(&c->tools, ev->content.data, ev->content.len,
-                               ev->finish != NULL, &td)) {
+        /* td may point into etext: freed after the chunk is written */
+        if (dsa_tools_out_feed(&c->tools, text, n_text, ev->finish != NULL, &td)) {
+            dsa_jbuf_deinit(&etext);
             dsa_jbuf_deinit(&store);
             free(lp);
             c->finish = "error";
@@ -489,13 +659,15 @@ void dsa_gen_on_event(head *h, dsa_engine_event *ev)
         dsa_tools_sse_event sev = {
             .meta = &g->meta, .index = ev->req->index, .td = &td,
             .reasoning = ev->reasoning.data, .n_reasoning = ev->reasoning.len,
-            .logprobs = lp, .n_logprobs = lp ? ev->n_lps : 0, .text_offset = &c->text_offset,
+            .logprobs = lp, .n_logprobs = lp ? n_elps : 0, .text_offset = &c->text_offset,
             .finish_reason = ev->finish ? dsa_tools_out_finish_reason(&c->tools, ev->finish)
                                         : NULL,
-            .include_usage = g->api.include_usage};
+            .include_usage = g->api.include_usage, .has_stop_token = ev->has_stop_token,
+            .stop_token = ev->stop_token, .stop_str = ev->stop_str};
         dsa_tools_sse(&b, &sev);
         int rc = b.len ? dsa_http_stream_write(g->conn, b.data, b.len) : 0;
         dsa_jbuf_deinit(&b);
+        dsa_jbuf_deinit(&etext);
         dsa_jbuf_deinit(&store);
         free(lp);
         if (rc < 0) {
@@ -503,6 +675,12 @@ void dsa_gen_on_event(head *h, dsa_engine_event *ev)
             return;
         }
     } else {
+        if (ev->n_plps && !c->plps) {
+            c->plps = ev->plps;
+            c->n_plps = ev->n_plps;
+            ev->plps = NULL;
+            ev->n_plps = 0;
+        }
         dsa_jbuf_put(&c->text, ev->content.data ? ev->content.data : "", ev->content.len);
         dsa_jbuf_put(&c->reasoning, ev->reasoning.data ? ev->reasoning.data : "",
                      ev->reasoning.len);
@@ -520,6 +698,9 @@ void dsa_gen_on_event(head *h, dsa_engine_event *ev)
     }
     if (ev->finish) {
         c->finish = ev->finish;
+        c->has_stop_token = ev->has_stop_token;
+        c->stop_token = ev->stop_token;
+        c->stop_str = ev->stop_str;
         if (++g->n_done == g->n_choices)
             gen_finish_response(g);
     }

@@ -73,6 +73,12 @@ typedef struct choice {
     int64_t n_generated;
     size_t text_offset;
     dsa_tools_out tools;        /* chat: DeepSeek tool-call tokens -> tool_calls */
+    dsa_prompt_lp *plps;        /* prompt logprobs (non-streaming), owned */
+    int n_plps;
+    int echoed;                 /* streaming echo: the prompt went out */
+    int has_stop_token;         /* stop_reason (head/api.h dsa_api_choice) */
+    int32_t stop_token;
+    const char *stop_str;
 } choice;
 
 typedef struct gen {

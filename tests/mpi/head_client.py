@@ -3,7 +3,11 @@
 
   head_client.py wait PORTFILE SECONDS     wait until /health is 200
   head_client.py greedy PORT OUT           greedy streamed completions of a
-                                           few prompts, as JSON, to OUT
+                                           few prompts, as JSON, to OUT; their
+                                           prompt logprobs to OUT.plp
+  head_client.py plpcmp A B                prompt logprobs of two runs agree
+                                           (same ids and ranks, logprobs
+                                           within 1e-4)
   head_client.py fault PORT PID SIG        start a long stream, send SIG to
                                            PID after its first token, then
                                            report how the stream ended
@@ -120,8 +124,51 @@ def health_mode(port, pid, busy):
     return 0
 
 
+def prompt_logprobs(port):
+    """prompt_logprobs (top 3) and echo + logprobs + max_tokens 0 of every
+    prompt (one request each, several prompts at once)."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    out = []
+    for body in ({"model": "m", "prompt": PROMPTS, "max_tokens": 1, "temperature": 0,
+                  "prompt_logprobs": 3},
+                 {"model": "m", "prompt": PROMPTS, "max_tokens": 0, "echo": True,
+                  "logprobs": 2, "temperature": 0}):
+        c.request("POST", "/v1/completions", json.dumps(body),
+                  {"Content-Type": "application/json"})
+        r = c.getresponse()
+        data = r.read()
+        if r.status != 200:
+            raise RuntimeError("HTTP %d %s" % (r.status, data[:300]))
+        for ch in json.loads(data)["choices"]:
+            if body.get("echo"):
+                out.append([[None, x] for x in ch["logprobs"]["token_logprobs"]])
+            else:
+                out.append([None if d is None else [[k, v["rank"], v["logprob"]]
+                                                     for k, v in d.items()]
+                            for d in ch["prompt_logprobs"]])
+    c.close()
+    return out
+
+
+def plp_equal(a, b, tol=1e-4):
+    """Same structure, ids and ranks; floats within tol."""
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and \
+            abs(a - b) <= tol
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(plp_equal(x, y, tol) for x, y in zip(a, b))
+    return a == b
+
+
 def main():
     mode = sys.argv[1]
+    if mode == "plpcmp":
+        a, b = (json.load(open(p)) for p in sys.argv[2:4])
+        if not plp_equal(a, b):
+            print("prompt logprobs differ:\n%s\n%s" % (a, b), file=sys.stderr)
+            return 1
+        print("prompt logprobs equal (%d lists)" % len(a))
+        return 0
     if mode == "wait":
         path, limit = sys.argv[2], float(sys.argv[3])
         t0 = time.time()
@@ -159,6 +206,13 @@ def main():
             out.append({"prompt": p, "text": text, "finish": finish})
         with open(sys.argv[3], "w") as f:
             json.dump(out, f, indent=1)
+        try:
+            plp = prompt_logprobs(port)
+        except (OSError, http.client.HTTPException, ValueError, RuntimeError) as e:
+            print("prompt logprobs: %r" % (e,), file=sys.stderr)
+            return 1
+        with open(sys.argv[3] + ".plp", "w") as f:
+            json.dump(plp, f)
         return 0
     if mode == "fault":
         pid, sig = int(sys.argv[3]), getattr(signal, sys.argv[4])

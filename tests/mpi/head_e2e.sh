@@ -3,7 +3,8 @@
 # TP=2 x PP=2 dsa-worker ranks (loopback, shared memory, oversubscribed).
 # Usage:
 #   head_e2e.sh BUILD SRC greedy    streamed greedy completions equal the
-#                                   single-process server's
+#                                   single-process server's, and so do the
+#                                   prompt logprobs (prompt_logprobs, echo)
 #   head_e2e.sh BUILD SRC kill      kill -9 a worker mid-stream: the client
 #                                   gets an SSE error event and [DONE] within
 #                                   10 s, the job exits non-zero, nothing left
@@ -84,6 +85,8 @@ greedy)
         echo "FAIL: distributed completions differ from the single-process server"
         exit 1
     fi
+    $CLIENT plpcmp "$TMP/single.json.plp" "$TMP/dist.json.plp" ||
+        { echo "FAIL: distributed prompt logprobs differ from the single-process server"; exit 1; }
     cat "$TMP/dist.json"
     echo "greedy TP=2 x PP=2 = single process; clean exit"
     ;;
