@@ -39,15 +39,10 @@ static void put_json_string(FILE *f, const char *s)
     }
 }
 
-void dsa_log(dsa_log_level level, const char *fmt, ...)
+static void log_v(dsa_log_level level, const char *request_id, const char *fmt, va_list ap)
 {
-    if (level < log_level)
-        return;
     char msg[2048];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
 
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -58,15 +53,42 @@ void dsa_log(dsa_log_level level, const char *fmt, ...)
 
     flockfile(stderr);
     if (log_json) {
-        fprintf(stderr, "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",\"msg\":\"", when,
+        fprintf(stderr, "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",", when,
                 ts.tv_nsec / 1000000, level_name(level));
+        if (request_id) {
+            fputs("\"request_id\":\"", stderr);
+            put_json_string(stderr, request_id);
+            fputs("\",", stderr);
+        }
+        fputs("\"msg\":\"", stderr);
         put_json_string(stderr, msg);
         fputs("\"}\n", stderr);
     } else {
-        fprintf(stderr, "%s.%03ldZ %-5s %s\n", when, ts.tv_nsec / 1000000,
-                level_name(level), msg);
+        fprintf(stderr, "%s.%03ldZ %-5s %s%s%s%s\n", when, ts.tv_nsec / 1000000,
+                level_name(level), request_id ? "[" : "", request_id ? request_id : "",
+                request_id ? "] " : "", msg);
     }
     funlockfile(stderr);
+}
+
+void dsa_log(dsa_log_level level, const char *fmt, ...)
+{
+    if (level < log_level)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    log_v(level, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void dsa_log_req(dsa_log_level level, const char *request_id, const char *fmt, ...)
+{
+    if (level < log_level)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    log_v(level, request_id, fmt, ap);
+    va_end(ap);
 }
 
 double dsa_time_now(void)

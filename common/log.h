@@ -19,6 +19,11 @@ void dsa_log_setup(dsa_log_level level, int json);
 void dsa_log(dsa_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* As dsa_log, about one request: its id goes into the JSON line as its own
+ * field, "request_id" (in text lines: "[id] " before the message). */
+void dsa_log_req(dsa_log_level level, const char *request_id, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 #define DSA_DEBUG(...) dsa_log(DSA_LOG_DEBUG, __VA_ARGS__)
 #define DSA_INFO(...) dsa_log(DSA_LOG_INFO, __VA_ARGS__)
 #define DSA_WARN(...) dsa_log(DSA_LOG_WARN, __VA_ARGS__)

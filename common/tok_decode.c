@@ -6,7 +6,12 @@
  * tokenizers does) and repairs invalid UTF-8 as Rust's from_utf8_lossy
  * does: each maximal invalid subpart becomes one U+FFFD.  The streaming
  * detokenizer runs the same repair but holds back a trailing sequence that
- * may still complete, so its deltas sum to the one-shot result. */
+ * may still complete, so its deltas sum to the one-shot result.
+ *
+ * An id with no entry in the tokenizer (a model vocabulary larger than the
+ * tokenizer's, as DeepSeek-V3's 129,280 rows against 128,815 entries)
+ * decodes to nothing, as tokenizers' decode does (id_to_token gives None
+ * and the piece is dropped); only a negative id is an error. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,6 +62,11 @@ size_t tok_utf8_lossy(const unsigned char *in, size_t n, int final, char *out, s
     return i;
 }
 
+static int tok_has_entry(const dsa_tok *t, int32_t id)
+{
+    return id >= 0 && (size_t)id < t->n_ids && t->present[id];
+}
+
 dsa_err dsa_tok_decode(const dsa_tok *t, const int32_t *ids, size_t n_ids, int skip_special,
                        char **text, size_t *len)
 {
@@ -66,10 +76,11 @@ dsa_err dsa_tok_decode(const dsa_tok *t, const int32_t *ids, size_t n_ids, int s
     size_t total = 0;
     for (size_t i = 0; i < n_ids; i++) {
         int32_t id = ids[i];
-        if (id < 0 || (size_t)id >= t->n_ids || !t->present[id])
-            return dsa_fail(DSA_RANGE, "tokenizer: decode: id %d at position %zu is not in "
-                            "the vocabulary (size %zu)", id, i, t->n_ids);
-        total += t->decoded[id].len + 1;
+        if (id < 0)
+            return dsa_fail(DSA_RANGE, "tokenizer: decode: id %d at position %zu is negative",
+                            id, i);
+        if (tok_has_entry(t, id))
+            total += t->decoded[id].len + 1;
     }
     unsigned char *raw = malloc(total + 1);
     char *out = malloc(3 * total + 1);
@@ -81,7 +92,7 @@ dsa_err dsa_tok_decode(const dsa_tok *t, const int32_t *ids, size_t n_ids, int s
     size_t n = 0, kept = 0;
     for (size_t i = 0; i < n_ids; i++) {
         int32_t id = ids[i];
-        if (skip_special && t->is_special[id])
+        if (!tok_has_entry(t, id) || (skip_special && t->is_special[id]))
             continue;
         if (t->decoder == TOK_DEC_NONE && kept++)
             raw[n++] = ' ';
@@ -135,9 +146,9 @@ dsa_err dsa_tok_stream_feed(dsa_tok_stream *s, int32_t id, const char **delta, s
     const dsa_tok *t = s->tok;
     *delta = "";
     *n_delta = 0;
-    if (id < 0 || (size_t)id >= t->n_ids || !t->present[id])
-        return dsa_fail(DSA_RANGE, "tokenizer: stream: id %d is not in the vocabulary", id);
-    if (s->skip_special && t->is_special[id])
+    if (id < 0)
+        return dsa_fail(DSA_RANGE, "tokenizer: stream: id %d is negative", id);
+    if (!tok_has_entry(t, id) || (s->skip_special && t->is_special[id]))
         return DSA_OK;
     int join = t->decoder == TOK_DEC_NONE && s->n_fed > 0;
     size_t in_len = s->n_held + (size_t)join + t->decoded[id].len;

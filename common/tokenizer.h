@@ -60,7 +60,8 @@ dsa_err dsa_tok_encode(const dsa_tok *tok, const char *text, size_t len,
 /* Decodes ids to UTF-8 text, NUL-terminated and malloc'd (caller frees).
  * Byte sequences that are not valid UTF-8 become U+FFFD as in Rust's
  * String::from_utf8_lossy.  With skip_special, special added tokens are
- * left out.  DSA_RANGE for an unknown id. */
+ * left out.  An id >= 0 with no entry decodes to nothing (as tokenizers
+ * does: a model vocabulary may be larger); DSA_RANGE for a negative id. */
 dsa_err dsa_tok_decode(const dsa_tok *tok, const int32_t *ids, size_t n_ids,
                        int skip_special, char **text, size_t *len);
 

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "head/json_in.h"
 #include "head/tools.h"
 
 /* ---- buffer ---------------------------------------------------------------- */
@@ -399,7 +400,7 @@ static dsa_err parse_fields(const cJSON *root, dsa_api_request *r, dsa_api_error
     }
     int64_t i64;
     i64 = -1;
-    if ((err = get_int(root, "max_tokens", 1, INT32_MAX, &i64, e)))
+    if ((err = get_int(root, "max_tokens", 0, INT32_MAX, &i64, e)))
         return err;
     r->max_tokens = i64;
     if (r->kind == DSA_API_CHAT) {
@@ -467,8 +468,8 @@ static dsa_err parse_fields(const cJSON *root, dsa_api_request *r, dsa_api_error
         return dsa_api_fail(e, 400, "user", "'user' must be a string");
     if ((err = get_bool(root, "echo", &r->echo, e)))
         return err;
-    if (r->echo)
-        return dsa_api_fail(e, 400, "echo", "'echo' is not supported");
+    if ((err = dsa_api_parse_logits(root, r, e)))
+        return err;
     if (r->n > 1 && r->n_prompts > 1 && r->n * r->n_prompts > DSA_API_MAX_PROMPTS)
         return dsa_api_fail(e, 400, "n", "n times the number of prompts must be at most %d",
                             DSA_API_MAX_PROMPTS);
@@ -491,15 +492,18 @@ dsa_err dsa_api_parse(dsa_api_kind kind, const char *body, size_t len, dsa_api_r
     r->skip_special_tokens = 1;
     r->add_generation_prompt = 1;
     r->add_special_tokens = kind != DSA_API_CHAT;
-    cJSON *root = cJSON_ParseWithLength(body, len);
-    if (!root)
-        return dsa_api_fail(e, 400, NULL, "request body is not valid JSON");
-    dsa_err err;
+    cJSON *root;
+    dsa_err err = dsa_json_in_parse(body, len, &root, &r->n_nul, e);
+    if (err)
+        return err;
     if (!cJSON_IsObject(root))
         err = dsa_api_fail(e, 400, NULL, "request body must be a JSON object");
     else
         err = parse_fields(root, r, e);
     cJSON_Delete(root);
+    for (int i = 0; !err && r->n_nul && i < r->n_prompts; i++)
+        if (r->prompts[i].text)
+            dsa_json_nul_restore(r->prompts[i].text, r->prompts[i].n_text);
     if (err == DSA_NOMEM)
         dsa_api_fail(e, 500, NULL, "out of memory");
     if (err)
@@ -522,6 +526,10 @@ void dsa_api_request_free(dsa_api_request *r)
     free(r->request_id);
     free(r->ignored);
     free(r->gram_text);
+    free(r->stop_token_ids);
+    free(r->bias_ids);
+    free(r->bias_values);
+    free(r->allowed_ids);
     memset(r, 0, sizeof *r);
 }
 
@@ -531,10 +539,10 @@ dsa_err dsa_api_parse_tokenize(const char *body, size_t len, int detokenize,
     memset(t, 0, sizeof *t);
     t->add_special_tokens = 1;
     t->add_generation_prompt = 1;
-    cJSON *root = cJSON_ParseWithLength(body, len);
-    if (!root)
-        return dsa_api_fail(e, 400, NULL, "request body is not valid JSON");
-    dsa_err err = DSA_OK;
+    cJSON *root;
+    dsa_err err = dsa_json_in_parse(body, len, &root, &t->n_nul, e);
+    if (err)
+        return err;
     if (!cJSON_IsObject(root)) {
         err = dsa_api_fail(e, 400, NULL, "request body must be a JSON object");
         goto out;
@@ -550,8 +558,11 @@ dsa_err dsa_api_parse_tokenize(const char *body, size_t len, int detokenize,
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(root, "prompt");
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(root, "messages");
     if (cJSON_IsString(p)) {
+        t->n_prompt = strlen(p->valuestring);
         if (!(t->prompt = strdup(p->valuestring)))
             err = DSA_NOMEM;
+        else
+            dsa_json_nul_restore(t->prompt, t->n_prompt);
     } else if (cJSON_IsArray(m) && cJSON_GetArraySize(m) > 0) {
         dsa_api_request tr = {.kind = DSA_API_CHAT}; /* `tools`, as a chat has them */
         if (!(t->messages = cJSON_Duplicate(m, 1)))
@@ -654,10 +665,17 @@ static void put_completion_logprobs(dsa_jbuf *b, const dsa_api_logprob *lp, int 
     for (int i = 0; i < n; i++) {
         if (i)
             dsa_jbuf_puts(b, ",");
-        dsa_jbuf_float(b, lp[i].logprob);
+        if (lp[i].none)
+            dsa_jbuf_puts(b, "null");
+        else
+            dsa_jbuf_float(b, lp[i].logprob);
     }
     dsa_jbuf_puts(b, "],\"top_logprobs\":[");
     for (int i = 0; i < n; i++) {
+        if (lp[i].none) {
+            dsa_jbuf_puts(b, i ? ",null" : "null");
+            continue;
+        }
         dsa_jbuf_puts(b, i ? ",{" : "{");
         for (int j = 0; j < lp[i].n_top; j++) {
             if (j)
@@ -692,6 +710,19 @@ static void put_tool_calls(dsa_jbuf *b, const dsa_toolcall *calls, size_t n)
         dsa_jbuf_puts(b, "}}");
     }
     dsa_jbuf_puts(b, "]");
+}
+
+/* ,"stop_reason": the stop token id, the stop string or null (vLLM). */
+static void put_stop_reason(dsa_jbuf *b, int has_stop_token, int32_t stop_token,
+                            const char *stop_str)
+{
+    dsa_jbuf_puts(b, ",\"stop_reason\":");
+    if (has_stop_token)
+        dsa_jbuf_printf(b, "%d", stop_token);
+    else if (stop_str)
+        dsa_jbuf_str(b, stop_str, strlen(stop_str));
+    else
+        dsa_jbuf_puts(b, "null");
 }
 
 void dsa_api_sse_chunk(dsa_jbuf *b, const dsa_api_resp_meta *m, const dsa_api_delta *d,
@@ -742,10 +773,12 @@ void dsa_api_sse_chunk(dsa_jbuf *b, const dsa_api_resp_meta *m, const dsa_api_de
             dsa_jbuf_puts(b, "null");
     }
     dsa_jbuf_puts(b, ",\"finish_reason\":");
-    if (d->finish_reason)
+    if (d->finish_reason) {
         dsa_jbuf_str(b, d->finish_reason, strlen(d->finish_reason));
-    else
+        put_stop_reason(b, d->has_stop_token, d->stop_token, d->stop_str);
+    } else {
         dsa_jbuf_puts(b, "null");
+    }
     dsa_jbuf_puts(b, include_usage ? "}],\"usage\":null}\n\n" : "}]}\n\n");
 }
 
@@ -769,6 +802,7 @@ void dsa_api_sse_error(dsa_jbuf *b, const dsa_api_error *e)
     dsa_api_error_json(b, e);
     dsa_jbuf_puts(b, "\n\n");
 }
+
 
 void dsa_api_response(dsa_jbuf *b, const dsa_api_resp_meta *m, const dsa_api_choice *c,
                       int n_choices, const dsa_api_usage *u)
@@ -814,10 +848,18 @@ void dsa_api_response(dsa_jbuf *b, const dsa_api_resp_meta *m, const dsa_api_cho
         }
         dsa_jbuf_puts(b, ",\"finish_reason\":");
         dsa_jbuf_str(b, c[i].finish_reason, strlen(c[i].finish_reason));
+        put_stop_reason(b, c[i].has_stop_token, c[i].stop_token, c[i].stop_str);
+        /* vLLM writes the field on every choice, null when not asked */
+        if (!chat)
+            dsa_jbuf_printf(b, ",\"prompt_logprobs\":%s",
+                            c[i].prompt_logprobs ? c[i].prompt_logprobs : "null");
         dsa_jbuf_puts(b, "}");
     }
     dsa_jbuf_puts(b, "],\"usage\":");
     put_usage(b, u);
+    if (chat)
+        dsa_jbuf_printf(b, ",\"prompt_logprobs\":%s",
+                        n_choices > 0 && c[0].prompt_logprobs ? c[0].prompt_logprobs : "null");
     dsa_jbuf_puts(b, "}");
 }
 

@@ -102,7 +102,7 @@ typedef struct dsa_api_request {
     int top_logprobs;       /* alternatives per token (0..20) */
     int ignore_eos;
     int skip_special_tokens;
-    int echo;               /* completions: unsupported beyond false */
+    int echo;               /* prompt text (and logprobs) first; chat: dsa_api_chat_echo */
     int add_generation_prompt;
     int n_tools;            /* chat: length of `tools` (validated) */
     cJSON *tools;           /* chat: `tools` when not empty, owned */
@@ -118,6 +118,22 @@ typedef struct dsa_api_request {
     int return_tokens_as_token_ids;
     char *request_id;       /* the body's request_id, NULL when absent */
     char *ignored;          /* fields no parameter of the API names, "a, b"; for the log */
+    /* `\u0000` escapes in the body: text prompts have their NUL bytes back
+     * (n_text counts them); the strings of messages still carry the
+     * DSA_JSON_NUL marker (head/json_in.h) for the caller to restore in the
+     * rendered prompt */
+    int n_nul;
+    /* Sampler-side parameters (head/api_logits.c).  Ids are checked against
+     * the vocabulary by dsa_api_check_vocab once it is known. */
+    int32_t *stop_token_ids;    /* [n_stop_token_ids] */
+    int n_stop_token_ids;
+    int64_t min_tokens;
+    int32_t *bias_ids;          /* logit_bias, sorted by id, unique */
+    float *bias_values;         /* clamped to [-100, 100] */
+    int n_bias;
+    int32_t *allowed_ids;       /* allowed_token_ids sorted, unique; NULL: not given */
+    int n_allowed;
+    int prompt_logprobs;        /* -1: none; 0..20 (echo with logprobs sets it) */
     /* structured output (head/api_struct.c): gram_kind 0 none, else a
      * dsa_gram_kind + 1 with its text (schema JSON, regex, choice JSON) */
     int gram_kind;
@@ -144,13 +160,27 @@ dsa_err dsa_api_parse_structured(const cJSON *root, dsa_api_request *r, dsa_api_
  * one U+FFFD it is sent as) in s[0..n): the unit of completions'
  * text_offset, as Python's len() counts in vLLM. */
 size_t dsa_api_text_chars(const char *s, size_t n);
+/* head/api_logits.c: parses stop_token_ids, min_tokens, logit_bias,
+ * allowed_token_ids, prompt_logprobs and echo into r (vLLM's checks); called
+ * by dsa_api_parse once the common fields are in. */
+dsa_err dsa_api_parse_logits(const cJSON *root, dsa_api_request *r, dsa_api_error *e);
+/* echo on chat (vLLM): the text the reply starts with, the last message's
+ * content (its text parts joined by newlines) when that message has the
+ * reply's role (assistant with a generation prompt, else its own); appended
+ * to out, nothing when echo is off or the roles differ. */
+dsa_err dsa_api_chat_echo(const dsa_api_request *r, dsa_jbuf *out);
+/* 400 naming the parameter when an id of logit_bias or allowed_token_ids
+ * lies outside [0, vocab) (vLLM's out-of-vocabulary check). */
+dsa_err dsa_api_check_vocab(const dsa_api_request *r, int64_t vocab, dsa_api_error *e);
 
 /* /tokenize {prompt | messages, add_special_tokens} and /detokenize
  * {tokens}.  messages is owned by the caller afterwards (cJSON_Delete). */
 typedef struct dsa_api_tokenize {
-    char *prompt;           /* malloc'd or NULL */
-    cJSON *messages;        /* or the chat messages */
+    char *prompt;           /* malloc'd or NULL; may hold NUL bytes */
+    size_t n_prompt;
+    cJSON *messages;        /* or the chat messages (see dsa_api_request.n_nul) */
     cJSON *tools;           /* with messages: `tools` when not empty */
+    int n_nul;
     int add_special_tokens;
     int add_generation_prompt;
     int32_t *ids;           /* detokenize: [n_ids] */
@@ -165,6 +195,7 @@ void dsa_api_tokenize_free(dsa_api_tokenize *t);
 
 /* One token's logprob entry for formatting (token text borrowed). */
 typedef struct dsa_api_logprob {
+    int none;               /* echo: the first prompt token, logprob null */
     const char *text;
     size_t n_text;
     float logprob;
@@ -212,6 +243,10 @@ typedef struct dsa_api_delta {
     size_t text_offset;     /* completions logprobs: offset of this delta */
     const dsa_api_tool_delta *tool_deltas; /* chat: [n_tool_deltas] */
     size_t n_tool_deltas;
+    /* with finish_reason: vLLM's stop_reason (see dsa_api_choice) */
+    int has_stop_token;
+    int32_t stop_token;
+    const char *stop_str;
 } dsa_api_delta;
 
 /* "data: {chunk}\n\n" for one delta (chat.completion.chunk or
@@ -241,7 +276,37 @@ typedef struct dsa_api_choice {
      * null.  "tool_calls" is always written ([] when none), as vLLM does. */
     const dsa_toolcall *tool_calls;
     size_t n_tool_calls;
+    /* vLLM's stop_reason: the stop token id (has_stop_token), the stop
+     * string (stop_str), else null (EOS, length). */
+    int has_stop_token;
+    int32_t stop_token;
+    const char *stop_str;
+    /* prompt_logprobs (NULL: not asked, written as null): the rendered
+     * JSON array; chat writes the first choice's at the top level, as vLLM
+     * does. */
+    const char *prompt_logprobs;
 } dsa_api_choice;
+
+/* One prompt position for prompt_logprobs: the prompt token and the top
+ * ids with their logprobs and ranks (texts borrowed). */
+typedef struct dsa_api_prompt_lp {
+    int32_t token;
+    float logprob;
+    int32_t rank;
+    const char *text;
+    size_t n_text;
+    int n_top;
+    int32_t top_ids[20];
+    float top_logprob[20];
+    const char *top_text[20];
+    size_t top_n_text[20];
+} dsa_api_prompt_lp;
+
+/* vLLM's prompt_logprobs array: null for the first prompt token, then per
+ * position {"id": {"logprob", "rank", "decoded_token"}, ...}, the prompt
+ * token first and the top ids after it (ranks 1..k), each id once.  lp
+ * holds positions 1..n. */
+void dsa_api_prompt_logprobs_json(dsa_jbuf *b, const dsa_api_prompt_lp *lp, int n);
 
 void dsa_api_response(dsa_jbuf *b, const dsa_api_resp_meta *m, const dsa_api_choice *c,
                       int n_choices, const dsa_api_usage *u);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/grammar.h"
 #include "common/log.h"
@@ -35,7 +36,42 @@ struct dsa_engine {
     int fl_head, fl_len;
     atomic_int fatal;
     char fatal_msg[256];
+    /* dsa_time_now() * 1e6 when the engine began waiting on the workers
+     * (a step or a ping), 0 when not waiting; 1 for a ping, 2 for a step */
+    atomic_llong wait_since_us;
+    atomic_int wait_kind;
+    double last_contact;        /* engine thread: the workers last answered */
 };
+
+static void wait_begin(dsa_engine *e, int kind)
+{
+    atomic_store(&e->wait_kind, kind);
+    atomic_store(&e->wait_since_us, (long long)(dsa_time_now() * 1e6));
+}
+
+static void wait_end(dsa_engine *e)
+{
+    atomic_store(&e->wait_since_us, 0);
+    e->last_contact = dsa_time_now();
+}
+
+double dsa_engine_wait_s(const dsa_engine *e)
+{
+    long long since = atomic_load(&((dsa_engine *)e)->wait_since_us);
+    return since ? dsa_time_now() - (double)since / 1e6 : 0;
+}
+
+const char *dsa_engine_late(const dsa_engine *e)
+{
+    dsa_engine *m = (dsa_engine *)e;
+    long long since = atomic_load(&m->wait_since_us);
+    if (!e->p.transport->ops->ping || !since)
+        return NULL;
+    double late = e->p.late_s > 0 ? e->p.late_s : 5;
+    if (dsa_time_now() - (double)since / 1e6 <= late)
+        return NULL;
+    return atomic_load(&m->wait_kind) == 1 ? "a ping's answer is late" : "a step's result is late";
+}
 
 dsa_err dsa_engine_req_create(const int32_t *prompt, int32_t n_prompt, dsa_engine_req **out)
 {
@@ -60,6 +96,8 @@ void dsa_engine_req_release(dsa_engine_req *r)
     free(r->prompt);
     dsa_gram_destroy(r->gram);
     free(r->gram_mask);
+    free(r->banned);
+    free(r->plps);
     free(r);
 }
 
@@ -119,6 +157,7 @@ void dsa_engine_event_free(dsa_engine_event *ev)
     dsa_jbuf_deinit(&ev->content);
     dsa_jbuf_deinit(&ev->reasoning);
     free(ev->lps);
+    free(ev->plps);
     free(ev);
 }
 
@@ -232,6 +271,58 @@ static dsa_engine_event *fail_event(dsa_engine_req *r, int status, const char *m
         }                              \
     } while (0)
 
+/* The min_tokens bans: EOS (unless ignore_eos) and the stop ids inside
+ * the vocabulary, while fewer than min_tokens tokens are generated. */
+static dsa_err ctl_setup(dsa_engine *e, dsa_engine_req *r)
+{
+    int64_t V = e->p.transport->info.vocab_size;
+    r->ctl.min_tokens = r->min_tokens;
+    r->ctl.n_banned = 0;
+    if (r->min_tokens <= 0)
+        return DSA_OK;
+    free(r->banned);
+    if (!(r->banned = malloc((size_t)(r->n_stop_ids + 1) * sizeof *r->banned)))
+        return dsa_fail(DSA_NOMEM, "min_tokens bans");
+    int32_t n = 0;
+    if (!r->ignore_eos && e->p.eos_token_id >= 0 && e->p.eos_token_id < V)
+        r->banned[n++] = e->p.eos_token_id;
+    for (int i = 0; i < r->n_stop_ids; i++)
+        if (r->stop_ids[i] >= 0 && r->stop_ids[i] < V)
+            r->banned[n++] = r->stop_ids[i];
+    r->ctl.banned = r->banned;
+    r->ctl.n_banned = n;
+    return DSA_OK;
+}
+
+/* Keeps the step's prompt logprob entries not seen yet (a recomputed
+ * prompt after preemption reports them again). */
+static void plps_take(dsa_engine_req *r, const dsa_step_out *o)
+{
+    if (r->plps_sent)
+        return;
+    for (int32_t k = 0; k < o->n_prompt_lps; k++) {
+        if (o->prompt_lps[k].pos != r->n_plps + 1)
+            continue;
+        if (r->n_plps == r->cap_plps) {
+            int32_t cap = r->cap_plps ? r->cap_plps * 2 : 64;
+            dsa_prompt_lp *n = realloc(r->plps, (size_t)cap * sizeof *n);
+            if (!n)
+                return; /* the response then lacks them: on_token fails it */
+            r->plps = n;
+            r->cap_plps = cap;
+        }
+        r->plps[r->n_plps++] = o->prompt_lps[k];
+    }
+}
+
+static int is_stop_id(const dsa_engine_req *r, int32_t tok)
+{
+    for (int i = 0; i < r->n_stop_ids; i++)
+        if (r->stop_ids[i] == tok)
+            return 1;
+    return 0;
+}
+
 /* Moves submitted requests into the scheduler and applies aborts.  Called
  * with e->mu held; the lists are detached first. */
 static void take_inputs(dsa_engine *e, dsa_engine_req *news, abort_node *aborts)
@@ -252,8 +343,10 @@ static void take_inputs(dsa_engine *e, dsa_engine_req *news, abort_node *aborts)
             req_retire(e, r, DSA_FINISH_ERROR);
             continue;
         }
-        dsa_err err = dsa_sched_seq_init(&r->seq, ++e->next_seq_id, r->prompt, r->n_prompt,
-                                         r->max_new, &r->sp);
+        dsa_err err = ctl_setup(e, r);
+        if (!err)
+            err = dsa_sched_seq_init(&r->seq, ++e->next_seq_id, r->prompt, r->n_prompt,
+                                     r->max_new, &r->sp);
         if (!err && (err = dsa_sched_add(&e->sched, &r->seq)))
             dsa_sched_seq_deinit(&r->seq);
         if (err) {
@@ -264,6 +357,7 @@ static void take_inputs(dsa_engine *e, dsa_engine_req *news, abort_node *aborts)
             continue;
         }
         r->seq.user = r;
+        r->seq.ctl = &r->ctl;
         r->in_sched = 1;
         dsa_textout_init(&r->out, e->p.tok, r->skip_special, r->stop, r->n_stop,
                          r->reasoning_flags);
@@ -327,13 +421,45 @@ static dsa_engine_event *on_token(dsa_engine *e, dsa_engine_req *r, const dsa_st
         *done = DSA_FINISH_ERROR + 1;
         return ev;
     }
-    int eos = tok == e->p.eos_token_id && !r->ignore_eos;
-    if (!eos)
+    if (r->ctl.prompt_lps && r->seq.n_generated == 1) {
+        if (r->n_plps != r->n_prompt - 1) {
+            err = dsa_fail(DSA_NOMEM, "prompt logprobs: %d of %d positions", r->n_plps,
+                           r->n_prompt - 1);
+        } else {
+            ev->plps = r->plps;
+            ev->n_plps = r->n_plps;
+            r->plps = NULL;
+            r->n_plps = r->cap_plps = 0;
+            r->plps_sent = 1;
+        }
+    }
+    /* vLLM: EOS and stop ids end a request from min_tokens tokens on (the
+     * sampler bans them before), stop strings only past min_tokens, their
+     * text unsearched until then */
+    int can_stop = r->seq.n_generated >= r->min_tokens;
+    int eos = can_stop && tok == e->p.eos_token_id && !r->ignore_eos;
+    int stop_tok = can_stop && !eos && is_stop_id(r, tok);
+    /* the stop token's text is output only with include_stop_str_in_output
+     * (vLLM's detokenizer drops it otherwise; EOS is a special token that
+     * skip_special_tokens drops anyway) */
+    if (!err && (r->include_stop || (!eos && !stop_tok))) {
+        int n_stop = r->out.n_stop;
+        if (r->seq.n_generated <= r->min_tokens)
+            r->out.n_stop = 0;
         err = dsa_textout_feed(&r->out, tok, &ev->content, &ev->reasoning);
-    if (!err && r->out.stopped)
+        r->out.n_stop = n_stop;
+    }
+    if (!err && r->out.stopped) {
         ev->finish = "stop";
-    else if (!err && eos)
+        if (r->out.stop_index >= 0 && r->out.stop_index < r->n_stop)
+            ev->stop_str = r->stop[r->out.stop_index];
+    } else if (!err && stop_tok) {
         ev->finish = "stop";
+        ev->has_stop_token = 1;
+        ev->stop_token = tok;
+    } else if (!err && eos) {
+        ev->finish = "stop";
+    }
     else if (!err && (r->seq.n_generated >= r->max_new || r->seq.n_tokens >= r->seq.n_max))
         ev->finish = "length";
     if (!err && ev->finish)
@@ -492,6 +618,8 @@ static void finish_step(dsa_engine *e, dsa_sched_batch *b, int n, dsa_err err,
                 req_retire(e, r, DSA_FINISH_ABORT);
             continue;
         }
+        if (i < res->n_seqs && r->ctl.prompt_lps)
+            plps_take(r, &res->seqs[i]);
         if (i >= res->n_seqs || res->seqs[i].token < 0)
             continue;
         int done = 0;
@@ -513,7 +641,9 @@ static void run_step(dsa_engine *e)
         return;
     uint64_t prompt_tokens = note_scheduled(e, &s->batch, n);
     dsa_step_result res;
+    wait_begin(e, 2);
     dsa_err err = e->p.transport->ops->step(e->p.transport, &s->plan, &res);
+    wait_end(e);
     finish_step(e, &s->batch, n, err, &res, prompt_tokens);
 }
 
@@ -550,7 +680,9 @@ static void run_pipelined(dsa_engine *e)
     e->fl_head = (e->fl_head + 1) % 2;
     e->fl_len--;
     dsa_step_result res;
+    wait_begin(e, 2);
     dsa_err err = t->ops->collect(t, &res);
+    wait_end(e);
     finish_step(e, &e->fl[slot], e->fl_n[slot], err, &res, e->fl_prompt[slot]);
 }
 
@@ -568,15 +700,67 @@ static void drain_flights(dsa_engine *e)
     }
 }
 
+/* Idle with a transport that pings: one ping, bounded by the transport's
+ * own timeout; its failure is a transport failure. */
+static void idle_ping(dsa_engine *e)
+{
+    wait_begin(e, 1);
+    dsa_err err = e->p.transport->ops->ping(e->p.transport);
+    wait_end(e);
+    if (err) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "ping: %.200s", dsa_errmsg());
+        if (e->p.transport_errors_fatal)
+            engine_fatal(e, msg);
+        else
+            DSA_ERROR("%s", msg);
+    }
+}
+
+static int engine_idle(dsa_engine *e)
+{
+    return !e->stop && !e->new_head && !e->aborts &&
+           (atomic_load(&e->fatal) || (!e->sched.running.n && !e->sched.waiting.n &&
+                                       !e->sched.n_finished && !e->fl_len));
+}
+
 static void *engine_main(void *arg)
 {
     dsa_engine *e = arg;
+    int pings = e->p.transport->ops->ping != NULL;
+    double interval = e->p.ping_interval_s > 0 ? e->p.ping_interval_s : 1;
+    e->last_contact = dsa_time_now();
     for (;;) {
         pthread_mutex_lock(&e->mu);
-        while (!e->stop && !e->new_head && !e->aborts &&
-               (atomic_load(&e->fatal) || (!e->sched.running.n && !e->sched.waiting.n &&
-                                           !e->sched.n_finished && !e->fl_len)))
-            pthread_cond_wait(&e->cv, &e->mu);
+        int ping_now = 0;
+        while (engine_idle(e)) {
+            if (!pings || atomic_load(&e->fatal)) {
+                pthread_cond_wait(&e->cv, &e->mu);
+                continue;
+            }
+            /* idle: wake up for the next ping (the workers' silence while
+             * idle must be seen too) */
+            double due = e->last_contact + interval, now = dsa_time_now();
+            if (now >= due) {
+                ping_now = 1;
+                break;
+            }
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            double wait = due - now;
+            ts.tv_sec += (time_t)wait;
+            ts.tv_nsec += (long)((wait - (double)(time_t)wait) * 1e9);
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&e->cv, &e->mu, &ts);
+        }
+        if (ping_now) {
+            pthread_mutex_unlock(&e->mu);
+            idle_ping(e);
+            continue;
+        }
         dsa_engine_req *news = e->new_head;
         abort_node *aborts = e->aborts;
         e->new_head = e->new_tail = NULL;
@@ -636,6 +820,8 @@ dsa_err dsa_engine_create(const dsa_engine_params *p, dsa_engine **out)
                            ? 2
                            : 1;
     atomic_init(&e->fatal, 0);
+    atomic_init(&e->wait_since_us, 0);
+    atomic_init(&e->wait_kind, 0);
     atomic_init(&e->n_waiting, 0);
     atomic_init(&e->n_active, 0);
     if (pthread_create(&e->thread, NULL, engine_main, e)) {

@@ -44,6 +44,18 @@ typedef struct dsa_engine_req {
     char *const *stop;          /* borrowed from user, [n_stop] */
     int n_stop;
     int include_stop;           /* include_stop_str_in_output */
+    /* vLLM's stop_token_ids (borrowed, [n_stop_ids]): sampling one ends the
+     * choice with "stop" and stop_reason the id; its text is not output.
+     * Until min_tokens tokens are generated nothing stops it: EOS and the
+     * stop ids are banned at the sampler, and stop strings are looked for
+     * only in the text of the tokens after the first min_tokens. */
+    const int32_t *stop_ids;
+    int n_stop_ids;
+    int32_t min_tokens;
+    /* Logit controls and prompt logprobs for the plans (proto/step.h
+     * fields n_allowed .. prompt_top; ids borrowed from user).  The engine
+     * fills banned (EOS unless ignore_eos, and the stop ids) itself. */
+    dsa_step_seq ctl;
     double t_arrival;           /* dsa_time_now() when the HTTP request came */
     /* structured output: the grammar (one reference, released with the
      * request; NULL none) and its state; the engine fills gram_mask for
@@ -57,6 +69,10 @@ typedef struct dsa_engine_req {
     /* engine thread */
     dsa_sched_seq seq;
     dsa_textout out;
+    int32_t *banned;            /* ctl.banned, owned */
+    dsa_prompt_lp *plps;        /* prompt logprobs gathered so far, positions 1.. */
+    int32_t n_plps, cap_plps;
+    int plps_sent;              /* handed to the first token's event */
     double t_scheduled, t_first, t_last;
     int in_sched;
     /* shared */
@@ -82,6 +98,16 @@ typedef struct dsa_engine_event {
     dsa_engine_lp *lps;         /* [n_lps] when logprobs are wanted */
     int n_lps;
     const char *finish;         /* NULL, "stop", "length", "abort" */
+    /* vLLM's stop_reason with finish "stop": a stop token id
+     * (has_stop_token) or a stop string (borrowed from req->stop); neither
+     * for EOS */
+    int has_stop_token;
+    int32_t stop_token;
+    const char *stop_str;
+    /* with ctl.prompt_lps, on the first token's event: the prompt
+     * logprobs of positions 1..n_plps (owned by the event) */
+    dsa_prompt_lp *plps;
+    int n_plps;
     int status;                 /* != 0: failed with HTTP status (message below) */
     char message[256];
     int64_t n_prompt, n_generated;
@@ -106,6 +132,10 @@ typedef struct dsa_engine_params {
      * with 503, new ones too, and dsa_engine_fatal reports it.  Otherwise
      * it fails the step's requests with 500 as a failed step does. */
     int transport_errors_fatal;
+    /* With a transport that pings (distributed): while idle the workers are
+     * pinged every ping_interval_s (0: 1 s), and dsa_engine_late reports a
+     * step result or ping answer overdue by late_s (0: 5 s). */
+    double ping_interval_s, late_s;
 } dsa_engine_params;
 
 dsa_err dsa_engine_create(const dsa_engine_params *p, dsa_engine **out);
@@ -136,5 +166,12 @@ int64_t dsa_engine_n_active(const dsa_engine *e);
 /* NULL while the transport works; after a fatal transport error (see
  * transport_errors_fatal) its message.  Any thread. */
 const char *dsa_engine_fatal(const dsa_engine *e);
+/* Any thread: non-NULL (what is late) while the engine has waited longer
+ * than late_s for a step's result or a ping's answer; NULL otherwise and
+ * always with a transport that does not ping. */
+const char *dsa_engine_late(const dsa_engine *e);
+/* Any thread: seconds the engine has been waiting on the workers for the
+ * step or ping in progress (in-process: the step's compute); 0 when none. */
+double dsa_engine_wait_s(const dsa_engine *e);
 
 #endif

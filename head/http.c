@@ -9,6 +9,7 @@
 #include "head/http.h"
 
 #include <llhttp.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,7 @@ struct dsa_http_server {
     int closing, listener_open;
     uint64_t next_id;
     int port;
+    int64_t unsent;             /* bytes in every connection's write queue */
 };
 
 struct dsa_http_conn {
@@ -41,6 +43,10 @@ struct dsa_http_conn {
     size_t n_in, cap_in;
     /* the request being parsed */
     dsa_jbuf url, field, value, auth, reqid, body;
+    dsa_jbuf origin, acr_method, acr_headers;
+    dsa_jbuf extra;             /* response headers the application added */
+    int has_cookie;
+    int64_t unsent;             /* bytes of this connection's write queue */
     int64_t header_bytes;
     int expect_continue;
     int error_status;           /* 413/431/400 found while parsing */
@@ -105,6 +111,10 @@ static void on_conn_closed(uv_handle_t *h)
     dsa_jbuf_deinit(&c->auth);
     dsa_jbuf_deinit(&c->reqid);
     dsa_jbuf_deinit(&c->body);
+    dsa_jbuf_deinit(&c->origin);
+    dsa_jbuf_deinit(&c->acr_method);
+    dsa_jbuf_deinit(&c->acr_headers);
+    dsa_jbuf_deinit(&c->extra);
     free(c);
     s->n_conns--;
     server_maybe_free(s);
@@ -138,10 +148,15 @@ typedef struct wreq {
     char data[];
 } wreq;
 
+/* Every write is counted into the connection's and the server's unsent
+ * bytes until its callback (done, failed or canceled by the close). */
 static void on_written(uv_write_t *w, int status)
 {
     dsa_http_conn *c = w->data;
-    free(w);
+    wreq *wr = (wreq *)w;
+    c->unsent -= (int64_t)wr->buf.len;
+    c->srv->unsent -= (int64_t)wr->buf.len;
+    free(wr);
     if (status < 0 && status != UV_ECANCELED)
         conn_close(c);
 }
@@ -163,7 +178,10 @@ static void conn_write(dsa_http_conn *c, const char *a, size_t na, const char *b
     if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &w->buf, 1, on_written) < 0) {
         free(w);
         conn_close(c);
+        return;
     }
+    c->unsent += (int64_t)(na + nb);
+    c->srv->unsent += (int64_t)(na + nb);
 }
 
 static void on_linger_timeout(uv_timer_t *t)
@@ -248,6 +266,10 @@ static int on_message_begin(llhttp_t *p)
     dsa_jbuf_reset(&c->auth);
     dsa_jbuf_reset(&c->reqid);
     dsa_jbuf_reset(&c->body);
+    dsa_jbuf_reset(&c->origin);
+    dsa_jbuf_reset(&c->acr_method);
+    dsa_jbuf_reset(&c->acr_headers);
+    c->has_cookie = 0;
     c->req.t_start = dsa_time_now();
     timer_idle(c);
     return 0;
@@ -291,6 +313,17 @@ static int on_header_value_complete(llhttp_t *p)
     } else if (!strcasecmp(f, "x-request-id")) {
         dsa_jbuf_reset(&c->reqid);
         dsa_jbuf_put(&c->reqid, v, c->value.len < 64 ? c->value.len : 64);
+    } else if (!strcasecmp(f, "origin")) {
+        dsa_jbuf_reset(&c->origin);
+        dsa_jbuf_put(&c->origin, v, c->value.len);
+    } else if (!strcasecmp(f, "access-control-request-method")) {
+        dsa_jbuf_reset(&c->acr_method);
+        dsa_jbuf_put(&c->acr_method, v, c->value.len);
+    } else if (!strcasecmp(f, "access-control-request-headers")) {
+        dsa_jbuf_reset(&c->acr_headers);
+        dsa_jbuf_put(&c->acr_headers, v, c->value.len);
+    } else if (!strcasecmp(f, "cookie")) {
+        c->has_cookie = 1;
     } else if (!strcasecmp(f, "expect") && !strcasecmp(v, "100-continue")) {
         c->expect_continue = 1;
     }
@@ -344,6 +377,7 @@ static void fail_request(dsa_http_conn *c, int status, const char *msg)
     dsa_api_error_json(&b, &e);
     c->keep_alive = 0;
     c->busy = 1;
+    dsa_jbuf_reset(&c->extra);
     if (!c->req.request_id) {
         snprintf(c->id, sizeof c->id, "req-%llx", (unsigned long long)++c->srv->next_id);
         c->req.request_id = c->id;
@@ -379,6 +413,11 @@ static void dispatch(dsa_http_conn *c)
     c->req.method_name = llhttp_method_name((llhttp_method_t)c->parser.method);
     c->req.path = url;
     c->req.authorization = c->auth.len ? c->auth.data : NULL;
+    c->req.origin = c->origin.data ? c->origin.data : NULL;
+    c->req.acr_method = c->acr_method.data ? c->acr_method.data : NULL;
+    c->req.acr_headers = c->acr_headers.data ? c->acr_headers.data : NULL;
+    c->req.has_cookie = c->has_cookie;
+    dsa_jbuf_reset(&c->extra);
     c->req.body = c->body.data ? c->body.data : "";
     c->req.n_body = c->body.len;
     c->req.keep_alive = c->keep_alive;
@@ -492,15 +531,26 @@ static void request_done(dsa_http_conn *c)
 static void write_head(dsa_http_conn *c, int status, const char *ctype, const char *extra,
                        const char *length_or_chunked, const char *body, size_t n_body)
 {
-    char head[1024];
+    char head[4096];
     int n = snprintf(head, sizeof head,
-                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%sx-request-id: %s\r\n%s%s\r\n",
+                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%sx-request-id: %s\r\n%s%.*s%s\r\n",
                      status, dsa_http_status_text(status), ctype, length_or_chunked,
                      c->req.request_id ? c->req.request_id : "-", extra ? extra : "",
+                     (int)c->extra.len, c->extra.data ? c->extra.data : "",
                      c->keep_alive ? "" : "Connection: close\r\n");
     if (n < 0 || (size_t)n >= sizeof head)
         n = 0;
     conn_write(c, head, (size_t)n, body, n_body);
+}
+
+void dsa_http_conn_add_headers(dsa_http_conn *c, const char *lines)
+{
+    dsa_jbuf_puts(&c->extra, lines);
+}
+
+int64_t dsa_http_server_unsent_bytes(const dsa_http_server *s)
+{
+    return s->unsent;
 }
 
 void dsa_http_conn_set_user(dsa_http_conn *c, void *req_user)
@@ -537,22 +587,49 @@ static void on_overflow(uv_timer_t *t)
     conn_close(t->data);
 }
 
+/* Drops a client that does not read: from the loop, not from inside the
+ * caller, which still holds its request. */
+static void conn_overflow(dsa_http_conn *c, const char *why)
+{
+    dsa_log_req(DSA_LOG_WARN, c->req.request_id ? c->req.request_id : "-",
+                "client too slow (%lld bytes unsent%s), closing", (long long)c->unsent, why);
+    c->overflow = 1;
+    c->keep_alive = 0;
+    uv_timer_start(&c->timer, on_overflow, 0, 0);
+}
+
+/* Past the server-wide bound: the connection furthest behind goes first,
+ * a stream (its request aborted) or a finished response still queued (one
+ * scan, only while over the bound). */
+static void cut_slowest(dsa_http_server *s)
+{
+    dsa_http_conn *worst = NULL;
+    for (dsa_http_conn *c = s->conns; c; c = c->next)
+        if (!c->overflow && !c->closing && (!worst || c->unsent > worst->unsent))
+            worst = c;
+    if (worst && worst->unsent > 0)
+        conn_overflow(worst, "; the server's bound on unsent data is reached");
+}
+
+int dsa_http_server_over_bound(dsa_http_server *s)
+{
+    if (s->p.max_unsent_total <= 0 || s->unsent <= s->p.max_unsent_total)
+        return 0;
+    cut_slowest(s);
+    return 1;
+}
+
 int dsa_http_stream_write(dsa_http_conn *c, const char *data, size_t n)
 {
     if (!c->streaming || c->closing || c->overflow)
         return -1;
     if ((int64_t)uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) >
         c->srv->p.max_unsent_bytes) {
-        /* the client does not read: drop it, from the loop (not from inside
-         * the caller, which still holds its request) */
-        DSA_WARN("request %s: client too slow (%zu bytes unsent), closing",
-                 c->req.request_id ? c->req.request_id : "-",
-                 uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp));
-        c->overflow = 1;
-        c->keep_alive = 0;
-        uv_timer_start(&c->timer, on_overflow, 0, 0);
+        conn_overflow(c, "");
         return -1;
     }
+    if (dsa_http_server_over_bound(c->srv) && c->overflow)
+        return -1;
     if (n == 0)
         return 0;
     if (c->http10) {
@@ -635,14 +712,21 @@ dsa_err dsa_http_server_create(uv_loop_t *loop, const dsa_http_params *p,
     s->settings.on_headers_complete = on_headers_complete;
     s->settings.on_body = on_body;
     s->settings.on_message_complete = on_message_complete;
-    struct sockaddr_storage addr;
-    int rc = uv_ip4_addr(p->host, p->port, (struct sockaddr_in *)&addr);
-    if (rc < 0)
-        rc = uv_ip6_addr(p->host, p->port, (struct sockaddr_in6 *)&addr);
-    if (rc < 0) {
+    /* a name (localhost) or an address, IPv4 or IPv6: the first address
+     * getaddrinfo gives, as uvicorn binds */
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE}, *ai = NULL;
+    char port[16];
+    snprintf(port, sizeof port, "%d", p->port);
+    int rc = getaddrinfo(p->host && *p->host ? p->host : NULL, port, &hints, &ai);
+    if (rc != 0 || !ai) {
         free(s);
-        return dsa_fail(DSA_INVAL, "--host %s: not an IP address", p->host);
+        return dsa_fail(DSA_INVAL, "--host %s: %s", p->host ? p->host : "",
+                        rc ? gai_strerror(rc) : "no address");
     }
+    struct sockaddr_storage addr;
+    memcpy(&addr, ai->ai_addr, ai->ai_addrlen);
+    freeaddrinfo(ai);
     uv_tcp_init(loop, &s->listener);
     s->listener.data = s;
     s->listener_open = 1;

@@ -31,6 +31,10 @@ typedef struct dsa_http_req {
     const char *authorization;  /* header value or NULL */
     const char *request_id;     /* X-Request-Id or a generated id */
     int request_id_given;       /* request_id is the client's X-Request-Id */
+    const char *origin;         /* Origin header or NULL (CORS) */
+    const char *acr_method;     /* Access-Control-Request-Method or NULL */
+    const char *acr_headers;    /* Access-Control-Request-Headers or NULL */
+    int has_cookie;             /* a Cookie header came */
     const char *body;           /* NUL-terminated */
     size_t n_body;
     int keep_alive;
@@ -38,7 +42,7 @@ typedef struct dsa_http_req {
 } dsa_http_req;
 
 typedef struct dsa_http_params {
-    const char *host;
+    const char *host;           /* a name or address (getaddrinfo), "::" for all */
     int port;                   /* 0: ephemeral */
     int64_t max_connections;
     int64_t max_header_bytes;
@@ -46,6 +50,9 @@ typedef struct dsa_http_params {
     double read_timeout;        /* seconds to receive a whole request */
     double keepalive_timeout;   /* idle seconds before closing */
     int64_t max_unsent_bytes;   /* a stream's client further behind is dropped */
+    /* bytes queued for all clients together: past it, the stream furthest
+     * behind is dropped at the next write (0: no bound) */
+    int64_t max_unsent_total;
     void (*on_request)(void *user, dsa_http_conn *c, const dsa_http_req *r);
     void (*on_abort)(void *user, dsa_http_conn *c, void *req_user);
     /* called on every finished response (status) for metrics and logs */
@@ -62,6 +69,17 @@ int64_t dsa_http_server_n_connections(const dsa_http_server *s);
  * progress); the server is freed once every handle has closed, which the
  * loop's run completes. */
 void dsa_http_server_close(dsa_http_server *s);
+
+/* Bytes queued on every connection, not yet taken by the kernel. */
+int64_t dsa_http_server_unsent_bytes(const dsa_http_server *s);
+/* 1 when the unsent bytes exceed max_unsent_total; then the connection
+ * furthest behind is dropped (from the loop, shortly).  Stream writes check
+ * it themselves. */
+int dsa_http_server_over_bound(dsa_http_server *s);
+
+/* Header lines ("Name: value\r\n") added to the response of the request in
+ * progress (copied; CORS). */
+void dsa_http_conn_add_headers(dsa_http_conn *c, const char *lines);
 
 /* The application's object for the request in progress (for on_abort). */
 void dsa_http_conn_set_user(dsa_http_conn *c, void *req_user);

@@ -48,13 +48,18 @@ static const dsa_option head_options[] = {
     OPT("max-connections", DSA_OPT_INT, max_connections, 1, 1 << 20, "8192", "N", "open connections before new ones get 503", 0),
     OPT("max-header-bytes", DSA_OPT_INT, max_header_bytes, 256, 1 << 24, "65536", "BYTES", "request line + headers limit (431)", 0),
     OPT("max-body-bytes", DSA_OPT_INT, max_body_bytes, 1024, 1LL << 32, "33554432", "BYTES", "request body limit (413)", 0),
+    OPT("max-unsent-total", DSA_OPT_INT, max_unsent_total, 0, 1LL << 42, "268435456", "BYTES", "bytes queued for all streaming clients together: past it new streams get 503 and the client furthest behind is disconnected; 0: no bound", 0),
     OPT("max-unsent-bytes", DSA_OPT_INT, max_unsent_bytes, 4096, 1LL << 40, "67108864", "BYTES", "a streaming client this far behind is disconnected (its request aborted)", 0),
     OPT("tokenize-inline-bytes", DSA_OPT_INT, tokenize_inline_bytes, 0, 1LL << 32, "4096", "BYTES", "longer prompts are tokenized on the thread pool, off the loop", 0),
     OPT("drain-timeout", DSA_OPT_DOUBLE, drain_timeout, 0, 86400, "30", "SEC", "after SIGTERM/SIGINT, how long in-flight requests may finish", 0),
-    OPT("timeout-keep-alive", DSA_OPT_DOUBLE, timeout_keep_alive, 0.01, 86400, "5", "SEC", "idle keep-alive connections are closed after this", 0),
+    OPT("timeout-keep-alive", DSA_OPT_DOUBLE, timeout_keep_alive, 0.01, 86400, "5", "SEC", "idle keep-alive connections are closed after this (also VLLM_HTTP_TIMEOUT_KEEP_ALIVE); set it above the load balancer's idle timeout", 0),
     OPT("request-timeout", DSA_OPT_DOUBLE, request_timeout, 0.01, 86400, "30", "SEC", "a request must arrive completely within this (408)", 0),
     OPT("chat-template-variant", DSA_OPT_STRING, chat_template_variant, 0, 0, "auto", "NAME", "auto, v3 or r1 (auto detects from tokenizer_config.json)", 0),
     OPT("generation-config", DSA_OPT_STRING, generation_config, 0, 0, "auto", "MODE", "default sampling parameters: auto (the model's generation_config.json), vllm (vLLM's own defaults) or a folder holding a generation_config.json", 0),
+    OPT("allowed-origins", DSA_OPT_STRING, allowed_origins, 0, 0, "[\"*\"]", "JSON", "CORS: allowed origins, a JSON list (as vLLM)", 0),
+    OPT("allowed-methods", DSA_OPT_STRING, allowed_methods, 0, 0, "[\"*\"]", "JSON", "CORS: allowed methods, a JSON list (as vLLM)", 0),
+    OPT("allowed-headers", DSA_OPT_STRING, allowed_headers, 0, 0, "[\"*\"]", "JSON", "CORS: allowed headers, a JSON list (as vLLM)", 0),
+    OPT("allow-credentials", DSA_OPT_FLAG, allow_credentials, 0, 0, NULL, NULL, "CORS: allow credentials (as vLLM)", 0),
     OPT("protect-metrics", DSA_OPT_FLAG, protect_metrics, 0, 0, NULL, NULL, "require an API key for /metrics too", 0),
     OPT("disable-log-requests", DSA_OPT_FLAG, disable_log_requests, 0, 0, NULL, NULL, "do not log each request", 0),
     OPT("log-format", DSA_OPT_STRING, log_format, 0, 0, "json", "FMT", "json (one object a line) or text", 0),
@@ -62,6 +67,8 @@ static const dsa_option head_options[] = {
     OPT("port-file", DSA_OPT_STRING, port_file, 0, 0, NULL, "FILE", "write the bound port here once listening (for tests)", 0),
     OPT("distributed", DSA_OPT_STRING, distributed, 0, 0, "auto", "MODE", "auto, on or off: drive dsa-worker ranks over MPI (auto: when mpirun started more than one rank)", 0),
     OPT("step-timeout", DSA_OPT_DOUBLE, step_timeout, 0.1, 86400, "60", "SEC", "distributed: a step's result must come within this, else the job ends", 0),
+    OPT("health-late-timeout", DSA_OPT_DOUBLE, health_late_timeout, 0.1, 86400, "5", "SEC", "distributed: /health answers 503 once a step's result or a ping's answer is this late (the job still ends at --step-timeout)", 0),
+    OPT("ping-interval", DSA_OPT_DOUBLE, ping_interval, 0.05, 3600, "1", "SEC", "distributed: while no step runs, ping the workers this often", 0),
     OPT("hello-timeout", DSA_OPT_DOUBLE, hello_timeout, 0.1, 86400, "1800", "SEC", "distributed: every worker must have loaded its shard within this", 0),
     OPT("preflight-timeout", DSA_OPT_DOUBLE, preflight_timeout, 0.1, 3600, "30", "SEC", "distributed: bound on MPI start-up and its self-test", 0),
 };
@@ -125,6 +132,15 @@ static const char *distributed_arg(int argc, char **argv)
     return "auto";
 }
 
+static int arg_given(int argc, char **argv, const char *name)
+{
+    size_t n = strlen(name);
+    for (int i = 1; i < argc; i++)
+        if (!strncmp(argv[i], name, n) && (argv[i][n] == 0 || argv[i][n] == '='))
+            return 1;
+    return 0;
+}
+
 static int launcher_ranks(void)
 {
     const char *v = getenv("OMPI_COMM_WORLD_SIZE");
@@ -156,6 +172,20 @@ static int serve(dsa_head_opts *op, int argc, char **argv)
         return 2;
     }
     o.mpi = op->mpi;
+    /* vLLM's environment variable for uvicorn's keep-alive, when the
+     * option is not given */
+    const char *ka = getenv("VLLM_HTTP_TIMEOUT_KEEP_ALIVE");
+    if (ka && *ka && !arg_given(argc, argv, "--timeout-keep-alive")) {
+        char *end;
+        double v = strtod(ka, &end);
+        if (*end || !(v >= 0.01 && v <= 86400)) {
+            fprintf(stderr, "dsa-head: VLLM_HTTP_TIMEOUT_KEEP_ALIVE=%s: expected seconds in "
+                    "[0.01, 86400]\n", ka);
+            dsa_options_free(head_options, N_OPTIONS, &o);
+            return 2;
+        }
+        o.timeout_keep_alive = v;
+    }
     dsa_log_level level = DSA_LOG_INFO;
     if (!strcmp(o.log_level, "debug"))
         level = DSA_LOG_DEBUG;

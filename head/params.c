@@ -34,6 +34,8 @@ void dsa_params_sampling(const dsa_api_request *a, const dsa_genconfig *gc, uint
 int64_t dsa_params_max_new(const dsa_api_request *a, const dsa_genconfig *gc,
                            int64_t max_model_len, int64_t n_prompt)
 {
+    if (a->max_tokens == 0) /* echo: the prompt is evaluated with one unreported token */
+        return 1;
     int64_t m = max_model_len - n_prompt;
     if (a->max_tokens > 0 && a->max_tokens < m)
         m = a->max_tokens;

@@ -212,6 +212,21 @@ static void plan_add(dsa_sched *s, dsa_sched_batch *b, dsa_sched_seq *q, int32_t
         .tokens = q->tokens + q->n_computed, .n_blocks = q->n_blocks, .blocks = q->blocks,
         .sample = q->n_computed + n == q->n_tokens, .step = (uint32_t)q->n_generated,
         .sp = q->sp};
+    if (q->ctl) {
+        dsa_step_seq *d = &b->plan.seqs[i];
+        const dsa_step_seq *c = q->ctl;
+        d->n_allowed = c->n_allowed;
+        d->allowed = c->allowed;
+        d->min_tokens = c->min_tokens;
+        d->n_banned = c->n_banned;
+        d->banned = c->banned;
+        d->n_bias = c->n_bias;
+        d->bias_ids = c->bias_ids;
+        d->bias_values = c->bias_values;
+        d->prompt_lps = c->prompt_lps;
+        d->prompt_top = c->prompt_top;
+        d->next_token = q->n_computed + n < q->n_tokens ? q->tokens[q->n_computed + n] : -1;
+    }
     int32_t end = q->n_computed + n < q->n_prompt ? q->n_computed + n : q->n_prompt;
     if (end > q->n_computed)
         s->st.prompt_computed += (uint64_t)(end - q->n_computed);
@@ -230,6 +245,17 @@ static int32_t plan_running(dsa_sched *s, dsa_sched_batch *b, dsa_sched_seq *q, 
     return n;
 }
 
+static int wants_plp(const dsa_sched_seq *q)
+{
+    return q->ctl && q->ctl->prompt_lps;
+}
+
+/* A chunk of n tokens, shortened for a sequence asking prompt logprobs. */
+static int32_t chunk_len(const dsa_sched_seq *q, int32_t n)
+{
+    return wants_plp(q) && n > DSA_SCHED_PLP_CHUNK ? DSA_SCHED_PLP_CHUNK : n;
+}
+
 static int has_rep_penalty(const dsa_sampling *sp)
 {
     return sp->repetition_penalty != 1 && sp->repetition_penalty > 0;
@@ -240,7 +266,8 @@ static int has_rep_penalty(const dsa_sampling *sp)
  * q->hashes (not referenced yet).  Returns how many. */
 static int32_t prefix_lookup(dsa_sched *s, dsa_sched_seq *q)
 {
-    if (s->p.disable_prefix_caching || (has_rep_penalty(&q->sp) && !q->n_preempted))
+    if (s->p.disable_prefix_caching || (has_rep_penalty(&q->sp) && !q->n_preempted) ||
+        wants_plp(q))
         return 0;
     int64_t bs = s->p.block_size;
     int32_t n_full = (int32_t)((q->n_tokens - 1) / bs), n = 0;
@@ -269,7 +296,7 @@ static int32_t admit(dsa_sched *s, dsa_sched_batch *b, dsa_sched_seq *q, int64_t
         hit_idle += s->bm.b[q->blocks[i]].ref == 0;
     int32_t n_cached = (int32_t)(n_hit * bs);
     int32_t left = q->n_tokens - n_cached;
-    int32_t n = left < budget ? left : (int32_t)budget;
+    int32_t n = chunk_len(q, left < budget ? left : (int32_t)budget);
     int64_t need = dsa_sched_blocks_for(s, (int64_t)n_cached + n) - n_hit;
     if (need > dsa_blocks_available(&s->bm) - hit_idle)
         return 0;
@@ -349,7 +376,7 @@ int dsa_sched_schedule_batch(dsa_sched *s, dsa_sched_batch *b)
         int32_t left = q->n_tokens - q->n_computed;
         if (q->in_flight || left < 1)
             continue;
-        int32_t n = left < budget ? left : (int32_t)budget;
+        int32_t n = chunk_len(q, left < budget ? left : (int32_t)budget);
         if (!plan_running(s, b, q, n))
             break;
         budget -= n;

@@ -57,10 +57,18 @@ typedef struct dsa_sched_seq {
     int32_t in_flight;
     int32_t n_preempted;
     dsa_sampling sp;
+    /* NULL or the logit controls and prompt logprob wish (proto/step.h
+     * fields n_allowed .. prompt_top; borrowed) copied into every plan of
+     * this sequence.  A sequence asking prompt logprobs never takes
+     * prefix-cache hits (its prompt must be computed) and prefills in
+     * chunks of at most DSA_SCHED_PLP_CHUNK tokens (a logit row each). */
+    const dsa_step_seq *ctl;
     int state;              /* DSA_SEQ_* */
     void *user;             /* the engine's request, borrowed */
     struct dsa_sched_seq *next, *prev;
 } dsa_sched_seq;
+
+#define DSA_SCHED_PLP_CHUNK 256
 
 enum { DSA_SEQ_NEW, DSA_SEQ_WAITING, DSA_SEQ_RUNNING, DSA_SEQ_DONE };
 

@@ -2,9 +2,7 @@
  *
  * Threads: the loop thread runs everything here except the model load and
  * long tokenizations (uv thread pool) and the engine (its own thread).
- * A generation request is a `gen` object owned by the loop: it lives until
- * its response is complete or its connection goes away (on_abort), and
- * holds one reference to each of its choices' engine requests. */
+ * Generation requests are gen.c's. */
 #include "head/server.h"
 
 #include <inttypes.h>
@@ -15,18 +13,9 @@
 #include <time.h>
 #include <uv.h>
 
-#include "common/chat.h"
-#include "common/genconfig.h"
-#include "common/grammar.h"
 #include "common/log.h"
-#include "common/reasoning.h"
-#include "common/tokenizer.h"
-#include "head/api.h"
-#include "head/engine.h"
-#include "head/http.h"
-#include "head/metrics.h"
-#include "head/params.h"
-#include "head/tools.h"
+#include "head/json_in.h"
+#include "head/server_int.h"
 #include "worker/step.h"
 #ifdef DSA_HAVE_MPI
 #include "proto/mpi_transport.h"
@@ -35,583 +24,11 @@
 /* After a fatal transport error: how long the loop keeps running so the
  * failed responses reach their clients before the job ends. */
 #define FATAL_FLUSH_MS 1500
-
-enum { HEAD_STARTING, HEAD_SERVING, HEAD_DRAINING, HEAD_FAILED, HEAD_STOPPED };
-
-typedef struct head {
-    const dsa_head_opts *o;
-    const char *const *keys;
-    int n_keys;
-    uv_loop_t loop;
-    uv_async_t async;
-    uv_signal_t sigterm, sigint;
-    uv_timer_t drain_timer;
-    uv_work_t load_work;
-    int load_failed;
-    char load_error[512];
-    dsa_http_server *http;
-    dsa_transport *transport;
-    dsa_engine *engine;
-    dsa_tok *tok;
-    dsa_gram_vocab *gvocab;     /* structured output: the vocabulary trie ... */
-    dsa_gram_cache *gcache;     /* ... and compiled grammars (NULL: no tokenizer) */
-    int has_chat;
-    dsa_chat_variant variant;
-    dsa_genconfig genconfig;    /* sampling defaults (--generation-config) */
-    dsa_metrics metrics;
-    int state;
-    int exit_code;
-    int64_t max_model_len;
-    int64_t vocab;
-    char model_name[256];
-    int64_t n_gens;             /* generation requests in progress */
-    uint64_t next_id;
-    double drain_deadline;
-    /* distributed */
-    int n_stages, tp;           /* the workers' layout (1 x 1 in-process) */
-    uv_timer_t fatal_timer;
-    int fatal;                  /* a transport error: the job must restart */
-    char fatal_msg[300];
-} head;
-
-typedef struct choice {
-    dsa_engine_req *er;         /* one reference, NULL once released */
-    dsa_jbuf text, reasoning;
-    dsa_engine_lp *lps;         /* non-streaming logprobs */
-    int n_lps, cap_lps;
-    const char *finish;
-    int64_t n_generated;
-    size_t text_offset;
-    dsa_tools_out tools;        /* chat: DeepSeek tool-call tokens -> tool_calls */
-} choice;
-
-typedef struct gen {
-    head *h;
-    dsa_http_conn *conn;        /* NULL once the client is gone */
-    dsa_api_request api;
-    char id[DSA_API_MAX_REQUEST_ID + 16]; /* "chatcmpl-..." / "cmpl-..." */
-    uint32_t call_salt;         /* makes tool-call ids unique per request */
-    dsa_api_resp_meta meta;
-    int n_prompts;
-    int32_t **ids;              /* [n_prompts] tokenized prompts */
-    int32_t *n_ids;
-    int n_choices, n_done;
-    choice *ch;
-    int64_t prompt_tokens;
-    uv_work_t work;
-    int in_work;
-    dsa_gram *gram;             /* structured output, one reference; NULL none */
-    dsa_api_error err;
-    int failed;
-    int reasoning;
-    double t_start;
-    const char *request_id;     /* borrowed from the connection; copy below */
-    char rid[72];
-} gen;
-
-/* ---- small helpers -------------------------------------------------------- */
-
-static void respond_json(dsa_http_conn *c, int status, const dsa_jbuf *b, const char *extra)
-{
-    dsa_http_respond(c, status, "application/json", extra, b->data ? b->data : "{}",
-                     b->data ? b->len : 2);
-}
-
-static void respond_error(dsa_http_conn *c, const dsa_api_error *e, const char *extra)
-{
-    dsa_jbuf b = {0};
-    dsa_api_error_json(&b, e);
-    respond_json(c, e->status, &b, extra);
-    dsa_jbuf_deinit(&b);
-}
-
-static void respond_fail(dsa_http_conn *c, int status, const char *param, const char *msg,
-                         const char *extra)
-{
-    dsa_api_error e;
-    dsa_api_fail(&e, status, param, "%s", msg);
-    respond_error(c, &e, extra);
-}
-
-static int authorized(head *h, const dsa_http_req *r)
-{
-    const char *a = r->authorization;
-    return dsa_api_auth_check(a, a ? strlen(a) : 0, h->keys, h->n_keys);
-}
-
-/* ---- generation: tokenize, submit, stream ----------------------------------- */
-
-static void gen_free(gen *g)
-{
-    for (int i = 0; i < g->n_choices; i++) {
-        choice *c = &g->ch[i];
-        if (c->er) {
-            c->er->user = NULL;
-            if (c->finish)
-                dsa_engine_req_release(c->er);
-            else
-                dsa_engine_abort(g->h->engine, c->er);
-        }
-        dsa_jbuf_deinit(&c->text);
-        dsa_jbuf_deinit(&c->reasoning);
-        dsa_tools_out_deinit(&c->tools);
-        free(c->lps);
-    }
-    free(g->ch);
-    for (int i = 0; i < g->n_prompts && g->ids; i++)
-        free(g->ids[i]);
-    free(g->ids);
-    free(g->n_ids);
-    dsa_api_request_free(&g->api);
-    dsa_gram_destroy(g->gram);
-    head *h = g->h;
-    free(g);
-    /* the last request of a drain: let the loop stop (not from here, which
-     * may be deep inside an HTTP callback) */
-    if (--h->n_gens == 0 && h->state == HEAD_DRAINING)
-        uv_async_send(&h->async);
-}
-
-/* Tokenizes every prompt (thread pool or inline).  Touches only g's
- * request, ids and err, and the immutable tokenizer. */
-/* Compiles (or finds in the cache) the request's grammar; on the thread
- * pool, as tokenizing is.  0 when there is none or it compiled. */
-static int compile_grammar(gen *g)
-{
-    dsa_api_request *a = &g->api;
-    if (!a->gram_kind)
-        return 0;
-    g->failed = 1;
-    if (!g->h->gcache) {
-        dsa_api_fail(&g->err, 400, a->gram_param, "structured output needs the model's "
-                     "tokenizer.json");
-        return 1;
-    }
-    dsa_err err = dsa_gram_cache_get(g->h->gcache, (dsa_gram_kind)(a->gram_kind - 1),
-                                     a->gram_text ? a->gram_text : "", a->gram_len,
-                                     !a->gram_compact, &g->gram);
-    if (err) {
-        dsa_api_fail(&g->err, err == DSA_NOMEM ? 500 : 400, a->gram_param, "%s", dsa_errmsg());
-        return 1;
-    }
-    g->failed = 0;
-    return 0;
-}
-
-static void tokenize_prompts(gen *g)
-{
-    head *h = g->h;
-    dsa_api_request *a = &g->api;
-    if (compile_grammar(g))
-        return;
-    g->n_prompts = a->kind == DSA_API_CHAT ? 1 : a->n_prompts;
-    g->ids = calloc((size_t)g->n_prompts, sizeof *g->ids);
-    g->n_ids = calloc((size_t)g->n_prompts, sizeof *g->n_ids);
-    if (!g->ids || !g->n_ids) {
-        g->failed = 1;
-        dsa_api_fail(&g->err, 500, NULL, "out of memory");
-        return;
-    }
-    if (a->kind == DSA_API_CHAT) {
-        char *text = NULL;
-        dsa_err err = dsa_chat_render_tools(h->variant, a->messages, a->tools,
-                                            a->add_generation_prompt != 0,
-                                            dsa_tok_bos_token(h->tok), &text);
-        if (!err && a->continue_final_message &&
-            (err = dsa_chat_continue_final(a->messages, text)) == DSA_INVAL) {
-            g->failed = 1;
-            dsa_api_fail(&g->err, 400, "continue_final_message", "%s", dsa_errmsg());
-            free(text);
-            return;
-        }
-        if (err) {
-            g->failed = 1;
-            dsa_api_fail(&g->err, err == DSA_NOMEM ? 500 : 400, "messages", "%s", dsa_errmsg());
-            return;
-        }
-        size_t n = 0;
-        err = dsa_tok_encode(h->tok, text, strlen(text), a->add_special_tokens, &g->ids[0], &n);
-        free(text);
-        g->n_ids[0] = (int32_t)n;
-        if (err) {
-            g->failed = 1;
-            dsa_api_fail(&g->err, err == DSA_NOMEM ? 500 : 400, "messages", "%s", dsa_errmsg());
-        }
-        return;
-    }
-    for (int i = 0; i < g->n_prompts; i++) {
-        dsa_api_prompt *p = &a->prompts[i];
-        if (p->ids) {
-            if (!(g->ids[i] = malloc((size_t)p->n_ids * sizeof(int32_t)))) {
-                g->failed = 1;
-                dsa_api_fail(&g->err, 500, NULL, "out of memory");
-                return;
-            }
-            memcpy(g->ids[i], p->ids, (size_t)p->n_ids * sizeof(int32_t));
-            g->n_ids[i] = p->n_ids;
-            continue;
-        }
-        if (!h->tok) {
-            g->failed = 1;
-            dsa_api_fail(&g->err, 400, "prompt", "this model has no tokenizer.json: send "
-                         "token ids as the prompt");
-            return;
-        }
-        size_t n = 0;
-        dsa_err err = dsa_tok_encode(h->tok, p->text, p->n_text, a->add_special_tokens,
-                                     &g->ids[i], &n);
-        g->n_ids[i] = (int32_t)n;
-        if (err) {
-            g->failed = 1;
-            dsa_api_fail(&g->err, err == DSA_NOMEM ? 500 : 400, "prompt", "%s", dsa_errmsg());
-            return;
-        }
-    }
-}
-
-static void send_role_chunks(gen *g)
-{
-    dsa_jbuf b = {0};
-    for (int i = 0; i < g->n_choices; i++) {
-        dsa_api_delta d = {.index = i, .role = "assistant"};
-        dsa_api_sse_chunk(&b, &g->meta, &d, g->api.include_usage);
-    }
-    dsa_http_stream_write(g->conn, b.data, b.len);
-    dsa_jbuf_deinit(&b);
-}
-
-static void gen_start(gen *g)
-{
-    head *h = g->h;
-    dsa_api_request *a = &g->api;
-    dsa_http_conn *conn = g->conn;
-    if (g->failed) {
-        respond_error(conn, &g->err, NULL);
-        gen_free(g);
-        return;
-    }
-    for (int i = 0; i < g->n_prompts; i++) {
-        dsa_api_error te;
-        if (dsa_params_truncate(a, h->max_model_len, g->ids[i], &g->n_ids[i], &te)) {
-            respond_error(conn, &te, NULL);
-            gen_free(g);
-            return;
-        }
-        int64_t n = g->n_ids[i];
-        if (n == 0) {
-            respond_fail(conn, 400, a->kind == DSA_API_CHAT ? "messages" : "prompt",
-                         "the prompt is empty", NULL);
-            gen_free(g);
-            return;
-        }
-        for (int64_t j = 0; j < n; j++)
-            if (g->ids[i][j] >= h->vocab) {
-                char msg[160];
-                snprintf(msg, sizeof msg, "token id %d is outside the vocabulary (%" PRId64 ")",
-                         g->ids[i][j], h->vocab);
-                respond_fail(conn, 400, "prompt", msg, NULL);
-                gen_free(g);
-                return;
-            }
-        int64_t max_new = a->max_tokens > 0 ? a->max_tokens : h->max_model_len - n;
-        if (n + max_new > h->max_model_len || max_new < 1) {
-            char msg[256];
-            snprintf(msg, sizeof msg, "This model's maximum context length is %" PRId64
-                     " tokens. However, you requested %" PRId64 " tokens (%" PRId64
-                     " in the messages, %" PRId64 " in the completion). Please reduce the "
-                     "length of the messages or completion.", h->max_model_len, n + max_new, n,
-                     max_new);
-            respond_fail(conn, 400, a->max_tokens > 0 ? "max_tokens" : "messages", msg, NULL);
-            gen_free(g);
-            return;
-        }
-        g->prompt_tokens += n; /* once per prompt whatever n is, as vLLM counts */
-    }
-    int n_choices = g->n_prompts * a->n;
-    if (dsa_engine_n_waiting(h->engine) + n_choices > h->o->max_queued) {
-        dsa_metrics_lock(&h->metrics);
-        h->metrics.rejected_queue_full++;
-        dsa_metrics_unlock(&h->metrics);
-        respond_fail(conn, 429, NULL, "the server is busy: the request queue is full; retry "
-                     "later", "Retry-After: 1\r\n");
-        gen_free(g);
-        return;
-    }
-    g->ch = calloc((size_t)n_choices, sizeof *g->ch);
-    if (!g->ch) {
-        respond_fail(conn, 500, NULL, "out of memory", NULL);
-        gen_free(g);
-        return;
-    }
-    uint64_t base_seed = a->has_seed ? a->seed : ((uint64_t)rand() << 32 ^ (uint64_t)rand() ^ uv_hrtime());
-    for (int i = 0; i < n_choices; i++) {
-        int p = i / a->n;
-        dsa_engine_req *er;
-        if (dsa_engine_req_create(g->ids[p], g->n_ids[p], &er)) {
-            respond_fail(conn, 500, NULL, "out of memory", NULL);
-            gen_free(g);
-            return;
-        }
-        er->max_new = (int32_t)dsa_params_max_new(a, &h->genconfig, h->max_model_len,
-                                                  g->n_ids[p]);
-        dsa_params_sampling(a, &h->genconfig, base_seed + (uint64_t)i, &er->sp);
-        er->ignore_eos = a->ignore_eos;
-        er->skip_special = a->skip_special_tokens;
-        er->reasoning_flags = g->reasoning ? DSA_REASON_TRIM : -1;
-        er->want_logprobs = a->logprobs;
-        er->stop = a->stop;
-        er->n_stop = a->n_stop;
-        er->include_stop = a->include_stop_str_in_output;
-        er->t_arrival = g->t_start;
-        if (g->gram) {
-            er->gram = dsa_gram_retain(g->gram);
-            er->gram_state = dsa_gram_start(g->gram);
-            er->gram_words = (int32_t)dsa_gram_mask_words(h->gvocab);
-            if (!(er->gram_mask = malloc((size_t)er->gram_words * sizeof *er->gram_mask)))
-                er->gram_words = -1; /* fails at its first token */
-        }
-        er->user = g;
-        er->index = i;
-        dsa_metrics_observe_params(&h->metrics, i % a->n ? 0 : a->n, a->max_tokens);
-        g->ch[i].er = er;
-        g->n_choices = i + 1;
-        /* ids "call_<8 hex>_<n>", the hex distinct per choice */
-        char pfx[32];
-        snprintf(pfx, sizeof pfx, "call_%08x_", g->call_salt ^ (uint32_t)i * 0x9e3779b9u);
-        if (dsa_tools_out_init(&g->ch[i].tools, dsa_tools_active(a), !a->parallel_tool_calls,
-                               pfx)) {
-            respond_fail(conn, 500, NULL, "out of memory", NULL);
-            gen_free(g);
-            return;
-        }
-    }
-    if (a->stream && a->kind != DSA_API_GENERATE) {
-        dsa_http_stream_begin(conn, 200, "text/event-stream");
-        if (a->kind == DSA_API_CHAT)
-            send_role_chunks(g);
-    }
-    for (int i = 0; i < g->n_choices; i++)
-        dsa_engine_submit(h->engine, g->ch[i].er);
-}
-
-static void on_tokenized(uv_work_t *w)
-{
-    tokenize_prompts(w->data);
-}
-
-static void after_tokenized(uv_work_t *w, int status)
-{
-    gen *g = w->data;
-    g->in_work = 0;
-    if (!g->conn) { /* the client left meanwhile */
-        gen_free(g);
-        return;
-    }
-    if (status < 0) {
-        g->failed = 1;
-        dsa_api_fail(&g->err, 500, NULL, "tokenization canceled");
-    }
-    gen_start(g);
-}
-
-/* The token's text for logprobs (raw piece, special tokens included). */
-static void token_text(head *h, int32_t id, int as_ids, dsa_jbuf *store, size_t *off,
-                       size_t *len)
-{
-    char *t = NULL;
-    size_t n = 0;
-    *off = store->len;
-    if (!as_ids && h->tok && dsa_tok_decode(h->tok, &id, 1, 0, &t, &n) == DSA_OK) {
-        dsa_jbuf_put(store, t, n);
-    } else {
-        char tmp[32];
-        n = (size_t)snprintf(tmp, sizeof tmp, "token_id:%d", id);
-        dsa_jbuf_put(store, tmp, n);
-    }
-    free(t);
-    *len = store->len - *off;
-}
-
-/* Formats logprob entries for the API (texts decoded into store; as_ids:
- * return_tokens_as_token_ids, every token as "token_id:N"). */
-static dsa_api_logprob *format_lps(head *h, const dsa_engine_lp *lps, int n, int as_ids,
-                                   dsa_jbuf *store)
-{
-    dsa_api_logprob *out = calloc((size_t)(n > 0 ? n : 1), sizeof *out);
-    if (!out)
-        return NULL;
-    size_t (*offs)[21] = calloc((size_t)(n > 0 ? n : 1), sizeof *offs);
-    if (!offs) {
-        free(out);
-        return NULL;
-    }
-    for (int i = 0; i < n; i++) {
-        token_text(h, lps[i].id, as_ids, store, &offs[i][0], &out[i].n_text);
-        out[i].logprob = lps[i].logprob;
-        out[i].n_top = lps[i].n_top;
-        for (int j = 0; j < lps[i].n_top; j++) {
-            token_text(h, lps[i].top_ids[j], as_ids, store, &offs[i][j + 1],
-                       &out[i].top_n_text[j]);
-            out[i].top_logprob[j] = lps[i].top_logprobs[j];
-        }
-    }
-    /* the store may have moved while growing: resolve offsets last */
-    for (int i = 0; i < n; i++) {
-        out[i].text = store->data + offs[i][0];
-        for (int j = 0; j < out[i].n_top; j++)
-            out[i].top_text[j] = store->data + offs[i][j + 1];
-    }
-    free(offs);
-    return out;
-}
-
-static void gen_finish_response(gen *g)
-{
-    head *h = g->h;
-    dsa_api_usage u = {.prompt_tokens = g->prompt_tokens};
-    for (int i = 0; i < g->n_choices; i++)
-        u.completion_tokens += g->ch[i].n_generated;
-    dsa_jbuf b = {0};
-    if (g->api.stream && g->api.kind != DSA_API_GENERATE) {
-        if (g->api.include_usage)
-            dsa_api_sse_usage(&b, &g->meta, &u);
-        dsa_api_sse_done(&b);
-        dsa_http_stream_write(g->conn, b.data, b.len);
-        dsa_http_stream_end(g->conn);
-    } else {
-        dsa_api_choice *cs = calloc((size_t)g->n_choices, sizeof *cs);
-        dsa_jbuf store = {0};
-        dsa_api_logprob **lp = calloc((size_t)g->n_choices, sizeof *lp);
-        dsa_jbuf *content = calloc((size_t)g->n_choices, sizeof *content);
-        int oom = !cs || !lp || !content;
-        for (int i = 0; !oom && i < g->n_choices; i++) {
-            choice *c = &g->ch[i];
-            oom = dsa_tools_out_parse_all(&c->tools, c->text.data, c->text.len, &content[i]) !=
-                  DSA_OK;
-        }
-        if (oom) {
-            respond_fail(g->conn, 500, NULL, "out of memory", NULL);
-        } else {
-            for (int i = 0; i < g->n_choices; i++) {
-                choice *c = &g->ch[i];
-                cs[i] = (dsa_api_choice){
-                    .text = content[i].data ? content[i].data : "", .n_text = content[i].len,
-                    .reasoning = g->reasoning ? (c->reasoning.data ? c->reasoning.data : "")
-                                              : NULL,
-                    .n_reasoning = c->reasoning.len,
-                    .finish_reason = dsa_tools_out_finish_reason(&c->tools, c->finish),
-                    .has_logprobs = g->api.logprobs,
-                    .tool_calls = c->tools.p.calls, .n_tool_calls = c->tools.n_calls};
-                if (g->api.logprobs) {
-                    lp[i] = format_lps(h, c->lps, c->n_lps, g->api.return_tokens_as_token_ids,
-                                       &store);
-                    cs[i].logprobs = lp[i];
-                    cs[i].n_logprobs = lp[i] ? c->n_lps : 0;
-                }
-            }
-            dsa_api_response(&b, &g->meta, cs, g->n_choices, &u);
-            respond_json(g->conn, 200, &b, NULL);
-        }
-        for (int i = 0; lp && i < g->n_choices; i++)
-            free(lp[i]);
-        for (int i = 0; content && i < g->n_choices; i++)
-            dsa_jbuf_deinit(&content[i]);
-        free(content);
-        free(lp);
-        free(cs);
-        dsa_jbuf_deinit(&store);
-    }
-    dsa_jbuf_deinit(&b);
-    if (!h->o->disable_log_requests)
-        DSA_INFO("request %s done: %s, %d choice(s), prompt %" PRId64 " completion %" PRId64
-                 " tokens, %.3fs", g->rid, g->id, g->n_choices, u.prompt_tokens,
-                 u.completion_tokens, dsa_time_now() - g->t_start);
-    gen_free(g);
-}
-
-/* A failed choice fails the whole request. */
-static void gen_fail(gen *g, int status, const char *msg)
-{
-    dsa_api_error e;
-    dsa_api_fail(&e, status, NULL, "%s", msg);
-    DSA_WARN("request %s failed: %s", g->rid, msg);
-    if (g->api.stream && g->api.kind != DSA_API_GENERATE) {
-        dsa_jbuf b = {0};
-        dsa_api_sse_error(&b, &e);
-        dsa_api_sse_done(&b);
-        dsa_http_stream_write(g->conn, b.data, b.len);
-        dsa_http_stream_end(g->conn);
-        dsa_jbuf_deinit(&b);
-    } else {
-        respond_error(g->conn, &e, NULL);
-    }
-    gen_free(g);
-}
-
-static void on_event(head *h, dsa_engine_event *ev)
-{
-    gen *g = ev->req->user;
-    if (!g || !g->conn)
-        return;
-    choice *c = &g->ch[ev->req->index];
-    if (ev->status) {
-        c->finish = "error";
-        gen_fail(g, ev->status, ev->message);
-        return;
-    }
-    c->n_generated = ev->n_generated;
-    if (g->api.stream && g->api.kind != DSA_API_GENERATE) {
-        dsa_jbuf b = {0}, store = {0};
-        dsa_api_logprob *lp = ev->n_lps ? format_lps(h, ev->lps, ev->n_lps,
-                                                     g->api.return_tokens_as_token_ids, &store)
-                                        : NULL;
-        dsa_tools_delta td;
-        if (dsa_tools_out_feed(&c->tools, ev->content.data, ev->content.len,
-                               ev->finish != NULL, &td)) {
-            dsa_jbuf_deinit(&store);
-            free(lp);
-            c->finish = "error";
-            gen_fail(g, 500, "out of memory");
-            return;
-        }
-        dsa_tools_sse_event sev = {
-            .meta = &g->meta, .index = ev->req->index, .td = &td,
-            .reasoning = ev->reasoning.data, .n_reasoning = ev->reasoning.len,
-            .logprobs = lp, .n_logprobs = lp ? ev->n_lps : 0, .text_offset = &c->text_offset,
-            .finish_reason = ev->finish ? dsa_tools_out_finish_reason(&c->tools, ev->finish)
-                                        : NULL,
-            .include_usage = g->api.include_usage};
-        dsa_tools_sse(&b, &sev);
-        int rc = b.len ? dsa_http_stream_write(g->conn, b.data, b.len) : 0;
-        dsa_jbuf_deinit(&b);
-        dsa_jbuf_deinit(&store);
-        free(lp);
-        if (rc < 0) {
-            /* the client is too slow or gone: on_abort follows */
-            return;
-        }
-    } else {
-        dsa_jbuf_put(&c->text, ev->content.data ? ev->content.data : "", ev->content.len);
-        dsa_jbuf_put(&c->reasoning, ev->reasoning.data ? ev->reasoning.data : "",
-                     ev->reasoning.len);
-        for (int i = 0; i < ev->n_lps; i++) {
-            if (c->n_lps == c->cap_lps) {
-                int cap = c->cap_lps ? c->cap_lps * 2 : 16;
-                dsa_engine_lp *n = realloc(c->lps, (size_t)cap * sizeof *n);
-                if (!n)
-                    break;
-                c->lps = n;
-                c->cap_lps = cap;
-            }
-            c->lps[c->n_lps++] = ev->lps[i];
-        }
-    }
-    if (ev->finish) {
-        c->finish = ev->finish;
-        if (++g->n_done == g->n_choices)
-            gen_finish_response(g);
-    }
-}
+/* After the drain timeout: at most this long for the error events of the
+ * requests it ended to reach their clients. */
+#define FLUSH_MS 1000
+/* Distributed drain: a step this late means the workers are gone. */
+#define DRAIN_STALL_S 0.3
 
 static void maybe_stop(head *h);
 static void stop_all(head *h);
@@ -652,7 +69,7 @@ static void on_async(uv_async_t *a)
     dsa_engine_event *ev = dsa_engine_poll(h->engine);
     while (ev) {
         dsa_engine_event *next = ev->next;
-        on_event(h, ev);
+        dsa_gen_on_event(h, ev);
         dsa_engine_event_free(ev);
         ev = next;
     }
@@ -666,82 +83,6 @@ static void on_async(uv_async_t *a)
 static void engine_notify(void *user)
 {
     uv_async_send(user);
-}
-
-static void handle_generate(head *h, dsa_http_conn *c, const dsa_http_req *r, dsa_api_kind kind)
-{
-    if (kind == DSA_API_CHAT && !h->has_chat) {
-        respond_fail(c, 400, "messages", h->tok ? "this model's chat template is not one the "
-                     "server renders (see --chat-template-variant)"
-                     : "this model has no tokenizer.json; use /v1/completions with token ids",
-                     NULL);
-        return;
-    }
-    gen *g = calloc(1, sizeof *g);
-    if (!g) {
-        respond_fail(c, 500, NULL, "out of memory", NULL);
-        return;
-    }
-    g->h = h;
-    h->n_gens++;
-    g->conn = c;
-    g->t_start = r->t_start;
-    snprintf(g->rid, sizeof g->rid, "%s", r->request_id);
-    dsa_api_error e;
-    if (dsa_api_parse(kind, r->body, r->n_body, &g->api, &e)) {
-        respond_error(c, &e, NULL);
-        gen_free(g);
-        return;
-    }
-    if (g->api.model && strcmp(g->api.model, h->model_name)) {
-        char msg[400];
-        snprintf(msg, sizeof msg, "The model `%.200s` does not exist.", g->api.model);
-        respond_fail(c, 404, "model", msg, NULL);
-        gen_free(g);
-        return;
-    }
-    g->call_salt = (uint32_t)(uv_hrtime() & 0xffffffffu);
-    snprintf(g->id, sizeof g->id, "%s-%016" PRIx64 "%08x",
-             kind == DSA_API_CHAT ? "chatcmpl" : "cmpl", ++h->next_id, (unsigned)g->call_salt);
-    /* vLLM names the response after the X-Request-Id header, else the
-     * body's request_id, when the client gave one */
-    const char *named = r->request_id_given ? r->request_id : g->api.request_id;
-    if (named)
-        snprintf(g->id, sizeof g->id, "%s-%.*s", kind == DSA_API_CHAT ? "chatcmpl" : "cmpl",
-                 DSA_API_MAX_REQUEST_ID, named);
-    g->meta = (dsa_api_resp_meta){.kind = kind, .id = g->id, .created = (int64_t)time(NULL),
-                                  .model = h->model_name};
-    g->reasoning = kind == DSA_API_CHAT && h->variant == DSA_CHAT_R1;
-    dsa_http_conn_set_user(c, g);
-    if (!h->o->disable_log_requests)
-        DSA_INFO("request %s: %s %s, stream %d, max_tokens %" PRId64, g->rid, r->method_name,
-                 r->path, g->api.stream, g->api.max_tokens);
-    if (g->api.ignored)
-        DSA_WARN("request %s: fields present in the request but ignored: %s", g->rid,
-                 g->api.ignored);
-    size_t text = 0;
-    for (int i = 0; i < g->api.n_prompts; i++)
-        text += g->api.prompts[i].n_text;
-    if (g->api.messages)
-        text += r->n_body;
-    if ((int64_t)text > h->o->tokenize_inline_bytes || g->api.gram_kind) {
-        g->work.data = g;
-        g->in_work = 1;
-        if (uv_queue_work(&h->loop, &g->work, on_tokenized, after_tokenized) == 0)
-            return;
-        g->in_work = 0;
-    }
-    tokenize_prompts(g);
-    gen_start(g);
-}
-
-static void on_abort(void *user, dsa_http_conn *c, void *req_user)
-{
-    gen *g = req_user;
-    g->conn = NULL;
-    DSA_INFO("request %s: client disconnected, aborted", g->rid);
-    if (!g->in_work)
-        gen_free(g);
 }
 
 /* ---- other endpoints ------------------------------------------------------ */
@@ -787,6 +128,7 @@ static void handle_tokenize(head *h, dsa_http_conn *c, const dsa_http_req *r, in
     } else {
         char *rendered = NULL;
         const char *text = t.prompt;
+        size_t n_text = t.n_prompt;
         int add_special = t.add_special_tokens;
         if (t.messages) {
             if (!h->has_chat) {
@@ -797,11 +139,14 @@ static void handle_tokenize(head *h, dsa_http_conn *c, const dsa_http_req *r, in
                 dsa_api_fail(&e, 400, "messages", "%s", dsa_errmsg());
             }
             text = rendered;
+            n_text = rendered ? strlen(rendered) : 0;
+            if (rendered && t.n_nul)
+                dsa_json_nul_restore(rendered, n_text);
             add_special = 0;
         }
         int32_t *ids = NULL;
         size_t n = 0;
-        if (!err && (err = dsa_tok_encode(h->tok, text, strlen(text), add_special, &ids, &n)))
+        if (!err && (err = dsa_tok_encode(h->tok, text, n_text, add_special, &ids, &n)))
             dsa_api_fail(&e, 400, "prompt", "%s", dsa_errmsg());
         if (!err) {
             dsa_jbuf_printf(&b, "{\"count\":%zu,\"max_model_len\":%" PRId64 ",\"tokens\":[", n,
@@ -835,51 +180,89 @@ static void handle_metrics(head *h, dsa_http_conn *c)
 
 typedef struct route {
     const char *path;
-    int method;         /* allowed method */
+    int method;         /* allowed method (GET allows HEAD too) */
     int kind;           /* what to do */
 } route;
 
 enum { R_CHAT, R_COMPLETIONS, R_GENERATE, R_MODELS, R_HEALTH, R_METRICS, R_TOKENIZE,
        R_DETOKENIZE, R_VERSION };
 
+/* /ping is vLLM's (SageMaker's) alias of /health, GET and POST */
 static const route routes[] = {
     {"/v1/chat/completions", HTTP_POST, R_CHAT},
     {"/v1/completions", HTTP_POST, R_COMPLETIONS},
     {"/generate", HTTP_POST, R_GENERATE},
     {"/v1/models", HTTP_GET, R_MODELS},
     {"/health", HTTP_GET, R_HEALTH},
+    {"/ping", HTTP_GET, R_HEALTH},
+    {"/ping", HTTP_POST, R_HEALTH},
     {"/metrics", HTTP_GET, R_METRICS},
     {"/tokenize", HTTP_POST, R_TOKENIZE},
     {"/detokenize", HTTP_POST, R_DETOKENIZE},
     {"/version", HTTP_GET, R_VERSION},
 };
 
+/* /health and /ping: 200 while serving with workers that keep time; 503
+ * while loading, draining, failed, or while the workers are late (a step
+ * or a ping overdue by --health-late-timeout). */
+static void handle_health(head *h, dsa_http_conn *c)
+{
+    const char *late = h->state == HEAD_SERVING && h->engine ? dsa_engine_late(h->engine)
+                                                             : NULL;
+    int ok = h->state == HEAD_SERVING && !late;
+    const char *body = ok                           ? "{\"status\":\"ok\"}"
+                       : late                       ? "{\"status\":\"stalled\"}"
+                       : h->state == HEAD_STARTING ? "{\"status\":\"starting\"}"
+                       : h->state == HEAD_FAILED   ? "{\"status\":\"failed\"}"
+                                                   : "{\"status\":\"draining\"}";
+    dsa_http_respond(c, ok ? 200 : 503, "application/json", NULL, body, strlen(body));
+}
+
 static void on_request(void *user, dsa_http_conn *c, const dsa_http_req *r)
 {
     head *h = user;
+    /* CORS first, as vLLM's middleware: preflights for any path, no key */
+    dsa_jbuf cors = {0};
+    int status;
+    const char *text;
+    if (dsa_cors_preflight(&h->cors, r, &cors, &status, &text)) {
+        dsa_http_conn_add_headers(c, cors.data ? cors.data : "");
+        dsa_http_respond(c, status, "text/plain; charset=utf-8", NULL, text, strlen(text));
+        dsa_jbuf_deinit(&cors);
+        return;
+    }
+    dsa_cors_simple(&h->cors, r, &cors);
     const route *rt = NULL;
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
-        if (!strcmp(r->path, routes[i].path))
+    char allow[64] = "";
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        if (strcmp(r->path, routes[i].path))
+            continue;
+        size_t n = strlen(allow);
+        snprintf(allow + n, sizeof allow - n, "%s%s", n ? ", " : "",
+                 llhttp_method_name((llhttp_method_t)routes[i].method));
+        if (r->method == routes[i].method ||
+            (routes[i].method == HTTP_GET && r->method == HTTP_HEAD))
             rt = &routes[i];
-    if (!rt) {
+    }
+    /* the 401 of a missing key goes without them: vLLM's authentication
+     * middleware sits outside its CORS middleware */
+    int needs_key = rt && rt->kind != R_HEALTH && rt->kind != R_VERSION &&
+                    (rt->kind != R_METRICS || h->o->protect_metrics);
+    if (cors.data && (!needs_key || authorized(h, r)))
+        dsa_http_conn_add_headers(c, cors.data);
+    dsa_jbuf_deinit(&cors);
+    if (!rt && !allow[0]) {
         respond_fail(c, 404, NULL, "Not Found", NULL);
         return;
     }
-    int method_ok = r->method == rt->method || (rt->method == HTTP_GET && r->method == HTTP_HEAD);
-    if (!method_ok) {
-        char allow[64];
-        snprintf(allow, sizeof allow, "Allow: %s\r\n",
-                 llhttp_method_name((llhttp_method_t)rt->method));
-        respond_fail(c, 405, NULL, "Method Not Allowed", allow);
+    if (!rt) {
+        char hdr[96];
+        snprintf(hdr, sizeof hdr, "Allow: %s\r\n", allow);
+        respond_fail(c, 405, NULL, "Method Not Allowed", hdr);
         return;
     }
     if (rt->kind == R_HEALTH) {
-        int ok = h->state == HEAD_SERVING;
-        const char *body = ok                           ? "{\"status\":\"ok\"}"
-                           : h->state == HEAD_STARTING ? "{\"status\":\"starting\"}"
-                           : h->state == HEAD_FAILED   ? "{\"status\":\"failed\"}"
-                                                       : "{\"status\":\"draining\"}";
-        dsa_http_respond(c, ok ? 200 : 503, "application/json", NULL, body, strlen(body));
+        handle_health(h, c);
         return;
     }
     if (rt->kind == R_VERSION) {
@@ -904,9 +287,9 @@ static void on_request(void *user, dsa_http_conn *c, const dsa_http_req *r)
         return;
     }
     switch (rt->kind) {
-    case R_CHAT: handle_generate(h, c, r, DSA_API_CHAT); break;
-    case R_COMPLETIONS: handle_generate(h, c, r, DSA_API_COMPLETION); break;
-    case R_GENERATE: handle_generate(h, c, r, DSA_API_GENERATE); break;
+    case R_CHAT: dsa_gen_handle(h, c, r, DSA_API_CHAT); break;
+    case R_COMPLETIONS: dsa_gen_handle(h, c, r, DSA_API_COMPLETION); break;
+    case R_GENERATE: dsa_gen_handle(h, c, r, DSA_API_GENERATE); break;
     case R_MODELS: handle_models(h, c); break;
     case R_TOKENIZE: handle_tokenize(h, c, r, 0); break;
     case R_DETOKENIZE: handle_tokenize(h, c, r, 1); break;
@@ -919,9 +302,18 @@ static void on_response(void *user, const dsa_http_req *r, int status, double se
     dsa_metrics_lock(&h->metrics);
     h->metrics.http_requests[status >= 100 && status < 600 ? status / 100 : 0]++;
     dsa_metrics_unlock(&h->metrics);
-    if (!h->o->disable_log_requests && r->path)
-        DSA_DEBUG("request %s: %s %s -> %d in %.4fs", r->request_id ? r->request_id : "-",
-                  r->method_name ? r->method_name : "-", r->path, status, seconds);
+    /* errors at the default level (and without --disable-log-requests too);
+     * a health probe's 503 (loading, draining) is no warning */
+    const char *rid = r->request_id ? r->request_id : "-";
+    int probe = r->path && (!strcmp(r->path, "/health") || !strcmp(r->path, "/ping"));
+    if (status >= 400)
+        dsa_log_req(status >= 500 && !probe ? DSA_LOG_WARN : DSA_LOG_INFO, rid,
+                    "%s %s -> %d in %.4fs",
+                    r->method_name ? r->method_name : "-", r->path ? r->path : "-", status,
+                    seconds);
+    else if (!h->o->disable_log_requests && r->path)
+        dsa_log_req(DSA_LOG_DEBUG, rid, "%s %s -> %d in %.4fs",
+                    r->method_name ? r->method_name : "-", r->path, status, seconds);
 }
 
 /* ---- startup and drain ------------------------------------------------------ */
@@ -1046,7 +438,9 @@ static void after_load(uv_work_t *w, int status)
                             .eos_token_id = wi->eos_token_id, .notify = engine_notify,
                             .notify_user = &h->async,
                             .max_in_flight = h->n_stages >= 2 ? 2 : 1,
-                            .transport_errors_fatal = h->o->mpi != NULL};
+                            .transport_errors_fatal = h->o->mpi != NULL,
+                            .ping_interval_s = h->o->ping_interval,
+                            .late_s = h->o->health_late_timeout};
     if (h->tok && dsa_tok_eos_id(h->tok) >= 0)
         ep.eos_token_id = dsa_tok_eos_id(h->tok);
     if (dsa_engine_create(&ep, &h->engine)) {
@@ -1084,13 +478,59 @@ static void stop_all(head *h)
     uv_close((uv_handle_t *)&h->sigint, on_closed);
     uv_close((uv_handle_t *)&h->drain_timer, on_closed);
     uv_close((uv_handle_t *)&h->fatal_timer, on_closed);
+    uv_close((uv_handle_t *)&h->flush_timer, on_closed);
+    uv_close((uv_handle_t *)&h->watch_timer, on_closed);
 }
 
 static void maybe_stop(head *h)
 {
-    if (h->n_gens == 0) {
+    if (h->n_gens == 0 && !h->flushing) {
         DSA_INFO("drained: every request finished");
         stop_all(h);
+    }
+}
+
+static void on_flushed(uv_timer_t *t)
+{
+    head *h = t->data;
+    if (!h->http || dsa_http_server_unsent_bytes(h->http) == 0 ||
+        dsa_time_now() > h->flush_deadline)
+        stop_all(h);
+}
+
+/* Ends every request in progress with an error the client can read (SSE
+ * error event and [DONE], or a 503 object), then stops once those bytes
+ * have left (at most FLUSH_MS). */
+static void fail_all_and_stop(head *h, const char *why)
+{
+    if (h->n_gens > 0) {
+        DSA_WARN("%s: ending %" PRId64 " request(s) still in flight", why, h->n_gens);
+        h->flushing = 1;
+        dsa_gen_fail_all(h, 503, why);
+    }
+    if (!h->flushing) {
+        stop_all(h);
+        return;
+    }
+    h->flush_deadline = dsa_time_now() + FLUSH_MS / 1e3;
+    uv_timer_stop(&h->drain_timer);
+    uv_timer_start(&h->flush_timer, on_flushed, 20, 20);
+}
+
+/* Under MPI a SIGTERM that reaches the head through mpirun reached every
+ * worker too (mpirun forwards it; a planned drain signals the head alone),
+ * and mpirun's teardown after a worker died starts the same way: then the
+ * step in progress never returns and SIGKILL follows within about a
+ * second.  A step overdue by DRAIN_STALL_S during the drain means that: the
+ * requests get their error events while the head still can send them. */
+static void on_drain_watch(uv_timer_t *t)
+{
+    head *h = t->data;
+    if (h->state != HEAD_DRAINING || h->flushing || !h->engine)
+        return;
+    if (dsa_engine_wait_s(h->engine) > DRAIN_STALL_S) {
+        uv_timer_stop(t);
+        fail_all_and_stop(h, "the workers stopped answering");
     }
 }
 
@@ -1099,17 +539,17 @@ static void on_drain_timeout(uv_timer_t *t)
     head *h = t->data;
     if (h->state != HEAD_DRAINING)
         return;
-    if (h->n_gens > 0)
-        DSA_WARN("drain timeout: aborting %" PRId64 " request(s) still in flight", h->n_gens);
-    stop_all(h);
+    fail_all_and_stop(h, "drain timeout");
 }
 
 static void on_signal(uv_signal_t *s, int signum)
 {
     head *h = s->data;
     if (h->state == HEAD_DRAINING) {
+        if (h->flushing)
+            return;
         DSA_WARN("second signal %d: stopping now", signum);
-        stop_all(h);
+        fail_all_and_stop(h, "second signal");
         return;
     }
     if (h->state == HEAD_STOPPED)
@@ -1130,6 +570,10 @@ static void on_signal(uv_signal_t *s, int signum)
     }
     uv_timer_start(&h->drain_timer, on_drain_timeout, (uint64_t)(h->o->drain_timeout * 1000),
                    0);
+    if (h->o->mpi && h->n_gens > 0) {
+        uv_timer_start(&h->watch_timer, on_drain_watch, 0, 50);
+        on_drain_watch(&h->watch_timer);
+    }
     maybe_stop(h);
 }
 
@@ -1142,6 +586,12 @@ int dsa_head_run(const dsa_head_opts *o, const char **keys, int n_keys)
     h->keys = keys;
     h->n_keys = n_keys;
     h->state = HEAD_STARTING;
+    if (dsa_cors_init(&h->cors, o->allowed_origins, o->allowed_methods, o->allowed_headers,
+                      o->allow_credentials)) {
+        DSA_ERROR("%s", dsa_errmsg());
+        free(h);
+        return 2;
+    }
     const char *name = o->served_model_name;
     if (!name) {
         const char *slash = strrchr(o->model, '/');
@@ -1161,14 +611,19 @@ int dsa_head_run(const dsa_head_opts *o, const char **keys, int n_keys)
     h->drain_timer.data = h;
     uv_timer_init(&h->loop, &h->fatal_timer);
     h->fatal_timer.data = h;
+    uv_timer_init(&h->loop, &h->flush_timer);
+    h->flush_timer.data = h;
+    uv_timer_init(&h->loop, &h->watch_timer);
+    h->watch_timer.data = h;
     dsa_http_params hp = {.host = o->host, .port = (int)o->port,
                           .max_connections = o->max_connections,
                           .max_header_bytes = o->max_header_bytes,
                           .max_body_bytes = o->max_body_bytes,
                           .max_unsent_bytes = o->max_unsent_bytes,
+                          .max_unsent_total = o->max_unsent_total,
                           .read_timeout = o->request_timeout,
                           .keepalive_timeout = o->timeout_keep_alive,
-                          .on_request = on_request, .on_abort = on_abort,
+                          .on_request = on_request, .on_abort = dsa_gen_on_abort,
                           .on_response = on_response, .user = h};
     if (dsa_http_server_create(&h->loop, &hp, &h->http)) {
         DSA_ERROR("%s", dsa_errmsg());
@@ -1206,6 +661,7 @@ int dsa_head_run(const dsa_head_opts *o, const char **keys, int n_keys)
     dsa_gram_vocab_destroy(h->gvocab);
     dsa_tok_destroy(h->tok);
     dsa_metrics_deinit(&h->metrics);
+    dsa_cors_deinit(&h->cors);
     int code = h->exit_code;
     free(h);
     DSA_INFO("exit %d", code);

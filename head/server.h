@@ -34,6 +34,7 @@ typedef struct dsa_head_opts {
     long long max_header_bytes;
     long long max_body_bytes;
     long long max_unsent_bytes;
+    long long max_unsent_total;
     long long tokenize_inline_bytes;
     double drain_timeout;
     double timeout_keep_alive;
@@ -41,6 +42,9 @@ typedef struct dsa_head_opts {
     const char *chat_template_variant;
     const char *generation_config;  /* auto, vllm or a folder */
     int protect_metrics;
+    /* CORS as vLLM (head/cors.h): JSON lists */
+    const char *allowed_origins, *allowed_methods, *allowed_headers;
+    int allow_credentials;
     int disable_log_requests;
     const char *log_format;
     const char *log_level;
@@ -48,6 +52,8 @@ typedef struct dsa_head_opts {
     /* distributed (docs/distributed.md) */
     const char *distributed;    /* auto, on, off */
     double step_timeout, hello_timeout, preflight_timeout;
+    double health_late_timeout; /* /health 503 once the workers are this late */
+    double ping_interval;       /* idle: ping the workers this often */
     /* set by main, not an option: the MPI job when distributed, else NULL.
      * Then the load step waits for the workers (dsa_mpi_transport_create),
      * a transport error ends the job (dsa_mpi_abort) and a clean exit

@@ -98,6 +98,11 @@ static dsa_err push(dsa_textout *t, const char *s, size_t n, int final, dsa_jbuf
     dsa_err err = emit(t, t->held.data, safe, content, reasoning);
     if (match) {
         t->stopped = 1;
+        /* the earliest match, the lowest index among equals (as scan) */
+        for (int i = t->n_stop - 1; i >= 0; i--)
+            if (t->held.len - safe >= strlen(t->stop[i]) &&
+                !memcmp(t->held.data + safe, t->stop[i], strlen(t->stop[i])))
+                t->stop_index = i;
         t->held.len = 0;
         return err;
     }

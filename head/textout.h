@@ -25,6 +25,7 @@ typedef struct dsa_textout {
     int stopped;
     int include_stop;               /* include_stop_str_in_output: the matched
                                      * stop string is emitted, what follows is not */
+    int stop_index;                 /* with stopped: which stop string matched */
 } dsa_textout;
 
 /* reasoning_flags < 0: no reasoning split; else DSA_REASON_* flags. */

@@ -263,7 +263,9 @@ void dsa_tools_sse(dsa_jbuf *b, const dsa_tools_sse_event *ev)
         dsa_api_sse_chunk(b, ev->meta, &d, ev->include_usage);
     }
     if (ev->finish_reason) {
-        dsa_api_delta d = {.index = ev->index, .finish_reason = ev->finish_reason};
+        dsa_api_delta d = {.index = ev->index, .finish_reason = ev->finish_reason,
+                           .has_stop_token = ev->has_stop_token,
+                           .stop_token = ev->stop_token, .stop_str = ev->stop_str};
         dsa_api_sse_chunk(b, ev->meta, &d, ev->include_usage);
     }
 }

@@ -84,6 +84,9 @@ typedef struct dsa_tools_sse_event {
                                      * token texts (characters) */
     const char *finish_reason;      /* NULL until the last event */
     int include_usage;
+    int has_stop_token;             /* with finish_reason: vLLM's stop_reason */
+    int32_t stop_token;
+    const char *stop_str;
 } dsa_tools_sse_event;
 
 void dsa_tools_sse(dsa_jbuf *b, const dsa_tools_sse_event *ev);

@@ -1,6 +1,8 @@
 /* backend.c - backend-independent helpers of the kernel interface. */
 #include "kernels/backend.h"
 
+#include <math.h>
+
 float dsa_weight_get(const dsa_weight *w, int64_t i, int64_t j)
 {
     const char *row = (const char *)w->data + (size_t)(i * w->ld) * dsa_dtype_size(w->dtype);
@@ -19,4 +21,22 @@ float dsa_weight_get(const dsa_weight *w, int64_t i, int64_t j)
     default:
         return 0.0f;
     }
+}
+
+void dsa_logit_ctl_row(float *l, int64_t vocab, const dsa_logit_ctl *c)
+{
+    if (c->n_allowed > 0) {
+        /* walk the row against the sorted allowed list */
+        int32_t k = 0;
+        for (int64_t i = 0; i < vocab; i++) {
+            if (k < c->n_allowed && c->allowed[k] == i)
+                k++;
+            else
+                l[i] = -INFINITY;
+        }
+    }
+    for (int32_t j = 0; j < c->n_banned; j++)
+        l[c->banned[j]] = -INFINITY;
+    for (int32_t j = 0; j < c->n_bias; j++)
+        l[c->bias_ids[j]] += c->bias_values[j];
 }

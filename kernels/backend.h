@@ -197,6 +197,29 @@ typedef struct dsa_sample_params {
     int64_t n_rows, vocab;
 } dsa_sample_params;
 
+/* Per-row logit controls (vLLM's order): with n_allowed > 0 every id not
+ * in allowed becomes -inf; then banned ids become -inf; then bias_values
+ * are added at bias_ids.  Ids are inside [0, vocab); allowed and bias_ids
+ * are sorted ascending and unique (the head normalises them).  Arrays are
+ * host memory. */
+typedef struct dsa_logit_ctl {
+    const int32_t *allowed;     /* [n_allowed] */
+    const int32_t *banned;      /* [n_banned] */
+    const int32_t *bias_ids;    /* [n_bias] */
+    const float *bias_values;   /* [n_bias] */
+    int32_t n_allowed, n_banned, n_bias;
+} dsa_logit_ctl;
+
+/* The controls of one host F32 row in place (the reference every backend's
+ * logit_ctl matches; the worker also uses it on host rows). */
+void dsa_logit_ctl_row(float *logits, int64_t vocab, const dsa_logit_ctl *c);
+
+typedef struct dsa_logit_ctl_params {
+    float *logits;              /* [n_rows, vocab] F32 backend memory, in place */
+    const dsa_logit_ctl *rows;  /* [n_rows] host; a row with no ids is unchanged */
+    int64_t n_rows, vocab;
+} dsa_logit_ctl_params;
+
 typedef struct dsa_backend_ops {
     const char *name;
     void (*destroy)(dsa_backend *be);
@@ -228,6 +251,7 @@ typedef struct dsa_backend_ops {
     dsa_err (*router)(dsa_backend *be, const dsa_router_params *p);
     dsa_err (*moe)(dsa_backend *be, const dsa_moe_params *p);
     dsa_err (*sample)(dsa_backend *be, const dsa_sample_params *p);
+    dsa_err (*logit_ctl)(dsa_backend *be, const dsa_logit_ctl_params *p);
     /* Waits for queued work (GPU stream); CPU: no-op. */
     dsa_err (*sync)(dsa_backend *be);
 

@@ -392,12 +392,18 @@ static void mpi_destroy(dsa_transport *base)
     free(t);
 }
 
+static dsa_err mpi_ping(dsa_transport *base)
+{
+    return dsa_mpi_transport_ping(base, ((mpi_transport *)base)->p.step_timeout_s);
+}
+
 static const dsa_transport_ops mpi_ops = {
     .name = "mpi",
     .step = mpi_step,
     .destroy = mpi_destroy,
     .submit = dsa_mpi_transport_submit,
     .collect = dsa_mpi_transport_collect,
+    .ping = mpi_ping,
 };
 
 /* Every worker's Hello: the ranks form a TP x PP grid, agree on the model,

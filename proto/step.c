@@ -22,6 +22,25 @@ static int32_t r_count(dsa_wire_r *r, size_t max, size_t min_bytes)
     return r->bad ? 0 : (int32_t)n;
 }
 
+static void w_ids(dsa_wire_w *w, int32_t n, const int32_t *ids)
+{
+    dsa_wire_put_u32(w, (uint32_t)n);
+    for (int32_t j = 0; j < n; j++)
+        dsa_wire_put_u32(w, (uint32_t)ids[j]);
+}
+
+/* Reads a count and that many int32 into a malloc'd *ids (NULL when 0);
+ * -1 on allocation failure. */
+static int r_ids(dsa_wire_r *r, int32_t *n, int32_t **ids)
+{
+    *n = r_count(r, MAX_ITEMS, 4);
+    if (*n && !(*ids = malloc((size_t)*n * 4)))
+        return -1;
+    for (int32_t j = 0; j < *n; j++)
+        (*ids)[j] = (int32_t)dsa_wire_get_u32(r);
+    return 0;
+}
+
 static void w_header(dsa_wire_w *w, dsa_msg_type type)
 {
     dsa_wire_put_u32(w, DSA_PROTO_MAGIC);
@@ -85,6 +104,15 @@ dsa_err dsa_step_plan_encode(const dsa_step_plan *p, uint8_t **buf, size_t *len)
         dsa_wire_put_u32(&w, (uint32_t)s->n_blocks);
         for (int32_t j = 0; j < s->n_blocks; j++)
             dsa_wire_put_u32(&w, (uint32_t)s->blocks[j]);
+        w_ids(&w, s->n_allowed, s->allowed);
+        dsa_wire_put_u32(&w, (uint32_t)s->min_tokens);
+        w_ids(&w, s->n_banned, s->banned);
+        w_ids(&w, s->n_bias, s->bias_ids);
+        for (int32_t j = 0; j < s->n_bias; j++)
+            dsa_wire_put_f32(&w, s->bias_values[j]);
+        dsa_wire_put_u32(&w, (uint32_t)s->prompt_lps);
+        dsa_wire_put_u32(&w, (uint32_t)s->prompt_top);
+        dsa_wire_put_u32(&w, (uint32_t)s->next_token);
         dsa_wire_put_u32(&w, (uint32_t)s->n_mask);
         for (int32_t j = 0; j < s->n_mask; j++)
             dsa_wire_put_u32(&w, s->mask[j]);
@@ -102,6 +130,10 @@ void dsa_step_plan_free(dsa_step_plan *p)
     for (int32_t i = 0; p->seqs && i < p->n_seqs; i++) {
         free(p->seqs[i].tokens);
         free(p->seqs[i].blocks);
+        free(p->seqs[i].allowed);
+        free(p->seqs[i].banned);
+        free(p->seqs[i].bias_ids);
+        free(p->seqs[i].bias_values);
         free(p->seqs[i].mask);
     }
     free(p->seqs);
@@ -117,7 +149,7 @@ dsa_err dsa_step_plan_decode(const uint8_t *buf, size_t len, dsa_step_plan *p)
     if (err)
         return err;
     p->step_id = dsa_wire_get_u64(&r);
-    int32_t n = r_count(&r, MAX_SEQS, 72);
+    int32_t n = r_count(&r, MAX_SEQS, 100);
     if (n && !(p->seqs = calloc((size_t)n, sizeof *p->seqs)))
         return dsa_fail(DSA_NOMEM, "step plan: %d sequences", n);
     p->n_seqs = n;
@@ -151,6 +183,20 @@ dsa_err dsa_step_plan_decode(const uint8_t *buf, size_t len, dsa_step_plan *p)
         }
         for (int32_t j = 0; j < s->n_blocks; j++)
             s->blocks[j] = (int32_t)dsa_wire_get_u32(&r);
+        if (r_ids(&r, &s->n_allowed, &s->allowed))
+            goto nomem;
+        s->min_tokens = (int32_t)dsa_wire_get_u32(&r);
+        if (r_ids(&r, &s->n_banned, &s->banned) || r_ids(&r, &s->n_bias, &s->bias_ids))
+            goto nomem;
+        if (s->n_bias && (size_t)s->n_bias > r.left / 4)
+            r.bad = 1;
+        if (!r.bad && s->n_bias && !(s->bias_values = malloc((size_t)s->n_bias * 4)))
+            goto nomem;
+        for (int32_t j = 0; !r.bad && j < s->n_bias; j++)
+            s->bias_values[j] = dsa_wire_get_f32(&r);
+        s->prompt_lps = (int32_t)dsa_wire_get_u32(&r);
+        s->prompt_top = (int32_t)dsa_wire_get_u32(&r);
+        s->next_token = (int32_t)dsa_wire_get_u32(&r);
         s->n_mask = r_count(&r, MAX_ITEMS, 4);
         if (s->n_mask && !(s->mask = malloc((size_t)s->n_mask * 4))) {
             err = dsa_fail(DSA_NOMEM, "step plan mask");
@@ -159,7 +205,9 @@ dsa_err dsa_step_plan_decode(const uint8_t *buf, size_t len, dsa_step_plan *p)
         for (int32_t j = 0; j < s->n_mask; j++)
             s->mask[j] = dsa_wire_get_u32(&r);
         if (s->pos < 0 || s->n_prompt < 0 || (s->sample != 0 && s->sample != 1) ||
-            s->sp.n_logprobs > DSA_TOP_LOGPROBS_MAX)
+            s->sp.n_logprobs > DSA_TOP_LOGPROBS_MAX || s->min_tokens < 0 ||
+            (s->prompt_lps != 0 && s->prompt_lps != 1) || s->prompt_top < 0 ||
+            s->prompt_top > DSA_TOP_LOGPROBS_MAX)
             r.bad = 1;
     }
     int32_t nf = r_count(&r, MAX_ITEMS, 8);
@@ -175,6 +223,8 @@ dsa_err dsa_step_plan_decode(const uint8_t *buf, size_t len, dsa_step_plan *p)
         goto fail;
     }
     return DSA_OK;
+nomem:
+    err = dsa_fail(DSA_NOMEM, "step plan logit controls");
 fail:
     dsa_step_plan_free(p);
     return err;
@@ -200,6 +250,19 @@ dsa_err dsa_step_result_encode(const dsa_step_result *res, uint8_t **buf, size_t
             dsa_wire_put_u32(&w, (uint32_t)o->top_ids[j]);
             dsa_wire_put_f32(&w, o->top_logprobs[j]);
         }
+        dsa_wire_put_u32(&w, (uint32_t)o->n_prompt_lps);
+        for (int32_t k = 0; k < o->n_prompt_lps; k++) {
+            const dsa_prompt_lp *e = &o->prompt_lps[k];
+            dsa_wire_put_u32(&w, (uint32_t)e->pos);
+            dsa_wire_put_u32(&w, (uint32_t)e->token);
+            dsa_wire_put_f32(&w, e->logprob);
+            dsa_wire_put_u32(&w, (uint32_t)e->rank);
+            dsa_wire_put_u32(&w, (uint32_t)e->n_top);
+            for (int32_t j = 0; j < e->n_top; j++) {
+                dsa_wire_put_u32(&w, (uint32_t)e->top_ids[j]);
+                dsa_wire_put_f32(&w, e->top_logprobs[j]);
+            }
+        }
     }
     return w_finish(&w, buf, len);
 }
@@ -208,6 +271,8 @@ void dsa_step_result_free(dsa_step_result *r)
 {
     if (!r)
         return;
+    for (int32_t i = 0; r->seqs && i < r->n_seqs; i++)
+        free(r->seqs[i].prompt_lps);
     free(r->seqs);
     memset(r, 0, sizeof *r);
 }
@@ -227,7 +292,7 @@ dsa_err dsa_step_result_decode(const uint8_t *buf, size_t len, dsa_step_result *
     const uint8_t *msg = dsa_wire_take(&r, n_msg);
     if (msg)
         memcpy(res->message, msg, n_msg);
-    int32_t n = r_count(&r, MAX_SEQS, 20);
+    int32_t n = r_count(&r, MAX_SEQS, 24);
     if (n && !(res->seqs = calloc((size_t)n, sizeof *res->seqs)))
         return dsa_fail(DSA_NOMEM, "step result: %d sequences", n);
     res->n_seqs = n;
@@ -244,6 +309,28 @@ dsa_err dsa_step_result_decode(const uint8_t *buf, size_t len, dsa_step_result *
         for (int32_t j = 0; j < o->n_top; j++) {
             o->top_ids[j] = (int32_t)dsa_wire_get_u32(&r);
             o->top_logprobs[j] = dsa_wire_get_f32(&r);
+        }
+        int32_t np = r_count(&r, MAX_ITEMS, 20);
+        if (np && !(o->prompt_lps = calloc((size_t)np, sizeof *o->prompt_lps))) {
+            dsa_step_result_free(res);
+            return dsa_fail(DSA_NOMEM, "step result: %d prompt logprobs", np);
+        }
+        o->n_prompt_lps = np;
+        for (int32_t k = 0; k < np && !r.bad; k++) {
+            dsa_prompt_lp *e = &o->prompt_lps[k];
+            e->pos = (int32_t)dsa_wire_get_u32(&r);
+            e->token = (int32_t)dsa_wire_get_u32(&r);
+            e->logprob = dsa_wire_get_f32(&r);
+            e->rank = (int32_t)dsa_wire_get_u32(&r);
+            e->n_top = (int32_t)dsa_wire_get_u32(&r);
+            if (e->n_top < 0 || e->n_top > DSA_TOP_LOGPROBS_MAX) {
+                r.bad = 1;
+                break;
+            }
+            for (int32_t j = 0; j < e->n_top; j++) {
+                e->top_ids[j] = (int32_t)dsa_wire_get_u32(&r);
+                e->top_logprobs[j] = dsa_wire_get_f32(&r);
+            }
         }
     }
     if (res->status < 0 || res->status >= DSA_ERR_COUNT)

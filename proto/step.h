@@ -22,8 +22,9 @@
 #include "common/error.h"
 
 #define DSA_PROTO_MAGIC 0x53415344u /* "DSAS" little-endian */
-/* 2: grammar masks in plan sequences. */
-#define DSA_PROTO_VERSION 2
+/* 2: per-sequence logit controls (bias, allowed, min_tokens bans) and
+ * prompt logprobs in plans and results.  3: grammar masks in plans. */
+#define DSA_PROTO_VERSION 3
 #define DSA_TOP_LOGPROBS_MAX 20
 
 typedef enum dsa_msg_type {
@@ -54,6 +55,28 @@ typedef struct dsa_step_seq {
     int32_t sample;         /* 1: sample after tokens[n_tokens-1] */
     uint32_t step;          /* tokens generated so far (sampler draw index) */
     dsa_sampling sp;
+    /* Logit controls, applied in vLLM's order to the sampled row only:
+     * allowed_token_ids (every other id -> -inf), the min_tokens bans
+     * (banned ids -> -inf while step < min_tokens: EOS and stop_token_ids),
+     * then logit_bias (added); the penalties come after them.  Reported logprobs are of the raw logits, as
+     * vLLM's default logprobs mode.  The head sends ids inside the vocabulary,
+     * allowed and bias ids sorted and unique. */
+    int32_t n_allowed;
+    int32_t *allowed;       /* [n_allowed] */
+    int32_t min_tokens;
+    int32_t n_banned;
+    int32_t *banned;        /* [n_banned] */
+    int32_t n_bias;
+    int32_t *bias_ids;      /* [n_bias] */
+    float *bias_values;     /* [n_bias] */
+    /* Prompt logprobs (prompt_lps = 1): for each token of this chunk whose
+     * successor is a prompt token, that successor's logprob, rank and the
+     * prompt_top (0..20) most likely ids.  next_token is the prompt token
+     * after tokens[n_tokens-1] (the next chunk's first), read only when
+     * that position is a prompt position. */
+    int32_t prompt_lps;
+    int32_t prompt_top;
+    int32_t next_token;
     /* Structured output: n_mask words of an allowed-id bitmask (bit i%32
      * of word i/32 = id i), 0 = no mask.  Ids outside it get -inf logits
      * before penalties, sampling and logprobs, as vLLM applies a grammar
@@ -70,6 +93,19 @@ typedef struct dsa_step_plan {
     uint64_t *finished;     /* [n_finished] sequence ids to forget */
 } dsa_step_plan;
 
+/* One prompt token's logprob (vLLM's prompt_logprobs entry): the token at
+ * position pos scored by the logits of position pos - 1.  rank: 1 + the
+ * ids with a strictly larger logit. */
+typedef struct dsa_prompt_lp {
+    int32_t pos;
+    int32_t token;
+    float logprob;
+    int32_t rank;
+    int32_t n_top;
+    int32_t top_ids[DSA_TOP_LOGPROBS_MAX];
+    float top_logprobs[DSA_TOP_LOGPROBS_MAX];
+} dsa_prompt_lp;
+
 typedef struct dsa_step_out {
     uint64_t seq_id;
     int32_t token;          /* -1 when the sequence did not sample */
@@ -77,6 +113,8 @@ typedef struct dsa_step_out {
     int32_t n_top;
     int32_t top_ids[DSA_TOP_LOGPROBS_MAX];
     float top_logprobs[DSA_TOP_LOGPROBS_MAX];
+    int32_t n_prompt_lps;
+    dsa_prompt_lp *prompt_lps; /* [n_prompt_lps] in position order, owned by the result */
 } dsa_step_out;
 
 typedef struct dsa_step_result {
@@ -91,7 +129,9 @@ typedef struct dsa_step_result {
 dsa_err dsa_step_plan_encode(const dsa_step_plan *p, uint8_t **buf, size_t *len);
 dsa_err dsa_step_result_encode(const dsa_step_result *r, uint8_t **buf, size_t *len);
 /* Decoding into caller storage; the arrays are malloc'd, released with
- * the matching _free (which leaves the struct zeroed). */
+ * the matching _free (which leaves the struct zeroed).  A plan's arrays
+ * are the caller's when it built the plan itself: dsa_step_plan_free only
+ * on decoded plans.  dsa_step_result_free also frees each prompt_lps. */
 dsa_err dsa_step_plan_decode(const uint8_t *buf, size_t len, dsa_step_plan *p);
 dsa_err dsa_step_result_decode(const uint8_t *buf, size_t len, dsa_step_result *r);
 void dsa_step_plan_free(dsa_step_plan *p);
@@ -125,6 +165,9 @@ typedef struct dsa_transport_ops {
     void (*destroy)(dsa_transport *t);
     dsa_err (*submit)(dsa_transport *t, const dsa_step_plan *plan);
     dsa_err (*collect)(dsa_transport *t, dsa_step_result *result);
+    /* Optional (NULL in-process): every worker answers a Ping, nothing in
+     * flight; an error is a transport error. */
+    dsa_err (*ping)(dsa_transport *t);
 } dsa_transport_ops;
 
 struct dsa_transport {

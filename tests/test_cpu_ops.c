@@ -986,3 +986,47 @@ Test(cpu_ops, sample_top_p_large_vocab)
     free(kept);
     dsa_backend_destroy(be);
 }
+
+/* logit_ctl: allowed mask, bans, then bias, in that order, per row; a row
+ * without ids is untouched; then the sampler follows the controls. */
+Test(cpu_ops, logit_ctl_mask_ban_bias)
+{
+    dsa_backend *be = be_new(1);
+    enum { V = 9 };
+    float l[2 * V], ref[2 * V];
+    for (int i = 0; i < 2 * V; i++)
+        l[i] = ref[i] = (float)((i * 7) % 5) - 1.5f;
+    int32_t allowed[] = {1, 4, 8}, banned[] = {4}, bias_ids[] = {4, 8};
+    float bias[] = {50.0f, -0.25f};
+    dsa_logit_ctl rows[2] = {{.allowed = allowed, .n_allowed = 3, .banned = banned,
+                              .n_banned = 1, .bias_ids = bias_ids, .bias_values = bias,
+                              .n_bias = 2},
+                             {0}};
+    dsa_logit_ctl_params p = {.logits = l, .rows = rows, .n_rows = 2, .vocab = V};
+    cr_assert_eq(be->ops->logit_ctl(be, &p), DSA_OK);
+    for (int i = 0; i < V; i++) {
+        if (i == 1)
+            cr_assert_float_eq(l[i], ref[i], 0);
+        else if (i == 8)
+            cr_assert_float_eq(l[i], ref[i] - 0.25f, 1e-6);
+        else /* outside allowed, or banned (the bias cannot revive a ban) */
+            cr_assert(isinf(l[i]) && l[i] < 0, "id %d: %g", i, l[i]);
+    }
+    cr_assert_eq(memcmp(l + V, ref + V, V * sizeof(float)), 0);
+    /* the sampler draws only the ids the controls leave finite */
+    for (uint64_t seed = 0; seed < 40; seed++) {
+        dsa_sample_row r = {.temperature = 1.0f, .top_p = 1.0f, .seed = seed, .step = 1};
+        int32_t id = sample1(be, l, V, r, NULL);
+        cr_assert(id == 1 || id == 8, "sampled %d", id);
+    }
+    /* +100 bias on one id forces it under greedy */
+    memcpy(l, ref, sizeof l);
+    int32_t one[] = {6};
+    float big[] = {100.0f};
+    dsa_logit_ctl b1 = {.bias_ids = one, .bias_values = big, .n_bias = 1};
+    dsa_logit_ctl_params p1 = {.logits = l, .rows = &b1, .n_rows = 1, .vocab = V};
+    cr_assert_eq(be->ops->logit_ctl(be, &p1), DSA_OK);
+    dsa_sample_row g = {.temperature = 0.0f, .top_p = 1.0f};
+    cr_assert_eq(sample1(be, l, V, g, NULL), 6);
+    dsa_backend_destroy(be);
+}

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "head/api.h"
+#include "head/json_in.h"
 #include "head/metrics.h"
 #include "head/sched.h"
 #include "head/textout.h"
@@ -131,6 +132,41 @@ Test(api, not_json)
     cr_assert_eq(e.status, 400);
     cr_assert_eq(parse(DSA_API_COMPLETION, "[1]", &r, &e), DSA_INVAL);
     cr_assert_eq(dsa_api_parse(DSA_API_COMPLETION, "", 0, &r, &e), DSA_INVAL);
+}
+
+/* Bodies as json.loads reads them (head/json_in.c): NUL escapes kept as
+ * data, control characters and trailing bytes refused. */
+Test(api, json_entry)
+{
+    dsa_api_request r;
+    dsa_api_error e;
+    static const char nul[] = "{\"prompt\":\"a\\u0000b\\\\u0000c\",\"max_tokens\":1}";
+    cr_assert_eq(parse(DSA_API_COMPLETION, nul, &r, &e), DSA_OK, "%s", e.message);
+    cr_assert_eq(r.n_nul, 1);
+    /* a, NUL, b, then the escaped backslash: \u0000c as text */
+    cr_assert_eq(r.prompts[0].n_text, 10);
+    cr_assert(!memcmp(r.prompts[0].text, "a\0b\\u0000c", 10));
+    dsa_api_request_free(&r);
+    static const char *bad[] = {
+        "{\"prompt\":\"\\u0000\\U0000\"}", /* \U is no JSON escape */
+        "{\"prompt\":\"a\x01\"}", "{\"prompt\":\"a\tb\"}", "{\"prompt\":\"a\"} x",
+        "{\"prompt\":\"a\"}{}", "\x02{\"prompt\":\"a\"}", "{\"prompt\":\"a\xff\"}",
+        "{\"prompt\":\"\xc0\xaf\"}", "{\"prompt\":\"\xe4\xb8\"}", "{\"model\":\"\xf4\x90\x80\x80\"}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        cr_assert_eq(parse(DSA_API_COMPLETION, bad[i], &r, &e), DSA_INVAL, "case %zu", i);
+        cr_assert_eq(e.status, 400, "case %zu", i);
+    }
+    cr_assert_eq(parse(DSA_API_COMPLETION, " \r\n{\"prompt\":\"a\"}\n\t ", &r, &e), DSA_OK,
+                 "%s", e.message);
+    dsa_api_request_free(&r);
+    /* UTF-8 passes, encoded surrogates too (Python's 'surrogatepass') */
+    cr_assert_eq(parse(DSA_API_COMPLETION, "{\"prompt\":\"\xc3\xa9\xe4\xb8\xad\xf0\x9f\x98\x80"
+                       "\xed\xa0\x80\"}", &r, &e), DSA_OK, "%s", e.message);
+    dsa_api_request_free(&r);
+    char marked[] = {'x', DSA_JSON_NUL, 'y', DSA_JSON_NUL};
+    cr_assert_eq(dsa_json_nul_restore(marked, 4), 2);
+    cr_assert(!memcmp(marked, "x\0y\0", 4));
 }
 
 Test(api, error_object)

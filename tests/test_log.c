@@ -69,6 +69,25 @@ Test(log, json_lines_escape)
     free(out);
 }
 
+static void log_req(void)
+{
+    dsa_log_setup(DSA_LOG_INFO, 1);
+    dsa_log_req(DSA_LOG_DEBUG, "r-0", "dropped");
+    dsa_log_req(DSA_LOG_INFO, "r-\"1", "POST /x -> %d", 400);
+    dsa_log_setup(DSA_LOG_INFO, 0);
+    dsa_log_req(DSA_LOG_WARN, "r-2", "plain");
+}
+
+Test(log, request_id_field)
+{
+    char *out = capture_stderr(log_req);
+    cr_expect_null(strstr(out, "dropped"));
+    cr_expect_not_null(strstr(out, "\"level\":\"info\",\"request_id\":\"r-\\\"1\","
+                              "\"msg\":\"POST /x -> 400\"}\n"), "%s", out);
+    cr_expect_not_null(strstr(out, "warn  [r-2] plain\n"), "%s", out);
+    free(out);
+}
+
 Test(log, monotonic_clock)
 {
     double a = dsa_time_now(), b = dsa_time_now();

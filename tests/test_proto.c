@@ -6,6 +6,9 @@
 
 #include "proto/step.h"
 
+static int32_t allowed[] = {3, 9, 100}, banned[] = {1, 77}, bias_ids[] = {4, 50};
+static float bias_values[] = {-100.0f, 2.5f};
+
 static dsa_step_plan sample_plan(int32_t *toks, int32_t *blocks, uint64_t *fin)
 {
     static dsa_step_seq seqs[2];
@@ -18,7 +21,11 @@ static dsa_step_plan sample_plan(int32_t *toks, int32_t *blocks, uint64_t *fin)
                                     .repetition_penalty = 1.1f, .n_logprobs = 5}};
     seqs[1] = (dsa_step_seq){.seq_id = 9, .pos = 17, .n_prompt = 4, .n_tokens = 1,
                              .tokens = toks + 3, .n_blocks = 2, .blocks = blocks + 1,
-                             .sample = 1, .step = 13, .sp = {.n_logprobs = -1}};
+                             .sample = 1, .step = 13, .sp = {.n_logprobs = -1},
+                             .n_allowed = 3, .allowed = allowed, .min_tokens = 5,
+                             .n_banned = 2, .banned = banned, .n_bias = 2,
+                             .bias_ids = bias_ids, .bias_values = bias_values,
+                             .prompt_lps = 1, .prompt_top = 4, .next_token = 1234};
     return (dsa_step_plan){.step_id = 42, .n_seqs = 2, .seqs = seqs, .n_finished = 2,
                            .finished = fin};
 }
@@ -49,7 +56,25 @@ Test(proto, plan_round_trip)
         cr_assert_eq(a->sample, b->sample);
         cr_assert_eq(a->step, b->step);
         cr_assert_eq(memcmp(&a->sp, &b->sp, sizeof a->sp), 0);
+        cr_assert_eq(a->n_allowed, b->n_allowed);
+        cr_assert_eq(a->min_tokens, b->min_tokens);
+        cr_assert_eq(a->n_banned, b->n_banned);
+        cr_assert_eq(a->n_bias, b->n_bias);
+        if (a->n_allowed) /* empty lists decode to NULL */
+            cr_assert_eq(memcmp(a->allowed, b->allowed, (size_t)a->n_allowed * 4), 0);
+        if (a->n_banned)
+            cr_assert_eq(memcmp(a->banned, b->banned, (size_t)a->n_banned * 4), 0);
+        if (a->n_bias) {
+            cr_assert_eq(memcmp(a->bias_ids, b->bias_ids, (size_t)a->n_bias * 4), 0);
+            cr_assert_eq(memcmp(a->bias_values, b->bias_values, (size_t)a->n_bias * 4), 0);
+        }
+        cr_assert_eq(a->prompt_lps, b->prompt_lps);
+        cr_assert_eq(a->prompt_top, b->prompt_top);
+        cr_assert_eq(a->next_token, b->next_token);
     }
+    cr_assert_null(q.seqs[0].allowed);
+    cr_assert_eq(q.seqs[1].allowed[2], 100);
+    cr_assert_float_eq(q.seqs[1].bias_values[0], -100.0f, 0);
     dsa_step_plan_free(&q);
     free(buf);
 }
@@ -86,9 +111,13 @@ Test(proto, plan_truncated_and_garbage)
 
 Test(proto, result_round_trip_and_truncation)
 {
+    dsa_prompt_lp plps[2] = {{.pos = 1, .token = 40, .logprob = -3.25f, .rank = 7, .n_top = 2,
+                              .top_ids = {2, 3}, .top_logprobs = {-0.25f, -1.0f}},
+                             {.pos = 2, .token = 41, .logprob = -0.5f, .rank = 1}};
     dsa_step_out outs[2] = {{.seq_id = 7, .token = 11, .logprob = -0.5f, .n_top = 2,
                              .top_ids = {11, 12}, .top_logprobs = {-0.5f, -1.5f}},
-                            {.seq_id = 9, .token = -1}};
+                            {.seq_id = 9, .token = -1, .n_prompt_lps = 2,
+                             .prompt_lps = plps}};
     dsa_step_result r = {.step_id = 5, .status = DSA_OK, .n_seqs = 2, .seqs = outs}, q;
     strcpy(r.message, "fine");
     uint8_t *buf;
@@ -100,6 +129,10 @@ Test(proto, result_round_trip_and_truncation)
     cr_assert_eq(q.seqs[0].top_ids[1], 12);
     cr_assert_float_eq(q.seqs[0].top_logprobs[1], -1.5f, 0);
     cr_assert_eq(q.seqs[1].token, -1);
+    cr_assert_eq(q.seqs[0].n_prompt_lps, 0);
+    cr_assert_null(q.seqs[0].prompt_lps);
+    cr_assert_eq(q.seqs[1].n_prompt_lps, 2);
+    cr_assert_eq(memcmp(q.seqs[1].prompt_lps, plps, sizeof plps), 0);
     dsa_step_result_free(&q);
     for (size_t n = 0; n < len; n++) {
         uint8_t *t = malloc(n ? n : 1);

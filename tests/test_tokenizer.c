@@ -338,18 +338,48 @@ Test(tokenizer, deepseek_bad_utf8)
         cr_assert_eq(n, 0);
         cr_assert(strstr(dsa_errmsg(), "UTF-8"), "%s", dsa_errmsg());
     }
-    int32_t id = 1 << 29;
+    /* ids with no tokenizer entry (V3's vocabulary has 129,280 rows, its
+     * tokenizer 128,815 entries) decode to nothing, as tokenizers does;
+     * a negative id is an error */
+    int32_t *hello = NULL;
+    size_t n_hello = 0;
+    cr_assert_eq(dsa_tok_encode(tok, "Hello world", 11, 0, &hello, &n_hello), DSA_OK);
+    cr_assert_geq(n_hello, 2);
+    int32_t mixed[] = {129000, hello[0], 1 << 29, hello[1], 129279};
     char *text;
     size_t tl;
-    cr_assert_eq(dsa_tok_decode(tok, &id, 1, 0, &text, &tl), DSA_RANGE);
-    id = -1;
+    cr_assert_eq(dsa_tok_decode(tok, mixed, 5, 0, &text, &tl), DSA_OK);
+    char *want;
+    size_t wl;
+    cr_assert_eq(dsa_tok_decode(tok, hello, 2, 0, &want, &wl), DSA_OK);
+    cr_assert(tl == wl && !memcmp(text, want, wl), "got \"%s\", want \"%s\"", text, want);
+    free(text);
+    int32_t gap = 129000;
+    cr_assert_eq(dsa_tok_decode(tok, &gap, 1, 1, &text, &tl), DSA_OK);
+    cr_assert_eq(tl, 0);
+    cr_assert_str_eq(text, "");
+    free(text);
+    int32_t id = -1;
     cr_assert_eq(dsa_tok_decode(tok, &id, 1, 0, &text, &tl), DSA_RANGE);
     dsa_tok_stream s;
     dsa_tok_stream_init(&s, tok, 0);
     const char *d;
     size_t dl;
-    cr_assert_eq(dsa_tok_stream_feed(&s, 1 << 29, &d, &dl), DSA_RANGE);
+    char got[256];
+    size_t gl = 0;
+    for (int i = 0; i < 5; i++) {
+        cr_assert_eq(dsa_tok_stream_feed(&s, mixed[i], &d, &dl), DSA_OK, "id %d", mixed[i]);
+        memcpy(got + gl, d, dl);
+        gl += dl;
+    }
+    cr_assert_eq(dsa_tok_stream_flush(&s, &d, &dl), DSA_OK);
+    memcpy(got + gl, d, dl);
+    gl += dl;
+    cr_assert(gl == wl && !memcmp(got, want, wl), "stream got \"%.*s\"", (int)gl, got);
+    cr_assert_eq(dsa_tok_stream_feed(&s, -5, &d, &dl), DSA_RANGE);
     dsa_tok_stream_deinit(&s);
+    free(want);
+    free(hello);
     dsa_tok_destroy(tok);
 }
 

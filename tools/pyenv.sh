@@ -6,7 +6,7 @@
 # Location: $DSA_PYENV, else ${XDG_CACHE_HOME:-~/.cache}/dsa-pyenv.
 # Exits 1 when the venv cannot be made (e.g. PyPI unreachable).
 set -euo pipefail
-OPENAI_VERSION=1.109.1
+OPENAI_VERSION=3.63.0
 PROMETHEUS_CLIENT_VERSION=0.26.0   # its text parser reads /metrics in head_compat
 JSONSCHEMA_VERSION=4.25.1          # validates structured outputs in head_structured
 VENV="${DSA_PYENV:-${XDG_CACHE_HOME:-$HOME/.cache}/dsa-pyenv}"

@@ -1,7 +1,16 @@
 /* step.c - executes StepPlans on one rank holding the whole model (see
  * step.h).  Penalties and logprobs are computed on the host from the
- * forward pass's F32 logits; the chosen token comes from the backend's
- * sampler so a sequence samples the same way as dsa-generate. */
+ * forward pass's F32 logits; the logit controls (allowed ids, min_tokens
+ * bans, bias) and the choice of token run on the backend (logit_ctl, then
+ * sample) so a sequence samples the same way as dsa-generate, except that
+ * a row with penalties takes its controls on the host first (vLLM's order:
+ * controls, then penalties).  Logprobs,
+ * prompt logprobs included, are of the raw logits (vLLM's default
+ * logprobs mode): penalties and controls act on a copy.
+ *
+ * The forward pass returns logit rows in this order: one per sampling
+ * sequence (plan order), then one per prompt position whose successor's
+ * logprob a sequence asked for (plan order, position order). */
 #include "worker/step.h"
 
 #include <math.h>
@@ -46,8 +55,11 @@ struct dsa_worker_step {
     /* per-step scratch, grown as needed */
     int32_t *tokens, *pos, *seq, *bt, *logit_rows;
     int64_t cap_tokens, cap_bt, cap_rows;
-    float *logits, *dev_logits;
-    int64_t cap_logits;
+    float *logits, *work, *dev_logits;  /* [L, V] raw; [L_s, V] penalised; backend copy */
+    int64_t cap_logits, cap_work;
+    int32_t *plp_target;               /* [prompt rows] the token each row scores */
+    int64_t cap_plp;
+    dsa_logit_ctl *ctl;                /* [L_s] */
     dsa_sample_row *rows;
     int32_t *ids;
     int samples;       /* 1: this rank samples (single rank, or last stage tp 0) */
@@ -278,6 +290,9 @@ void dsa_worker_step_destroy(dsa_worker_step *ws)
     free(ws->bt);
     free(ws->logit_rows);
     free(ws->logits);
+    free(ws->work);
+    free(ws->plp_target);
+    free(ws->ctl);
     free(ws->rows);
     free(ws->ids);
     free(ws);
@@ -318,8 +333,11 @@ static void apply_mask(const dsa_step_seq *s, float *logits, int64_t V)
             logits[v] = -INFINITY;
 }
 
-/* Log-softmax of logits[id] and the k most likely ids. */
-static void logprobs(const float *logits, int64_t V, int32_t id, int k, dsa_step_out *o)
+/* Log-softmax of logits[id] into *lp, the k most likely ids (logit
+ * descending, lowest id first on ties) and their log-softmax; returns how
+ * many (k, or V when smaller). */
+static int logprobs_row(const float *logits, int64_t V, int32_t id, int k, float *lp,
+                        int32_t *top_ids, float *top_lps)
 {
     float mx = -INFINITY;
     for (int64_t v = 0; v < V; v++)
@@ -328,30 +346,96 @@ static void logprobs(const float *logits, int64_t V, int32_t id, int k, dsa_step
     for (int64_t v = 0; v < V; v++)
         sum += exp((double)(logits[v] - mx));
     float lse = mx + (float)log(sum);
-    o->logprob = logits[id] - lse;
-    o->n_top = 0;
+    *lp = logits[id] - lse;
+    int n_top = 0;
     for (int64_t v = 0; v < V && k > 0; v++) {
         float l = logits[v];
-        if (o->n_top == k && l <= logits[o->top_ids[k - 1]])
+        if (n_top == k && l <= logits[top_ids[k - 1]])
             continue;
-        int j = o->n_top < k ? o->n_top++ : k - 1;
-        while (j > 0 && logits[o->top_ids[j - 1]] < l) {
-            o->top_ids[j] = o->top_ids[j - 1];
+        int j = n_top < k ? n_top++ : k - 1;
+        while (j > 0 && logits[top_ids[j - 1]] < l) {
+            top_ids[j] = top_ids[j - 1];
             j--;
         }
-        o->top_ids[j] = (int32_t)v;
+        top_ids[j] = (int32_t)v;
     }
-    for (int j = 0; j < o->n_top; j++)
-        o->top_logprobs[j] = logits[o->top_ids[j]] - lse;
+    for (int j = 0; j < n_top; j++)
+        top_lps[j] = logits[top_ids[j]] - lse;
+    return n_top;
+}
+
+static void logprobs(const float *logits, int64_t V, int32_t id, int k, dsa_step_out *o)
+{
+    o->n_top = logprobs_row(logits, V, id, k, &o->logprob, o->top_ids, o->top_logprobs);
+}
+
+/* vLLM's prompt logprob entry for `token` at position pos from the logits
+ * of position pos - 1; rank = 1 + the ids with a strictly larger logit. */
+static void prompt_entry(const float *logits, int64_t V, int32_t pos, int32_t token, int k,
+                         dsa_prompt_lp *e)
+{
+    e->pos = pos;
+    e->token = token;
+    e->n_top = logprobs_row(logits, V, token, k, &e->logprob, e->top_ids, e->top_logprobs);
+    int32_t rank = 1;
+    for (int64_t v = 0; v < V; v++)
+        rank += logits[v] > logits[token];
+    e->rank = rank;
+}
+
+/* 1 when the plan asks for any logit control on s's sampled row now. */
+static int ctl_of(const dsa_step_seq *s, dsa_logit_ctl *c)
+{
+    int ban = s->step < (uint32_t)s->min_tokens;
+    *c = (dsa_logit_ctl){.allowed = s->allowed, .n_allowed = s->n_allowed,
+                         .banned = s->banned, .n_banned = ban ? s->n_banned : 0,
+                         .bias_ids = s->bias_ids, .bias_values = s->bias_values,
+                         .n_bias = s->n_bias};
+    return c->n_allowed > 0 || c->n_banned > 0 || c->n_bias > 0;
+}
+
+/* Plan ids a worker must not index with: outside [0, V). */
+static int ids_ok(const int32_t *ids, int32_t n, int64_t V)
+{
+    for (int32_t j = 0; j < n; j++)
+        if (ids[j] < 0 || ids[j] >= V)
+            return 0;
+    return 1;
 }
 
 static void step_fail(dsa_step_result *res, dsa_err err)
 {
+    char msg[sizeof res->message];
+    snprintf(msg, sizeof msg, "%s", dsa_errmsg());
+    uint64_t id = res->step_id;
+    dsa_step_result_free(res);
+    res->step_id = id;
     res->status = err;
-    snprintf(res->message, sizeof res->message, "%s", dsa_errmsg());
-    free(res->seqs);
-    res->seqs = NULL;
-    res->n_seqs = 0;
+    memcpy(res->message, msg, sizeof msg);
+}
+
+/* The prompt logprob entries of the plan's sequences from the raw logit
+ * rows after the L sampling rows (ws->plp_target says what each scores). */
+static dsa_err prompt_logprobs(dsa_worker_step *ws, const dsa_step_plan *plan, int64_t L,
+                               dsa_step_result *res)
+{
+    int64_t V = ws->info.vocab_size, lp = 0;
+    for (int32_t i = 0; i < plan->n_seqs; i++) {
+        const dsa_step_seq *s = &plan->seqs[i];
+        int32_t n = 0;
+        while (s->prompt_lps && n < s->n_tokens && s->pos + n + 1 < s->n_prompt)
+            n++;
+        if (!n)
+            continue;
+        dsa_step_out *o = &res->seqs[i];
+        if (!(o->prompt_lps = calloc((size_t)n, sizeof *o->prompt_lps)))
+            return dsa_fail(DSA_NOMEM, "prompt logprobs");
+        o->n_prompt_lps = n;
+        for (int32_t j = 0; j < n; j++, lp++)
+            prompt_entry(ws->logits + (L + lp) * V, V, s->pos + j + 1, ws->plp_target[lp],
+                         s->prompt_top, &o->prompt_lps[j]);
+    }
+    return DSA_OK;
 }
 
 dsa_err dsa_worker_step_run(dsa_worker_step *ws, const dsa_step_plan *plan,
@@ -365,7 +449,7 @@ dsa_err dsa_worker_step_run(dsa_worker_step *ws, const dsa_step_plan *plan,
     if (plan->n_seqs == 0)
         return DSA_OK;
     int64_t V = ws->info.vocab_size, bps = ws->info.max_blocks_per_seq;
-    int64_t T = 0, L = 0;
+    int64_t T = 0, L = 0, LP = 0;
     for (int32_t i = 0; i < plan->n_seqs; i++) {
         const dsa_step_seq *s = &plan->seqs[i];
         if (s->n_tokens < 1 || s->n_blocks > bps || s->n_blocks < 0) {
@@ -374,32 +458,56 @@ dsa_err dsa_worker_step_run(dsa_worker_step *ws, const dsa_step_plan *plan,
                                     (long long)bps));
             return DSA_OK;
         }
+        if (!ids_ok(s->allowed, s->n_allowed, V) || !ids_ok(s->banned, s->n_banned, V) ||
+            !ids_ok(s->bias_ids, s->n_bias, V) ||
+            (s->prompt_lps && (!ids_ok(s->tokens, s->n_tokens, V) ||
+                               (s->pos + s->n_tokens < s->n_prompt &&
+                                !ids_ok(&s->next_token, 1, V))))) {
+            step_fail(res, dsa_fail(DSA_RANGE, "sequence %llu: a token id outside the "
+                                    "vocabulary of %lld", (unsigned long long)s->seq_id,
+                                    (long long)V));
+            return DSA_OK;
+        }
         T += s->n_tokens;
         L += s->sample;
+        if (s->prompt_lps) {
+            int64_t last = s->pos + s->n_tokens < s->n_prompt - 1 ? s->pos + s->n_tokens
+                                                                  : s->n_prompt - 1;
+            LP += last > s->pos ? last - s->pos : 0;
+        }
     }
     res->seqs = calloc((size_t)plan->n_seqs, sizeof *res->seqs);
     if (!res->seqs || grow((void **)&ws->tokens, &ws->cap_tokens, T, 4) ||
         !(ws->pos = realloc(ws->pos, (size_t)ws->cap_tokens * 4)) ||
         !(ws->seq = realloc(ws->seq, (size_t)ws->cap_tokens * 4)) ||
         grow((void **)&ws->bt, &ws->cap_bt, plan->n_seqs * bps, 4) ||
-        grow((void **)&ws->logit_rows, &ws->cap_rows, plan->n_seqs, 4) ||
+        grow((void **)&ws->logit_rows, &ws->cap_rows, plan->n_seqs + LP, 4) ||
         !(ws->rows = realloc(ws->rows, (size_t)ws->cap_rows * sizeof *ws->rows)) ||
-        !(ws->ids = realloc(ws->ids, (size_t)ws->cap_rows * sizeof *ws->ids)))
+        !(ws->ctl = realloc(ws->ctl, (size_t)ws->cap_rows * sizeof *ws->ctl)) ||
+        !(ws->ids = realloc(ws->ids, (size_t)ws->cap_rows * sizeof *ws->ids)) ||
+        grow((void **)&ws->plp_target, &ws->cap_plp, LP, 4))
         return dsa_fail(DSA_NOMEM, "step buffers");
-    if (L > ws->cap_logits) {
+    if (L + LP > ws->cap_logits) {
         free(ws->logits);
+        ws->cap_logits = 0;
+        if (!(ws->logits = malloc((size_t)((L + LP) * V) * sizeof(float))))
+            return dsa_fail(DSA_NOMEM, "logits");
+        ws->cap_logits = L + LP;
+    }
+    if (L > ws->cap_work) {
+        free(ws->work);
         if (ws->dev_logits)
             ws->be->ops->free(ws->be, ws->dev_logits);
         ws->dev_logits = NULL;
-        ws->cap_logits = 0;
-        if (!(ws->logits = malloc((size_t)(L * V) * sizeof(float))))
+        ws->cap_work = 0;
+        if (!(ws->work = malloc((size_t)(L * V) * sizeof(float))))
             return dsa_fail(DSA_NOMEM, "logits");
         if ((err = ws->be->ops->alloc(ws->be, (size_t)(L * V) * sizeof(float),
                                       (void **)&ws->dev_logits))) {
             step_fail(res, err);
             return DSA_OK;
         }
-        ws->cap_logits = L;
+        ws->cap_work = L;
     }
     int64_t t = 0, l = 0;
     for (int32_t i = 0; i < plan->n_seqs; i++) {
@@ -424,36 +532,86 @@ dsa_err dsa_worker_step_run(dsa_worker_step *ws, const dsa_step_plan *plan,
         res->seqs[i] = (dsa_step_out){.seq_id = s->seq_id, .token = -1};
     }
     res->n_seqs = plan->n_seqs;
+    /* prompt rows: token j of the chunk scores the prompt token after it */
+    int64_t lp = 0;
+    t = 0;
+    for (int32_t i = 0; i < plan->n_seqs; i++) {
+        const dsa_step_seq *s = &plan->seqs[i];
+        for (int32_t j = 0; s->prompt_lps && j < s->n_tokens && s->pos + j + 1 < s->n_prompt;
+             j++) {
+            ws->logit_rows[L + lp] = (int32_t)(t + j);
+            ws->plp_target[lp++] = j + 1 < s->n_tokens ? s->tokens[j + 1] : s->next_token;
+        }
+        t += s->n_tokens;
+    }
     dsa_batch b = {.n_tokens = T, .tokens = ws->tokens, .pos = ws->pos, .seq = ws->seq,
-                   .n_seqs = plan->n_seqs, .block_tables = ws->bt, .n_logits = L,
+                   .n_seqs = plan->n_seqs, .block_tables = ws->bt, .n_logits = L + LP,
                    .logit_rows = ws->logit_rows};
     ws->n_last = 0;
     if ((err = dsa_model_forward(ws->m, &b, ws->logits))) {
         step_fail(res, err);
         return DSA_OK;
     }
-    if (L == 0 || !ws->samples)
+    if (L + LP == 0 || !ws->samples)
+        return DSA_OK;
+    if ((err = prompt_logprobs(ws, plan, L, res))) {
+        step_fail(res, err);
+        return DSA_OK;
+    }
+    if (L == 0)
         return DSA_OK;
     ws->n_last = L;
+    /* grammar masks go on the raw logits: vLLM applies the bitmask before
+     * its sampler, so logprobs see it too */
     l = 0;
+    for (int32_t i = 0; i < plan->n_seqs; i++) {
+        const dsa_step_seq *s = &plan->seqs[i];
+        if (s->sample && s->n_mask)
+            apply_mask(s, ws->logits + l * V, V);
+        l += s->sample;
+    }
+    memcpy(ws->work, ws->logits, (size_t)(L * V) * sizeof(float));
+    l = 0;
+    int64_t n_ctl = 0;
     for (int32_t i = 0; i < plan->n_seqs; i++) {
         const dsa_step_seq *s = &plan->seqs[i];
         if (!s->sample)
             continue;
-        float *lg = ws->logits + l * V;
-        if (s->n_mask)
-            apply_mask(s, lg, V);
-        if (has_penalty(&s->sp))
+        float *lg = ws->work + l * V;
+        int ctl = ctl_of(s, &ws->ctl[l]);
+        if (has_penalty(&s->sp)) {
+            /* vLLM applies the controls before the penalties (a repetition
+             * penalty scales a biased logit): such rows take both here */
+            if (ctl) {
+                dsa_logit_ctl_row(lg, V, &ws->ctl[l]);
+                ws->ctl[l] = (dsa_logit_ctl){0};
+                ctl = 0;
+            }
             apply_penalties(state_get(ws, s->seq_id), &s->sp, lg);
+        }
+        n_ctl += ctl;
         ws->rows[l] = (dsa_sample_row){.temperature = s->sp.temperature, .top_p = s->sp.top_p,
                                        .min_p = s->sp.min_p, .top_k = s->sp.top_k,
                                        .seed = s->sp.seed, .step = s->step};
         l++;
     }
-    if ((err = ws->be->ops->upload(ws->be, ws->dev_logits, ws->logits,
+    if ((err = ws->be->ops->upload(ws->be, ws->dev_logits, ws->work,
                                    (size_t)(L * V) * sizeof(float)))) {
         step_fail(res, err);
         return DSA_OK;
+    }
+    if (n_ctl) {
+        dsa_logit_ctl_params cp = {.logits = ws->dev_logits, .rows = ws->ctl, .n_rows = L,
+                                   .vocab = V};
+        if (!ws->be->ops->logit_ctl)
+            err = dsa_fail(DSA_UNSUPPORTED, "backend %s has no logit controls",
+                           ws->be->ops->name);
+        else
+            err = ws->be->ops->logit_ctl(ws->be, &cp);
+        if (err) {
+            step_fail(res, err);
+            return DSA_OK;
+        }
     }
     dsa_sample_params sp = {.out_ids = ws->ids, .logits = ws->dev_logits, .rows = ws->rows,
                             .n_rows = L, .vocab = V};
@@ -482,7 +640,7 @@ dsa_err dsa_worker_step_run(dsa_worker_step *ws, const dsa_step_plan *plan,
 const float *dsa_worker_step_logits(const dsa_worker_step *ws, int64_t *n_rows)
 {
     *n_rows = ws->samples ? ws->n_last : 0;
-    return ws->samples ? ws->logits : NULL;
+    return ws->samples ? ws->work : NULL;
 }
 
 uint64_t dsa_worker_step_weight_bytes(const dsa_worker_step *ws)

@@ -1,7 +1,9 @@
 /* step.h - the worker side of a step: owns the backend, the weights and the
  * model (KV cache) and executes StepPlans (proto/step.h): one
- * dsa_model_forward over every sequence's new tokens, then per sampling
- * sequence the penalties, logprobs and the backend's sampler.
+ * dsa_model_forward over every sequence's new tokens (and, for sequences
+ * asking prompt logprobs, logits at their prompt positions), then per
+ * sampling sequence the logprobs of the raw logits, the penalties, the
+ * logit controls (backend logit_ctl) and the backend's sampler.
  *
  * Per-sequence state (token counts for presence/frequency/repetition
  * penalties) is created when a sequence id first appears and dropped when
@@ -66,7 +68,9 @@ dsa_err dsa_worker_step_run(dsa_worker_step *ws, const dsa_step_plan *plan,
                             dsa_step_result *res);
 
 /* The F32 logits [*n_rows, vocab_size] of the last run's sampling rows
- * (penalties applied), or NULL on a rank that does not sample.  Valid until
+ * (penalties applied, after the logit controls on rows with penalties; the
+ * other rows' controls run on the backend's copy), or NULL on a rank that
+ * does not sample.  Valid until
  * the next run.  For multi-rank parity tests and debugging. */
 const float *dsa_worker_step_logits(const dsa_worker_step *ws, int64_t *n_rows);
 /* Bytes of weights this rank holds (its shard's share). */

@@ -294,6 +294,7 @@ static const dsa_backend_ops cpu_ops = {
     .router = dsa_cpu_router,
     .moe = dsa_cpu_moe,
     .sample = dsa_cpu_sample,
+    .logit_ctl = dsa_cpu_logit_ctl,
     .sync = cpu_sync,
 };
 

@@ -376,3 +376,13 @@ dsa_err dsa_cpu_sample(dsa_backend *be_, const dsa_sample_params *p)
     dsa_cpu_parallel_for(be, p->n_rows, 1, sample_range, &j);
     return (dsa_err)atomic_load(&j.err);
 }
+
+/* Logit controls (backend.h dsa_logit_ctl_params): the host reference,
+ * one row at a time. */
+dsa_err dsa_cpu_logit_ctl(dsa_backend *be, const dsa_logit_ctl_params *p)
+{
+    (void)be;
+    for (int64_t r = 0; r < p->n_rows; r++)
+        dsa_logit_ctl_row(p->logits + r * p->vocab, p->vocab, &p->rows[r]);
+    return DSA_OK;
+}

@@ -462,6 +462,7 @@ static const dsa_backend_ops cuda_ops = {
     .router = dsa_cuda_router,
     .moe = dsa_cuda_moe,
     .sample = dsa_cuda_sample,
+    .logit_ctl = dsa_cuda_logit_ctl,
     .sync = cu_sync,
     .graph_begin = cu_graph_begin,
     .graph_end = cu_graph_end,

@@ -29,7 +29,7 @@ clang -g -O1 -std=gnu11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
   -fno-sanitize-recover=undefined -I"$SRC" -I/usr/share/include/llhttp \
   $(pkg-config --cflags libcjson libuv) \
   "$SRC/tests/fuzz/fuzz_head_request.c" "$SRC/head/api.c" "$SRC/head/api_params.c" \
-  "$SRC/head/http.c" \
+  "$SRC/head/json_in.c" "$SRC/head/http.c" \
   "$SRC/head/tools.c" "$SRC/common/toolcall.c" "$SRC/common/chat.c" \
   "$SRC/common/error.c" "$SRC/common/log.c" "$OUT/llhttp.a" \
   $(pkg-config --libs libcjson libuv) -lm -o "$OUT/fuzz_head_request" 2>"$OUT/build.log" \

@@ -18,6 +18,7 @@
 #include "tests/gpu/gpu_harness.h"
 
 #define RUN(be, op, prm) die_if((be)->ops->op((be), (prm)), #op)
+#define RUN_COPY(be, dst, src, n) die_if((be)->ops->download((be), (dst), (src), (n)), "download")
 
 static void die_if(dsa_err err, const char *what)
 {
@@ -491,6 +492,63 @@ static void test_sample(gh *h, int64_t V)
     gh_free(h->gpu, gl), gh_free(h->cpu, cl);
 }
 
+/* ---- logit_ctl: allowed mask, bans, bias ---------------------------------- */
+
+/* Rows cycle through: nothing, bias only, bans only, allowed only, all
+ * three (allowed odd sizes, bias ids inside and outside the allowed set). */
+static void test_logit_ctl(gh *h, int64_t V)
+{
+    enum { NR = 10 };
+    int32_t *allowed = malloc((size_t)V * 4), banned[3], bias_ids[64];
+    float bias[64];
+    int32_t n_allowed = 0;
+    for (int64_t i = 0; i < V; i += 3)
+        allowed[n_allowed++] = (int32_t)i;
+    for (int j = 0; j < 64; j++) {
+        bias_ids[j] = (int32_t)((j * 2 + 1) * (V / 130)); /* ascending, unique */
+        bias[j] = (float)(j % 7) * 10.0f - 30.0f;
+    }
+    banned[0] = 0, banned[1] = (int32_t)(V / 2), banned[2] = (int32_t)(V - 1);
+    dsa_logit_ctl rows[NR];
+    for (int r = 0; r < NR; r++) {
+        dsa_logit_ctl c = {0};
+        int k = r % 5;
+        if (k == 1 || k == 4)
+            c.bias_ids = bias_ids, c.bias_values = bias, c.n_bias = 64;
+        if (k == 2 || k == 4)
+            c.banned = banned, c.n_banned = 3;
+        if (k == 3 || k == 4)
+            c.allowed = allowed, c.n_allowed = r < 5 ? n_allowed : 7;
+        rows[r] = c;
+    }
+    float *l = gh_rand(h, NR * V, 4.0f);
+    void *gl = gh_bytes(h, h->gpu, l, (size_t)(NR * V) * 4);
+    void *cl = gh_bytes(h, h->cpu, l, (size_t)(NR * V) * 4);
+    dsa_logit_ctl_params pc = {.logits = cl, .rows = rows, .n_rows = NR, .vocab = V};
+    dsa_logit_ctl_params pg = pc;
+    pg.logits = gl;
+    RUN(h->cpu, logit_ctl, &pc);
+    RUN(h->gpu, logit_ctl, &pg);
+    /* F32 buffers, not activations: raw copies back */
+    float *a = malloc((size_t)(NR * V) * 4), *b = malloc((size_t)(NR * V) * 4);
+    RUN_COPY(h->cpu, a, cl, (size_t)(NR * V) * 4);
+    RUN_COPY(h->gpu, b, gl, (size_t)(NR * V) * 4);
+    double err = 0;
+    int64_t inf_diff = 0;
+    for (int64_t i = 0; i < NR * V; i++) {
+        if (isinf(a[i]) || isinf(b[i]))
+            inf_diff += a[i] != b[i];
+        else
+            err = fmax(err, fabs((double)a[i] - b[i]));
+    }
+    char shape[48], note[64];
+    snprintf(shape, sizeof shape, "rows=%d V=%lld", NR, (long long)V);
+    snprintf(note, sizeof note, "-inf differ %lld", (long long)inf_diff);
+    gh_report(h, "logit_ctl", shape, note, err, TOL_EXACT, inf_diff == 0 && err == 0);
+    free(a), free(b), free(l), free(allowed);
+    gh_free(h->gpu, gl), gh_free(h->cpu, cl);
+}
+
 /* ---- graph capture: embed -> rmsnorm -> linear replayed on new ids -------- */
 
 static void test_graph(gh *h)
@@ -573,6 +631,8 @@ void gh_suite_ops(gh *h)
     test_moe(h, DSA_DTYPE_F8_E4M3, 64, 32, 8, 384, 256, 0);
     test_sample(h, 129280);
     test_sample(h, 1000);
+    test_logit_ctl(h, 129280);
+    test_logit_ctl(h, 1001);
     test_graph(h);
 }
 

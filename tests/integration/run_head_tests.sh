@@ -3,10 +3,14 @@
 # prepares the Python venv (tools/pyenv.sh, pinned openai), makes two tiny
 # checkpoints with dsa-mkmodel and runs the tests.  Exit 77 (skip) when the
 # venv or the tools cannot be had outside CI; under CI=true that fails.
-# Usage: run_head_tests.sh BUILD_DIR SOURCE_DIR [TEST_FILE.py] [unittest args]
+# Usage: run_head_tests.sh BUILD_DIR SOURCE_DIR [SCRIPT.py] [unittest args]
+#   SCRIPT.py: a test script of tests/integration (default test_head.py).
 set -uo pipefail
 BUILD="$1"
 SRC="$2"
+shift 2
+SCRIPT=test_head.py
+case "${1:-}" in *.py) SCRIPT="$1"; shift ;; esac
 skip() {
   echo "head_e2e: $*" >&2
   if [ "${CI:-}" = "true" ]; then exit 1; fi
@@ -23,16 +27,9 @@ trap 'rm -rf "$TMP"' EXIT
   --moe-inter 256 --heads 8 --kv-lora-rank 128 --q-lora-rank 128 --nope 64 --rope 32 \
   --v 64 >/dev/null || exit 1
 export DSA_HEAD="$BUILD/head/dsa-head" DSA_MODEL="$TMP/tiny" DSA_MODEL_SLOW="$TMP/tiny-slow"
+export DSA_MKMODEL="$BUILD/tools/dsa-mkmodel"
 # ASan builds are slower: give time-based waits more room
 if [ -n "${ASAN_OPTIONS:-}" ] && ldd "$DSA_HEAD" 2>/dev/null | grep -q asan; then
   export DSA_TEST_TIME_SCALE=3
 fi
-# a third argument naming a .py file under tests/integration runs that file;
-# with no arguments, test_head.py then vLLM's request parameters and defaults
-# (test_params.py, docs/api-parameters.md)
-case "${3:-}" in
-  *.py) SCRIPT="$SRC/tests/integration/$3"; set -- "$1" "$2" "${@:4}"
-        "$PY" "$SCRIPT" "${@:3}" ;;
-  *) "$PY" "$SRC/tests/integration/test_head.py" "${@:3}" || exit 1
-     [ $# -gt 2 ] || "$PY" "$SRC/tests/integration/test_params.py" ;;
-esac
+"$PY" "$SRC/tests/integration/$SCRIPT" "$@"

@@ -8,10 +8,12 @@
  * Workload: two micro-batches of two sequences (prompts of 5, 9, 3 and 12
  * tokens), both kept in flight every step (so PP=2 stages overlap), a
  * prefill then --decode greedy decode steps; one sequence has a presence
- * penalty (sampling state on the sampling rank).  After shutdown the same
- * plans run through one in-process worker and the logits the sampling rank
- * dumped are compared (max |a - b| / max |b| per row <= --tol), as are the
- * sampled tokens.  --loop-seconds S instead repeats the workload for S
+ * penalty (sampling state on the sampling rank), one a logit bias, one an
+ * allowed-token set; every prefill asks for prompt logprobs (top 3).
+ * After shutdown the same plans run through one in-process worker and the
+ * logits the sampling rank dumped are compared (max |a - b| / max |b| per
+ * row <= --tol), as are the sampled tokens and the prompt logprobs (ids,
+ * ranks, logprobs within --tol absolute).  --loop-seconds S instead repeats the workload for S
  * seconds without checking (the fault tests kill a worker meanwhile). */
 #include <math.h>
 #include <stddef.h>
@@ -68,7 +70,13 @@ typedef struct rec_plan {
     int32_t blocks[SEQS_PER_MB][BLOCKS_PER_SEQ];
     uint64_t finished[SEQS_PER_MB];
     int32_t sampled[SEQS_PER_MB];
+    dsa_prompt_lp plps[SEQS_PER_MB][16];  /* the distributed run's prompt logprobs */
+    int n_plps[SEQS_PER_MB];
 } rec_plan;
+
+static int32_t allowed_ids[256];        /* even ids, see build_plan */
+static int32_t bias_id = 5;
+static float bias_value = 3.0f;
 
 typedef struct seq_run {
     uint64_t id;
@@ -109,6 +117,21 @@ static void build_plan(rec_plan *rp, uint64_t step_id, int mb, seq_run *runs, in
         q->sp = (dsa_sampling){.temperature = 0, .top_p = 1, .top_k = 0, .seed = 7,
                                .repetition_penalty = 1, .n_logprobs = 3,
                                .presence_penalty = s == 1 ? 0.5f : 0};
+        q->prompt_lps = !decode;
+        q->prompt_top = 3;
+        q->next_token = -1;
+        if (s == 2 && bias_id < V) {
+            q->n_bias = 1;
+            q->bias_ids = &bias_id;
+            q->bias_values = &bias_value;
+        }
+        if (s == 3) {
+            for (int i = 0; i < 256; i++)
+                allowed_ids[i] = 2 * i;
+            q->allowed = allowed_ids;
+            while (q->n_allowed < 256 && allowed_ids[q->n_allowed] < V)
+                q->n_allowed++;
+        }
     }
     for (int i = 0; i < n_finish && i < SEQS_PER_MB; i++)
         rp->finished[i] = finish[i];
@@ -125,6 +148,33 @@ static double row_rel(const float *a, const float *b, int64_t n)
         m = fabs((double)b[i]) > m ? fabs((double)b[i]) : m;
     }
     return m > 0 ? d / m : d;
+}
+
+/* The distributed run's prompt logprobs (got) against the single rank's;
+ * 0: equal (logprobs within tol). */
+static int check_plps(int plan, int row, const dsa_step_out *want, const dsa_prompt_lp *got,
+                      int n_got, double tol)
+{
+    if (want->n_prompt_lps != n_got) {
+        fprintf(stderr, "plan %d row %d: %d prompt logprobs, single rank %d\n", plan, row,
+                n_got, want->n_prompt_lps);
+        return 1;
+    }
+    for (int k = 0; k < n_got; k++) {
+        const dsa_prompt_lp *a = &got[k], *b = &want->prompt_lps[k];
+        int same = a->pos == b->pos && a->token == b->token && a->rank == b->rank &&
+                   a->n_top == b->n_top && fabs(a->logprob - b->logprob) <= tol;
+        for (int j = 0; same && j < a->n_top; j++)
+            same = a->top_ids[j] == b->top_ids[j] &&
+                   fabs(a->top_logprobs[j] - b->top_logprobs[j]) <= tol;
+        if (!same) {
+            fprintf(stderr, "plan %d row %d: prompt logprob %d (pos %d token %d %.6f rank %d) "
+                    "vs single rank (pos %d token %d %.6f rank %d)\n", plan, row, k, a->pos,
+                    a->token, a->logprob, a->rank, b->pos, b->token, b->logprob, b->rank);
+            return 1;
+        }
+    }
+    return 0;
 }
 
 /* The recorded plans through one in-process worker, compared with the
@@ -175,6 +225,8 @@ static int check_reference(const opts *o, rec_plan *plans, int n_plans, int64_t 
                         (long long)r, plans[i].sampled[r], res.seqs[r].token);
                 bad = 1;
             }
+            bad |= check_plps(i, (int)r, &res.seqs[r], plans[i].plps[r], plans[i].n_plps[r],
+                              o->tol);
         }
         dsa_step_result_free(&res);
     }
@@ -274,6 +326,15 @@ int main(int argc, char **argv)
                     r->len = rp[mb]->seqs[j].pos + rp[mb]->seqs[j].n_tokens;
                     r->last = res.seqs[j].token;
                     rp[mb]->sampled[j] = res.seqs[j].token;
+                    int np = res.seqs[j].n_prompt_lps;
+                    if (np > 16 || (rp[mb]->seqs[j].prompt_lps &&
+                                    np != rp[mb]->seqs[j].n_prompt - 1))
+                        dsa_mpi_abort(&env, 3, "step %llu: %d prompt logprobs",
+                                      (unsigned long long)res.step_id, np);
+                    rp[mb]->n_plps[j] = np;
+                    if (np)
+                        memcpy(rp[mb]->plps[j], res.seqs[j].prompt_lps,
+                               (size_t)np * sizeof *res.seqs[j].prompt_lps);
                     if (r->last < 0 || r->last >= V)
                         dsa_mpi_abort(&env, 3, "step %llu: token %d",
                                       (unsigned long long)res.step_id, r->last);

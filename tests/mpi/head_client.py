@@ -3,10 +3,18 @@
 
   head_client.py wait PORTFILE SECONDS     wait until /health is 200
   head_client.py greedy PORT OUT           greedy streamed completions of a
-                                           few prompts, as JSON, to OUT
+                                           few prompts, as JSON, to OUT; their
+                                           prompt logprobs to OUT.plp
+  head_client.py plpcmp A B                prompt logprobs of two runs agree
+                                           (same ids and ranks, logprobs
+                                           within 1e-4)
   head_client.py fault PORT PID SIG        start a long stream, send SIG to
                                            PID after its first token, then
                                            report how the stream ended
+  head_client.py health PORT PID idle|busy SIGSTOP PID (while idle, or
+                                           during a stream): /health must
+                                           turn 503 within 6 s; SIGCONT: 200
+                                           again (and the stream completes)
 Exit 1 with a message on failure."""
 import http.client
 import json
@@ -58,8 +66,109 @@ def stream(port, prompt, max_tokens, on_first=None, timeout=60):
     return text, finish, done, error, time.time()
 
 
+def health(port):
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        c.request("GET", "/health")
+        r = c.getresponse()
+        body = r.read()
+        c.close()
+        return r.status, body
+    except OSError:
+        return None, b""
+
+
+def health_mode(port, pid, busy):
+    got = {}
+    started = threading.Event()
+    th = None
+    if busy:
+        def run():
+            got["res"] = stream(port, "Hello", 120, started.set, timeout=120)
+        th = threading.Thread(target=run)
+        th.start()
+        if not started.wait(60):
+            print("FAIL: no token from the stream", file=sys.stderr)
+            return 1
+    os.kill(pid, signal.SIGSTOP)
+    t0 = time.time()
+    st, body = None, b""
+    while time.time() - t0 < 15:
+        st, body = health(port)
+        if st == 503:
+            break
+        time.sleep(0.1)
+    took = time.time() - t0
+    os.kill(pid, signal.SIGCONT)
+    print("%s stall: /health %s %s after %.1f s" % ("busy" if busy else "idle", st, body, took))
+    if st != 503 or b"stalled" not in body:
+        print("FAIL: /health did not turn 503 stalled", file=sys.stderr)
+        return 1
+    if took > 6:
+        print("FAIL: /health took %.1f s to turn 503" % took, file=sys.stderr)
+        return 1
+    t1 = time.time()
+    while time.time() - t1 < 30 and health(port)[0] != 200:
+        time.sleep(0.1)
+    if health(port)[0] != 200:
+        print("FAIL: /health not 200 after SIGCONT", file=sys.stderr)
+        return 1
+    print("/health 200 again %.1f s after SIGCONT" % (time.time() - t1))
+    if th:
+        th.join(120)
+        text, finish, done, error, _ = got.get("res", ("", None, False, "no result", 0))
+        if not done or error or finish != "length":
+            print("FAIL: the stream did not complete: done %s finish %s error %s" %
+                  (done, finish, error), file=sys.stderr)
+            return 1
+    return 0
+
+
+def prompt_logprobs(port):
+    """prompt_logprobs (top 3) and echo + logprobs + max_tokens 0 of every
+    prompt (one request each, several prompts at once)."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    out = []
+    for body in ({"model": "m", "prompt": PROMPTS, "max_tokens": 1, "temperature": 0,
+                  "prompt_logprobs": 3},
+                 {"model": "m", "prompt": PROMPTS, "max_tokens": 0, "echo": True,
+                  "logprobs": 2, "temperature": 0}):
+        c.request("POST", "/v1/completions", json.dumps(body),
+                  {"Content-Type": "application/json"})
+        r = c.getresponse()
+        data = r.read()
+        if r.status != 200:
+            raise RuntimeError("HTTP %d %s" % (r.status, data[:300]))
+        for ch in json.loads(data)["choices"]:
+            if body.get("echo"):
+                out.append([[None, x] for x in ch["logprobs"]["token_logprobs"]])
+            else:
+                out.append([None if d is None else [[k, v["rank"], v["logprob"]]
+                                                     for k, v in d.items()]
+                            for d in ch["prompt_logprobs"]])
+    c.close()
+    return out
+
+
+def plp_equal(a, b, tol=1e-4):
+    """Same structure, ids and ranks; floats within tol."""
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and \
+            abs(a - b) <= tol
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(plp_equal(x, y, tol) for x, y in zip(a, b))
+    return a == b
+
+
 def main():
     mode = sys.argv[1]
+    if mode == "plpcmp":
+        a, b = (json.load(open(p)) for p in sys.argv[2:4])
+        if not plp_equal(a, b):
+            print("prompt logprobs differ:\n%s\n%s" % (a, b), file=sys.stderr)
+            return 1
+        print("prompt logprobs equal (%d lists)" % len(a))
+        return 0
     if mode == "wait":
         path, limit = sys.argv[2], float(sys.argv[3])
         t0 = time.time()
@@ -97,6 +206,13 @@ def main():
             out.append({"prompt": p, "text": text, "finish": finish})
         with open(sys.argv[3], "w") as f:
             json.dump(out, f, indent=1)
+        try:
+            plp = prompt_logprobs(port)
+        except (OSError, http.client.HTTPException, ValueError, RuntimeError) as e:
+            print("prompt logprobs: %r" % (e,), file=sys.stderr)
+            return 1
+        with open(sys.argv[3] + ".plp", "w") as f:
+            json.dump(plp, f)
         return 0
     if mode == "fault":
         pid, sig = int(sys.argv[3]), getattr(signal, sys.argv[4])
@@ -120,12 +236,19 @@ def main():
         if took > 10:
             print("FAIL: the client waited %.1f s" % took, file=sys.stderr)
             return 1
-        # for the stall case the head itself must report the error
-        if len(sys.argv) > 5 and sys.argv[5] == "want-error-event" and not (
-                error and "workers failed" in error):
-            print("FAIL: no SSE error event from the head", file=sys.stderr)
-            return 1
+        # the head itself must report the error: an SSE error event, then
+        # [DONE]; its text names no rank or host (those stay in the log)
+        if len(sys.argv) > 5 and sys.argv[5] == "want-error-event":
+            if not (error and done and "workers" in error and "request id" in error):
+                print("FAIL: no SSE error event then [DONE] from the head", file=sys.stderr)
+                return 1
+            if "rank" in error or os.uname().nodename in error:
+                print("FAIL: the client's error names a rank or host: %s" % error,
+                      file=sys.stderr)
+                return 1
         return 0
+    if mode == "health":
+        return health_mode(port, int(sys.argv[3]), sys.argv[4] == "busy")
     print("unknown mode", mode, file=sys.stderr)
     return 2
 

@@ -3,13 +3,18 @@
 # TP=2 x PP=2 dsa-worker ranks (loopback, shared memory, oversubscribed).
 # Usage:
 #   head_e2e.sh BUILD SRC greedy    streamed greedy completions equal the
-#                                   single-process server's
+#                                   single-process server's, and so do the
+#                                   prompt logprobs (prompt_logprobs, echo)
 #   head_e2e.sh BUILD SRC kill      kill -9 a worker mid-stream: the client
-#                                   sees the stream end without [DONE] within
+#                                   gets an SSE error event and [DONE] within
 #                                   10 s, the job exits non-zero, nothing left
 #   head_e2e.sh BUILD SRC stall     SIGSTOP a worker mid-stream: the head's
 #                                   step timeout sends an SSE error event and
-#                                   ends the job
+#                                   [DONE] and ends the job
+#   head_e2e.sh BUILD SRC health    SIGSTOP a worker while idle, then
+#                                   during a stream: /health turns 503
+#                                   within seconds (pings, late steps) and
+#                                   200 again after SIGCONT; clean exit
 #   head_e2e.sh BUILD SRC badmodel  one worker's --model is wrong: the job
 #                                   fails with a message naming rank and path
 # Exit 77 (skip) without mpirun or python3, except under CI=true.
@@ -80,13 +85,17 @@ greedy)
         echo "FAIL: distributed completions differ from the single-process server"
         exit 1
     fi
+    $CLIENT plpcmp "$TMP/single.json.plp" "$TMP/dist.json.plp" ||
+        { echo "FAIL: distributed prompt logprobs differ from the single-process server"; exit 1; }
     cat "$TMP/dist.json"
     echo "greedy TP=2 x PP=2 = single process; clean exit"
     ;;
 kill | stall)
     if [ "$MODE" = kill ]; then
+        # mpirun tears the job down (SIGTERM to every rank, SIGKILL soon
+        # after): the head sees its step overdue and ends the stream first
         start_job
-        sig=KILL want=
+        sig=KILL want=want-error-event
     else
         # workers' own collective timeout well above the head's step timeout
         start_job --step-timeout 3 -- --timeout 30
@@ -107,6 +116,22 @@ kill | stall)
             "$TMP/job.log" || { echo "FAIL: the head did not end the job on its timeout"; exit 1; }
     fi
     echo "$MODE of a worker mid-stream: client saw the end, job exit $RC, nothing left"
+    ;;
+health)
+    # step timeout far above the stall: only /health may react
+    start_job --health-late-timeout 2 --ping-interval 0.3 --step-timeout 60 -- --timeout 120
+    port=$($CLIENT wait "$TMP/port" 90) || { cat "$TMP/job.log"; exit 1; }
+    victim=$(pgrep -f "^$WORKER --model $TMP/model" | sed -n 3p)
+    [ -n "$victim" ] || { echo "FAIL: no worker to stop"; exit 1; }
+    $CLIENT health "$port" "$victim" idle || { tail -20 "$TMP/job.log"; exit 1; }
+    $CLIENT health "$port" "$victim" busy || { tail -20 "$TMP/job.log"; exit 1; }
+    hpid=$(pgrep -f "^$HEAD --model $TMP/model")
+    kill -TERM $hpid
+    wait_job 30
+    tail -8 "$TMP/job.log"
+    no_leftovers
+    [ "$RC" -eq 0 ] || { echo "FAIL: the job exited $RC after SIGTERM"; exit 1; }
+    echo "stalled worker: /health 503 within seconds, idle and busy; recovered; clean exit"
     ;;
 badmodel)
     start=$(date +%s)
