@@ -17,6 +17,7 @@
 #define GRAM_STATES_MAX (1 << 20)     /* interned matcher states */
 #define GRAM_NODES_MAX (1 << 22)      /* interned stack nodes */
 #define GRAM_STACKS_MAX 4096          /* stacks in one state */
+#define GRAM_DENSE_MAX 16384          /* states with a dense transition row (1 KiB each) */
 
 /* ---- expression tree (front ends -> lowering) ---- */
 typedef enum gx_kind { GX_EMPTY, GX_BYTES, GX_CLASS, GX_SEQ, GX_ALT, GX_REP, GX_REF } gx_kind;
@@ -103,6 +104,9 @@ struct dsa_gram {
     uint64_t *st_tab;              /* hash -> state+1 (hash in high bits) */
     size_t st_tab_cap;
     uint64_t *tr_tab;              /* (state,byte) -> target+1 */
+    int32_t **tr_dense;            /* per state: 256 targets (-1 unknown), the
+                                    * first GRAM_DENSE_MAX states to step */
+    int n_dense;
     size_t tr_tab_cap, tr_n;
     gram_pos_info **pos_info;      /* per element position, lazily */
     int32_t start;

@@ -22,10 +22,11 @@ struct gram_pos_info {
     uint32_t *acc_bits; /* accepted set as a bitmap (dense) ... */
     int32_t *acc_ids;   /* ... or as ids (sparse) */
     int32_t n_acc;
-    int32_t *unc_ids;   /* uncertain tokens */
-    int32_t *unc_off;   /* per uncertain token: start in offs */
-    uint16_t *offs;     /* byte offsets where the frame can be left */
-    int32_t n_unc, n_offs, cap_unc, cap_offs;
+    /* pop points: trie nodes at which the bytes so far can leave the
+     * frame; the tokens below them are decided against the rest of the
+     * stack at run time by walking that subtree (pruned where it dies) */
+    int32_t *pops;
+    int32_t n_pops, cap_pops;
 };
 
 void gram_pos_info_free(gram_pos_info *p)
@@ -34,9 +35,7 @@ void gram_pos_info_free(gram_pos_info *p)
         return;
     free(p->acc_bits);
     free(p->acc_ids);
-    free(p->unc_ids);
-    free(p->unc_off);
-    free(p->offs);
+    free(p->pops);
     free(p);
 }
 
@@ -179,51 +178,30 @@ typedef struct classify {
     const dsa_gram_vocab *v;
     gram_pos_info *pi;
     uint32_t *acc; /* bitmap while classifying */
-    uint16_t pops[256];
-    int n_pops;
     dsa_err err;
 } classify;
 
-static void add_unc(classify *c, int32_t lo, int32_t hi)
+static void add_pop(classify *c, int32_t tn)
 {
     gram_pos_info *pi = c->pi;
-    for (int32_t i = lo; i < hi && !c->err; i++) {
-        if (pi->n_unc == pi->cap_unc) {
-            int cap = pi->cap_unc ? pi->cap_unc * 2 : 256;
-            int32_t *a = realloc(pi->unc_ids, (size_t)cap * sizeof *a);
-            if (a)
-                pi->unc_ids = a;
-            int32_t *b = realloc(pi->unc_off, (size_t)(cap + 1) * sizeof *b);
-            if (b)
-                pi->unc_off = b;
-            if (!a || !b) {
-                c->err = DSA_NOMEM;
-                return;
-            }
-            pi->cap_unc = cap;
+    if (pi->n_pops == pi->cap_pops) {
+        int cap = pi->cap_pops ? pi->cap_pops * 2 : 64;
+        int32_t *p = realloc(pi->pops, (size_t)cap * sizeof *p);
+        if (!p) {
+            c->err = DSA_NOMEM;
+            return;
         }
-        if (pi->n_offs + c->n_pops > pi->cap_offs) {
-            int cap = pi->cap_offs ? pi->cap_offs * 2 : 1024;
-            while (cap < pi->n_offs + c->n_pops)
-                cap *= 2;
-            uint16_t *o = realloc(pi->offs, (size_t)cap * sizeof *o);
-            if (!o) {
-                c->err = DSA_NOMEM;
-                return;
-            }
-            pi->offs = o;
-            pi->cap_offs = cap;
-        }
-        pi->unc_ids[pi->n_unc] = c->v->sorted[i];
-        pi->unc_off[pi->n_unc] = pi->n_offs;
-        memcpy(pi->offs + pi->n_offs, c->pops, (size_t)c->n_pops * sizeof *c->pops);
-        pi->n_offs += c->n_pops;
-        pi->n_unc++;
-        pi->unc_off[pi->n_unc] = pi->n_offs;
+        pi->pops = p;
+        pi->cap_pops = cap;
     }
+    pi->pops[pi->n_pops++] = tn;
 }
 
-static void dfs(classify *c, int32_t tn, int32_t state, int depth)
+/* Walks the trie below tn in state (the stack holding the position
+ * alone): tokens ending at a live node are accepted; a live node whose
+ * state has left the frame (holds GRAM_NIL) and has longer tokens below
+ * is a pop point. */
+static void dfs(classify *c, int32_t tn, int32_t state)
 {
     const gram_trie_node *t = &c->v->trie[tn];
     for (int32_t i = t->tok_lo; i < t->tok_lo + t->n_end; i++) {
@@ -232,21 +210,14 @@ static void dfs(classify *c, int32_t tn, int32_t state, int depth)
         c->pi->n_acc++;
     }
     for (int32_t ch = t->child; ch >= 0 && !c->err; ch = c->v->trie[ch].sibling) {
-        const gram_trie_node *k = &c->v->trie[ch];
         int32_t s2;
-        if ((c->err = gram_step(c->g, state, k->byte, &s2)))
+        if ((c->err = gram_step(c->g, state, c->v->trie[ch].byte, &s2)))
             return;
-        if (s2 == GRAM_DEAD) {
-            if (c->n_pops)
-                add_unc(c, k->tok_lo, k->tok_hi);
+        if (s2 == GRAM_DEAD)
             continue;
-        }
-        int popped = c->g->st_nodes[s2][0] == GRAM_NIL && depth + 1 < 65535 && c->n_pops < 256;
-        if (popped)
-            c->pops[c->n_pops++] = (uint16_t)(depth + 1);
-        dfs(c, ch, s2, depth + 1);
-        if (popped)
-            c->n_pops--;
+        if (c->g->st_nodes[s2][0] == GRAM_NIL && c->v->trie[ch].child >= 0)
+            add_pop(c, ch);
+        dfs(c, ch, s2);
     }
 }
 
@@ -263,7 +234,7 @@ static dsa_err pos_info_get(dsa_gram *g, int32_t pos, gram_pos_info **out)
     int32_t s0;
     dsa_err err = !c.pi || !c.acc ? DSA_NOMEM : gram_single(g, pos, &s0);
     if (!err) {
-        dfs(&c, 0, s0, 0);
+        dfs(&c, 0, s0);
         err = c.err;
     }
     if (err)
@@ -294,6 +265,26 @@ fail:
 }
 
 /* ---- masks ---- */
+/* Marks the tokens below tn that state (the stack's rest) accepts. */
+static dsa_err walk_below(dsa_gram *g, int32_t tn, int32_t state, uint32_t *mask)
+{
+    const dsa_gram_vocab *v = g->vocab;
+    for (int32_t ch = v->trie[tn].child; ch >= 0; ch = v->trie[ch].sibling) {
+        const gram_trie_node *k = &v->trie[ch];
+        int32_t s2;
+        dsa_err err = gram_step(g, state, k->byte, &s2);
+        if (err)
+            return err;
+        if (s2 == GRAM_DEAD)
+            continue;
+        for (int32_t i = k->tok_lo; i < k->tok_lo + k->n_end; i++)
+            mask[v->sorted[i] >> 5] |= 1u << (v->sorted[i] & 31);
+        if (k->child >= 0 && (err = walk_below(g, ch, s2, mask)))
+            return err;
+    }
+    return DSA_OK;
+}
+
 static dsa_err node_mask(dsa_gram *g, int32_t node, uint32_t *mask)
 {
     const dsa_gram_vocab *v = g->vocab;
@@ -308,27 +299,14 @@ static dsa_err node_mask(dsa_gram *g, int32_t node, uint32_t *mask)
         for (int32_t i = 0; i < pi->n_acc; i++)
             mask[pi->acc_ids[i] >> 5] |= 1u << (pi->acc_ids[i] & 31);
     int32_t below = g->node_next[node];
-    if (!pi->n_unc || below == GRAM_NIL) /* nothing may follow the root */
+    if (!pi->n_pops || below == GRAM_NIL) /* nothing may follow the root */
         return DSA_OK;
     int32_t ps;
     if ((err = gram_pop_state(g, below, &ps)))
         return err;
-    for (int32_t i = 0; i < pi->n_unc; i++) {
-        int32_t id = pi->unc_ids[i];
-        if (mask[id >> 5] >> (id & 31) & 1)
-            continue;
-        for (int32_t o = pi->unc_off[i]; o < pi->unc_off[i + 1]; o++) {
-            int32_t st = ps;
-            for (uint32_t k = pi->offs[o]; k < v->len[id] && st != GRAM_DEAD; k++)
-                if ((err = gram_step(g, st, v->bytes[id][k], &st)))
-                    return err;
-            if (st != GRAM_DEAD) {
-                mask[id >> 5] |= 1u << (id & 31);
-                break;
-            }
-        }
-    }
-    return DSA_OK;
+    for (int32_t i = 0; i < pi->n_pops && !err; i++)
+        err = walk_below(g, pi->pops[i], ps, mask);
+    return err;
 }
 
 dsa_err dsa_gram_fill_mask(dsa_gram *g, int32_t state, uint32_t *mask)

@@ -217,7 +217,12 @@ static dsa_err state_intern(dsa_gram *g, int32_t *out)
         int32_t *b = realloc(g->st_n, (size_t)cap * sizeof *b);
         if (b)
             g->st_n = b;
-        if (!a || !b)
+        int32_t **d = realloc(g->tr_dense, (size_t)cap * sizeof *d);
+        if (d) {
+            memset(d + g->cap_states, 0, (size_t)(cap - g->cap_states) * sizeof *d);
+            g->tr_dense = d;
+        }
+        if (!a || !b || !d)
             return DSA_NOMEM;
         g->cap_states = cap;
     }
@@ -263,11 +268,18 @@ dsa_err gram_step(dsa_gram *g, int32_t state, uint8_t byte, int32_t *out)
         *out = GRAM_DEAD;
         return DSA_OK;
     }
+    int32_t *row = state < g->cap_states ? g->tr_dense[state] : NULL;
+    if (row && row[byte] >= 0) {
+        *out = row[byte];
+        return DSA_OK;
+    }
     uint64_t key = ((uint64_t)state << 8 | byte) + 1;
     size_t i = mix(key) & (g->tr_tab_cap - 1);
     for (; g->tr_tab[i]; i = (i + 1) & (g->tr_tab_cap - 1))
         if (g->tr_tab[i] >> 32 == key) {
             *out = (int32_t)(uint32_t)g->tr_tab[i];
+            if (row)
+                row[byte] = *out;
             return DSA_OK;
         }
     g->n_scratch = 0;
@@ -295,6 +307,14 @@ dsa_err gram_step(dsa_gram *g, int32_t state, uint8_t byte, int32_t *out)
         i = (i + 1) & (g->tr_tab_cap - 1);
     g->tr_tab[i] = key << 32 | (uint32_t)*out;
     g->tr_n++;
+    /* a state stepped from gets a dense row while there is room */
+    if (!g->tr_dense[state] && g->n_dense < GRAM_DENSE_MAX &&
+        (g->tr_dense[state] = malloc(256 * sizeof(int32_t)))) {
+        memset(g->tr_dense[state], 0xff, 256 * sizeof(int32_t));
+        g->n_dense++;
+    }
+    if (g->tr_dense[state])
+        g->tr_dense[state][byte] = *out;
     return DSA_OK;
 }
 
@@ -330,8 +350,9 @@ dsa_err gram_match_init(dsa_gram *g)
     g->cap_states = 256;
     g->st_nodes = calloc((size_t)g->cap_states, sizeof *g->st_nodes);
     g->st_n = calloc((size_t)g->cap_states, sizeof *g->st_n);
+    g->tr_dense = calloc((size_t)g->cap_states, sizeof *g->tr_dense);
     g->pos_info = calloc((size_t)g->n_el + 1, sizeof *g->pos_info);
-    if (!g->st_nodes || !g->st_n || !g->pos_info)
+    if (!g->st_nodes || !g->st_n || !g->pos_info || !g->tr_dense)
         return DSA_NOMEM;
     g->n_states = 1; /* 0: dead */
     dsa_err err = st_tab_grow(g);
@@ -349,8 +370,12 @@ dsa_err gram_match_init(dsa_gram *g)
 
 void gram_match_free(dsa_gram *g)
 {
-    for (int s = 0; s < g->n_states; s++)
+    for (int s = 0; s < g->n_states; s++) {
         free(g->st_nodes[s]);
+        if (g->tr_dense)
+            free(g->tr_dense[s]);
+    }
+    free(g->tr_dense);
     if (g->pos_info)
         for (int p = 0; p <= g->n_el; p++)
             gram_pos_info_free(g->pos_info[p]);
