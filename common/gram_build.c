@@ -178,6 +178,13 @@ gx *gx_rep(gx_arena *a, gx *x, int min, int max)
     return r;
 }
 
+gx *gx_marker(gx_arena *a, int32_t id)
+{
+    char m[GRAM_MARKER_LEN];
+    gram_marker(id, m);
+    return gx_bytes(a, m, GRAM_MARKER_LEN);
+}
+
 gx *gx_ref(gx_arena *a, int rule)
 {
     gx *x = gx_new(a, GX_REF);
@@ -562,6 +569,9 @@ dsa_err dsa_gram_compile(const dsa_gram_params *p, dsa_gram **out)
         break;
     case DSA_GRAM_EBNF:
         err = gram_from_ebnf(g, &a, p->text, p->len);
+        break;
+    case DSA_GRAM_TOOLS:
+        err = gram_from_tools(g, &a, p->text, p->len, p->any_whitespace);
         break;
     default:
         err = dsa_fail(DSA_INVAL, "unknown grammar kind");

@@ -10,6 +10,8 @@
 
 #include "common/grammar.h"
 
+struct cJSON;
+
 /* Bounds that keep a hostile schema or regex from eating the server. */
 #define GRAM_ELEMS_MAX (1 << 20)      /* lowered grammar elements */
 #define GRAM_DEPTH_MAX 200            /* schema/regex nesting */
@@ -55,6 +57,17 @@ gx *gx_seq3(gx_arena *a, gx *x, gx *y, gx *z);
 gx *gx_alt2(gx_arena *a, gx *x, gx *y);
 gx *gx_rep(gx_arena *a, gx *x, int min, int max);
 gx *gx_ref(gx_arena *a, int rule);
+/* An added token (a tool-call marker) as the grammar sees it: 0xFF and the
+ * id in 3 bytes; no text token holds 0xFF (gram_mask.c). */
+#define GRAM_MARKER_LEN 4
+static inline void gram_marker(int32_t id, char out[GRAM_MARKER_LEN])
+{
+    out[0] = (char)0xFF;
+    out[1] = (char)(id >> 16 & 0xFF);
+    out[2] = (char)(id >> 8 & 0xFF);
+    out[3] = (char)(id & 0xFF);
+}
+gx *gx_marker(gx_arena *a, int32_t id);
 
 /* Growable list of gx pointers. */
 typedef struct gx_list {
@@ -132,6 +145,10 @@ dsa_err gram_json_object(dsa_gram *g, gx_arena *a, int any_ws);
 dsa_err gram_from_regex(dsa_gram *g, gx_arena *a, const char *re, size_t len, gx **out);
 dsa_err gram_from_choice(dsa_gram *g, gx_arena *a, const char *text, size_t len);
 dsa_err gram_from_ebnf(dsa_gram *g, gx_arena *a, const char *text, size_t len);
+dsa_err gram_from_tools(dsa_gram *g, gx_arena *a, const char *text, size_t len, int any_ws);
+/* A schema value inside another grammar (gram_schema.c), for tools. */
+dsa_err gram_schema_value(dsa_gram *g, gx_arena *a, const struct cJSON *schema, int any_ws,
+                          gx **out);
 
 /* Matcher (gram_match.c), g->lock held. */
 dsa_err gram_match_init(dsa_gram *g);

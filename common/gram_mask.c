@@ -97,11 +97,24 @@ static int is_stop(const dsa_gram_vocab_params *p, size_t id)
     return 0;
 }
 
-/* 1 when id's bytes may match grammar text: never a stop id; an added
- * token only with added_as_text. */
-static int is_text(const dsa_gram_vocab_params *p, size_t id)
+/* What id's bytes are to the grammar: its text; for an added token without
+ * added_as_text the marker gram_marker() (a grammar names it with
+ * gx_marker); none for a stop id, and none for a text token holding the
+ * marker lead byte 0xFF (only the raw byte token: 0xFF is never UTF-8). */
+static const char *token_bytes(const dsa_gram_vocab_params *p, size_t id, size_t *len,
+                               char marker[GRAM_MARKER_LEN])
 {
-    return !is_stop(p, id) && (p->added_as_text || !dsa_tok_is_added(p->tok, (int32_t)id));
+    const char *b = dsa_tok_token_bytes(p->tok, (int32_t)id, len);
+    if (!b || !*len || is_stop(p, id))
+        return NULL;
+    if (!p->added_as_text && dsa_tok_is_added(p->tok, (int32_t)id)) {
+        gram_marker((int32_t)id, marker);
+        *len = GRAM_MARKER_LEN;
+        return marker;
+    }
+    if (!p->added_as_text && memchr(b, 0xFF, *len))
+        return NULL;
+    return b;
 }
 
 dsa_err dsa_gram_vocab_create(const dsa_gram_vocab_params *p, dsa_gram_vocab **out)
@@ -123,11 +136,10 @@ dsa_err dsa_gram_vocab_create(const dsa_gram_vocab_params *p, dsa_gram_vocab **o
         memcpy(v->stop_ids, p->stop_ids, p->n_stop_ids * sizeof *v->stop_ids);
     v->n_stop = p->n_stop_ids;
     size_t total = 0;
+    char mk[GRAM_MARKER_LEN];
     for (size_t id = 0; id < n_ids; id++) {
         size_t len;
-        const char *b = dsa_tok_token_bytes(p->tok, (int32_t)id, &len);
-        /* Special tokens never match grammar text (stop ids aside). */
-        if (b && len && is_text(p, id))
+        if (token_bytes(p, id, &len, mk))
             total += len;
     }
     v->blob = malloc(total + 1);
@@ -137,8 +149,8 @@ dsa_err dsa_gram_vocab_create(const dsa_gram_vocab_params *p, dsa_gram_vocab **o
     size_t off = 0;
     for (size_t id = 0; id < n_ids; id++) {
         size_t len;
-        const char *b = dsa_tok_token_bytes(p->tok, (int32_t)id, &len);
-        if (!b || !len || !is_text(p, id))
+        const char *b = token_bytes(p, id, &len, mk);
+        if (!b)
             continue;
         memcpy(v->blob + off, b, len);
         v->bytes[id] = (const uint8_t *)v->blob + off;

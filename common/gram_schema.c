@@ -653,6 +653,13 @@ dsa_err gram_from_schema(dsa_gram *g, gx_arena *a, const char *text, size_t len,
     return err;
 }
 
+dsa_err gram_schema_value(dsa_gram *g, gx_arena *a, const cJSON *schema, int any_ws, gx **out)
+{
+    sc s = {.g = g, .a = a, .root = schema, .any_ws = any_ws, .any_rule = -1};
+    *out = schema_value(&s, schema, "");
+    return *out ? DSA_OK : a->oom ? DSA_NOMEM : DSA_FORMAT;
+}
+
 dsa_err gram_json_object(dsa_gram *g, gx_arena *a, int any_ws)
 {
     sc s = {.g = g, .a = a, .any_ws = any_ws, .any_rule = -1};

@@ -62,6 +62,11 @@ typedef enum dsa_gram_kind {
     DSA_GRAM_REGEX,       /* text: a regular expression, matched in full */
     DSA_GRAM_CHOICE,      /* text: a JSON array of strings */
     DSA_GRAM_EBNF,        /* text: a GBNF grammar with a root rule */
+    /* text: forced tool calls in DeepSeek's format, as JSON:
+     * {"tools":[{"name":N,"parameters":SCHEMA}...], "parallel":BOOL,
+     *  "markers":{"calls_begin":ID,"calls_end":ID,"call_begin":ID,
+     *             "call_end":ID,"sep":ID}} (ids of the added tokens) */
+    DSA_GRAM_TOOLS,
 } dsa_gram_kind;
 
 typedef struct dsa_gram_params {

@@ -526,6 +526,7 @@ void dsa_api_request_free(dsa_api_request *r)
     free(r->request_id);
     free(r->ignored);
     free(r->gram_text);
+    free(r->tool_named);
     free(r->stop_token_ids);
     free(r->bias_ids);
     free(r->bias_values);

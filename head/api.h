@@ -107,6 +107,7 @@ typedef struct dsa_api_request {
     int n_tools;            /* chat: length of `tools` (validated) */
     cJSON *tools;           /* chat: `tools` when not empty, owned */
     dsa_api_tool_choice tool_choice;
+    char *tool_named;       /* tool_choice NAMED: the function's name, owned */
     int parallel_tool_calls;
     /* vLLM's extra parameters (head/api_params.c) */
     int has_top_k, has_min_p, has_repetition_penalty; /* given, not defaulted */

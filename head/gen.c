@@ -61,6 +61,27 @@ static void gen_free(gen *g)
 static int compile_grammar(gen *g)
 {
     dsa_api_request *a = &g->api;
+    int forced = dsa_tools_active(a) && (a->tool_choice == DSA_API_TOOL_REQUIRED ||
+                                         a->tool_choice == DSA_API_TOOL_NAMED);
+    if (forced && !a->gram_kind) { /* tool_choice: a grammar of the call tokens */
+        char *text = NULL;
+        dsa_err err = dsa_tools_grammar(a, g->h->tok, &text);
+        if (err) {
+            g->failed = 1;
+            dsa_api_fail(&g->err, err == DSA_NOMEM ? 500 : 400, "tool_choice", "%s",
+                         dsa_errmsg());
+            return 1;
+        }
+        a->gram_kind = DSA_GRAM_TOOLS + 1;
+        a->gram_text = text;
+        a->gram_len = strlen(text);
+        snprintf(a->gram_param, sizeof a->gram_param, "tools");
+    } else if (forced) {
+        g->failed = 1;
+        dsa_api_fail(&g->err, 400, "tool_choice", "a forced tool_choice cannot be combined "
+                     "with structured output ('%s')", a->gram_param);
+        return 1;
+    }
     if (!a->gram_kind)
         return 0;
     g->failed = 1;
@@ -800,7 +821,8 @@ void dsa_gen_handle(head *h, dsa_http_conn *c, const dsa_http_req *r, dsa_api_ki
         text += g->api.prompts[i].n_text;
     if (g->api.messages)
         text += r->n_body;
-    if ((int64_t)text > h->o->tokenize_inline_bytes || g->api.gram_kind) {
+    if ((int64_t)text > h->o->tokenize_inline_bytes || g->api.gram_kind ||
+        g->api.tool_choice == DSA_API_TOOL_REQUIRED || g->api.tool_choice == DSA_API_TOOL_NAMED) {
         g->work.data = g;
         g->in_work = 1;
         if (uv_queue_work(&h->loop, &g->work, on_tokenized, after_tokenized) == 0)

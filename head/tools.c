@@ -121,7 +121,58 @@ dsa_err dsa_tools_parse(const cJSON *root, dsa_api_request *r, dsa_api_error *e)
         return dsa_api_fail(e, 400, "tool_choice", "the tool \"%.64s\" named in 'tool_choice' "
                             "is not one of the 'tools'", name);
     r->tool_choice = DSA_API_TOOL_NAMED;
-    return DSA_OK;
+    return (r->tool_named = strdup(name)) ? DSA_OK : DSA_NOMEM;
+}
+
+/* The forced-call grammar's description (common/grammar.h
+ * DSA_GRAM_TOOLS): the tools allowed (the named one, or all), their
+ * parameter schemas and the ids of DeepSeek's tool-call tokens. */
+dsa_err dsa_tools_grammar(const dsa_api_request *r, const dsa_tok *tok, char **text)
+{
+    static const char *const marks[][2] = {
+        {"calls_begin", "<｜tool▁calls▁begin｜>"},
+        {"calls_end", "<｜tool▁calls▁end｜>"},
+        {"call_begin", "<｜tool▁call▁begin｜>"},
+        {"call_end", "<｜tool▁call▁end｜>"},
+        {"sep", "<｜tool▁sep｜>"},
+    };
+    *text = NULL;
+    cJSON *root = cJSON_CreateObject(), *list = cJSON_AddArrayToObject(root, "tools");
+    cJSON *mk = cJSON_AddObjectToObject(root, "markers");
+    if (!root || !list || !mk)
+        goto nomem;
+    cJSON_AddBoolToObject(root, "parallel", r->tool_choice == DSA_API_TOOL_REQUIRED &&
+                                                r->parallel_tool_calls);
+    for (size_t i = 0; i < sizeof marks / sizeof marks[0]; i++) {
+        int32_t id = tok ? dsa_tok_token_to_id(tok, marks[i][1], strlen(marks[i][1])) : -1;
+        if (id < 0 || !dsa_tok_is_added(tok, id)) {
+            cJSON_Delete(root);
+            return dsa_fail(DSA_UNSUPPORTED, "the tokenizer has no %s tool-call token",
+                            marks[i][0]);
+        }
+        cJSON_AddNumberToObject(mk, marks[i][0], id);
+    }
+    const cJSON *t;
+    cJSON_ArrayForEach(t, r->tools) {
+        const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
+        const cJSON *params = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
+        if (r->tool_choice == DSA_API_TOOL_NAMED && strcmp(name->valuestring, r->tool_named))
+            continue;
+        cJSON *o = cJSON_CreateObject();
+        if (!o || !cJSON_AddItemToArray(list, o) ||
+            !cJSON_AddStringToObject(o, "name", name->valuestring))
+            goto nomem;
+        if (params && !cJSON_IsNull(params) &&
+            !cJSON_AddItemToObject(o, "parameters", cJSON_Duplicate(params, 1)))
+            goto nomem;
+    }
+    *text = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return *text ? DSA_OK : DSA_NOMEM;
+nomem:
+    cJSON_Delete(root);
+    return DSA_NOMEM;
 }
 
 int dsa_tools_active(const dsa_api_request *r)

@@ -9,9 +9,10 @@
  * tool_choice other than "none" needs `tools`; a named tool_choice must name
  * one of them; "required" with an empty tools list means "none".
  *
- * The server does not constrain decoding: "required" and a named
- * tool_choice parse the output like "auto" does (vLLM uses guided decoding
- * there).  The `tools` are rendered into the prompt by common/chat.c as
+ * "required" and a named tool_choice constrain decoding with a grammar of
+ * DeepSeek's tool-call tokens whose arguments follow each tool's
+ * parameters schema (dsa_tools_grammar); "auto" leaves the model free.
+ * The `tools` are rendered into the prompt by common/chat.c as
  * vLLM's DeepSeek-V3 tool chat template does.
  *
  * Streamed calls go out as vLLM streams them: a first delta with the
@@ -25,12 +26,18 @@
 
 #include <cjson/cJSON.h>
 
+#include "common/tokenizer.h"
 #include "common/toolcall.h"
 #include "head/api.h"
 
 /* Reads tools / tool_choice / parallel_tool_calls of a chat request body
  * into r; DSA_INVAL with e naming the parameter when malformed. */
 dsa_err dsa_tools_parse(const cJSON *root, dsa_api_request *r, dsa_api_error *e);
+
+/* The grammar description that forces tool calls (tool_choice "required"
+ * or named) in DeepSeek's format: common/grammar.h DSA_GRAM_TOOLS.
+ * *text is malloc'd.  DSA_UNSUPPORTED when tok lacks the call tokens. */
+dsa_err dsa_tools_grammar(const dsa_api_request *r, const dsa_tok *tok, char **text);
 
 /* 1 when a chat request's output is to be parsed for tool calls. */
 int dsa_tools_active(const dsa_api_request *r);

@@ -291,3 +291,59 @@ Test(grammar, cache_lru)
     dsa_gram_destroy(a2);
     dsa_gram_destroy(b);
 }
+
+Test(grammar, forced_tool_calls)
+{
+    static const char *const marks[] = {
+        "<\xef\xbd\x9ctool\xe2\x96\x81" "calls\xe2\x96\x81" "begin\xef\xbd\x9c>",
+        "<\xef\xbd\x9ctool\xe2\x96\x81" "calls\xe2\x96\x81" "end\xef\xbd\x9c>",
+        "<\xef\xbd\x9ctool\xe2\x96\x81" "call\xe2\x96\x81" "begin\xef\xbd\x9c>",
+        "<\xef\xbd\x9ctool\xe2\x96\x81" "call\xe2\x96\x81" "end\xef\xbd\x9c>",
+        "<\xef\xbd\x9ctool\xe2\x96\x81" "sep\xef\xbd\x9c>"};
+    int32_t id[5];
+    for (int i = 0; i < 5; i++)
+        cr_assert_geq(id[i] = dsa_tok_token_to_id(tok, marks[i], strlen(marks[i])), 0);
+    char text[512];
+    snprintf(text, sizeof text, "{\"tools\":[{\"name\":\"f\",\"parameters\":{\"type\":\"object\","
+             "\"properties\":{\"n\":{\"type\":\"integer\"}},\"required\":[\"n\"]}}],"
+             "\"parallel\":true,\"markers\":{\"calls_begin\":%d,\"calls_end\":%d,"
+             "\"call_begin\":%d,\"call_end\":%d,\"sep\":%d}}", id[0], id[1], id[2], id[3], id[4]);
+    dsa_gram *g = compile(DSA_GRAM_TOOLS, text, 0);
+    size_t nw = dsa_gram_mask_words(voc);
+    uint32_t *m = calloc(nw, sizeof *m);
+    int32_t st = dsa_gram_start(g);
+    cr_assert_eq(dsa_gram_fill_mask(g, st, m), DSA_OK);
+    int n = 0;
+    for (size_t w = 0; w < nw; w++)
+        n += __builtin_popcount(m[w]);
+    cr_expect_eq(n, 1); /* only the calls-begin token */
+    cr_expect(m[id[0] >> 5] >> (id[0] & 31) & 1);
+    /* the call's text is written with ordinary tokens; the markers are the
+     * added tokens themselves */
+    int32_t ids[64];
+    size_t k = 0;
+    ids[k++] = id[0];
+    ids[k++] = id[2];
+    int32_t *enc = NULL;
+    size_t n_enc = 0;
+    cr_assert_eq(dsa_tok_encode(tok, "function", 8, 0, &enc, &n_enc), DSA_OK);
+    for (size_t i = 0; i < n_enc; i++)
+        ids[k++] = enc[i];
+    free(enc);
+    ids[k++] = id[4];
+    const char *body = "f\n```json\n{\"n\": 42}\n```";
+    cr_assert_eq(dsa_tok_encode(tok, body, strlen(body), 0, &enc, &n_enc), DSA_OK);
+    for (size_t i = 0; i < n_enc; i++)
+        ids[k++] = enc[i];
+    free(enc);
+    ids[k++] = id[3];
+    for (size_t i = 0; i < k; i++)
+        cr_assert_eq(dsa_gram_accept_token(g, &st, ids[i]), DSA_OK, "token %zu", i);
+    cr_expect(!dsa_gram_is_complete(g, st));
+    int32_t bad = st;
+    cr_expect_eq(dsa_gram_accept_token(g, &bad, id[3]), DSA_INVAL);
+    cr_assert_eq(dsa_gram_accept_token(g, &st, id[1]), DSA_OK);
+    cr_expect(dsa_gram_is_terminated(g, st));
+    free(m);
+    dsa_gram_destroy(g);
+}

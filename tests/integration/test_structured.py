@@ -172,6 +172,65 @@ class Structured(unittest.TestCase):
         self.assertGreaterEqual(done, 1000)
         self.assertEqual(failures, [], "%d of %d failed" % (len(failures), done))
 
+    TOOLS = [
+        {"type": "function", "function": {"name": "get_weather", "parameters": {
+            "type": "object", "properties": {"city": {"enum": ["Paris", "Oslo"]},
+                                             "days": {"type": "integer", "minimum": 1,
+                                                      "maximum": 7}},
+            "required": ["city", "days"]}}},
+        {"type": "function", "function": {"name": "set_alarm", "parameters": {
+            "type": "object", "properties": {"hour": {"type": "integer", "minimum": 0,
+                                                      "maximum": 23},
+                                             "label": {"type": "string", "maxLength": 4}},
+            "required": ["hour"], "additionalProperties": False}}},
+    ]
+
+    def check_calls(self, calls, names):
+        self.assertGreaterEqual(len(calls), 1)
+        for c in calls:
+            self.assertIn(c.function.name, names)
+            schema = next(t["function"]["parameters"] for t in self.TOOLS
+                          if t["function"]["name"] == c.function.name)
+            jsonschema.validate(json.loads(c.function.arguments), schema)
+
+    def test_forced_tool_calls(self):
+        """tool_choice "required" and a named function: the output is a call
+        (DeepSeek's tool-call tokens under a grammar) whose arguments follow
+        the tool's schema, streamed and not; "auto" stays free."""
+        msgs = [{"role": "user", "content": "Weather in Oslo?"}]
+        named = {"type": "function", "function": {"name": "set_alarm"}}
+        for seed in range(4):
+            for choice, names in (("required", {"get_weather", "set_alarm"}),
+                                  (named, {"set_alarm"})):
+                kw = dict(model="tiny", messages=msgs, tools=self.TOOLS, tool_choice=choice,
+                          max_tokens=300, seed=seed, parallel_tool_calls=False,
+                          extra_body={"structured_outputs": {"disable_any_whitespace": True}})
+                r = self.c.chat.completions.create(**kw)
+                self.check_calls(r.choices[0].message.tool_calls, names)
+                self.assertEqual(len(r.choices[0].message.tool_calls), 1)
+                calls = {}
+                for ch in self.c.chat.completions.create(stream=True, **kw):
+                    for d in (ch.choices[0].delta.tool_calls or []) if ch.choices else []:
+                        e = calls.setdefault(d.index, {"name": "", "args": ""})
+                        e["name"] += d.function.name or ""
+                        e["args"] += d.function.arguments or ""
+                self.assertEqual([(c["name"], c["args"]) for c in calls.values()],
+                                 [(c.function.name, c.function.arguments)
+                                  for c in r.choices[0].message.tool_calls])
+        # a forced call cannot be combined with another constraint
+        with self.assertRaises(openai.BadRequestError) as cm:
+            self.c.chat.completions.create(model="tiny", messages=msgs, tools=self.TOOLS,
+                                           tool_choice="required", max_tokens=5,
+                                           response_format={"type": "json_object"})
+        self.assertEqual(cm.exception.body["param"], "tool_choice")
+        # a tool whose parameters the engine cannot take: 400 naming tool_choice
+        bad = [{"type": "function", "function": {"name": "f", "parameters": {
+            "type": "object", "properties": {"x": {"not": {}}}}}}]
+        with self.assertRaises(openai.BadRequestError) as cm:
+            self.c.chat.completions.create(model="tiny", messages=msgs, tools=bad,
+                                           tool_choice="required", max_tokens=5)
+        self.assertIn("'not'", cm.exception.body["message"])
+
     def refused(self, param, t_max=None, **extra):
         t0 = time.time()
         with self.assertRaises(openai.BadRequestError) as cm:
