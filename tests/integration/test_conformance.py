@@ -673,35 +673,57 @@ def use_beam_search(self, ep, stream):
 
 @case()
 def response_format(self, ep, stream):
-    # structured outputs are not implemented: json_object and json_schema are
-    # refused; {"type": "text"} is vLLM's no-constraint value and is accepted
+    # structured output (docs/perf/structured.md): json_schema and
+    # json_object constrain the text; {"type": "text"} is no constraint;
+    # structural_tag and unknown types are refused
+    import json as _json
+    import re as _re
+    schema = {"type": "object", "properties": {"c": {"enum": ["x", "y"]},
+                                               "n": {"type": "integer", "minimum": 0,
+                                                     "maximum": 9}},
+              "required": ["c", "n"]}
+    r = self.request(ep, stream, max_tokens=40, response_format={
+        "type": "json_schema", "json_schema": {"name": "x", "schema": schema, "strict": True}},
+        structured_outputs={"disable_any_whitespace": True})
+    self.assertRegex(r.choice().text, r'^\{"c": "[xy]", "n": [0-9]\}$')
+    r = self.request(ep, stream, max_tokens=3, response_format={"type": "json_object"})
+    self.assertTrue(r.choice().text.startswith("{"), r.choice().text)
     self.refused(ep, stream, "response_format", max_tokens=1,
-                 response_format={"type": "json_object"})
-    self.refused(ep, stream, "response_format", max_tokens=1,
-                 response_format={"type": "json_schema", "json_schema": {
-                     "name": "x", "schema": {"type": "object"}}})
+                 response_format={"type": "yaml"})
     r = self.request(ep, stream, max_tokens=1, response_format={"type": "text"})
     self.assertEqual(len(r.choices), 1)
 
 
-# vLLM's guided_* / structural_tag / structured_outputs constrain the
-# output; this project has no structured outputs yet: each is refused,
-# naming it (one case per parameter)
-GUIDED = {"guided_json": {"type": "object"}, "guided_regex": "[a-z]+",
-          "guided_choice": ["yes", "no"], "guided_grammar": "root ::= \"a\"",
-          "structural_tag": '{"type": "structural_tag", "structures": [], "triggers": []}',
-          "structured_outputs": {"choice": ["yes", "no"]}}
+# vLLM's guided_* and structured_outputs constrain the output (one case per
+# parameter, each checked against its constraint); grammars and structural
+# tags are refused, naming the parameter
+GUIDED = {"guided_json": ({"enum": ["yes", "no"]}, r'^"(yes|no)"$'),
+          "guided_regex": ("[a-c]{2}", r"^[a-c]{2}$"),
+          "guided_choice": (["yes", "no"], r"^(yes|no)$"),
+          "structured_outputs": ({"choice": ["yes", "no"]}, r"^(yes|no)$")}
+REFUSED_GUIDES = {"guided_grammar": "root ::= \"a\"",
+                  "structural_tag": '{"type": "structural_tag", "structures": [], "triggers": []}'}
 
 
-def _guided_case(name, value):
+def _guided_case(name, value, pattern):
+    def fn(self, ep, stream):
+        r = self.request(ep, stream, max_tokens=8, **{name: value})
+        self.assertRegex(r.choice().text, pattern)
+    fn.__name__ = name
+    return case()(fn)
+
+
+def _refused_case(name, value):
     def fn(self, ep, stream):
         self.refused(ep, stream, name, max_tokens=1, **{name: value})
     fn.__name__ = name
     return case()(fn)
 
 
-for _n, _v in GUIDED.items():
-    _guided_case(_n, _v)
+for _n, (_v, _p) in GUIDED.items():
+    _guided_case(_n, _v, _p)
+for _n, _v in REFUSED_GUIDES.items():
+    _refused_case(_n, _v)
 
 
 @case()
