@@ -8,6 +8,7 @@
 
 static int32_t allowed[] = {3, 9, 100}, banned[] = {1, 77}, bias_ids[] = {4, 50};
 static float bias_values[] = {-100.0f, 2.5f};
+static uint32_t gram_mask[] = {0x80000001u, 0, 0xdeadbeefu}; /* a grammar bitmask */
 
 static dsa_step_plan sample_plan(int32_t *toks, int32_t *blocks, uint64_t *fin)
 {
@@ -25,7 +26,8 @@ static dsa_step_plan sample_plan(int32_t *toks, int32_t *blocks, uint64_t *fin)
                              .n_allowed = 3, .allowed = allowed, .min_tokens = 5,
                              .n_banned = 2, .banned = banned, .n_bias = 2,
                              .bias_ids = bias_ids, .bias_values = bias_values,
-                             .prompt_lps = 1, .prompt_top = 4, .next_token = 1234};
+                             .prompt_lps = 1, .prompt_top = 4, .next_token = 1234,
+                             .n_mask = 3, .mask = gram_mask};
     return (dsa_step_plan){.step_id = 42, .n_seqs = 2, .seqs = seqs, .n_finished = 2,
                            .finished = fin};
 }
@@ -71,7 +73,11 @@ Test(proto, plan_round_trip)
         cr_assert_eq(a->prompt_lps, b->prompt_lps);
         cr_assert_eq(a->prompt_top, b->prompt_top);
         cr_assert_eq(a->next_token, b->next_token);
+        cr_assert_eq(a->n_mask, b->n_mask);
+        if (a->n_mask)
+            cr_assert_eq(memcmp(a->mask, b->mask, (size_t)a->n_mask * 4), 0);
     }
+    cr_assert_null(q.seqs[0].mask);
     cr_assert_null(q.seqs[0].allowed);
     cr_assert_eq(q.seqs[1].allowed[2], 100);
     cr_assert_float_eq(q.seqs[1].bias_values[0], -100.0f, 0);
