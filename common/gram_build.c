@@ -302,7 +302,8 @@ static dsa_err rule_add_alt(dsa_gram *g, int r, const evec *e)
         R->cap_alts = cap;
     }
     R->alts[R->n_alts++] = g->n_el;
-    memcpy(g->el + g->n_el, e->v, (size_t)e->n * sizeof *e->v);
+    if (e->n) /* an empty alternative has no vector */
+        memcpy(g->el + g->n_el, e->v, (size_t)e->n * sizeof *e->v);
     g->n_el += e->n;
     g->el[g->n_el++] = (gelem){GE_END, 0};
     return DSA_OK;
