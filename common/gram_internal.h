@@ -102,6 +102,7 @@ struct dsa_gram {
     int n_rules, cap_rules;
     int root;
     int xgrammar_utf8;             /* dsa_gram_params.xgrammar_utf8 */
+    int check_left_recursion;      /* user grammars: closure of every rule at compile */
     const dsa_gram_vocab *vocab;
 
     /* matcher memo (gram_match.c), under lock */

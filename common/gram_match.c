@@ -360,6 +360,15 @@ dsa_err gram_match_init(dsa_gram *g)
         err = tr_grow(g);
     if (err)
         return err;
+    /* a left-recursive rule never finishes its closure: refuse it now */
+    for (int k = 0; g->check_left_recursion && k < g->n_rules; k++)
+        for (int i = 0; i < g->rules[k].n_alts; i++) {
+            g->n_scratch = 0;
+            if ((err = closure(g, g->rules[k].alts[i], GRAM_NIL, 0)))
+                return err == DSA_RANGE ? dsa_fail(DSA_FORMAT, "grammar: rule '%s' is left-"
+                                                   "recursive (or nests too deeply)",
+                                                   g->rules[k].name) : err;
+        }
     g->n_scratch = 0;
     const gram_rule *r = &g->rules[g->root];
     for (int i = 0; i < r->n_alts; i++)

@@ -27,9 +27,6 @@ static dsa_err set(dsa_api_request *r, dsa_api_error *e, const char *param, int 
         return dsa_api_fail(e, 400, param, "You can only use one kind of structured outputs "
                             "constraint but multiple are specified ('%s' and '%s')",
                             r->gram_param, param);
-    if (kind == DSA_GRAM_EBNF)
-        return dsa_api_fail(e, 400, param, "grammars (EBNF/GBNF/Lark) are not supported yet: "
-                            "use a JSON schema, a regex or a choice");
     snprintf(r->gram_param, sizeof r->gram_param, "%s", param);
     r->gram_kind = kind + 1;
     if (kind == DSA_GRAM_JSON_OBJECT)

@@ -234,7 +234,13 @@ Test(grammar, refusals)
     cr_expect_eq(compile_err(DSA_GRAM_REGEX, "*a"), DSA_FORMAT);
     cr_expect_eq(compile_err(DSA_GRAM_REGEX, "a{20000}"), DSA_RANGE);
     cr_expect_eq(compile_err(DSA_GRAM_CHOICE, "[1]"), DSA_FORMAT);
-    cr_expect_eq(compile_err(DSA_GRAM_EBNF, "root ::= \"a\""), DSA_UNSUPPORTED);
+    cr_expect_eq(compile_err(DSA_GRAM_EBNF, "root ::= root \"a\" | \"b\""), DSA_FORMAT);
+    cr_expect(strstr(dsa_errmsg(), "left-recursive"), "%s", dsa_errmsg());
+    cr_expect_eq(compile_err(DSA_GRAM_EBNF, "root ::= x"), DSA_FORMAT);
+    cr_expect_eq(compile_err(DSA_GRAM_EBNF, "start ::= \"a\""), DSA_FORMAT);
+    cr_expect_eq(compile_err(DSA_GRAM_EBNF, "root ::= (=(\"a\")) \"a\""), DSA_UNSUPPORTED);
+    cr_expect_eq(compile_err(DSA_GRAM_EBNF, "root ::= \"a"), DSA_FORMAT);
+    cr_expect_eq(compile_err(DSA_GRAM_EBNF, "?start: \"a\""), DSA_FORMAT); /* Lark */
     /* deep nesting is refused, not recursed into */
     char *deep = malloc(400 * 32);
     char *p = deep;
@@ -247,6 +253,19 @@ Test(grammar, refusals)
     cr_expect_neq(compile_err(DSA_GRAM_JSON_SCHEMA, deep), DSA_OK);
     cr_expect(strstr(dsa_errmsg(), "deeper than"), "%s", dsa_errmsg());
     free(deep);
+}
+
+Test(grammar, ebnf_language)
+{
+    dsa_gram *g = compile(DSA_GRAM_EBNF, "# arithmetic\nroot ::= expr\n"
+                          "expr ::= term (\"+\" term)*\nterm ::= [0-9]+ | \"(\" expr \")\"\n"
+                          "unused ::= \"\\u00e9\" [^\\n\\]]{2,3}\n", 1);
+    FULL(g, "1+23");
+    FULL(g, "(1+(2))+3");
+    PREFIX(g, "(1+");
+    NO(g, "1++2");
+    NO(g, "(1))");
+    dsa_gram_destroy(g);
 }
 
 Test(grammar, catastrophic_regex_is_linear)

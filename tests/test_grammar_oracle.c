@@ -70,7 +70,8 @@ static int utf8_prefix(const uint8_t *b, size_t n)
 static dsa_gram_kind kind_of(const char *k)
 {
     return !strcmp(k, "schema") ? DSA_GRAM_JSON_SCHEMA : !strcmp(k, "regex") ? DSA_GRAM_REGEX :
-           !strcmp(k, "choice") ? DSA_GRAM_CHOICE : DSA_GRAM_JSON_OBJECT;
+           !strcmp(k, "choice") ? DSA_GRAM_CHOICE : !strcmp(k, "ebnf") ? DSA_GRAM_EBNF
+                                                                          : DSA_GRAM_JSON_OBJECT;
 }
 
 Test(grammar_oracle, masks_equal_xgrammar, .timeout = 600)

@@ -74,9 +74,7 @@ Test(params, refused_name_their_param)
         {DSA_API_CHAT, "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":"
          "{\"name\":\"a\"}}", "response_format.json_schema.schema"},
         {DSA_API_CHAT, "\"response_format\":{\"type\":\"structural_tag\"}", "response_format"},
-        {DSA_API_CHAT, "\"guided_grammar\":\"root ::= 'a'\"", "guided_grammar"},
-        {DSA_API_CHAT, "\"structured_outputs\":{\"grammar\":\"root ::= 'a'\"}",
-         "structured_outputs.grammar"},
+        {DSA_API_CHAT, "\"guided_grammar\":5", "guided_grammar"},
         {DSA_API_CHAT, "\"structured_outputs\":{\"structural_tag\":\"{}\"}",
          "structured_outputs.structural_tag"},
         {DSA_API_CHAT, "\"structured_outputs\":[1]", "structured_outputs"},
@@ -159,6 +157,8 @@ Test(params, accepted_as_vllm_does)
         {DSA_API_COMPLETION, "\"guided_regex\":\"a+\""},
         {DSA_API_COMPLETION, "\"guided_choice\":[\"a\",\"b\"]"},
         {DSA_API_CHAT, "\"structured_outputs\":{\"regex\":\"a\",\"backend\":\"xgrammar\"}"},
+        {DSA_API_CHAT, "\"guided_grammar\":\"root ::= \\\"a\\\"\""},
+        {DSA_API_CHAT, "\"structured_outputs\":{\"grammar\":\"root ::= [a-z]+\"}"},
         {DSA_API_CHAT, "\"structured_outputs\":{\"json_object\":true,"
          "\"disable_any_whitespace\":true}"},
         {DSA_API_CHAT, "\"add_generation_prompt\":false,\"continue_final_message\":true"},

@@ -695,14 +695,14 @@ def response_format(self, ep, stream):
 
 
 # vLLM's guided_* and structured_outputs constrain the output (one case per
-# parameter, each checked against its constraint); grammars and structural
-# tags are refused, naming the parameter
+# parameter, each checked against its constraint); structural tags are
+# refused, naming the parameter
 GUIDED = {"guided_json": ({"enum": ["yes", "no"]}, r'^"(yes|no)"$'),
           "guided_regex": ("[a-c]{2}", r"^[a-c]{2}$"),
           "guided_choice": (["yes", "no"], r"^(yes|no)$"),
-          "structured_outputs": ({"choice": ["yes", "no"]}, r"^(yes|no)$")}
-REFUSED_GUIDES = {"guided_grammar": "root ::= \"a\"",
-                  "structural_tag": '{"type": "structural_tag", "structures": [], "triggers": []}'}
+          "structured_outputs": ({"choice": ["yes", "no"]}, r"^(yes|no)$"),
+          "guided_grammar": ('root ::= "a" [bc]{2}', r"^a[bc]{2}$")}
+REFUSED_GUIDES = {"structural_tag": '{"type": "structural_tag", "structures": [], "triggers": []}'}
 
 
 def _guided_case(name, value, pattern):

@@ -216,8 +216,7 @@ class Params(unittest.TestCase):
                      stream_options={"include_usage": True})
         self.refused("response_format", chat, messages=msgs, max_tokens=1,
                      response_format={"type": "yaml"})
-        for name, value in (("guided_grammar", "root ::= 'a'"),
-                            ("chat_template", "{{ messages }}"), ("bad_words", ["x"]),
+        for name, value in (("chat_template", "{{ messages }}"), ("bad_words", ["x"]),
                             ("logits_processors", ["m.f"]), ("use_beam_search", True),
                             ("cache_salt", "salt"), ("kv_transfer_params", {"a": 1}),
                             ("priority", 2)):

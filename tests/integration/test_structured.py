@@ -113,6 +113,12 @@ class Structured(unittest.TestCase):
                                           extra_body={"guided_regex": rx})
             self.assertEqual(r.choices[0].finish_reason, "stop")
             self.assertRegex(r.choices[0].text, "^" + rx + "$")
+        r = self.c.completions.create(model="tiny", prompt="sum:", max_tokens=40, seed=2,
+                                      extra_body={"guided_grammar":
+                                                  'root ::= num ("+" num){1,3}\n'
+                                                  'num ::= [1-9] [0-9]?'})
+        self.assertEqual(r.choices[0].finish_reason, "stop")
+        self.assertRegex(r.choices[0].text, r"^[1-9][0-9]?(\+[1-9][0-9]?){1,3}$")
         seen = set()
         for seed in range(12):
             r = self.c.completions.create(model="tiny", prompt="?", max_tokens=10, seed=seed,

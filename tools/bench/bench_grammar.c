@@ -65,7 +65,8 @@ static void report(const char *name, stats *s)
 static dsa_gram_kind kind_of(const char *k)
 {
     return !strcmp(k, "schema") ? DSA_GRAM_JSON_SCHEMA : !strcmp(k, "regex") ? DSA_GRAM_REGEX :
-           !strcmp(k, "choice") ? DSA_GRAM_CHOICE : DSA_GRAM_JSON_OBJECT;
+           !strcmp(k, "choice") ? DSA_GRAM_CHOICE : !strcmp(k, "ebnf") ? DSA_GRAM_EBNF
+                                                                          : DSA_GRAM_JSON_OBJECT;
 }
 
 int main(int argc, char **argv)

@@ -50,6 +50,8 @@ def compile_case(comp, kind, text):
         return comp.compile_json_schema('{"type": "object"}', any_whitespace=True)
     if kind == "regex":
         return comp.compile_regex(text)
+    if kind == "ebnf":
+        return comp.compile_grammar(text)
     if kind == "choice":  # as vLLM writes a choice list
         alts = " | ".join(json.dumps(c) for c in json.loads(text))
         return comp.compile_grammar("root ::= " + alts)
