@@ -366,3 +366,72 @@ Test(grammar, forced_tool_calls)
     free(m);
     dsa_gram_destroy(g);
 }
+
+/* Mutated schemas, regexes and grammars (truncations, byte flips, splices;
+ * a fixed PRNG): each compiles or fails with an error, never crashes, and
+ * a compiled one walks random bytes and fills masks.  Under ASan/UBSan in
+ * the sanitizer run. */
+Test(grammar, mutated_inputs_fail_cleanly, .timeout = 300)
+{
+    static const struct {
+        dsa_gram_kind k;
+        const char *s;
+    } seeds[] = {
+        {DSA_GRAM_JSON_SCHEMA, "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\","
+         "\"maxLength\":3},\"b\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/$defs/x\"},"
+         "\"minItems\":1}},\"required\":[\"a\"],\"$defs\":{\"x\":{\"anyOf\":[{\"type\":"
+         "\"integer\",\"minimum\":-3,\"maximum\":300},{\"enum\":[1,\"z\",null]}]}}}"},
+        {DSA_GRAM_JSON_SCHEMA, "{\"type\":\"string\",\"pattern\":\"^(a|b[0-9]{2,3})+\\\\.x$\","
+         "\"format\":\"date\"}"},
+        {DSA_GRAM_REGEX, "(?:[a-f\\d]{1,4}:){2}[^\\s\"]*(x|y)?\\u00e9+.{0,3}"},
+        {DSA_GRAM_EBNF, "root ::= a (\",\" a)*\na ::= [0-9]+ | \"(\" root \")\" | \"\\u00e9\"{2}\n"},
+        {DSA_GRAM_CHOICE, "[\"yes\",\"no\",\"\\u00e9t\\u00e9\"]"},
+    };
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    char buf[1024];
+    size_t nw = dsa_gram_mask_words(voc);
+    uint32_t *m = calloc(nw, sizeof *m);
+    int compiled = 0, refused = 0;
+    for (int it = 0; it < 3000; it++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        const char *s = seeds[x % 5].s;
+        size_t n = strlen(s);
+        memcpy(buf, s, n);
+        int edits = 1 + (int)(x >> 8) % 4;
+        for (int e = 0; e < edits; e++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            size_t at = (size_t)(x >> 16) % (n ? n : 1);
+            switch (x % 4) {
+            case 0: buf[at] = (char)(x >> 40); break;                   /* byte */
+            case 1: n = at; break;                                      /* cut */
+            case 2: if (n + 8 < sizeof buf) {                           /* splice */
+                        memmove(buf + at + 4, buf + at, n - at);
+                        memcpy(buf + at, "(({[", 4);
+                        n += 4;
+                    }
+                    break;
+            default: buf[at] = "{}[]()*+?|\\\"^$-:,"[(x >> 24) % 17]; /* syntax */
+            }
+        }
+        dsa_gram_params p = {.kind = seeds[x % 5].k, .text = buf, .len = n, .vocab = voc,
+                             .any_whitespace = (int)(x >> 3) & 1};
+        dsa_gram *g = NULL;
+        if (dsa_gram_compile(&p, &g)) {
+            cr_assert_null(g);
+            refused++;
+            continue;
+        }
+        compiled++;
+        int32_t st = dsa_gram_start(g);
+        for (int k = 0; k < 8; k++) {
+            cr_assert_eq(dsa_gram_fill_mask(g, st, m), DSA_OK);
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            char c = (char)(x >> 32);
+            (void)dsa_gram_accept_bytes(g, &st, &c, 1); /* refused or taken */
+        }
+        dsa_gram_destroy(g);
+    }
+    cr_expect_gt(compiled, 100);
+    cr_expect_gt(refused, 100);
+    free(m);
+}
