@@ -56,51 +56,6 @@ static void gen_free(gen *g)
 
 /* Tokenizes every prompt (thread pool or inline).  Touches only g's
  * request, ids and err, and the immutable tokenizer. */
-/* Compiles (or finds in the cache) the request's grammar; on the thread
- * pool, as tokenizing is.  0 when there is none or it compiled. */
-static int compile_grammar(gen *g)
-{
-    dsa_api_request *a = &g->api;
-    int forced = dsa_tools_active(a) && (a->tool_choice == DSA_API_TOOL_REQUIRED ||
-                                         a->tool_choice == DSA_API_TOOL_NAMED);
-    if (forced && !a->gram_kind) { /* tool_choice: a grammar of the call tokens */
-        char *text = NULL;
-        dsa_err err = dsa_tools_grammar(a, g->h->tok, &text);
-        if (err) {
-            g->failed = 1;
-            dsa_api_fail(&g->err, err == DSA_NOMEM ? 500 : 400, "tool_choice", "%s",
-                         dsa_errmsg());
-            return 1;
-        }
-        a->gram_kind = DSA_GRAM_TOOLS + 1;
-        a->gram_text = text;
-        a->gram_len = strlen(text);
-        snprintf(a->gram_param, sizeof a->gram_param, "tools");
-    } else if (forced) {
-        g->failed = 1;
-        dsa_api_fail(&g->err, 400, "tool_choice", "a forced tool_choice cannot be combined "
-                     "with structured output ('%s')", a->gram_param);
-        return 1;
-    }
-    if (!a->gram_kind)
-        return 0;
-    g->failed = 1;
-    if (!g->h->gcache) {
-        dsa_api_fail(&g->err, 400, a->gram_param, "structured output needs the model's "
-                     "tokenizer.json");
-        return 1;
-    }
-    dsa_err err = dsa_gram_cache_get(g->h->gcache, (dsa_gram_kind)(a->gram_kind - 1),
-                                     a->gram_text ? a->gram_text : "", a->gram_len,
-                                     !a->gram_compact, &g->gram);
-    if (err) {
-        dsa_api_fail(&g->err, err == DSA_NOMEM ? 500 : 400, a->gram_param, "%s", dsa_errmsg());
-        return 1;
-    }
-    g->failed = 0;
-    return 0;
-}
-
 static void tokenize_prompts(gen *g)
 {
     head *h = g->h;
@@ -113,7 +68,7 @@ static void tokenize_prompts(gen *g)
         dsa_api_fail(&g->err, 500, NULL, "out of memory");
         return;
     }
-    if (compile_grammar(g))
+    if (dsa_gen_compile_grammar(g))
         return;
     if (a->kind == DSA_API_CHAT) {
         char *text = NULL;
@@ -301,13 +256,7 @@ static void gen_start(gen *g)
         er->n_stop = a->n_stop;
         er->include_stop = a->include_stop_str_in_output;
         er->t_arrival = g->t_start;
-        if (g->gram) {
-            er->gram = dsa_gram_retain(g->gram);
-            er->gram_state = dsa_gram_start(g->gram);
-            er->gram_words = (int32_t)dsa_gram_mask_words(h->gvocab);
-            if (!(er->gram_mask = malloc((size_t)er->gram_words * sizeof *er->gram_mask)))
-                er->gram_words = -1; /* fails at its first token */
-        }
+        dsa_gen_attach_grammar(g, er);
         er->user = g;
         er->index = i;
         dsa_metrics_observe_params(&h->metrics, i % a->n ? 0 : a->n, a->max_tokens);

@@ -154,5 +154,10 @@ void dsa_gen_on_event(head *h, dsa_engine_event *ev);
  * event then [DONE], the others an error object.  The requests are freed;
  * their bytes are queued on the sockets. */
 void dsa_gen_fail_all(head *h, int status, const char *why);
+/* Structured output (gen_gram.c): compiles the request's grammar into
+ * g->gram (0), or fails g with a 400 naming the field (1); gives a choice
+ * its grammar state. */
+int dsa_gen_compile_grammar(gen *g);
+void dsa_gen_attach_grammar(gen *g, dsa_engine_req *er);
 
 #endif
