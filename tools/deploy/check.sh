@@ -85,6 +85,7 @@ hv = inv["_meta"]["hostvars"]
 assert head == ["i-0123456789abcdef0"], head
 assert workers == ["i-0fedcba9876543210"], workers
 assert hv[head[0]]["ansible_connection"] == "amazon.aws.aws_ssm"
+assert hv[head[0]]["ansible_aws_ssm_timeout"] >= 3600, "SSM's 60 s default fails long tasks"
 assert hv[head[0]]["dsa_private_ip"] == "10.42.128.10"
 assert hv[workers[0]]["dsa_weights_s3_uri"].startswith("s3://")
 print("inventory: head %s, workers %s" % (head, workers))
