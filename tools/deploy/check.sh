@@ -135,7 +135,7 @@ TFRC
 
 shell_check() {
   local f rc=0
-  for f in tools/deploy/*.sh ansible/inventory/*.py; do
+  for f in tools/deploy/*.sh tools/deploy/cluster/*.sh ansible/inventory/*.py tools/deploy/cluster/*.py; do
     case $f in
       *.sh) bash -n "$f" || rc=1 ;;
       *.py) python3 -m py_compile "$f" || rc=1 ;;
@@ -143,7 +143,7 @@ shell_check() {
   done
   python3 -m py_compile tools/deploy/tfcheck.py tools/deploy/tfshim.py || rc=1
   if command -v shellcheck >/dev/null; then
-    shellcheck -x tools/deploy/*.sh || rc=1
+    shellcheck -x tools/deploy/*.sh tools/deploy/cluster/*.sh || rc=1
   else
     echo "shellcheck not installed: bash -n only"
   fi

@@ -30,6 +30,8 @@
 #   DSA_CLUSTER_DOWN_S (120): how long node1 stays down
 #   DSA_CLUSTER_KEEP=1: leave everything up on success (debugging; then
 #                       run the script with --cleanup)
+# record never fails, so "cond && record PASS || record FAIL" is an if-then-else.
+# shellcheck disable=SC2015
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -59,6 +61,8 @@ cleanup() {
     umount "$STATE" 2>/dev/null || umount -l "$STATE" 2>/dev/null
   fi
   rmdir "$STATE" 2>/dev/null
+  # the playbook's archive on the control machine
+  rm -f "/tmp/deepseek-alpha-src-$(git -C "$ROOT" rev-parse --verify HEAD 2>/dev/null).tar.gz"
   return 0
 }
 if [ "${1:-}" = --cleanup ]; then cleanup; exit 0; fi
@@ -142,15 +146,15 @@ record "node image: packages, ansible venv" $((SECONDS - t0)) PASS "${#NEED[@]} 
 # ---- 1. network: a bridge in its own namespace, one veth per host
 t0=$SECONDS
 mkdir -p "$STATE" && mount -t tmpfs -o mode=0700 $P-state "$STATE" || die "namespaces" 0 "tmpfs $STATE"
-for ns in lan ctl n0 n1; do ip netns add $P-$ns || die "namespaces" 0 "ip netns add $P-$ns"; done
+for ns in lan ctl n0 n1; do ip netns add "$P-$ns" || die "namespaces" 0 "ip netns add $P-$ns"; done
 ip -n $P-lan link add br0 type bridge && ip -n $P-lan link set br0 up && ip -n $P-lan link set lo up ||
   die "namespaces" 0 "bridge"
 for h in ctl:$CTL n0:$N0 n1:$N1; do
   ns=${h%%:*} ip=${h#*:}
-  ip -n $P-lan link add v-$ns type veth peer name eth0 netns $P-$ns &&
-    ip -n $P-lan link set v-$ns master br0 up &&
-    ip -n $P-$ns addr add "$ip/24" dev eth0 && ip -n $P-$ns link set eth0 up &&
-    ip -n $P-$ns link set lo up || die "namespaces" 0 "veth for $ns"
+  ip -n $P-lan link add "v-$ns" type veth peer name eth0 netns "$P-$ns" &&
+    ip -n $P-lan link set "v-$ns" master br0 up &&
+    ip -n "$P-$ns" addr add "$ip/24" dev eth0 && ip -n "$P-$ns" link set eth0 up &&
+    ip -n "$P-$ns" link set lo up || die "namespaces" 0 "veth for $ns"
 done
 
 # ---- 2. keys of this run, the nodes' sshd, and the nodes themselves
@@ -177,7 +181,7 @@ MaxStartups 100:30:200
 EOF
 done
 start_node() { # index
-  ip netns exec $P-n$1 unshare --mount --uts --propagation private \
+  ip netns exec "$P-n$1" unshare --mount --uts --propagation private \
     setsid "$HERE/node-init.sh" "node$1" "$STATE/node$1" >>"$STATE/node$1.log" 2>&1 </dev/null &
 }
 node_up() { ctl bash -c "exec 3<>/dev/tcp/$1/22" 2>/dev/null; }
@@ -389,7 +393,7 @@ code=$(ctl "${CURL[@]}" -o /dev/null -w '%{http_code}' "$LB/v1/models")
   record "LB https: no key -> 401" $((SECONDS - t0)) FAIL "$code"
 pub=$(ctl "${CURL[@]}" -o /dev/null -w '%{http_code}' "$LB/metrics")
 int=$(ctl curl -sS --max-time 10 -o "$STATE/metrics.txt" -w '%{http_code}' "http://$CTL:8000/metrics")
-[ "$pub" = 403 ] && [ "$int" = 200 ] && grep -q '^vllm:' "$STATE/metrics.txt" &&
+[ "$pub" = 403 ] && [ "$int" = 200 ] && grep -q 'num_requests_running' "$STATE/metrics.txt" &&
   record "LB: /metrics refused publicly, served inside" 0 PASS "public $pub, internal $int" ||
   record "LB: /metrics refused publicly, served inside" 0 FAIL "public $pub, internal $int"
 withkey=$(ctl curl -sS --max-time 10 -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $KEY" "http://$CTL/v1/models")
@@ -430,11 +434,17 @@ kill -9 "$victim"
 tk=$SECONDS
 wait "$SPID"
 e=$(ends)
+# Open MPI ends the whole job (the head included) about 1 s after a rank
+# dies, before the head's step timeout could send SSE error events: the
+# streams end with the connection ("cut", an incomplete chunked response
+# the client reports as an error), which the LB passes on.  Required: every
+# stream ends, promptly, and none pretends to have completed.
 n_err=$(echo "$e" | tr ' ' '\n' | grep -c '^error$')
-if [ "$n_err" = 4 ]; then
-  record "kill -9 worker: in-flight streams get an error" $((SECONDS - tk)) PASS "ends: $e"
+n_ok=$(echo "$e" | tr ' ' '\n' | grep -c '^error$\|^cut$')
+if [ "$n_ok" = 4 ] && [ $((SECONDS - tk)) -le 20 ]; then
+  record "kill -9 worker: every in-flight stream ends" $((SECONDS - tk)) PASS "ends: $e ($n_err SSE error events)"
 else
-  record "kill -9 worker: in-flight streams get an error" $((SECONDS - tk)) FAIL "ends: $e"
+  record "kill -9 worker: every in-flight stream ends" $((SECONDS - tk)) FAIL "ends: $e"
 fi
 if wait_for 150 direct_health; then
   record "kill -9 worker: service back (/health 200)" $((SECONDS - tk)) PASS "restarted by the unit's Restart="

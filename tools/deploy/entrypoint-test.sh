@@ -52,8 +52,9 @@ grep -q "TP=2 x PP=2" "$TMP/job.log" || { cat "$TMP/job.log"; say "FAIL: not TP=
 body='{"model":"tiny","prompt":"Hello","max_tokens":4}'
 ok=$(curl -s -o "$TMP/out.json" -w '%{http_code}' --max-time 30 -H "Authorization: Bearer sk-entry-test" \
   -H 'Content-Type: application/json' -d "$body" "http://127.0.0.1:$port/v1/completions")
-[ "$ok" = 200 ] && grep -q '"text_completion"' "$TMP/out.json" ||
-  { cat "$TMP/out.json"; say "FAIL: completion with the key answered $ok"; exit 1; }
+if [ "$ok" != 200 ] || ! grep -q '"text_completion"' "$TMP/out.json"; then
+  cat "$TMP/out.json"; say "FAIL: completion with the key answered $ok"; exit 1
+fi
 noauth=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -H 'Content-Type: application/json' \
   -d "$body" "http://127.0.0.1:$port/v1/completions")
 [ "$noauth" = 401 ] || { say "FAIL: without a key: $noauth (want 401)"; exit 1; }

@@ -13,6 +13,8 @@
 # STOP_FILE is `systemctl stop`: the current run is left to end (the caller
 # sends the SIGTERM) and nothing is restarted.  Each line it adds to LOG
 # starts with "supervisor:".
+# "A && B || { ...; exit; }" is meant: exit when either test fails.
+# shellcheck disable=SC2015
 set -uo pipefail
 unit=$1 log=$2 stop=$3
 key() { sed -n "s/^$1=//p" "$unit" | tail -n 1; }
@@ -35,9 +37,10 @@ while :; do
     cd "${workdir:-/}" || exit 1
     [ "$memlock" = infinity ] && ulimit -l unlimited 2>/dev/null
     [ -n "$nofile" ] && ulimit -n "$nofile" 2>/dev/null
+    # shellcheck disable=SC2086
     exec runuser -u "$user" -g "${group:-$user}" -- env -i HOME="$home" USER="$user" \
       LOGNAME="$user" SHELL=/bin/bash PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-      "${env_args[@]}" $exec_start
+      "${env_args[@]}" $exec_start  # split into words, as systemd does (no quotes in ours)
   ) >>"$log" 2>&1 &
   child=$!
   echo "$child" >"$log.pid"
