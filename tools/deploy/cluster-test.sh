@@ -183,6 +183,7 @@ done
 start_node() { # index
   ip netns exec "$P-n$1" unshare --mount --uts --propagation private \
     setsid "$HERE/node-init.sh" "node$1" "$STATE/node$1" >>"$STATE/node$1.log" 2>&1 </dev/null &
+  disown   # killed on purpose (drills, cleanup): no job report
 }
 node_up() { ctl bash -c "exec 3<>/dev/tcp/$1/22" 2>/dev/null; }
 start_node 0
