@@ -37,6 +37,8 @@ export PATH="$BUILD/head:$BUILD/worker:$PATH" DSA_MODEL=$TMP/model DSA_PORT=$por
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader \
   OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_mpi_yield_when_idle=1 \
   OMPI_MCA_plm_rsh_agent=false
+# ASan builds: Open MPI's own allocations live until exit (tests/mpi does the same)
+export LSAN_OPTIONS="suppressions=$ROOT/tests/mpi/lsan.supp:print_suppressions=0:fast_unwind_on_malloc=0"
 "$ROOT/tools/deploy/docker-entrypoint.sh" --log-format text --max-model-len 256 >"$TMP/job.log" 2>&1 &
 PID=$!
 
