@@ -121,7 +121,8 @@ wait_for() {
 t0=$SECONDS
 NEED=(haproxy openssh-server openssl iproute2 python3 python3-venv curl jq acl git tar
       build-essential pkg-config meson ninja-build libcjson-dev libpcre2-dev libuv1-dev
-      node-llhttp libopenblas-dev libopenmpi-dev openmpi-bin ca-certificates util-linux)
+      node-llhttp libopenblas-dev libopenmpi-dev openmpi-bin ca-certificates util-linux
+      prometheus)
 missing=()
 for p in "${NEED[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -376,6 +377,21 @@ wait_for $((HC_INTERVAL * (HC_RISE + 2))) lb_up &&
   record "LB: head marked UP" $((SECONDS - t1)) PASS "after $HC_RISE checks" ||
   die "LB: head marked UP" $((SECONDS - t1)) "status $(lb_status)"
 
+# ---- 5b. monitoring: Prometheus with the shipped scrape config and alert
+# rules (tools/deploy/observability), its target the internal frontend as
+# the VPC's internal load balancer would be; checked after the load test
+PROM=$STATE/prometheus
+mkdir -p "$PROM/data"
+cp "$ROOT/tools/deploy/observability/dsa-alerts.yml" "$PROM/"
+sed -e "s/dsa-nlb\.internal\.example:8000/$CTL:8000/" \
+    -e 's/evaluation_interval: 15s/evaluation_interval: 5s/' \
+  "$ROOT/tools/deploy/observability/prometheus.yml" >"$PROM/prometheus.yml"
+grep -q "\"$CTL:8000\"" "$PROM/prometheus.yml" ||
+  record "monitoring: Prometheus config" 0 FAIL "the shipped target placeholder changed"
+ctl prometheus --config.file="$PROM/prometheus.yml" --storage.tsdb.path="$PROM/data" \
+  --web.listen-address=127.0.0.1:9090 >"$STATE/prometheus.log" 2>&1 &
+disown   # ended with the namespace by cleanup
+
 # ---- 6. through the LB: the documented curl, 401, metrics, plain HTTP
 t0=$SECONDS
 LB=https://$CTL
@@ -403,10 +419,12 @@ nokey=$(ctl curl -sS --max-time 10 -o /dev/null -w '%{http_code} %{redirect_url}
   record "LB http: key refused, others redirected" 0 PASS "with key $withkey; without: $nokey" ||
   record "LB http: key refused, others redirected" 0 FAIL "with key $withkey; without: $nokey"
 
-# ---- 7. dsa-bench with a key (internal frontend: dsa-bench speaks plain HTTP)
+# ---- 7. dsa-bench with a key through the public HTTPS frontend (the
+# certificate verified against the LB's CA)
 t0=$SECONDS
 "$BUILD/tools/dsa-mkmodel" --out "$STATE/tok" --seed 7 >/dev/null 2>&1
-ctl timeout 180 "$BUILD/tools/dsa-bench" --base-url "http://$CTL:8000" --api-key "$KEY" \
+ctl timeout 180 "$BUILD/tools/dsa-bench" --base-url "$LB" --ca-cert "$STATE/lb.crt" \
+  --api-key "$KEY" \
   --model "$STATE/tok" --served-model-name "$MODEL" --num-prompts 16 --max-concurrency 4 \
   --random-input-len 32 --random-output-len 16 --ignore-eos --disable-tqdm \
   --ready-check-timeout-sec 30 --request-timeout 60 >"$STATE/bench.log" 2>&1
@@ -414,8 +432,20 @@ brc=$?
 ok=$(sed -n 's/^Successful requests: *\([0-9]*\).*/\1/p' "$STATE/bench.log")
 tput=$(sed -n 's/^Output token throughput (tok\/s): *\([0-9.]*\).*/\1/p' "$STATE/bench.log")
 [ "$brc" = 0 ] && [ "$ok" = 16 ] &&
-  record "dsa-bench through the LB (16 req, conc 4)" $((SECONDS - t0)) PASS "16/16 ok, ${tput:-?} output tok/s" ||
-  { tail -20 "$STATE/bench.log"; record "dsa-bench through the LB (16 req, conc 4)" $((SECONDS - t0)) FAIL "rc $brc, ok ${ok:-0}/16"; }
+  record "dsa-bench https through the LB (16 req, conc 4)" $((SECONDS - t0)) PASS "16/16 ok, ${tput:-?} output tok/s" ||
+  { tail -20 "$STATE/bench.log"; record "dsa-bench https through the LB (16 req, conc 4)" $((SECONDS - t0)) FAIL "rc $brc, ok ${ok:-0}/16"; }
+
+# ---- 7b. the Grafana dashboard's queries and the alert rules on the live
+# Prometheus (every query accepted; gauges and rates return series)
+t0=$SECONDS
+if ctl python3 "$HERE/promcheck.py" http://127.0.0.1:9090 \
+    "$ROOT/tools/deploy/observability/grafana-dashboard.json" >"$STATE/promcheck.log" 2>&1; then
+  record "monitoring: dashboard queries + alert rules" $((SECONDS - t0)) PASS "$(tail -1 "$STATE/promcheck.log")"
+else
+  grep -v '^ok' "$STATE/promcheck.log" | tail -15
+  tail -5 "$STATE/prometheus.log"
+  record "monitoring: dashboard queries + alert rules" $((SECONDS - t0)) FAIL "$(tail -1 "$STATE/promcheck.log")"
+fi
 
 # ---- 8. drill: kill -9 a worker on node1 with streams in flight
 streams() { # n max_tokens limit -> $STATE/streams.json (background; pid in SPID)
