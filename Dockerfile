@@ -4,7 +4,8 @@
 #   docker run --gpus all -p 8000:8000 -v /data/models/DeepSeek-V3:/model:ro \
 #     -v /etc/deepseek-alpha/api-keys:/run/secrets/api-keys:ro deepseek-alpha
 # One container serves one node (head + DSA_TP x DSA_PP workers under
-# mpirun). The two-node EFA deployment runs on the hosts (ansible/), where
+# mpirun; tools/deploy/docker-entrypoint.sh, tested against the built
+# programs by tools/deploy/entrypoint-test.sh). The two-node EFA deployment runs on the hosts (ansible/), where
 # the EFA devices, Fabric Manager and SSH between nodes are at hand.
 
 ARG CUDA_VERSION=12.8.1
@@ -31,7 +32,7 @@ ENV DEBIAN_FRONTEND=noninteractive
 # Ubuntu 24.04 names (64-bit time_t transition: libuv1t64, libopenmpi3t64).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      ca-certificates curl libcjson1 libpcre2-8-0 libuv1t64 libopenblas0-pthread \
+      ca-certificates curl procps libcjson1 libpcre2-8-0 libuv1t64 libopenblas0-pthread \
       openmpi-bin libopenmpi3t64 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --create-home --home-dir /var/lib/deepseek-alpha dsa
@@ -42,7 +43,9 @@ ENV PATH=/opt/deepseek-alpha/bin:$PATH \
     DSA_PORT=8000 \
     DSA_API_KEY_FILE=/run/secrets/api-keys \
     DSA_TP=8 \
-    DSA_PP=1
+    DSA_PP=1 \
+    DSA_DEVICE=cuda \
+    DSA_SERVED_MODEL_NAME=deepseek-ai/DeepSeek-V3
 USER dsa
 WORKDIR /var/lib/deepseek-alpha
 EXPOSE 8000

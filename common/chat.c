@@ -555,28 +555,39 @@ static dsa_err render(dsa_chat_variant v, const chat_msg *ms, size_t n,
 
 #undef PUT
 
-dsa_err dsa_chat_render(dsa_chat_variant v, const cJSON *messages,
-                        bool add_generation_prompt, const char *bos_token,
-                        char **out)
+static dsa_err render_tools(const chat_msg *ms, size_t n, const cJSON *tools,
+                            bool add_generation_prompt, const char *bos, dsa_chat_buf *b);
+
+/* Both entry points: the messages normalised, then the model's template or,
+ * with tools, vLLM's tool template. */
+static dsa_err render_chat(dsa_chat_variant v, const cJSON *messages, const cJSON *tools,
+                           bool add_generation_prompt, const char *bos_token, char **out)
 {
     if (v != DSA_CHAT_V3 && v != DSA_CHAT_R1)
-        return dsa_fail(DSA_INVAL, "chat: unknown template variant %d",
-                        (int)v);
+        return dsa_fail(DSA_INVAL, "chat: unknown template variant %d", (int)v);
     chat_msg *ms = NULL;
     size_t n = 0;
     dsa_err err = normalise(messages, &ms, &n);
     if (err)
         return err;
     dsa_chat_buf b = {0};
-    if ((err = dsa_chat_buf_append(&b, "", 0)) ||
-        (err = render(v, ms, n, add_generation_prompt, bos_token, &b))) {
+    if (!(err = dsa_chat_buf_append(&b, "", 0)))
+        err = tools ? render_tools(ms, n, tools, add_generation_prompt, bos_token, &b)
+                    : render(v, ms, n, add_generation_prompt, bos_token, &b);
+    msgs_free(ms, n);
+    if (err) {
         dsa_chat_buf_deinit(&b);
-        msgs_free(ms, n);
         return err;
     }
-    msgs_free(ms, n);
     *out = b.data;
     return DSA_OK;
+}
+
+dsa_err dsa_chat_render(dsa_chat_variant v, const cJSON *messages,
+                        bool add_generation_prompt, const char *bos_token,
+                        char **out)
+{
+    return render_chat(v, messages, NULL, add_generation_prompt, bos_token, out);
 }
 
 /* ---- tool definitions: vLLM's DeepSeek-V3 tool chat template ---------- */
@@ -773,22 +784,8 @@ dsa_err dsa_chat_render_tools(dsa_chat_variant v, const cJSON *messages, const c
                               bool add_generation_prompt, const char *bos_token, char **out)
 {
     if (!cJSON_IsArray(tools) || cJSON_GetArraySize(tools) == 0)
-        return dsa_chat_render(v, messages, add_generation_prompt, bos_token, out);
-    chat_msg *ms = NULL;
-    size_t n = 0;
-    dsa_err err = normalise(messages, &ms, &n);
-    if (err)
-        return err;
-    dsa_chat_buf b = {0};
-    if ((err = dsa_chat_buf_append(&b, "", 0)) ||
-        (err = render_tools(ms, n, tools, add_generation_prompt, bos_token, &b))) {
-        dsa_chat_buf_deinit(&b);
-        msgs_free(ms, n);
-        return err;
-    }
-    msgs_free(ms, n);
-    *out = b.data;
-    return DSA_OK;
+        tools = NULL;
+    return render_chat(v, messages, tools, add_generation_prompt, bos_token, out);
 }
 
 /* Python's str.strip() for the whitespace a message can carry. */

@@ -65,6 +65,8 @@ static const dsa_option head_options[] = {
     OPT("log-format", DSA_OPT_STRING, log_format, 0, 0, "json", "FMT", "json (one object a line) or text", 0),
     OPT("log-level", DSA_OPT_STRING, log_level, 0, 0, "info", "LEVEL", "debug, info, warn or error", 0),
     OPT("port-file", DSA_OPT_STRING, port_file, 0, 0, NULL, "FILE", "write the bound port here once listening (for tests)", 0),
+    OPT("tensor-parallel-size", DSA_OPT_INT, tensor_parallel_size, 0, 1024, "0", "N", "TP size the workers must form (they set the layout; another one is refused: /health and requests 503 with the reason); 0: accept theirs", 0),
+    OPT("pipeline-parallel-size", DSA_OPT_INT, pipeline_parallel_size, 0, 1024, "0", "N", "pipeline stages the workers must form, checked like --tensor-parallel-size; 0: accept theirs", 0),
     OPT("distributed", DSA_OPT_STRING, distributed, 0, 0, "auto", "MODE", "auto, on or off: drive dsa-worker ranks over MPI (auto: when mpirun started more than one rank)", 0),
     OPT("step-timeout", DSA_OPT_DOUBLE, step_timeout, 0.1, 86400, "60", "SEC", "distributed: a step's result must come within this, else the job ends", 0),
     OPT("health-late-timeout", DSA_OPT_DOUBLE, health_late_timeout, 0.1, 86400, "5", "SEC", "distributed: /health answers 503 once a step's result or a ping's answer is this late (the job still ends at --step-timeout)", 0),

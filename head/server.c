@@ -207,6 +207,13 @@ static const route routes[] = {
  * or a ping overdue by --health-late-timeout). */
 static void handle_health(head *h, dsa_http_conn *c)
 {
+    if (h->layout_refused) { /* not the configured layout: say why */
+        char body[sizeof h->load_error + 48];
+        int n = snprintf(body, sizeof body, "{\"status\":\"failed\",\"reason\":\"%s\"}",
+                         h->load_error); /* no quote or backslash in the message */
+        dsa_http_respond(c, 503, "application/json", NULL, body, (size_t)n);
+        return;
+    }
     const char *late = h->state == HEAD_SERVING && h->engine ? dsa_engine_late(h->engine)
                                                              : NULL;
     int ok = h->state == HEAD_SERVING && !late;
@@ -280,6 +287,7 @@ static void on_request(void *user, dsa_http_conn *c, const dsa_http_req *r)
     }
     if (h->state != HEAD_SERVING) {
         respond_fail(c, 503, NULL, h->state == HEAD_STARTING ? "the model is still loading"
+                                   : h->layout_refused ? h->load_error
                                    : h->state == HEAD_FAILED ? "the workers failed; the server "
                                                                "is restarting"
                                                              : "the server is shutting down",
@@ -413,6 +421,22 @@ static void after_load(uv_work_t *w, int status)
         DSA_ERROR("startup failed: %s", h->load_error);
         h->exit_code = 1;
         stop_all(h);
+        return;
+    }
+    const dsa_head_opts *o = h->o;
+    if ((o->tensor_parallel_size > 0 && o->tensor_parallel_size != h->tp) ||
+        (o->pipeline_parallel_size > 0 && o->pipeline_parallel_size != h->n_stages)) {
+        /* A wrong launch (e.g. workers started without --tp) would serve a
+         * slow or half-sized model while looking healthy: stay up, unready,
+         * with the reason on /health, until the service is fixed and restarted. */
+        snprintf(h->load_error, sizeof h->load_error,
+                 "the workers form TP=%d x PP=%d, the configured layout is "
+                 "--tensor-parallel-size %lld --pipeline-parallel-size %lld",
+                 h->tp, h->n_stages, o->tensor_parallel_size > 0 ? o->tensor_parallel_size : h->tp,
+                 o->pipeline_parallel_size > 0 ? o->pipeline_parallel_size : h->n_stages);
+        DSA_ERROR("refusing to serve: %s; /health and requests answer 503", h->load_error);
+        h->layout_refused = 1;
+        h->state = HEAD_FAILED;
         return;
     }
     const dsa_worker_info *wi = &h->transport->info;

@@ -54,6 +54,9 @@ typedef struct dsa_head_opts {
     double step_timeout, hello_timeout, preflight_timeout;
     double health_late_timeout; /* /health 503 once the workers are this late */
     double ping_interval;       /* idle: ping the workers this often */
+    /* the layout the deployment configured (0: whatever the workers
+     * form); another one is refused at start (no engine, /health 503) */
+    long long tensor_parallel_size, pipeline_parallel_size;
     /* set by main, not an option: the MPI job when distributed, else NULL.
      * Then the load step waits for the workers (dsa_mpi_transport_create),
      * a transport error ends the job (dsa_mpi_abort) and a clean exit

@@ -57,6 +57,7 @@ typedef struct head {
     double drain_deadline;
     /* distributed */
     int n_stages, tp;           /* the workers' layout (1 x 1 in-process) */
+    int layout_refused;         /* not the configured layout: load_error says why */
     uv_timer_t fatal_timer;
     uv_timer_t flush_timer;     /* stop once the last error events are out */
     uv_timer_t watch_timer;     /* distributed drain: are the workers gone? */

@@ -61,7 +61,15 @@ def build(data):
         "dsa_api_keys_secret_name": data["api_keys_secret_name"],
         "dsa_head_port": data["head_port"],
         "dsa_data_disk_mode": data["weights_storage"],
+        # The plugin's default (60 s) fails every longer task: driver, CUDA
+        # and EFA installs, the build.  DSA_SSM_TIMEOUT overrides it.
+        "ansible_aws_ssm_timeout": int(os.environ.get("DSA_SSM_TIMEOUT", "3600")),
     }
+    # Outputs of newer Terraform roots; group_vars/all.yml has the defaults.
+    for out, var in (("served_model_name", "dsa_served_model_name"),
+                     ("lb_idle_timeout_seconds", "dsa_lb_idle_timeout")):
+        if out in data:
+            inv["dsa_nodes"]["vars"][var] = data[out]
     for i, node in enumerate(data["nodes"]):
         host = node["instance_id"]
         group = "dsa_head" if node["role"] == "head" else "dsa_workers"

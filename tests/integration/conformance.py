@@ -5,7 +5,7 @@ the official openai SDK (OpenAI parameters as keywords, vLLM's extras in
 and streaming, the 400 checks, and the registry that turns each case into
 one test per (endpoint, streamed).
 
-Environment: DSA_HEAD, DSA_MODEL (see run_conformance_tests.sh)."""
+Environment: DSA_HEAD, DSA_MODEL (see run_head_tests.sh)."""
 import json
 import os
 import sys

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# run_head_tests.sh - meson test wrapper for tests/integration/test_head.py:
+# run_head_tests.sh - meson test wrapper for the scripts of tests/integration:
 # prepares the Python venv (tools/pyenv.sh, pinned openai), makes two tiny
 # checkpoints with dsa-mkmodel and runs the tests.  Exit 77 (skip) when the
 # venv or the tools cannot be had outside CI; under CI=true that fails.
 # Usage: run_head_tests.sh BUILD_DIR SOURCE_DIR [SCRIPT.py] [unittest args]
-#   SCRIPT.py: a test script of tests/integration (default test_head.py).
+#   SCRIPT.py: a test script of tests/integration (default test_head.py);
+#   test_lm_eval.py also gets the lm_eval venv (tools/pyenv-lmeval.sh).
 set -uo pipefail
 BUILD="$1"
 SRC="$2"
@@ -17,6 +18,11 @@ skip() {
   exit 77
 }
 PY=$("$SRC/tools/pyenv.sh") || skip "cannot prepare the Python venv (tools/pyenv.sh)"
+if [ "$SCRIPT" = test_lm_eval.py ]; then # lm-evaluation-harness has a venv of its own
+  DSA_LMEVAL_PY=$("$SRC/tools/pyenv-lmeval.sh") ||
+    skip "cannot prepare the lm_eval venv (tools/pyenv-lmeval.sh)"
+  export DSA_LMEVAL_PY
+fi
 [ -x "$BUILD/tools/dsa-mkmodel" ] || skip "dsa-mkmodel not built"
 [ -x "$BUILD/head/dsa-head" ] || skip "dsa-head not built"
 command -v curl >/dev/null || skip "curl missing"

@@ -19,7 +19,7 @@ top_k/top_p; returned logprobs are the raw model logprobs (before any of
 these).
 
 The harness (server, request helper, registry) is conformance.py.
-Environment: DSA_HEAD, DSA_MODEL (see run_conformance_tests.sh)."""
+Environment: DSA_HEAD, DSA_MODEL (see run_head_tests.sh)."""
 
 import math
 import os

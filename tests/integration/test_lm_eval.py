@@ -8,7 +8,7 @@ Each must complete without errors and write its metrics.
 lm_eval_run.py runs lm_eval inside its own venv.
 Environment: DSA_HEAD, DSA_MODEL (tiny checkpoint, whose tokenizer.json
 lm_eval loads with transformers), DSA_LMEVAL_PY (python of the venv made by
-tools/pyenv-lmeval.sh).  Run by tests/integration/run_lm_eval_tests.sh."""
+tools/pyenv-lmeval.sh).  Run by tests/integration/run_head_tests.sh."""
 import json
 import math
 import os

@@ -17,6 +17,10 @@
 #                                   200 again after SIGCONT; clean exit
 #   head_e2e.sh BUILD SRC badmodel  one worker's --model is wrong: the job
 #                                   fails with a message naming rank and path
+#   head_e2e.sh BUILD SRC layout    the head is told TP=4 x PP=1 while the
+#                                   workers form TP=2 x PP=2: it refuses to
+#                                   serve (log, /health 503 with the reason,
+#                                   requests 503) and exits 0 on SIGTERM
 # Exit 77 (skip) without mpirun or python3, except under CI=true.
 set -u
 BUILD=$1 SRC=$2 MODE=$3
@@ -66,8 +70,8 @@ greedy)
     SPID=
     [ "$src" -eq 0 ] || { echo "FAIL: the single server exited $src"; exit 1; }
     grep -q "MPI\|rank 0" "$TMP/single.log" && { echo "FAIL: MPI without mpirun"; exit 1; }
-    # then the same under mpirun, TP=2 x PP=2
-    start_job
+    # then the same under mpirun, TP=2 x PP=2, the layout the head expects
+    start_job --tensor-parallel-size 2 --pipeline-parallel-size 2
     port=$($CLIENT wait "$TMP/port" 90) || { cat "$TMP/job.log"; exit 1; }
     $CLIENT greedy "$port" "$TMP/dist.json" || { tail -30 "$TMP/job.log"; exit 1; }
     grep -q "TP=2 x PP=2; two micro-batches in flight" "$TMP/job.log" ||
@@ -147,6 +151,42 @@ badmodel)
     grep -q "rank 2 (.*no-such-model" "$TMP/job.log" ||
         { echo "FAIL: no message naming rank 2 and the model"; exit 1; }
     echo "bad --model on rank 2 under dsa-head: job failed with exit $RC in $took s"
+    ;;
+layout)
+    start_job --tensor-parallel-size 4 --pipeline-parallel-size 1
+    i=0
+    while [ ! -s "$TMP/port" ] && [ $i -lt 300 ]; do sleep 0.2; i=$((i + 1)); done
+    [ -s "$TMP/port" ] || { cat "$TMP/job.log"; echo "FAIL: the head never listened"; exit 1; }
+    port=$(cat "$TMP/port")
+    # /health: 503 "starting" while the workers load, then 503 "failed"
+    i=0 health=
+    while [ $i -lt 450 ]; do
+        health=$(curl -s -w ' %{http_code}' --max-time 5 "http://127.0.0.1:$port/health")
+        case $health in *failed*) break ;; esac
+        sleep 0.2
+        i=$((i + 1))
+    done
+    echo "/health: $health"
+    case $health in
+    *'"reason":"the workers form TP=2 x PP=2, the configured layout is --tensor-parallel-size 4 --pipeline-parallel-size 1"'*' 503') ;;
+    *) tail -20 "$TMP/job.log"; echo "FAIL: /health does not refuse the layout with its reason"; exit 1 ;;
+    esac
+    req=$(curl -s -w ' %{http_code}' --max-time 10 -H 'Content-Type: application/json' \
+        -d '{"model":"m","prompt":"Hello","max_tokens":2}' "http://127.0.0.1:$port/v1/completions")
+    echo "completion: $req"
+    case $req in *'TP=2 x PP=2'*' 503') ;; *) echo "FAIL: a request was not refused with 503"; exit 1 ;; esac
+    grep -q "refusing to serve: the workers form TP=2 x PP=2" "$TMP/job.log" ||
+        { cat "$TMP/job.log"; echo "FAIL: no error in the log"; exit 1; }
+    # still up and still refusing a moment later (no restart loop, no crash)
+    sleep 1
+    kill -0 "$MPIPID" 2>/dev/null || { cat "$TMP/job.log"; echo "FAIL: the job ended"; exit 1; }
+    hpid=$(pgrep -f "^$HEAD --model $TMP/model")
+    kill -TERM $hpid
+    wait_job 30
+    tail -8 "$TMP/job.log"
+    no_leftovers
+    [ "$RC" -eq 0 ] || { echo "FAIL: the job exited $RC after SIGTERM"; exit 1; }
+    echo "TP=4 x PP=1 configured, TP=2 x PP=2 started: refused with the reason; clean exit"
     ;;
 *)
     echo "unknown mode $MODE"

@@ -92,6 +92,7 @@ hv = inv["_meta"]["hostvars"]
 assert head == ["i-0123456789abcdef0"], head
 assert workers == ["i-0fedcba9876543210"], workers
 assert hv[head[0]]["ansible_connection"] == "amazon.aws.aws_ssm"
+assert hv[head[0]]["ansible_aws_ssm_timeout"] >= 3600, "SSM's 60 s default fails long tasks"
 assert hv[head[0]]["dsa_private_ip"] == "10.42.128.10"
 assert hv[workers[0]]["dsa_weights_s3_uri"].startswith("s3://")
 print("inventory: head %s, workers %s" % (head, workers))
@@ -186,7 +187,7 @@ observability_check() {
 
 shell_check() {
   local f rc=0
-  for f in tools/deploy/*.sh ansible/inventory/*.py; do
+  for f in tools/deploy/*.sh tools/deploy/cluster/*.sh ansible/inventory/*.py tools/deploy/cluster/*.py; do
     case $f in
       *.sh) bash -n "$f" || rc=1 ;;
       *.py) python3 -m py_compile "$f" || rc=1 ;;
@@ -194,7 +195,7 @@ shell_check() {
   done
   python3 -m py_compile tools/deploy/tfcheck.py tools/deploy/tfshim.py || rc=1
   if command -v shellcheck >/dev/null; then
-    shellcheck -x tools/deploy/*.sh || rc=1
+    shellcheck -x tools/deploy/*.sh tools/deploy/cluster/*.sh || rc=1
   else
     echo "shellcheck not installed: bash -n only"
   fi
