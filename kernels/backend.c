@@ -40,3 +40,13 @@ void dsa_logit_ctl_row(float *l, int64_t vocab, const dsa_logit_ctl *c)
     for (int32_t j = 0; j < c->n_bias; j++)
         l[c->bias_ids[j]] += c->bias_values[j];
 }
+
+void dsa_logit_mask_row(float *l, int64_t vocab, const dsa_logit_mask *m)
+{
+    if (m->n_words <= 0)
+        return;
+    int64_t n_bits = (int64_t)m->n_words * 32;
+    for (int64_t i = 0; i < vocab; i++)
+        if (i >= n_bits || !(m->bits[i >> 5] >> (i & 31) & 1u))
+            l[i] = -INFINITY;
+}

@@ -220,6 +220,25 @@ typedef struct dsa_logit_ctl_params {
     int64_t n_rows, vocab;
 } dsa_logit_ctl_params;
 
+/* Structured-output bitmask of one row: bit (v & 31) of bits[v >> 5] set
+ * allows id v; a cleared bit, and every id at or past n_words * 32, makes
+ * the logit -inf.  A row with n_words == 0 is unchanged.  bits is host
+ * memory (the head's packed grammar mask, vLLM's token bitmask layout). */
+typedef struct dsa_logit_mask {
+    const uint32_t *bits;       /* [n_words] */
+    int32_t n_words;
+} dsa_logit_mask;
+
+/* The mask of one host F32 row in place (the reference every backend's
+ * mask op matches; the worker also uses it on host rows). */
+void dsa_logit_mask_row(float *logits, int64_t vocab, const dsa_logit_mask *m);
+
+typedef struct dsa_logit_mask_params {
+    float *logits;              /* [n_rows, vocab] F32 backend memory, in place */
+    const dsa_logit_mask *rows; /* [n_rows] host */
+    int64_t n_rows, vocab;
+} dsa_logit_mask_params;
+
 typedef struct dsa_backend_ops {
     const char *name;
     void (*destroy)(dsa_backend *be);
@@ -252,6 +271,7 @@ typedef struct dsa_backend_ops {
     dsa_err (*moe)(dsa_backend *be, const dsa_moe_params *p);
     dsa_err (*sample)(dsa_backend *be, const dsa_sample_params *p);
     dsa_err (*logit_ctl)(dsa_backend *be, const dsa_logit_ctl_params *p);
+    dsa_err (*mask)(dsa_backend *be, const dsa_logit_mask_params *p);
     /* Waits for queued work (GPU stream); CPU: no-op. */
     dsa_err (*sync)(dsa_backend *be);
 

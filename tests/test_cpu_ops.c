@@ -1030,3 +1030,49 @@ Test(cpu_ops, logit_ctl_mask_ban_bias)
     cr_assert_eq(sample1(be, l, V, g, NULL), 6);
     dsa_backend_destroy(be);
 }
+
+/* ---- structured-output mask ----------------------------------------------- */
+
+/* Three rows of an odd vocabulary: a random full-length mask, no mask
+ * (unchanged), and a mask shorter than the vocabulary (every id past its
+ * words banned); each checked id by id against a byte-per-id reference,
+ * then greedy sampling must pick the best allowed id. */
+Test(cpu_ops, mask_bitmask_rows)
+{
+    uint64_t s = 77;
+    enum { V = 1001, W = (V + 31) / 32, W_SHORT = 9 };
+    dsa_backend *be = be_new(1);
+    float *l = malloc(3 * V * sizeof(float)), *ref = malloc(3 * V * sizeof(float));
+    uint32_t bits[W] = {0}, bits_short[W_SHORT] = {0};
+    unsigned char allow[2][V] = {{0}};
+    for (int i = 0; i < 3 * V; i++)
+        ref[i] = l[i] = 4.0f * rng_f(&s);
+    for (int i = 0; i < V; i++) {
+        allow[0][i] = rng_next(&s) % 5 == 0;
+        allow[1][i] = i < W_SHORT * 32 && rng_next(&s) % 3 == 0;
+        bits[i / 32] |= (uint32_t)allow[0][i] << (i % 32);
+        if (i < W_SHORT * 32)
+            bits_short[i / 32] |= (uint32_t)allow[1][i] << (i % 32);
+    }
+    dsa_logit_mask rows[3] = {{.bits = bits, .n_words = W}, {0},
+                              {.bits = bits_short, .n_words = W_SHORT}};
+    dsa_logit_mask_params p = {.logits = l, .rows = rows, .n_rows = 3, .vocab = V};
+    cr_assert_eq(be->ops->mask(be, &p), DSA_OK);
+    for (int i = 0; i < V; i++) {
+        cr_assert(allow[0][i] ? l[i] == ref[i] : isinf(l[i]) && l[i] < 0, "row 0 id %d", i);
+        cr_assert_eq(l[V + i], ref[V + i], "row 1 id %d", i);
+        cr_assert(allow[1][i] ? l[2 * V + i] == ref[2 * V + i]
+                              : isinf(l[2 * V + i]) && l[2 * V + i] < 0, "row 2 id %d", i);
+    }
+    for (int r = 0; r < 3; r += 2) {
+        int best = -1;
+        for (int i = 0; i < V; i++)
+            if (allow[r / 2][i] && (best < 0 || ref[r * V + i] > ref[r * V + best]))
+                best = i;
+        dsa_sample_row g = {.temperature = 0.0f, .top_p = 1.0f};
+        cr_assert_eq(sample1(be, l + r * V, V, g, NULL), best, "row %d", r);
+    }
+    free(l);
+    free(ref);
+    dsa_backend_destroy(be);
+}

@@ -1,8 +1,8 @@
 /* step.c - executes StepPlans on one rank holding the whole model (see
  * step.h).  Penalties and logprobs are computed on the host from the
- * forward pass's F32 logits; the logit controls (allowed ids, min_tokens
- * bans, bias) and the choice of token run on the backend (logit_ctl, then
- * sample) so a sequence samples the same way as dsa-generate, except that
+ * forward pass's F32 logits; the grammar bitmask, the logit controls
+ * (allowed ids, min_tokens bans, bias) and the choice of token run on the
+ * backend (mask, logit_ctl, then sample) so a sequence samples the same way as dsa-generate, except that
  * a row with penalties takes its controls on the host first (vLLM's order:
  * controls, then penalties).  Logprobs,
  * prompt logprobs included, are of the raw logits (vLLM's default
@@ -60,6 +60,7 @@ struct dsa_worker_step {
     int32_t *plp_target;               /* [prompt rows] the token each row scores */
     int64_t cap_plp;
     dsa_logit_ctl *ctl;                /* [L_s] */
+    dsa_logit_mask *masks;             /* [L_s] grammar bitmasks (borrowed from the plan) */
     dsa_sample_row *rows;
     int32_t *ids;
     int samples;       /* 1: this rank samples (single rank, or last stage tp 0) */
@@ -293,6 +294,7 @@ void dsa_worker_step_destroy(dsa_worker_step *ws)
     free(ws->work);
     free(ws->plp_target);
     free(ws->ctl);
+    free(ws->masks);
     free(ws->rows);
     free(ws->ids);
     free(ws);
@@ -323,14 +325,6 @@ static void apply_penalties(const seq_state *s, const dsa_sampling *sp, float *l
             *l -= sp->presence_penalty;
         }
     }
-}
-
-/* Grammar mask: ids outside the bitmask (or past its words) -> -inf. */
-static void apply_mask(const dsa_step_seq *s, float *logits, int64_t V)
-{
-    for (int64_t v = 0; v < V; v++)
-        if (v >= (int64_t)s->n_mask * 32 || !(s->mask[v >> 5] >> (v & 31) & 1))
-            logits[v] = -INFINITY;
 }
 
 /* Log-softmax of logits[id] into *lp, the k most likely ids (logit
@@ -484,6 +478,7 @@ dsa_err dsa_worker_step_run(dsa_worker_step *ws, const dsa_step_plan *plan,
         grow((void **)&ws->logit_rows, &ws->cap_rows, plan->n_seqs + LP, 4) ||
         !(ws->rows = realloc(ws->rows, (size_t)ws->cap_rows * sizeof *ws->rows)) ||
         !(ws->ctl = realloc(ws->ctl, (size_t)ws->cap_rows * sizeof *ws->ctl)) ||
+        !(ws->masks = realloc(ws->masks, (size_t)ws->cap_rows * sizeof *ws->masks)) ||
         !(ws->ids = realloc(ws->ids, (size_t)ws->cap_rows * sizeof *ws->ids)) ||
         grow((void **)&ws->plp_target, &ws->cap_plp, LP, 4))
         return dsa_fail(DSA_NOMEM, "step buffers");
@@ -561,14 +556,21 @@ dsa_err dsa_worker_step_run(dsa_worker_step *ws, const dsa_step_plan *plan,
     if (L == 0)
         return DSA_OK;
     ws->n_last = L;
-    /* grammar masks go on the raw logits: vLLM applies the bitmask before
-     * its sampler, so logprobs see it too */
+    /* Grammar masks: vLLM applies the bitmask before its sampler, so the
+     * sampled id and the logprobs both see it.  The backend's mask op runs
+     * on the uploaded logits (on the GPU, the device copy: the host never
+     * masks the row it samples); the host rows that logprobs read get the
+     * same mask below.  The controls and penalties applied in between
+     * commute with it: -inf stays -inf under bias, bans and penalties. */
     l = 0;
+    int64_t n_masked = 0;
     for (int32_t i = 0; i < plan->n_seqs; i++) {
         const dsa_step_seq *s = &plan->seqs[i];
-        if (s->sample && s->n_mask)
-            apply_mask(s, ws->logits + l * V, V);
-        l += s->sample;
+        if (!s->sample)
+            continue;
+        ws->masks[l] = (dsa_logit_mask){.bits = s->mask, .n_words = s->mask ? s->n_mask : 0};
+        n_masked += ws->masks[l].n_words > 0;
+        l++;
     }
     memcpy(ws->work, ws->logits, (size_t)(L * V) * sizeof(float));
     l = 0;
@@ -600,6 +602,19 @@ dsa_err dsa_worker_step_run(dsa_worker_step *ws, const dsa_step_plan *plan,
         step_fail(res, err);
         return DSA_OK;
     }
+    if (n_masked) {
+        dsa_logit_mask_params mp = {.logits = ws->dev_logits, .rows = ws->masks, .n_rows = L,
+                                    .vocab = V};
+        if (!ws->be->ops->mask)
+            err = dsa_fail(DSA_UNSUPPORTED, "backend %s has no grammar mask op",
+                           ws->be->ops->name);
+        else
+            err = ws->be->ops->mask(ws->be, &mp);
+        if (err) {
+            step_fail(res, err);
+            return DSA_OK;
+        }
+    }
     if (n_ctl) {
         dsa_logit_ctl_params cp = {.logits = ws->dev_logits, .rows = ws->ctl, .n_rows = L,
                                    .vocab = V};
@@ -626,10 +641,12 @@ dsa_err dsa_worker_step_run(dsa_worker_step *ws, const dsa_step_plan *plan,
             continue;
         dsa_step_out *o = &res->seqs[i];
         o->token = ws->ids[l];
-        if (s->sp.n_logprobs >= 0)
+        if (s->sp.n_logprobs >= 0) {
+            dsa_logit_mask_row(ws->logits + l * V, V, &ws->masks[l]);
             logprobs(ws->logits + l * V, V, o->token,
                      s->sp.n_logprobs > DSA_TOP_LOGPROBS_MAX ? DSA_TOP_LOGPROBS_MAX
                                                              : s->sp.n_logprobs, o);
+        }
         if (has_penalty(&s->sp) && (err = count_add(state_get(ws, s->seq_id), o->token, 0)))
             return err;
         l++;

@@ -295,6 +295,7 @@ static const dsa_backend_ops cpu_ops = {
     .moe = dsa_cpu_moe,
     .sample = dsa_cpu_sample,
     .logit_ctl = dsa_cpu_logit_ctl,
+    .mask = dsa_cpu_mask,
     .sync = cpu_sync,
 };
 

@@ -106,5 +106,6 @@ dsa_err dsa_cpu_router(dsa_backend *be, const dsa_router_params *p);
 dsa_err dsa_cpu_moe(dsa_backend *be, const dsa_moe_params *p);
 dsa_err dsa_cpu_sample(dsa_backend *be, const dsa_sample_params *p);
 dsa_err dsa_cpu_logit_ctl(dsa_backend *be, const dsa_logit_ctl_params *p);
+dsa_err dsa_cpu_mask(dsa_backend *be, const dsa_logit_mask_params *p);
 
 #endif

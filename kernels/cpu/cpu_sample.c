@@ -386,3 +386,15 @@ dsa_err dsa_cpu_logit_ctl(dsa_backend *be, const dsa_logit_ctl_params *p)
         dsa_logit_ctl_row(p->logits + r * p->vocab, p->vocab, &p->rows[r]);
     return DSA_OK;
 }
+
+/* Structured-output masks (backend.h dsa_logit_mask_params): the host
+ * reference, one row at a time. */
+dsa_err dsa_cpu_mask(dsa_backend *be, const dsa_logit_mask_params *p)
+{
+    (void)be;
+    if (p->n_rows > 0 && p->vocab <= 0)
+        return dsa_fail(DSA_INVAL, "mask: vocab %lld", (long long)p->vocab);
+    for (int64_t r = 0; r < p->n_rows; r++)
+        dsa_logit_mask_row(p->logits + r * p->vocab, p->vocab, &p->rows[r]);
+    return DSA_OK;
+}

@@ -463,6 +463,7 @@ static const dsa_backend_ops cuda_ops = {
     .moe = dsa_cuda_moe,
     .sample = dsa_cuda_sample,
     .logit_ctl = dsa_cuda_logit_ctl,
+    .mask = dsa_cuda_mask,
     .sync = cu_sync,
     .graph_begin = cu_graph_begin,
     .graph_end = cu_graph_end,

@@ -72,6 +72,7 @@ enum {
     DSA_CUDA_SCR_MOE,       /* MoE permutation and intermediates */
     DSA_CUDA_SCR_SAMPLE,    /* sampling rows and results */
     DSA_CUDA_SCR_LOGIT_CTL, /* logit control ids and values */
+    DSA_CUDA_SCR_MASK,      /* structured-output bitmasks */
     DSA_CUDA_SCR_COUNT
 };
 
@@ -152,6 +153,7 @@ dsa_err dsa_cuda_router(dsa_backend *be, const dsa_router_params *p);
 dsa_err dsa_cuda_moe(dsa_backend *be, const dsa_moe_params *p);
 dsa_err dsa_cuda_sample(dsa_backend *be, const dsa_sample_params *p);
 dsa_err dsa_cuda_logit_ctl(dsa_backend *be, const dsa_logit_ctl_params *p);
+dsa_err dsa_cuda_mask(dsa_backend *be, const dsa_logit_mask_params *p);
 
 /* Quantises x [m, k] (BF16, row stride ld_x) to e4m3 q [m, ld_q] with one
  * F32 scale per 1x128 block: amax clamped >= 1e-4, scale = amax / 448

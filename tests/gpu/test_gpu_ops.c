@@ -549,6 +549,53 @@ static void test_logit_ctl(gh *h, int64_t V)
     gh_free(h->gpu, gl), gh_free(h->cpu, cl);
 }
 
+/* ---- mask: structured-output bitmasks ------------------------------------- */
+
+/* Rows cycle through: no mask, a random full-length mask, a mask shorter
+ * than the vocabulary (ids past its words banned), a single allowed id. */
+static void test_mask(gh *h, int64_t V)
+{
+    enum { NR = 9 };
+    int32_t W = (int32_t)((V + 31) / 32), W_short = W / 3 + 1;
+    uint32_t *bits = calloc((size_t)W, 4), *one = calloc((size_t)W, 4);
+    for (int32_t w = 0; w < W; w++) { /* about one id in four allowed */
+        h->rng = h->rng * 6364136223846793005ull + 1442695040888963407ull;
+        bits[w] = (uint32_t)(h->rng >> 16) & (uint32_t)(h->rng >> 40 | h->rng << 24);
+    }
+    one[(V / 2) >> 5] = 1u << ((V / 2) & 31);
+    dsa_logit_mask rows[NR];
+    for (int r = 0; r < NR; r++) {
+        int k = r % 4;
+        rows[r] = k == 0   ? (dsa_logit_mask){0}
+                  : k == 1 ? (dsa_logit_mask){.bits = bits, .n_words = W}
+                  : k == 2 ? (dsa_logit_mask){.bits = bits, .n_words = W_short}
+                           : (dsa_logit_mask){.bits = one, .n_words = W};
+    }
+    float *l = gh_rand(h, NR * V, 4.0f);
+    void *gl = gh_bytes(h, h->gpu, l, (size_t)(NR * V) * 4);
+    void *cl = gh_bytes(h, h->cpu, l, (size_t)(NR * V) * 4);
+    dsa_logit_mask_params pc = {.logits = cl, .rows = rows, .n_rows = NR, .vocab = V};
+    dsa_logit_mask_params pg = pc;
+    pg.logits = gl;
+    RUN(h->cpu, mask, &pc);
+    RUN(h->gpu, mask, &pg);
+    float *a = malloc((size_t)(NR * V) * 4), *b = malloc((size_t)(NR * V) * 4);
+    RUN_COPY(h->cpu, a, cl, (size_t)(NR * V) * 4);
+    RUN_COPY(h->gpu, b, gl, (size_t)(NR * V) * 4);
+    int64_t n_diff = 0, n_inf = 0;
+    for (int64_t i = 0; i < NR * V; i++) {
+        n_diff += memcmp(&a[i], &b[i], 4) != 0;
+        n_inf += isinf(a[i]);
+    }
+    char shape[48], note[64];
+    snprintf(shape, sizeof shape, "rows=%d V=%lld", NR, (long long)V);
+    snprintf(note, sizeof note, "%lld -inf, %lld differ", (long long)n_inf, (long long)n_diff);
+    /* bit-exact: a masked logit is -inf, every other one untouched */
+    gh_report(h, "mask", shape, note, (double)n_diff, TOL_EXACT, n_diff == 0 && n_inf > 0);
+    free(a), free(b), free(l), free(bits), free(one);
+    gh_free(h->gpu, gl), gh_free(h->cpu, cl);
+}
+
 /* ---- graph capture: embed -> rmsnorm -> linear replayed on new ids -------- */
 
 static void test_graph(gh *h)
@@ -633,6 +680,8 @@ void gh_suite_ops(gh *h)
     test_sample(h, 1000);
     test_logit_ctl(h, 129280);
     test_logit_ctl(h, 1001);
+    test_mask(h, 129280);
+    test_mask(h, 1001);
     test_graph(h);
 }
 
