@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "common/grammar.h"
+#include "head/engine_mask.h"
 #include "common/log.h"
 
 typedef struct abort_node {
@@ -41,6 +42,15 @@ struct dsa_engine {
     atomic_llong wait_since_us;
     atomic_int wait_kind;
     double last_contact;        /* engine thread: the workers last answered */
+    /* grammar masks filled during the forward pass (engine_mask.h): NULL
+     * when masks are filled before the step (mask_sync, or a transport
+     * that copies the plan); jobs[0..n_jobs) and job_reqs belong to the
+     * filler from start until wait */
+    dsa_mask_filler *filler;
+    dsa_mask_job *jobs;
+    dsa_engine_req **job_reqs;
+    int n_jobs, cap_jobs;
+    atomic_llong n_masks_overlapped;
 };
 
 static void wait_begin(dsa_engine *e, int kind)
@@ -501,11 +511,21 @@ static uint64_t note_scheduled(dsa_engine *e, dsa_sched_batch *b, int n)
             dsa_metrics_unlock(e->p.metrics);
         }
     }
+    e->n_jobs = 0;
     for (int i = 0; i < n; i++) { /* grammar masks of the rows that sample */
         dsa_engine_req *r = b->planned[i]->user;
         dsa_step_seq *q = &b->plan.seqs[i];
         if (!r->gram || !q->sample || r->gram_words <= 0)
             continue;
+        if (e->filler && b == &e->sched.batch && e->n_jobs < e->cap_jobs) {
+            /* filled by the helper during the forward pass (run_step) */
+            e->jobs[e->n_jobs] = (dsa_mask_job){.gram = r->gram, .state = r->gram_state,
+                                                .mask = r->gram_mask};
+            e->job_reqs[e->n_jobs++] = r;
+            q->mask = r->gram_mask;
+            q->n_mask = r->gram_words;
+            continue;
+        }
         if (dsa_gram_fill_mask(r->gram, r->gram_state, r->gram_mask) == DSA_OK) {
             q->mask = r->gram_mask;
             q->n_mask = r->gram_words;
@@ -640,10 +660,28 @@ static void run_step(dsa_engine *e)
     if (n == 0 && s->plan.n_finished == 0)
         return;
     uint64_t prompt_tokens = note_scheduled(e, &s->batch, n);
+    if (e->n_jobs) {
+        /* the in-process worker waits for the masks after its forward pass */
+        dsa_mask_filler_start(e->filler, e->jobs, e->n_jobs);
+        s->plan.mask_wait = dsa_mask_filler_wait_cb;
+        s->plan.mask_user = e->filler;
+    }
     dsa_step_result res;
     wait_begin(e, 2);
     dsa_err err = e->p.transport->ops->step(e->p.transport, &s->plan, &res);
     wait_end(e);
+    if (e->n_jobs) {
+        /* the masks are ours again before any state advances or any
+         * request (and its mask) is retired */
+        dsa_mask_filler_wait(e->filler);
+        s->plan.mask_wait = NULL;
+        s->plan.mask_user = NULL;
+        for (int i = 0; i < e->n_jobs; i++)
+            if (e->jobs[i].err)
+                e->job_reqs[i]->gram_words = -1; /* on_token fails the request */
+        atomic_fetch_add(&e->n_masks_overlapped, e->n_jobs);
+        e->n_jobs = 0;
+    }
     finish_step(e, &s->batch, n, err, &res, prompt_tokens);
 }
 
@@ -824,6 +862,24 @@ dsa_err dsa_engine_create(const dsa_engine_params *p, dsa_engine **out)
     atomic_init(&e->wait_kind, 0);
     atomic_init(&e->n_waiting, 0);
     atomic_init(&e->n_active, 0);
+    atomic_init(&e->n_masks_overlapped, 0);
+    /* masks overlap the forward pass where the step runs on this process's
+     * memory one batch at a time; a pipelined (PP >= 2) engine fills them
+     * on the engine thread while the other micro-batch is on the workers */
+    if (!p->mask_sync && p->transport->ops->shares_plan && e->max_in_flight == 1) {
+        e->cap_jobs = p->max_num_seqs > 0 ? (int)p->max_num_seqs : 256;
+        if (!(e->jobs = calloc((size_t)e->cap_jobs, sizeof *e->jobs)) ||
+            !(e->job_reqs = calloc((size_t)e->cap_jobs, sizeof *e->job_reqs)) ||
+            dsa_mask_filler_create(&e->filler)) {
+            free(e->jobs);
+            free(e->job_reqs);
+            dsa_sched_deinit(&e->sched);
+            pthread_mutex_destroy(&e->mu);
+            pthread_cond_destroy(&e->cv);
+            free(e);
+            return dsa_fail(DSA_NOMEM, "grammar mask thread");
+        }
+    }
     if (pthread_create(&e->thread, NULL, engine_main, e)) {
         dsa_engine_destroy(e);
         return dsa_fail(DSA_INTERNAL, "cannot start the engine thread");
@@ -864,7 +920,15 @@ void dsa_engine_destroy(dsa_engine *e)
         free(e->fl[i].planned);
         free(e->fl[i].finished);
     }
+    dsa_mask_filler_destroy(e->filler);
+    free(e->jobs);
+    free(e->job_reqs);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
     free(e);
+}
+
+int64_t dsa_engine_n_masks_overlapped(const dsa_engine *e)
+{
+    return atomic_load(&((dsa_engine *)e)->n_masks_overlapped);
 }

@@ -136,6 +136,11 @@ typedef struct dsa_engine_params {
      * pinged every ping_interval_s (0: 1 s), and dsa_engine_late reports a
      * step result or ping answer overdue by late_s (0: 5 s). */
     double ping_interval_s, late_s;
+    /* 1: grammar masks are filled on the engine thread before each step.
+     * 0 (default): with an in-process transport (shares_plan) and one
+     * batch in flight, a helper thread fills them while the step's forward
+     * pass runs (head/engine_mask.h); otherwise as with 1. */
+    int mask_sync;
 } dsa_engine_params;
 
 dsa_err dsa_engine_create(const dsa_engine_params *p, dsa_engine **out);
@@ -162,6 +167,9 @@ void dsa_engine_event_free(dsa_engine_event *ev);
  * all requests the engine holds. */
 int64_t dsa_engine_n_waiting(const dsa_engine *e);
 int64_t dsa_engine_n_active(const dsa_engine *e);
+/* Grammar masks filled by the helper thread during forward passes so far
+ * (any thread; tests). */
+int64_t dsa_engine_n_masks_overlapped(const dsa_engine *e);
 
 /* NULL while the transport works; after a fatal transport error (see
  * transport_errors_fatal) its message.  Any thread. */

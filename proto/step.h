@@ -91,6 +91,12 @@ typedef struct dsa_step_plan {
     dsa_step_seq *seqs;     /* [n_seqs] */
     int32_t n_finished;
     uint64_t *finished;     /* [n_finished] sequence ids to forget */
+    /* In-process only, never encoded: when set, the seqs' masks may still
+     * be being written by another thread, and the step calls
+     * mask_wait(mask_user) before it reads any of them.  The head sets it
+     * only for a transport with shares_plan. */
+    void (*mask_wait)(void *user);
+    void *mask_user;
 } dsa_step_plan;
 
 /* One prompt token's logprob (vLLM's prompt_logprobs entry): the token at
@@ -168,6 +174,9 @@ typedef struct dsa_transport_ops {
     /* Optional (NULL in-process): every worker answers a Ping, nothing in
      * flight; an error is a transport error. */
     dsa_err (*ping)(dsa_transport *t);
+    /* 1 when step reads the plan in place on the calling thread (the
+     * in-process worker) and honours dsa_step_plan.mask_wait. */
+    int shares_plan;
 } dsa_transport_ops;
 
 struct dsa_transport {

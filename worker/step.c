@@ -562,6 +562,8 @@ dsa_err dsa_worker_step_run(dsa_worker_step *ws, const dsa_step_plan *plan,
      * masks the row it samples); the host rows that logprobs read get the
      * same mask below.  The controls and penalties applied in between
      * commute with it: -inf stays -inf under bias, bans and penalties. */
+    if (plan->mask_wait) /* the head may still be filling the masks */
+        plan->mask_wait(plan->mask_user);
     l = 0;
     int64_t n_masked = 0;
     for (int32_t i = 0; i < plan->n_seqs; i++) {
@@ -687,6 +689,7 @@ static const dsa_transport_ops inproc_ops = {
     .name = "in-process",
     .step = inproc_step,
     .destroy = inproc_destroy,
+    .shares_plan = 1,
 };
 
 dsa_err dsa_worker_step_transport(dsa_worker_step *ws, dsa_transport **out)
