@@ -8,8 +8,8 @@
 #include <time.h>
 
 #include "common/grammar.h"
-#include "head/engine_mask.h"
 #include "common/log.h"
+#include "head/engine_mask.h"
 
 typedef struct abort_node {
     struct abort_node *next;
