@@ -46,8 +46,8 @@ struct dsa_engine {
      * when masks are filled before the step (mask_sync, or a transport
      * that copies the plan); jobs[0..n_jobs) and job_reqs belong to the
      * filler from start until wait */
-    dsa_mask_filler *filler;
-    dsa_mask_job *jobs;
+    dsa_engine_masker *filler;
+    dsa_engine_mask_job *jobs;
     dsa_engine_req **job_reqs;
     int n_jobs, cap_jobs;
     atomic_llong n_masks_overlapped;
@@ -519,7 +519,7 @@ static uint64_t note_scheduled(dsa_engine *e, dsa_sched_batch *b, int n)
             continue;
         if (e->filler && b == &e->sched.batch && e->n_jobs < e->cap_jobs) {
             /* filled by the helper during the forward pass (run_step) */
-            e->jobs[e->n_jobs] = (dsa_mask_job){.gram = r->gram, .state = r->gram_state,
+            e->jobs[e->n_jobs] = (dsa_engine_mask_job){.gram = r->gram, .state = r->gram_state,
                                                 .mask = r->gram_mask};
             e->job_reqs[e->n_jobs++] = r;
             q->mask = r->gram_mask;
@@ -662,8 +662,8 @@ static void run_step(dsa_engine *e)
     uint64_t prompt_tokens = note_scheduled(e, &s->batch, n);
     if (e->n_jobs) {
         /* the in-process worker waits for the masks after its forward pass */
-        dsa_mask_filler_start(e->filler, e->jobs, e->n_jobs);
-        s->plan.mask_wait = dsa_mask_filler_wait_cb;
+        dsa_engine_masker_start(e->filler, e->jobs, e->n_jobs);
+        s->plan.mask_wait = dsa_engine_masker_wait_cb;
         s->plan.mask_user = e->filler;
     }
     dsa_step_result res;
@@ -673,7 +673,7 @@ static void run_step(dsa_engine *e)
     if (e->n_jobs) {
         /* the masks are ours again before any state advances or any
          * request (and its mask) is retired */
-        dsa_mask_filler_wait(e->filler);
+        dsa_engine_masker_wait(e->filler);
         s->plan.mask_wait = NULL;
         s->plan.mask_user = NULL;
         for (int i = 0; i < e->n_jobs; i++)
@@ -870,7 +870,7 @@ dsa_err dsa_engine_create(const dsa_engine_params *p, dsa_engine **out)
         e->cap_jobs = p->max_num_seqs > 0 ? (int)p->max_num_seqs : 256;
         if (!(e->jobs = calloc((size_t)e->cap_jobs, sizeof *e->jobs)) ||
             !(e->job_reqs = calloc((size_t)e->cap_jobs, sizeof *e->job_reqs)) ||
-            dsa_mask_filler_create(&e->filler)) {
+            dsa_engine_masker_create(&e->filler)) {
             free(e->jobs);
             free(e->job_reqs);
             dsa_sched_deinit(&e->sched);
@@ -920,7 +920,7 @@ void dsa_engine_destroy(dsa_engine *e)
         free(e->fl[i].planned);
         free(e->fl[i].finished);
     }
-    dsa_mask_filler_destroy(e->filler);
+    dsa_engine_masker_destroy(e->filler);
     free(e->jobs);
     free(e->job_reqs);
     pthread_mutex_destroy(&e->mu);

@@ -9,12 +9,12 @@
 
 #include "common/log.h"
 
-struct dsa_mask_filler {
+struct dsa_engine_masker {
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     /* guarded by mu */
-    dsa_mask_job *jobs;
+    dsa_engine_mask_job *jobs;
     int n_jobs;
     int pending;        /* a batch is handed over and not yet filled */
     int stop;
@@ -22,14 +22,14 @@ struct dsa_mask_filler {
 
 static void *filler_main(void *arg)
 {
-    dsa_mask_filler *f = arg;
+    dsa_engine_masker *f = arg;
     pthread_mutex_lock(&f->mu);
     for (;;) {
         while (!f->stop && !(f->pending && f->jobs))
             pthread_cond_wait(&f->cv, &f->mu);
         if (f->stop)
             break;
-        dsa_mask_job *jobs = f->jobs;
+        dsa_engine_mask_job *jobs = f->jobs;
         int n = f->n_jobs;
         pthread_mutex_unlock(&f->mu);
         /* the jobs and their masks are this thread's until pending clears */
@@ -47,9 +47,9 @@ static void *filler_main(void *arg)
     return NULL;
 }
 
-dsa_err dsa_mask_filler_create(dsa_mask_filler **out)
+dsa_err dsa_engine_masker_create(dsa_engine_masker **out)
 {
-    dsa_mask_filler *f = calloc(1, sizeof *f);
+    dsa_engine_masker *f = calloc(1, sizeof *f);
     if (!f)
         return dsa_fail(DSA_NOMEM, "mask filler");
     pthread_mutex_init(&f->mu, NULL);
@@ -64,11 +64,11 @@ dsa_err dsa_mask_filler_create(dsa_mask_filler **out)
     return DSA_OK;
 }
 
-void dsa_mask_filler_destroy(dsa_mask_filler *f)
+void dsa_engine_masker_destroy(dsa_engine_masker *f)
 {
     if (!f)
         return;
-    dsa_mask_filler_wait(f);
+    dsa_engine_masker_wait(f);
     pthread_mutex_lock(&f->mu);
     f->stop = 1;
     pthread_cond_broadcast(&f->cv);
@@ -79,7 +79,7 @@ void dsa_mask_filler_destroy(dsa_mask_filler *f)
     free(f);
 }
 
-void dsa_mask_filler_start(dsa_mask_filler *f, dsa_mask_job *jobs, int n)
+void dsa_engine_masker_start(dsa_engine_masker *f, dsa_engine_mask_job *jobs, int n)
 {
     pthread_mutex_lock(&f->mu);
     f->jobs = jobs;
@@ -89,7 +89,7 @@ void dsa_mask_filler_start(dsa_mask_filler *f, dsa_mask_job *jobs, int n)
     pthread_mutex_unlock(&f->mu);
 }
 
-void dsa_mask_filler_wait(dsa_mask_filler *f)
+void dsa_engine_masker_wait(dsa_engine_masker *f)
 {
     pthread_mutex_lock(&f->mu);
     while (f->pending)
@@ -97,7 +97,7 @@ void dsa_mask_filler_wait(dsa_mask_filler *f)
     pthread_mutex_unlock(&f->mu);
 }
 
-void dsa_mask_filler_wait_cb(void *f)
+void dsa_engine_masker_wait_cb(void *f)
 {
-    dsa_mask_filler_wait(f);
+    dsa_engine_masker_wait(f);
 }

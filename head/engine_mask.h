@@ -5,16 +5,16 @@
  * the forward pass).
  *
  * Who owns what, when (the whole thread-safety argument):
- *  - dsa_mask_filler_start hands the job array, the masks the jobs point to
+ *  - dsa_engine_masker_start hands the job array, the masks the jobs point to
  *    and a reference to each job's grammar to the helper thread.  From then
- *    until dsa_mask_filler_wait returns, only the helper reads the jobs and
+ *    until dsa_engine_masker_wait returns, only the helper reads the jobs and
  *    writes the masks; the caller touches neither.
  *  - A job carries its grammar state by value: the helper never reads the
  *    request, so the engine may keep running other code (the forward pass)
  *    that does not write the masks.  Grammars are refcounted and lock their
  *    own matcher, so another request sharing the grammar may be advanced on
  *    another thread at the same time.
- *  - dsa_mask_filler_wait (any one thread at a time; the engine thread in
+ *  - dsa_engine_masker_wait (any one thread at a time; the engine thread in
  *    practice, through dsa_step_plan.mask_wait) returns once the helper is
  *    done; the mutex/condition pair orders the helper's writes before the
  *    waiter's reads.  After it the caller owns jobs and masks again.
@@ -28,24 +28,24 @@
 #include "common/error.h"
 #include "common/grammar.h"
 
-typedef struct dsa_mask_job {
+typedef struct dsa_engine_mask_job {
     dsa_gram *gram;     /* borrowed: the request holds a reference */
     int32_t state;      /* the grammar state after the last sampled token */
     uint32_t *mask;     /* [mask words] written by the helper */
     dsa_err err;        /* the fill's result, valid after wait */
-} dsa_mask_job;
+} dsa_engine_mask_job;
 
-typedef struct dsa_mask_filler dsa_mask_filler;
+typedef struct dsa_engine_masker dsa_engine_masker;
 
-dsa_err dsa_mask_filler_create(dsa_mask_filler **out);
+dsa_err dsa_engine_masker_create(dsa_engine_masker **out);
 /* Waits for pending jobs, stops and joins the thread; NULL is a no-op. */
-void dsa_mask_filler_destroy(dsa_mask_filler *f);
+void dsa_engine_masker_destroy(dsa_engine_masker *f);
 /* Hands jobs[0..n) to the helper (n >= 1; no batch pending). */
-void dsa_mask_filler_start(dsa_mask_filler *f, dsa_mask_job *jobs, int n);
+void dsa_engine_masker_start(dsa_engine_masker *f, dsa_engine_mask_job *jobs, int n);
 /* Blocks until the batch handed by start is filled; returns at once when
  * none is pending (so calling it twice is harmless). */
-void dsa_mask_filler_wait(dsa_mask_filler *f);
-/* dsa_mask_filler_wait with a void * (dsa_step_plan.mask_wait). */
-void dsa_mask_filler_wait_cb(void *f);
+void dsa_engine_masker_wait(dsa_engine_masker *f);
+/* dsa_engine_masker_wait with a void * (dsa_step_plan.mask_wait). */
+void dsa_engine_masker_wait_cb(void *f);
 
 #endif
