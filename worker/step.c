@@ -2,11 +2,12 @@
  * step.h).  Penalties and logprobs are computed on the host from the
  * forward pass's F32 logits; the grammar bitmask, the logit controls
  * (allowed ids, min_tokens bans, bias) and the choice of token run on the
- * backend (mask, logit_ctl, then sample) so a sequence samples the same way as dsa-generate, except that
- * a row with penalties takes its controls on the host first (vLLM's order:
- * controls, then penalties).  Logprobs,
- * prompt logprobs included, are of the raw logits (vLLM's default
- * logprobs mode): penalties and controls act on a copy.
+ * backend (mask, logit_ctl, then sample) so a sequence samples the same
+ * way as dsa-generate, except that a row with penalties takes its controls
+ * on the host first (vLLM's order: controls, then penalties).  Logprobs,
+ * prompt logprobs included, are of the raw logits (vLLM's default logprobs
+ * mode) with the grammar mask applied: penalties and controls act on a
+ * copy.
  *
  * The forward pass returns logit rows in this order: one per sampling
  * sequence (plan order), then one per prompt position whose successor's
