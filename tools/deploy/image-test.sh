@@ -5,7 +5,7 @@
 # reachable), `podman build` with the CPU build arguments, a tiny model made
 # by the image's own dsa-mkmodel mounted at /model, an API-key file mounted
 # at /run/secrets/api-keys, DSA_TP=2 x DSA_PP=2 through the entry point.
-# Checks /health 200, the TP x PP layout, a chat completion with the key
+# Checks /health 200, the TP x PP layout, the image's HEALTHCHECK, a chat completion with the key
 # (200, a chat.completion object) and without it (401), then `podman stop`
 # (SIGTERM): the container exits 0 before the stop timeout.  Needs root.
 #   tools/deploy/image-test.sh
@@ -45,11 +45,11 @@ trap 'exit 1' INT TERM
 mkdir -p "$CACHE"
 if [ ! -s "$BASE_TAR" ]; then
   say "making $BASE_TAR (mmdebstrap, Debian mirror)"
-  if ! timeout 900 mmdebstrap --variant=minbase --mode=root bookworm "$BASE_TAR.part" \
+  if ! timeout 900 mmdebstrap --variant=minbase --mode=root --format=tar bookworm "$BASE_TAR.part" \
       "deb http://deb.debian.org/debian bookworm main" \
       "deb http://deb.debian.org/debian bookworm-updates main" \
       "deb http://deb.debian.org/debian-security bookworm-security main" >"$TMP/mmdebstrap.log" 2>&1; then
-    tail -20 "$TMP/mmdebstrap.log"; rm -f "$BASE_TAR.part"; say "FAIL: mmdebstrap"; exit 1
+    tail -20 "$TMP/mmdebstrap.log"; rm -rf "$BASE_TAR.part"; say "FAIL: mmdebstrap"; exit 1
   fi
   mv "$BASE_TAR.part" "$BASE_TAR"
   find "$CACHE" -name 'debian12-minbase-*.tar' ! -path "$BASE_TAR" -delete
@@ -64,7 +64,7 @@ mkdir "$TMP/ctx"
 (cd "$ROOT" && git ls-files -z -co --exclude-standard | tar -c --null -T -) | tar -x -C "$TMP/ctx" \
   || { say "FAIL: build context"; exit 1; }
 t1=$SECONDS
-if ! timeout 2400 "${P[@]}" build --network host "${LIMITS[@]}" -t "$IMAGE" \
+if ! timeout 2400 "${P[@]}" build --format docker --network host "${LIMITS[@]}" -t "$IMAGE" \
     --build-arg DEVICE=cpu --build-arg BUILD_BASE="$BASE" --build-arg RUNTIME_BASE="$BASE" \
     --build-arg BUILD_EXTRA= --build-arg "RUNTIME_LIBS=libuv1 libopenmpi3 libssl3" \
     -f "$TMP/ctx/Dockerfile" "$TMP/ctx" >"$TMP/build.log" 2>&1; then
@@ -106,6 +106,9 @@ done
 [ "$code" = 200 ] || { logs; say "FAIL: /health answered $code"; exit 1; }
 t_health=$((SECONDS - t2))
 "${P[@]}" logs "$NAME" 2>&1 | grep -q "TP=2 x PP=2" || { logs 60; say "FAIL: not TP=2 x PP=2"; exit 1; }
+# The image's own HEALTHCHECK (curl inside the container).
+timeout 30 "${P[@]}" healthcheck run "$NAME" >"$TMP/hc.log" 2>&1 \
+  || { cat "$TMP/hc.log"; say "FAIL: the image's HEALTHCHECK"; exit 1; }
 
 body='{"model":"tiny","messages":[{"role":"user","content":"Hello"}],"max_tokens":4}'
 ok=$(curl -s -o "$TMP/chat.json" -w '%{http_code}' --max-time 60 -H "Authorization: Bearer sk-image-test" \
