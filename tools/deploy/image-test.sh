@@ -8,7 +8,7 @@
 # Checks /health 200, the TP x PP layout, the image's HEALTHCHECK, a chat completion with the key
 # (200, a chat.completion object) and without it (401), then `podman stop`
 # (SIGTERM): the container exits 0 before the stop timeout.  Needs root.
-#   tools/deploy/image-test.sh
+#   tools/deploy/image-test.sh   (installs podman, runc, mmdebstrap when missing)
 # The base tarball is cached per day under /var/cache/dsa-image/; podman's
 # storage (vfs), the containers and images made here are removed on exit.
 # This sandbox: crun refuses its hybrid cgroup v1/v2 mounts, so runc with the
@@ -19,8 +19,19 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 say() { echo "image-test: $*"; }
 skip() { say "$*"; [ "${CI:-}" = true ] && exit 1; exit 77; }
 [ "$(id -u)" -eq 0 ] || skip "needs root"
+# podman, runc and mmdebstrap from Debian, installed when missing.
+missing=()
+for p in podman runc mmdebstrap; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  say "installing ${missing[*]}"
+  { DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"; } \
+    >/dev/null || skip "apt-get install ${missing[*]} failed"
+fi
 for c in podman runc mmdebstrap git curl python3; do
-  command -v "$c" >/dev/null || skip "$c not found (apt-get install podman runc mmdebstrap)"
+  command -v "$c" >/dev/null || skip "$c not found"
 done
 t0=$SECONDS
 
