@@ -129,6 +129,7 @@ def main():
                     help="wall-clock budget; the schedule follows whichever of steps "
                          "and time runs out first (0: steps only)")
     ap.add_argument("--config", default="{}", help="JSON overrides of model.DEFAULT")
+    ap.add_argument("--init", help="start from this state.pt (continued training)")
     ap.add_argument("--bench", type=int, default=0, help="only time this many steps")
     a = ap.parse_args()
 
@@ -144,6 +145,8 @@ def main():
 
     cfg = M.make_config(vocab, **json.loads(a.config))
     net = M.TinyV3(cfg)
+    if a.init:
+        missing, unexpected = net.load_state_dict(torch.load(a.init), strict=True)
     n_params = sum(p.numel() for p in net.parameters())
     print(f"parameters: {n_params} (main {sum(p.numel() for p in net.lm.parameters())}, "
           f"MTP {sum(p.numel() for p in net.mtp.parameters())})", flush=True)
@@ -165,6 +168,10 @@ def main():
     steps = a.bench or a.steps
     log = {"config": cfg.to_dict(), "args": vars(a), "n_params": n_params,
            "n_examples": len(examples), "steps": []}
+    os.makedirs(a.out, exist_ok=True)
+    if not a.bench:  # the config now, so that intermediate states convert
+        with open(os.path.join(a.out, "log.json"), "w") as f:
+            json.dump(log, f)
     stream = batches(examples, a.tokens_per_batch, rng)
     t_start = time.time()
     n_tok = 0
