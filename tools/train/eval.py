@@ -17,8 +17,10 @@ writes its port to, e.g. "dsa-head --model DIR --port 0 --port-file
 {port_file}", or an mpirun line); it is stopped with SIGTERM at the end.
 
 Usage: eval.py (--base-url URL | --server CMD) [--problems 500] [--tools 100]
-               [--min-accuracy 0.95] [--json OUT]
-Exit status 1 when an accuracy is below --min-accuracy.
+               [--min-accuracy A] [--min-format F] [--json OUT]
+Exit status 1 when an accuracy is below --min-accuracy, or the share of
+answers with reasoning split off / of tool calls that parse below
+--min-format.
 """
 import argparse
 import concurrent.futures as cf
@@ -74,6 +76,7 @@ def ask_tool(client, model, p, max_tokens):
                                         messages=msgs, tools=p["tools"])
     m1 = r1.choices[0].message
     out = {"kind": "tool", "user": p["user"], "call_ok": False, "answer_ok": False,
+           "parsed": False,
            "finish_reason": r1.choices[0].finish_reason, "tokens": r1.usage.completion_tokens}
     calls = m1.tool_calls or []
     out["calls"] = [(c.function.name, c.function.arguments) for c in calls]
@@ -86,6 +89,11 @@ def ask_tool(client, model, p, max_tokens):
         args = json.loads(c.function.arguments)
     except ValueError:
         return out
+    # the call survived the round trip: one call naming an offered function,
+    # arguments a JSON object, finish reason "tool_calls", reasoning split off
+    out["parsed"] = (isinstance(args, dict) and r1.choices[0].finish_reason == "tool_calls" and
+                     c.function.name in [t["function"]["name"] for t in p["tools"]] and
+                     bool(reasoning1))
     out["call_ok"] = (c.function.name == p["call_name"] and args == p["call_args"] and
                       r1.choices[0].finish_reason == "tool_calls" and bool(reasoning1))
     msgs.append({"role": "assistant", "content": m1.content or "",
@@ -148,7 +156,11 @@ def main():
     ap.add_argument("--train-n", type=int, default=60000)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--max-tokens", type=int, default=256)
-    ap.add_argument("--min-accuracy", type=float, default=0.0)
+    ap.add_argument("--min-accuracy", type=float, default=0.0,
+                    help="least exact-match accuracy of problems and of tool conversations")
+    ap.add_argument("--min-format", type=float, default=0.0,
+                    help="least share of answers with reasoning split off and of tool calls "
+                         "that parse")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--start-timeout", type=float, default=120)
     a = ap.parse_args()
@@ -184,6 +196,7 @@ def main():
         "by_kind": {k: [sum(r["ok"] for r in rp if r["kind"] == k),
                         sum(1 for r in rp if r["kind"] == k)] for k in kinds},
         "tool_conversations": len(rt),
+        "tool_call_parsed": sum(r["parsed"] for r in rt) / max(1, len(rt)),
         "tool_call_accuracy": sum(r["call_ok"] for r in rt) / max(1, len(rt)),
         "tool_answer_accuracy": sum(r["answer_ok"] for r in rt) / max(1, len(rt)),
         "completion_tokens": sum(r["tokens"] for r in rp + rt),
@@ -198,10 +211,12 @@ def main():
         with open(a.json, "w") as f:
             json.dump({"summary": summary, "problems": rp, "tools": rt}, f, indent=1,
                       ensure_ascii=False)
-    for key in ("accuracy", "reasoning_split", "tool_call_accuracy", "tool_answer_accuracy"):
+    for key, least in (("accuracy", a.min_accuracy), ("reasoning_split", a.min_format),
+                       ("tool_call_parsed", a.min_format), ("tool_call_accuracy", a.min_accuracy),
+                       ("tool_answer_accuracy", a.min_accuracy)):
         n = summary["problems"] if key in ("accuracy", "reasoning_split") else len(rt)
-        if n and summary[key] < a.min_accuracy:
-            print(f"eval: {key} {summary[key]:.3f} < {a.min_accuracy}", file=sys.stderr)
+        if n and summary[key] < least:
+            print(f"eval: {key} {summary[key]:.3f} < {least}", file=sys.stderr)
             rc = 1
     return rc
 

@@ -60,6 +60,30 @@ def read_exact(model_dir):
     return exact
 
 
+class Probe(G.RouterProbe):
+    """make_golden's router probe (smallest gap at every group and expert
+    cut), also counting the biased scores <= 0 it would otherwise report as
+    a gap of -1: trained correction biases go negative, which only matters
+    to implementations that mask dropped groups with 0 instead of -inf
+    (MODEL_SPEC section 5; transformers 5 and this engine use -inf)."""
+
+    def __init__(self, model, cfg):
+        super().__init__(model, cfg)
+        self.n_nonpositive = 0
+
+    def hook(self, mod, inputs, output):
+        x = inputs[0].reshape(-1, mod.hidden_dim).float()
+        sc = torch.sigmoid(x @ mod.weight.float().t()) + mod.e_score_correction_bias
+        self.n_nonpositive += int((sc <= 0).sum())
+        saved = mod.e_score_correction_bias.clone()
+        # the gaps do not change when every biased score moves by the same amount
+        mod.e_score_correction_bias += 2.0
+        try:
+            super().hook(mod, inputs, output)
+        finally:
+            mod.e_score_correction_bias.copy_(saved)
+
+
 @torch.no_grad()
 def run(model, prompt):
     ids = list(prompt)
@@ -100,7 +124,7 @@ def main():
     prompts = [tok.encode(corpus.render_r1([{"role": "system", "content": corpus.SYSTEM},
                                             {"role": "user", "content": q}]),
                           add_special_tokens=False).ids for q in QUESTIONS]
-    probe = G.RouterProbe(model, cfg)
+    probe = Probe(model, cfg)
     results = [run(model, p) for p in prompts]
     probe.close()
     spec = max(float(np.abs(G.spec_logits(cfg, exact, p + g).numpy() - l).max())
@@ -120,7 +144,8 @@ def main():
         "name": "dsa-tiny-r1", "dtype": "fp8", "vocab_size": cj["vocab_size"],
         "model_dir": os.path.relpath(os.path.abspath(a.model), os.path.abspath(a.out)),
         "questions": QUESTIONS, "tolerance_note": G.TOLERANCE_NOTE,
-        "router_min_margin": probe.min_gap, "spec_reference_max_abs_diff": spec,
+        "router_min_margin": probe.min_gap,
+        "router_nonpositive_biased_scores": probe.n_nonpositive, "spec_reference_max_abs_diff": spec,
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "transformers": transformers.__version__,
                      "safetensors": safetensors.__version__, "numpy": np.__version__},

@@ -130,6 +130,8 @@ def main():
                          "and time runs out first (0: steps only)")
     ap.add_argument("--config", default="{}", help="JSON overrides of model.DEFAULT")
     ap.add_argument("--init", help="start from this state.pt (continued training)")
+    ap.add_argument("--prev-log", help="the log.json of the run --init continues (kept in "
+                                       "this run's log and loss curve)")
     ap.add_argument("--bench", type=int, default=0, help="only time this many steps")
     a = ap.parse_args()
 
@@ -220,9 +222,23 @@ def main():
             os.makedirs(a.out, exist_ok=True)
             torch.save(plain_state(net), os.path.join(a.out, "state.pt"))
         step += 1
-    log["steps_done"] = step
+    if a.prev_log:
+        with open(a.prev_log) as f:
+            prev = json.load(f)
+        off, t_off, n_off = prev["steps_done"], prev["train_seconds"], prev["steps"][-1]["tokens"]
+        for e in log["steps"]:
+            e.update(step=e["step"] + off, t=round(e["t"] + t_off, 2), tokens=e["tokens"] + n_off)
+        log["steps"] = prev["steps"] + log["steps"]
+        if "qat_from_step" in log:
+            log["qat_from_step"] = min(log["qat_from_step"] + off,
+                                       prev.get("qat_from_step", off))
+        log["continued_from"] = {"steps_done": off, "train_seconds": t_off,
+                                 "args": prev["args"], "stopped_by": prev.get("stopped_by"),
+                                 "qat_from_step": prev.get("qat_from_step")}
+    log["steps_done"] = len(log["steps"])  # this run's and the one it continues
     log["stopped_by"] = "steps" if step >= steps else "time"
-    log["train_seconds"] = time.time() - t_start
+    log["train_seconds"] = time.time() - t_start + (
+        log["continued_from"]["train_seconds"] if a.prev_log else 0.0)
     if a.bench:
         print(f"{a.bench} steps in {log['train_seconds']:.1f}s", flush=True)
         return
@@ -250,10 +266,18 @@ def plot(log, path):
     ax.plot(x, smooth([e["loss"] for e in s]), label="main (next token)")
     ax.plot(x, smooth([e["mtp_loss"] for e in s]), label="MTP (token after next)")
     ax.set_yscale("log")
+    if "continued_from" in log:
+        ax.axvline(log["continued_from"]["steps_done"], color="gray", ls="--", lw=0.8)
+        ax.text(log["continued_from"]["steps_done"], ax.get_ylim()[1], " stage 2",
+                va="top", fontsize=8, color="gray")
+    if "qat_from_step" in log:
+        ax.axvline(log["qat_from_step"], color="red", ls=":", lw=0.8)
+        ax.text(log["qat_from_step"], ax.get_ylim()[0], " FP8-aware", va="bottom",
+                fontsize=8, color="red")
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy (nats, EMA)")
     ax.set_title(f"tiny DeepSeek-V3: {log['n_params'] / 1e6:.1f}M params, "
-                 f"{log['train_seconds'] / 60:.0f} min on 2 CPU cores")
+                 f"{log['train_seconds'] / 60:.0f} min, 1 CPU thread")
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
