@@ -133,6 +133,19 @@ def start_server(cmd, timeout):
     raise SystemExit("eval: the server did not start")
 
 
+def wait_ready(client, timeout, model):
+    """The port is open before the weights are loaded (503 until then)."""
+    t0 = time.time()
+    while True:
+        try:
+            listed = client.models.list().data
+            return model or listed[0].id
+        except (openai.APIStatusError, openai.APIConnectionError):
+            if time.time() - t0 > timeout:
+                raise
+            time.sleep(0.5)
+
+
 def stop_server(proc):
     try:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -174,7 +187,7 @@ def main():
     try:
         client = openai.OpenAI(base_url=base, api_key=os.environ.get("DSA_API_KEY", "none"),
                                timeout=600, max_retries=0)
-        model = a.model or client.models.list().data[0].id
+        model = wait_ready(client, a.start_timeout, a.model)
         t0 = time.time()
         with cf.ThreadPoolExecutor(a.concurrency) as ex:
             fp = [ex.submit(ask_problem, client, model, p, a.max_tokens) for p in probs]
