@@ -175,6 +175,9 @@ def main():
                     help="least share of answers with reasoning split off and of tool calls "
                          "that parse")
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--expect", help="results (--json) of an earlier run: the share of "
+                                     "answers equal to it must be >= --min-same")
+    ap.add_argument("--min-same", type=float, default=0.95)
     ap.add_argument("--start-timeout", type=float, default=120)
     a = ap.parse_args()
 
@@ -215,6 +218,14 @@ def main():
         "completion_tokens": sum(r["tokens"] for r in rp + rt),
         "wall_seconds": round(wall, 1),
     }
+    if a.expect:
+        with open(a.expect) as f:
+            exp = json.load(f)
+        ep = {r["question"]: (r["content"], r["reasoning"]) for r in exp["problems"]}
+        et = {r["user"]: (r["calls"], r.get("content")) for r in exp["tools"]}
+        same = [ep.get(r["question"]) == (r["content"], r["reasoning"]) for r in rp] + \
+            [et.get(r["user"]) == ([list(c) for c in r["calls"]], r.get("content")) for r in rt]
+        summary["same_as_expected"] = sum(same) / max(1, len(same))
     fails = [r for r in rp if not r["ok"]][:10] + \
         [r for r in rt if not (r["call_ok"] and r["answer_ok"])][:10]
     print(json.dumps(summary, indent=1))
@@ -224,6 +235,10 @@ def main():
         with open(a.json, "w") as f:
             json.dump({"summary": summary, "problems": rp, "tools": rt}, f, indent=1,
                       ensure_ascii=False)
+    if a.expect and summary["same_as_expected"] < a.min_same:
+        print(f"eval: {summary['same_as_expected']:.3f} of the answers equal {a.expect}'s "
+              f"< {a.min_same}", file=sys.stderr)
+        rc = 1
     for key, least in (("accuracy", a.min_accuracy), ("reasoning_split", a.min_format),
                        ("tool_call_parsed", a.min_format), ("tool_call_accuracy", a.min_accuracy),
                        ("tool_answer_accuracy", a.min_accuracy)):
