@@ -7,9 +7,11 @@
 #  - >= 95% of all answers equal tests/data/trained/sample_answers.json
 #    (the in-process server's, recorded when the model was committed): the
 #    serving path does not change what the model says;
-#  - exact-match accuracy at least MIN_ACCURACY (the committed model's
-#    measured sample accuracy, rounded down: a regression floor; the model
-#    does not reach the 95% that issue 15 asks for, docs/training.md).
+#  - tool calls and the answers after them exactly right in >= 20% of the
+#    conversations (3 of 10 measured when the model was committed: a
+#    regression floor).  Problems' exact-match accuracy is not asserted:
+#    the committed model gets 0 of these 50 right (0.8% of 500 held-out),
+#    far from the 95% issue 15 asks for (docs/training.md).
 # Modes (the serving paths that must not change an answer):
 #   single   one in-process CPU worker
 #   chunked  --max-num-batched-tokens 48: every prompt prefilled in chunks
@@ -28,7 +30,6 @@ skip() {
 }
 PY=$("$SRC/tools/pyenv.sh") || skip "cannot prepare the Python venv (tools/pyenv.sh)"
 MODEL="$SRC/models/dsa-tiny-r1"
-MIN_ACCURACY=MINACC
 HEAD="$BUILD/head/dsa-head" WORKER="$BUILD/worker/dsa-worker"
 [ -f "$MODEL/config.json" ] || { echo "missing $MODEL"; exit 1; }
 [ -x "$HEAD" ] || { echo "missing $HEAD"; exit 1; }
@@ -54,5 +55,5 @@ mpi)
 *) echo "unknown mode $MODE"; exit 2 ;;
 esac
 exec "$PY" "$SRC/tools/train/eval.py" --server "$SERVER" --problems 50 --tools 10 \
-  --concurrency 8 --min-accuracy "$MIN_ACCURACY" --min-format 0.95 \
+  --concurrency 8 --min-accuracy 0 --min-tool-accuracy 0.2 --min-format 0.95 \
   --expect "$SRC/tests/data/trained/sample_answers.json" --min-same 0.95 --start-timeout 180

@@ -171,6 +171,9 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=256)
     ap.add_argument("--min-accuracy", type=float, default=0.0,
                     help="least exact-match accuracy of problems and of tool conversations")
+    ap.add_argument("--min-tool-accuracy", type=float, default=None,
+                    help="least exact-match accuracy of tool calls and of the answers after "
+                         "them (default: --min-accuracy)")
     ap.add_argument("--min-format", type=float, default=0.0,
                     help="least share of answers with reasoning split off and of tool calls "
                          "that parse")
@@ -239,9 +242,10 @@ def main():
         print(f"eval: {summary['same_as_expected']:.3f} of the answers equal {a.expect}'s "
               f"< {a.min_same}", file=sys.stderr)
         rc = 1
+    tool_least = a.min_accuracy if a.min_tool_accuracy is None else a.min_tool_accuracy
     for key, least in (("accuracy", a.min_accuracy), ("reasoning_split", a.min_format),
-                       ("tool_call_parsed", a.min_format), ("tool_call_accuracy", a.min_accuracy),
-                       ("tool_answer_accuracy", a.min_accuracy)):
+                       ("tool_call_parsed", a.min_format), ("tool_call_accuracy", tool_least),
+                       ("tool_answer_accuracy", tool_least)):
         n = summary["problems"] if key in ("accuracy", "reasoning_split") else len(rt)
         if n and summary[key] < least:
             print(f"eval: {key} {summary[key]:.3f} < {least}", file=sys.stderr)
