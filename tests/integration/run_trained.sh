@@ -15,8 +15,8 @@
 # Modes (the serving paths that must not change an answer):
 #   single   one in-process CPU worker
 #   chunked  --max-num-batched-tokens 48: every prompt prefilled in chunks
-#   preempt  a KV cache of 40 blocks of 16 tokens for 8 concurrent
-#            requests: sequences are preempted and recomputed
+#   preempt  a KV cache of 40 blocks of 16 tokens (one 640-token sequence)
+#            for 8 concurrent requests: sequences are preempted and recomputed
 #   mpi      mpirun: dsa-head driving TP=2 x PP=2 dsa-worker ranks
 # Exit 77 (skip) when the openai venv or mpirun (mpi mode) cannot be had,
 # except under CI=true where that fails.
@@ -38,7 +38,8 @@ HARGS="--model $MODEL --served-model-name dsa-tiny-r1 --port 0 --port-file {port
 case $MODE in
 single)  SERVER="$HEAD $HARGS" ;;
 chunked) SERVER="$HEAD $HARGS --max-num-batched-tokens 48" ;;
-preempt) SERVER="$HEAD $HARGS --block-size 16 --num-gpu-blocks-override 40 --no-enable-prefix-caching" ;;
+preempt) SERVER="${HEAD} ${HARGS/--max-model-len 1024/--max-model-len 640} --block-size 16 \
+--num-gpu-blocks-override 40 --no-enable-prefix-caching" ;;
 mpi)
   command -v mpirun >/dev/null 2>&1 || skip "mpirun not found"
   [ -x "$WORKER" ] || { echo "missing $WORKER"; exit 1; }
