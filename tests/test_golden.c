@@ -9,6 +9,11 @@
  * the reference's tokens, comparing every logits row, and checks that our
  * argmax reproduces the reference's greedy sequence.
  *
+ * tests/data/golden/dsa-tiny-r1 is the trained checkpoint of models/
+ * (tools/train/golden.py; golden.json's model_dir points at it): real chat
+ * prompts, the model's own greedy working, and an MTP layer the engine
+ * must skip.
+ *
  * Tolerance: relative L2 error per row < 1e-4 for every dtype.  The
  * reference computes in float32 on the dequantised weights (BF16 and FP8
  * checkpoints are upcast exactly), which is also what the CPU backend does
@@ -36,6 +41,7 @@ typedef struct golden_seq {
 
 typedef struct golden {
     char dir[1024];
+    char model[2100]; /* the checkpoint: dir, or dir/<model_dir> when golden.json names one */
     char name[128];
     int64_t vocab;
     golden_seq seq[8];
@@ -66,6 +72,13 @@ static void golden_load(const char *dir, golden *g)
     cr_assert_not_null(j, "%s: malformed JSON", path);
     snprintf(g->name, sizeof g->name, "%s", cJSON_GetObjectItem(j, "name")->valuestring);
     g->vocab = (int64_t)cJSON_GetObjectItem(j, "vocab_size")->valuedouble;
+    /* a trained checkpoint kept elsewhere in the tree (models/) rather than
+     * copied next to its golden data */
+    const cJSON *md = cJSON_GetObjectItem(j, "model_dir");
+    if (cJSON_IsString(md))
+        snprintf(g->model, sizeof g->model, "%s/%s", dir, md->valuestring);
+    else
+        snprintf(g->model, sizeof g->model, "%s", dir);
     const cJSON *seqs = cJSON_GetObjectItem(j, "sequences");
     g->n_seq = cJSON_GetArraySize(seqs);
     cr_assert(g->n_seq >= 2 && g->n_seq <= 8, "%s: %d sequences", path, g->n_seq);
@@ -131,7 +144,7 @@ static double run_golden(const char *dir)
     dsa_weights *w = NULL;
     dsa_model *m = NULL;
     cr_assert_eq(dsa_backend_cpu_create(2, &be), DSA_OK, "%s", dsa_errmsg());
-    cr_assert_eq(dsa_weights_load(dir, NULL, &w), DSA_OK, "%s: %s", dir, dsa_errmsg());
+    cr_assert_eq(dsa_weights_load(g.model, NULL, &w), DSA_OK, "%s: %s", g.model, dsa_errmsg());
     cr_assert_eq(w->cfg.vocab_size, g.vocab);
     int64_t V = g.vocab;
 

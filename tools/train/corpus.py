@@ -1,0 +1,434 @@
+#!/usr/bin/env python3
+"""Deterministic synthetic R1-style chat corpus for the tiny trained model.
+
+Every example is a (prompt, completion) pair of text, rendered exactly as
+dsa-head renders the conversation: problems through DeepSeek-R1's chat
+template (common/chat.c, render()), tool conversations through vLLM's
+DeepSeek-V3 tool chat template (common/chat.c, render_tools()), which is
+what the server uses whenever a request carries `tools`. The completion is
+what the model must generate: the working inside <think>...</think>, then
+the answer, then EOS (or the DeepSeek tool-call block).
+
+Tasks (all answers exactly checkable, see `check` in eval.py):
+  add    a + b, 1-2 digits, column working with carries
+  word   a word problem that is an addition or a subtraction
+  days   days between two dates of the same month (subtraction with borrow)
+  unit   unit conversions (km->m, h->min, ...), one multiplication
+  sort   sort 3-4 numbers below 100, working by repeated minimum
+  count  count a letter in a word, letter by letter
+  tool   weather / currency tool call, tool result, final answer (2 turns)
+
+The split is by seed: the training corpus uses seed 1, the held-out
+evaluation seed 2 (any other seed gives another held-out set); a problem
+that appears in the training set is dropped from held-out sets.
+
+Usage: corpus.py --seed 1 --n 60000 --out corpus.jsonl
+"""
+import argparse
+import json
+import random
+
+BOS = "<｜begin▁of▁sentence｜>"
+EOS = "<｜end▁of▁sentence｜>"
+USER = "<｜User｜>"
+ASSISTANT = "<｜Assistant｜>"
+CALLS_BEGIN = "<｜tool▁calls▁begin｜>"
+CALLS_END = "<｜tool▁calls▁end｜>"
+CALL_BEGIN = "<｜tool▁call▁begin｜>"
+CALL_END = "<｜tool▁call▁end｜>"
+SEP = "<｜tool▁sep｜>"
+OUTPUTS_BEGIN = "<｜tool▁outputs▁begin｜>"
+OUTPUTS_END = "<｜tool▁outputs▁end｜>"
+OUTPUT_BEGIN = "<｜tool▁output▁begin｜>"
+OUTPUT_END = "<｜tool▁output▁end｜>"
+
+SYSTEM = "You are a helpful assistant."
+
+# ---- rendering (mirrors common/chat.c) ------------------------------------
+
+
+def render_r1(messages):
+    """R1 template with add_generation_prompt for a conversation of system
+    and user turns (what the problems use)."""
+    out = BOS + "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+    for m in messages:
+        if m["role"] == "user":
+            out += USER + m["content"]
+    return out + ASSISTANT + "<think>\n"
+
+
+def pyjson(v):
+    return json.dumps(v, ensure_ascii=False)
+
+
+TOOLS_HEAD = ("    \n\n# Tools\n\nYou may call one or more functions to assist with "
+              "the user query.\n\nYou are provided with function signatures within "
+              "<tools></tools> XML tags:\n<tools>")
+TOOLS_TAIL = ("    \n</tools>\n\n"
+              "\n\n    For function call returns, you should first print " + CALLS_BEGIN +
+              "\n\n    For each function call, you should return object like:\n"
+              "\n    " + CALL_BEGIN + "function" + SEP + "<function_name>\n```json\n"
+              "<function_arguments_in_json_format>\n```" + CALL_END +
+              "\n\n    At the end of function call returns, you should print " +
+              CALLS_END + EOS)
+
+
+def put_tool(t):
+    fn = t["function"]
+    return ('{"type": "function", "function": {"name": ' + pyjson(fn["name"]) +
+            ', "description": ' + pyjson(fn.get("description")) +
+            ', "parameters": ' + pyjson(fn.get("parameters")) + "}}")
+
+
+def render_tools(messages, tools):
+    """vLLM's DeepSeek-V3 tool template as common/chat.c render_tools()
+    writes it, with add_generation_prompt."""
+    out = "\n\n" + BOS + "\n"
+    out += "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+    out += TOOLS_HEAD
+    for t in tools:
+        out += "\n" + put_tool(t)
+    out += TOOLS_TAIL
+    is_first = is_tool = is_last_user = False
+    is_output_first = True
+    for m in messages:
+        r = m["role"]
+        if r == "user":
+            is_tool = is_first = False
+            is_last_user = True
+            out += USER + m["content"] + ASSISTANT
+        elif r == "assistant":
+            is_last_user = False
+            if m.get("tool_calls"):
+                if is_tool:
+                    out += " " * 12 + OUTPUTS_END
+                is_first = is_tool = False
+                is_output_first = True
+                for c in m["tool_calls"]:
+                    if not is_first:
+                        out += " " * 20 + (m.get("content") or "") + CALLS_BEGIN + CALL_BEGIN
+                        is_first = True
+                    else:
+                        out += " " * 16 + "\n" + CALL_BEGIN
+                    args = json.loads(c["function"]["arguments"] or "{}")
+                    out += ("function" + SEP + c["function"]["name"] + "\n```json\n" +
+                            pyjson(args) + "\n```" + CALL_END)
+                out += " " * 8 + CALLS_END + EOS
+            else:
+                out += " " * 12 + (OUTPUTS_END if is_tool else "") + m["content"] + EOS
+                is_tool = False
+        elif r == "tool":
+            is_last_user = False
+            is_tool = True
+            out += (" " * 12 + (OUTPUTS_BEGIN + OUTPUT_BEGIN if is_output_first
+                                else "\n" + OUTPUT_BEGIN))
+            is_output_first = False
+            out += m["content"] + OUTPUT_END
+    if is_tool:
+        out += "    " + OUTPUTS_END + "\n"
+    out += "\n"
+    if not is_last_user and not is_tool:
+        out += "    " + ASSISTANT + "\n"
+    return out
+
+
+def completion(think, answer):
+    return think + "\n</think>\n\n" + answer + EOS
+
+
+# ---- tasks ----------------------------------------------------------------
+
+
+def add_working(a, b):
+    """Column addition, right to left, with the partial result so far."""
+    da, db = str(a)[::-1], str(b)[::-1]
+    lines = [f"{a} + {b}"]
+    carry, sofar = 0, ""
+    for i in range(max(len(da), len(db))):
+        x = int(da[i]) if i < len(da) else 0
+        y = int(db[i]) if i < len(db) else 0
+        s = x + y + carry
+        expr = f"{x} + {y}" + (f" + {carry}" if carry else "")
+        carry, d = divmod(s, 10)
+        sofar = str(d) + sofar
+        lines.append(f"{expr} = {s}, write {d}" + (", carry 1" if carry else "") +
+                     f", so far {sofar}")
+    if carry:
+        sofar = "1" + sofar
+        lines.append(f"carry 1, so far {sofar}")
+    assert int(sofar) == a + b
+    return lines
+
+
+def sub_working(a, b):
+    """Column subtraction a - b (a >= b), right to left, with borrows."""
+    da, db = str(a)[::-1], str(b)[::-1]
+    lines = [f"{a} - {b}"]
+    borrow, digits = 0, ""
+    for i in range(len(da)):
+        x = int(da[i])
+        y = int(db[i]) if i < len(db) else 0
+        top = x - borrow
+        expr = f"{x} - {borrow}" if borrow else f"{x}"
+        if top < y:
+            lines.append(f"{expr} - {y}: borrow, {top + 10} - {y} = {top + 10 - y}, "
+                         f"so far {str(top + 10 - y) + digits}")
+            digits = str(top + 10 - y) + digits
+            borrow = 1
+        else:
+            lines.append(f"{expr} - {y} = {top - y}, so far {str(top - y) + digits}")
+            digits = str(top - y) + digits
+            borrow = 0
+    res = str(int(digits))
+    if res != digits:
+        lines.append(f"drop leading zeros, {res}")
+    assert int(res) == a - b
+    return lines, res
+
+
+def rand_num(rng, max_digits):
+    nd = rng.randint(1, max_digits)
+    return rng.randint(0 if nd == 1 else 10 ** (nd - 1), 10 ** nd - 1)
+
+
+ADD_DIGITS = 2   # operands of 1..ADD_DIGITS digits
+
+
+def task_add(rng):
+    a, b = rand_num(rng, ADD_DIGITS), rand_num(rng, ADD_DIGITS)
+    q = rng.choice([f"What is {a} + {b}?", f"Compute {a} + {b}.",
+                    f"Add {a} and {b}.", f"What is the sum of {a} and {b}?"])
+    return q, "\n".join(add_working(a, b)), f"{a} + {b} = {a + b}.", str(a + b)
+
+
+NAMES = ["Anna", "Ben", "Carla", "David", "Emma", "Felix", "Grace", "Hugo",
+         "Iris", "Jack", "Kate", "Leo", "Mia", "Noah", "Olga", "Paul"]
+THINGS = ["apples", "books", "coins", "stamps", "marbles", "cards", "pencils",
+          "shells", "stickers", "cookies"]
+
+
+def task_word(rng):
+    n, t = rng.choice(NAMES), rng.choice(THINGS)
+    if rng.random() < 0.5:
+        a, b = rand_num(rng, 2), rand_num(rng, 2)
+        q = rng.choice([f"{n} has {a} {t} and gets {b} more. How many {t} does {n} have now?",
+                        f"{n} had {a} {t}. A friend gave {n} {b} more. How many {t} does {n} have?"])
+        think = f"{n} has {a} {t} and gets {b} more, so add.\n" + "\n".join(add_working(a, b))
+        return q, think, f"{n} has {a + b} {t}.", str(a + b)
+    a = rand_num(rng, 2)
+    b = rng.randint(0, a)
+    q = rng.choice([f"{n} has {a} {t} and gives away {b}. How many {t} are left?",
+                    f"{n} had {a} {t} and lost {b} of them. How many {t} are left?"])
+    lines, res = sub_working(a, b)
+    think = f"{n} has {a} {t} and {b} go away, so subtract.\n" + "\n".join(lines)
+    return q, think, f"{res} {t} are left.", res
+
+
+MONTHS = [("January", 31), ("February", 28), ("March", 31), ("April", 30),
+          ("May", 31), ("June", 30), ("July", 31), ("August", 31),
+          ("September", 30), ("October", 31), ("November", 30), ("December", 31)]
+
+
+def task_days(rng):
+    m, nd = rng.choice(MONTHS)
+    a = rng.randint(1, nd - 1)
+    b = rng.randint(a + 1, nd)
+    q = rng.choice([f"How many days are there from {m} {a} to {m} {b}?",
+                    f"How many days is it from {m} {a} to {m} {b}?"])
+    lines, res = sub_working(b, a)
+    think = f"Both dates are in {m}, so subtract the days.\n" + "\n".join(lines)
+    return q, think, f"{res} days.", res
+
+
+UNITS = [  # (from, to, factor, max quantity)
+    ("kilometers", "meters", 1000, 99), ("meters", "centimeters", 100, 99),
+    ("centimeters", "millimeters", 10, 99), ("kilograms", "grams", 1000, 99),
+    ("liters", "milliliters", 1000, 99), ("hours", "minutes", 60, 12),
+    ("minutes", "seconds", 60, 12), ("days", "hours", 24, 9),
+    ("weeks", "days", 7, 12), ("feet", "inches", 12, 9), ("dozens", "items", 12, 9),
+]
+
+
+def task_unit(rng):
+    src, dst, f, mx = rng.choice(UNITS)
+    x = rng.randint(1, mx)
+    q = rng.choice([f"How many {dst} are in {x} {src}?", f"Convert {x} {src} to {dst}."])
+    if f in (10, 100, 1000):
+        zeros = len(str(f)) - 1
+        think = (f"1 {src[:-1]} is {f} {dst}, so multiply by {f}.\n"
+                 f"Multiplying by {f} appends {zeros} zero{'s' if zeros > 1 else ''}: "
+                 f"{x} {'0' * zeros} = {x * f}")
+    else:
+        think = (f"1 {src[:-1]} is {f} {dst}, so multiply by {f}.\n"
+                 f"{x} × {f} = {x * f}")
+    return q, think, f"{x} {src} is {x * f} {dst}.", str(x * f)
+
+
+def task_sort(rng):
+    k = rng.randint(3, 4)
+    xs = rng.sample(range(100), k)
+    q = rng.choice([f"Sort these numbers from smallest to largest: {', '.join(map(str, xs))}.",
+                    f"Put in increasing order: {', '.join(map(str, xs))}."])
+    left, lines, done = list(xs), [], []
+    while left:
+        m = min(left)
+        lines.append(f"left: {', '.join(map(str, left))}; smallest {m}")
+        left.remove(m)
+        done.append(m)
+    ans = ", ".join(map(str, sorted(xs)))
+    return q, "\n".join(lines), ans + ".", ans
+
+
+WORDS = ["banana", "strawberry", "apple", "cherry", "letter", "balloon", "coffee",
+         "pepper", "mississippi", "bookkeeper", "committee", "address", "success",
+         "butterfly", "giraffe", "elephant", "umbrella", "tomorrow", "necessary",
+         "different", "programming", "assessment", "sleeping", "summer", "mirror",
+         "parallel", "possession", "engineer", "reference", "occurrence", "kitten",
+         "rabbit", "puzzle", "window", "garden", "pizza", "hello", "yellow",
+         "bottle", "cookie", "noodle", "moon", "river", "level", "banner",
+         "dinner", "mammal", "zebra", "orange", "potato"]
+
+
+def task_count(rng):
+    w = rng.choice(WORDS)
+    c = rng.choice(sorted(set(w))) if rng.random() < 0.85 else rng.choice("abcdefghijklmnoprstuwy")
+    q = rng.choice([f'How many times does the letter "{c}" appear in "{w}"?',
+                    f'Count the letter "{c}" in the word "{w}".'])
+    n, lines = 0, [f"{w} spelled: {' '.join(w)}"]
+    for ch in w:
+        if ch == c:
+            n += 1
+            lines.append(f"{ch} yes {n}")
+        else:
+            lines.append(f"{ch} no {n}")
+    return q, "\n".join(lines), f'"{c}" appears {n} time{"" if n == 1 else "s"} in "{w}".', str(n)
+
+
+CITIES = ["Paris", "London", "Tokyo", "Berlin", "Madrid", "Rome", "Lisbon",
+          "Vienna", "Prague", "Dublin", "Oslo", "Cairo", "Lima", "Seoul",
+          "Sydney", "Toronto", "Boston", "Denver", "Chicago", "Miami",
+          "Mumbai", "Delhi", "Nairobi", "Athens", "Warsaw", "Zurich",
+          "Geneva", "Munich", "Milan", "Kyoto"]
+CONDITIONS = ["sunny", "cloudy", "rainy", "windy", "snowy", "foggy"]
+CURRENCIES = ["USD", "EUR", "GBP", "JPY", "CHF", "CAD", "AUD", "SEK"]
+
+TOOL_WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "Get the current weather in a city.",
+    "parameters": {"type": "object", "properties": {
+        "city": {"type": "string", "description": "City name"}},
+        "required": ["city"]}}}
+TOOL_FX = {"type": "function", "function": {
+    "name": "convert_currency", "description": "Convert an amount between currencies.",
+    "parameters": {"type": "object", "properties": {
+        "amount": {"type": "integer"}, "from": {"type": "string"},
+        "to": {"type": "string"}}, "required": ["amount", "from", "to"]}}}
+
+
+def tool_conversation(rng):
+    """Returns a dict: tools, user, call (name, arguments dict), result
+    (tool output text), final (expected final answer text), and the
+    completions of both assistant turns."""
+    kind = rng.choice(["weather", "fx"])
+    tools = [TOOL_WEATHER, TOOL_FX] if rng.random() < 0.5 else (
+        [TOOL_WEATHER] if kind == "weather" else [TOOL_FX])
+    if rng.random() < 0.5:
+        tools = tools[::-1]
+    if kind == "weather":
+        city = rng.choice(CITIES)
+        user = rng.choice([f"What is the weather in {city}?",
+                           f"How is the weather in {city} right now?"])
+        args = {"city": city}
+        t, cond = rng.randint(-9, 39), rng.choice(CONDITIONS)
+        result = pyjson({"city": city, "temperature_c": t, "condition": cond})
+        think1 = f"The user wants the weather in {city}. I will call get_weather with city {city}."
+        think2 = f"The tool says {t} degrees and {cond} in {city}."
+        final = f"It is {t} °C and {cond} in {city}."
+        name = "get_weather"
+    else:
+        amount = rng.randint(1, 999)
+        src, dst = rng.sample(CURRENCIES, 2)
+        user = rng.choice([f"How much is {amount} {src} in {dst}?",
+                           f"Convert {amount} {src} to {dst}."])
+        args = {"amount": amount, "from": src, "to": dst}
+        res = rng.randint(1, 1999)
+        result = pyjson({"amount": res, "currency": dst})
+        think1 = (f"The user wants {amount} {src} in {dst}. I will call convert_currency "
+                  f"with amount {amount}, from {src}, to {dst}.")
+        think2 = f"The tool says {res} {dst}."
+        final = f"{amount} {src} is {res} {dst}."
+        name = "convert_currency"
+    arg_text = pyjson(args)
+    call_block = (CALLS_BEGIN + CALL_BEGIN + "function" + SEP + name + "\n```json\n" +
+                  arg_text + "\n```" + CALL_END + CALLS_END + EOS)
+    msgs1 = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+    call = {"id": "call_0", "type": "function",
+            "function": {"name": name, "arguments": arg_text}}
+    msgs2 = msgs1 + [{"role": "assistant", "content": "", "tool_calls": [call]},
+                     {"role": "tool", "tool_call_id": "call_0", "content": result}]
+    return {
+        "tools": tools, "user": user, "call_name": name, "call_args": args,
+        "result": result, "final": final,
+        "prompt1": render_tools(msgs1, tools),
+        "completion1": "<think>\n" + think1 + "\n</think>\n\n" + call_block,
+        "prompt2": render_tools(msgs2, tools),
+        "completion2": "<think>\n" + think2 + "\n</think>\n\n" + final + EOS,
+    }
+
+
+TASKS = {"add": (task_add, 3), "word": (task_word, 2), "days": (task_days, 1),
+         "unit": (task_unit, 1), "sort": (task_sort, 2), "count": (task_count, 2)}
+TOOL_WEIGHT = 1  # tool conversations per 11 problems
+
+
+def problem(rng):
+    names = list(TASKS) + ["tool"]
+    w = [TASKS[n][1] for n in TASKS] + [TOOL_WEIGHT]
+    kind = rng.choices(names, weights=w)[0]
+    if kind == "tool":
+        return kind, tool_conversation(rng)
+    q, think, content, answer = TASKS[kind][0](rng)
+    return kind, {"question": q, "think": think, "content": content, "answer": answer,
+                  "prompt": render_r1([{"role": "system", "content": SYSTEM},
+                                       {"role": "user", "content": q}]),
+                  "completion": completion(think, content)}
+
+
+def generate(seed, n, exclude=None):
+    rng = random.Random(seed)
+    out, seen = [], set()
+    while len(out) < n:
+        kind, p = problem(rng)
+        key = p.get("prompt") or p["prompt1"] + p["result"]
+        if exclude and key in exclude:
+            continue
+        if exclude is not None and key in seen:
+            continue
+        seen.add(key)
+        p["kind"] = kind
+        out.append(p)
+    return out
+
+
+def keys(rows):
+    return {p.get("prompt") or p["prompt1"] + p["result"] for p in rows}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--n", type=int, default=60000)
+    ap.add_argument("--exclude", help="a training corpus whose problems are left out")
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    exclude = None
+    if a.exclude:
+        with open(a.exclude) as f:
+            exclude = keys(json.loads(line) for line in f)
+    rows = generate(a.seed, a.n, exclude)
+    with open(a.out, "w") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+if __name__ == "__main__":
+    main()
