@@ -580,12 +580,10 @@ def run_sequences(model, cfg, prompts):
     return out
 
 
-def dequantise_dir(src, dst):
-    """Writes an F32 copy of the checkpoint in src to dst, dequantising every
-    FP8 weight with W = float(q) * S[i // 128, j // 128] read back from the
-    files (independent of quantise_fp8).  transformers' own FP8 dequantiser
-    cannot be used here: it derives the block size as rows / scale_rows, which
-    is wrong for ragged blocks (see README.md)."""
+def read_dequantised(src):
+    """Every tensor of the checkpoint in src as float32, FP8 weights
+    dequantised with their block scales (W = float(q) * S[i // 128, j // 128],
+    ragged edge blocks included); the *_scale_inv tensors are left out."""
     with open(os.path.join(src, "model.safetensors.index.json")) as f:
         files = sorted(set(json.load(f)["weight_map"].values()))
     t = {}
@@ -602,6 +600,16 @@ def dequantise_dir(src, dst):
             full = s.repeat_interleave(BLOCK, 0).repeat_interleave(BLOCK, 1)[:r, :c]
             w = w * full
         out[name] = w.contiguous()
+    return out
+
+
+def dequantise_dir(src, dst):
+    """Writes an F32 copy of the checkpoint in src to dst, dequantising every
+    FP8 weight with W = float(q) * S[i // 128, j // 128] read back from the
+    files (independent of quantise_fp8).  transformers' own FP8 dequantiser
+    cannot be used here: it derives the block size as rows / scale_rows, which
+    is wrong for ragged blocks (see README.md)."""
+    out = read_dequantised(src)
     safetensors.torch.save_file(out, os.path.join(dst, "model.safetensors"),
                                 metadata={"format": "pt"})
     with open(os.path.join(src, "config.json")) as f:

@@ -42,22 +42,7 @@ QUESTIONS = ["What is 58 + 67?", 'How many times does the letter "e" appear in "
 
 
 def read_exact(model_dir):
-    with open(os.path.join(model_dir, "model.safetensors.index.json")) as f:
-        files = sorted(set(json.load(f)["weight_map"].values()))
-    t = {}
-    for fn in files:
-        t.update(safetensors.torch.load_file(os.path.join(model_dir, fn)))
-    exact = {}
-    for name, w in t.items():
-        if name.endswith("_scale_inv"):
-            continue
-        w = w.to(torch.float32)
-        s = t.get(name + "_scale_inv")
-        if s is not None:
-            r, c = w.shape
-            w = w * s.repeat_interleave(G.BLOCK, 0).repeat_interleave(G.BLOCK, 1)[:r, :c]
-        exact[name] = w
-    return exact
+    return G.read_dequantised(model_dir)
 
 
 class Probe(G.RouterProbe):
