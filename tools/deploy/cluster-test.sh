@@ -540,7 +540,9 @@ bad=$(echo "$e" | tr ' ' '\n' | grep -cv '^done$\|^error$')
   record "SIGTERM: streams finish or get an error" $((SECONDS - ts)) FAIL "ends: $e"
 dsa_left() { for ns in n0 n1; do for p in $(ip netns pids $P-$ns); do
   case $(cat "/proc/$p/comm" 2>/dev/null) in dsa-head|dsa-worker|mpirun|orted|prted) echo "$p" ;; esac; done; done; }
-if wait_for 60 test -z "$(dsa_left)"; then
+# evaluated afresh on every poll (a "$(dsa_left)" argument would be computed once)
+none_left() { [ -z "$(dsa_left)" ]; }
+if wait_for 60 none_left; then
   record "SIGTERM: every rank exited on both nodes" $((SECONDS - ts)) PASS "$(node0_ns tail -n 3 "$SUP_LOG" | grep -o 'exit [0-9]*' | tail -1)"
 else
   record "SIGTERM: every rank exited on both nodes" $((SECONDS - ts)) FAIL "left: $(dsa_left | tr '\n' ' ')"
