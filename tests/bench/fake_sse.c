@@ -42,6 +42,8 @@ static void put(int fd, const char *s, size_t n)
 static void step_at(fake_conn *c, int step, double ms, const char *s, int chunked)
 {
     sleep_until(c->t_request + ms / 1000);
+    /* taken before the write: the client cannot see the piece earlier */
+    c->sent_at[step] = dsa_time_now();
     if (chunked) {
         char head[32];
         int n = snprintf(head, sizeof head, "%zx\r\n", strlen(s));
@@ -55,7 +57,6 @@ static void step_at(fake_conn *c, int step, double ms, const char *s, int chunke
     } else {
         put(c->fd, s, strlen(s));
     }
-    c->sent_at[step] = dsa_time_now();
     if (step + 1 > c->n_steps)
         c->n_steps = step + 1;
 }
@@ -81,7 +82,7 @@ static void run_script(fake_conn *c)
             step_at(c, 1 + k, 30 + 20 * k, t[k], 1);
         step_at(c, 6, 120, "data: {\"choices\":[{\"index\":0,\"text\":\"\",\"finish_reason\":"
                            "\"length\"}],\"usage\":null}\n\n", 1);
-        step_at(c, 7, 125, "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":4,"
+        step_at(c, 7, 140, "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":4,"
                            "\"completion_tokens\":5,\"total_tokens\":9}}\n\ndata: [DONE]\n\n", 1);
         end_chunks(c);
     } else if (strcmp(s, "chat") == 0) {

@@ -23,7 +23,7 @@ typedef struct fake_conn {
     int started;
     char script[32];
     double t_request;               /* the request was read completely */
-    double sent_at[FAKE_MAX_STEPS]; /* step k written */
+    double sent_at[FAKE_MAX_STEPS]; /* just before step k was written */
     int n_steps;
 } fake_conn;
 
