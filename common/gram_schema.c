@@ -4,8 +4,9 @@
  * root), object properties in the declared order (required ones present,
  * optional ones may be left out), no properties beyond the declared ones
  * unless additionalProperties allows them (after the declared ones), and
- * xgrammar's string, number and format rules.  Integer bounds are exact
- * (xgrammar's range rules over-accept; see docs/perf/structured.md).
+ * xgrammar's string, number and format rules (formats: here and
+ * gram_format.c).  Integer and number bounds are exact (gram_number.c;
+ * xgrammar's range rules over-accept, see docs/perf/structured.md).
  * Keywords outside the subset are refused (DSA_UNSUPPORTED naming them),
  * never ignored. */
 #include <math.h>
