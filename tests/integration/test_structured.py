@@ -45,6 +45,13 @@ SCHEMAS = [
     {"type": "object", "properties": {"code": {"type": "string", "pattern": "^[A-Z]{3}-[0-9]{2}$"},
                                       "n": {"type": "integer", "minimum": 1, "maximum": 5}},
      "required": ["code"]},
+    # number bounds, formats and prefixItems (xgrammar's features beyond the above)
+    {"type": "object", "properties": {
+        "t": {"type": "number", "minimum": -1.5, "exclusiveMaximum": 2.25},
+        "ip": {"type": "string", "format": "ipv4"},
+        "pair": {"type": "array", "prefixItems": [{"type": "integer", "minimum": 0, "maximum": 9},
+                                                  {"enum": ["x", "y"]}]}},
+     "required": ["t", "ip", "pair"]},
 ]
 
 
