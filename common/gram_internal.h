@@ -166,6 +166,17 @@ dsa_err gram_schema_value(dsa_gram *g, gx_arena *a, const struct cJSON *schema, 
 dsa_err gram_match_init(dsa_gram *g);
 void gram_match_free(dsa_gram *g);
 dsa_err gram_step(dsa_gram *g, int32_t state, uint8_t byte, int32_t *out);
+/* gram_step's memoised case inline (the trie walks' inner loop): a state
+ * with a dense row that already holds the byte's target. */
+static inline dsa_err gram_step_fast(dsa_gram *g, int32_t state, uint8_t byte, int32_t *out)
+{
+    const int32_t *row = state != GRAM_DEAD && state < g->cap_states ? g->tr_dense[state] : NULL;
+    if (row && row[byte] >= 0) {
+        *out = row[byte];
+        return DSA_OK;
+    }
+    return gram_step(g, state, byte, out);
+}
 dsa_err gram_single(dsa_gram *g, int32_t pos, int32_t *out);
 dsa_err gram_pop_state(dsa_gram *g, int32_t node, int32_t *out);
 
