@@ -147,6 +147,17 @@ dsa_err gram_from_regex(dsa_gram *g, gx_arena *a, const char *re, size_t len, gx
 dsa_err gram_from_choice(dsa_gram *g, gx_arena *a, const char *text, size_t len);
 dsa_err gram_from_ebnf(dsa_gram *g, gx_arena *a, const char *text, size_t len);
 dsa_err gram_from_tools(dsa_gram *g, gx_arena *a, const char *text, size_t len, int any_ws);
+/* A string format of JSON Schema other than date/time/date-time/uuid
+ * (gram_format.c): the string's text between the quotes. */
+dsa_err gram_format(dsa_gram *g, gx_arena *a, const char *name, gx **out);
+/* Exact numeric ranges (gram_number.c).  Integers: the decimal strings of
+ * [lo, hi] (has_*: bounded on that side); NULL when empty or out of memory. */
+gx *gram_int_range(gx_arena *a, int has_lo, long long lo, int has_hi, long long hi);
+/* Numbers "-"? I ("." F)? with the value in the range (*_inc: bound
+ * included); DSA_UNSUPPORTED for bounds beyond 1e15 or below 1e-30 in
+ * magnitude, DSA_FORMAT when no number satisfies them. */
+dsa_err gram_num_range(gx_arena *a, int has_lo, double lo, int lo_inc, int has_hi, double hi,
+                       int hi_inc, gx **out);
 /* A schema value inside another grammar (gram_schema.c), for tools. */
 dsa_err gram_schema_value(dsa_gram *g, gx_arena *a, const struct cJSON *schema, int any_ws,
                           gx **out);
@@ -155,6 +166,17 @@ dsa_err gram_schema_value(dsa_gram *g, gx_arena *a, const struct cJSON *schema, 
 dsa_err gram_match_init(dsa_gram *g);
 void gram_match_free(dsa_gram *g);
 dsa_err gram_step(dsa_gram *g, int32_t state, uint8_t byte, int32_t *out);
+/* gram_step's memoised case inline (the trie walks' inner loop): a state
+ * with a dense row that already holds the byte's target. */
+static inline dsa_err gram_step_fast(dsa_gram *g, int32_t state, uint8_t byte, int32_t *out)
+{
+    const int32_t *row = state != GRAM_DEAD && state < g->cap_states ? g->tr_dense[state] : NULL;
+    if (row && row[byte] >= 0) {
+        *out = row[byte];
+        return DSA_OK;
+    }
+    return gram_step(g, state, byte, out);
+}
 dsa_err gram_single(dsa_gram *g, int32_t pos, int32_t *out);
 dsa_err gram_pop_state(dsa_gram *g, int32_t node, int32_t *out);
 

@@ -223,7 +223,7 @@ static void dfs(classify *c, int32_t tn, int32_t state)
     }
     for (int32_t ch = t->child; ch >= 0 && !c->err; ch = c->v->trie[ch].sibling) {
         int32_t s2;
-        if ((c->err = gram_step(c->g, state, c->v->trie[ch].byte, &s2)))
+        if ((c->err = gram_step_fast(c->g, state, c->v->trie[ch].byte, &s2)))
             return;
         if (s2 == GRAM_DEAD)
             continue;
@@ -284,7 +284,7 @@ static dsa_err walk_below(dsa_gram *g, int32_t tn, int32_t state, uint32_t *mask
     for (int32_t ch = v->trie[tn].child; ch >= 0; ch = v->trie[ch].sibling) {
         const gram_trie_node *k = &v->trie[ch];
         int32_t s2;
-        dsa_err err = gram_step(g, state, k->byte, &s2);
+        dsa_err err = gram_step_fast(g, state, k->byte, &s2);
         if (err)
             return err;
         if (s2 == GRAM_DEAD)

@@ -4,8 +4,9 @@
  * root), object properties in the declared order (required ones present,
  * optional ones may be left out), no properties beyond the declared ones
  * unless additionalProperties allows them (after the declared ones), and
- * xgrammar's string, number and format rules.  Integer bounds are exact
- * (xgrammar's range rules over-accept; see docs/perf/structured.md).
+ * xgrammar's string, number and format rules (formats: here and
+ * gram_format.c).  Integer and number bounds are exact (gram_number.c;
+ * xgrammar's range rules over-accept, see docs/perf/structured.md).
  * Keywords outside the subset are refused (DSA_UNSUPPORTED naming them),
  * never ignored. */
 #include <math.h>
@@ -115,72 +116,7 @@ static dsa_err bad(const char *path, const char *fmt, const char *arg)
     return dsa_fail(DSA_UNSUPPORTED, "%s%s%s", path, *path ? ": " : "", what);
 }
 
-/* ---- integers in a range (exact) ---- */
-/* All d-digit strings between a and b (same length, a <= b). */
-static gx *range_same(sc *s, const char *a, const char *b, int n)
-{
-    if (n == 0)
-        return gx_empty(s->a);
-    if (a[0] == b[0])
-        return gx_seq2(s->a, gx_bytes(s->a, a, 1), range_same(s, a + 1, b + 1, n - 1));
-    char nines[24], zeros[24];
-    memset(nines, '9', (size_t)n);
-    memset(zeros, '0', (size_t)n);
-    gx_list l = {0};
-    int lo_full = !memcmp(a + 1, zeros, (size_t)n - 1);
-    int hi_full = !memcmp(b + 1, nines, (size_t)n - 1);
-    uint32_t mid_lo = (uint32_t)a[0] + !lo_full, mid_hi = (uint32_t)b[0] - !hi_full;
-    if (!lo_full)
-        gx_list_push(s->a, &l, gx_seq2(s->a, gx_bytes(s->a, a, 1),
-                                        range_same(s, a + 1, nines, n - 1)));
-    if (mid_lo <= mid_hi)
-        gx_list_push(s->a, &l, gx_seq2(s->a, cls(s, (uint32_t[]){mid_lo, mid_hi}, 1, 0),
-                                        gx_rep(s->a, cls(s, (uint32_t[]){'0', '9'}, 1, 0),
-                                               n - 1, n - 1)));
-    if (!hi_full)
-        gx_list_push(s->a, &l, gx_seq2(s->a, gx_bytes(s->a, b, 1),
-                                        range_same(s, zeros, b + 1, n - 1)));
-    return l.n == 1 ? l.v[0] : gx_alt(s->a, l.v, l.n);
-}
-
-/* Non-negative integers in [lo, hi]; hi < 0: unbounded above. */
-static gx *range_nonneg(sc *s, long long lo, long long hi)
-{
-    gx_list l = {0};
-    char a[24], b[24];
-    int dl = snprintf(a, sizeof a, "%lld", lo);
-    int dh = hi < 0 ? dl : snprintf(b, sizeof b, "%lld", hi);
-    for (int d = dl; d <= dh; d++) {
-        long long p = 1;
-        for (int k = 1; k < d; k++)
-            p *= 10;
-        long long x = d == dl ? lo : p, y = p * 10 - 1;
-        if (hi >= 0 && d == dh)
-            y = hi;
-        snprintf(a, sizeof a, "%lld", x);
-        snprintf(b, sizeof b, "%lld", y);
-        gx_list_push(s->a, &l, range_same(s, a, b, d));
-    }
-    if (hi < 0) /* more digits than lo: [1-9][0-9]{dl,} */
-        gx_list_push(s->a, &l, gx_seq2(s->a, cls(s, (uint32_t[]){'1', '9'}, 1, 0),
-                                        digits(s, dl)));
-    return l.n == 1 ? l.v[0] : gx_alt(s->a, l.v, l.n);
-}
-
-static gx *int_range(sc *s, int has_lo, long long lo, int has_hi, long long hi)
-{
-    gx_list l = {0};
-    if (!has_lo || lo < 0) { /* negatives: "-" then magnitudes in [max(1,-hi), -lo] */
-        long long mlo = has_hi && hi < 0 ? -hi : 1;
-        long long mhi = has_lo ? -lo : -1;
-        gx_list_push(s->a, &l, gx_seq2(s->a, gx_str(s->a, "-"), range_nonneg(s, mlo, mhi)));
-    }
-    if (!has_hi || hi >= 0)
-        gx_list_push(s->a, &l, range_nonneg(s, has_lo && lo > 0 ? lo : 0, has_hi ? hi : -1));
-    return l.n == 1 ? l.v[0] : gx_alt(s->a, l.v, l.n);
-}
-
-static dsa_err bound(const cJSON *o, const char *k, int is_int, int *has, long long *v,
+static dsa_err bound(const cJSON *o, const char *k, int *has, long long *v,
                      const char *path)
 {
     const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k);
@@ -189,8 +125,6 @@ static dsa_err bound(const cJSON *o, const char *k, int is_int, int *has, long l
     if (!cJSON_IsNumber(x))
         return dsa_fail(DSA_FORMAT, "%s: '%s' must be a number", path, k);
     double d = x->valuedouble;
-    if (!is_int)
-        return bad(path, "'%s' on a 'number' is not supported (only on 'integer')", k);
     if (fabs(d) > 1e15)
         return bad(path, "'%s' beyond 1e15 is not supported", k);
     long long n = (long long)(strstr(k, "Min") || !strcmp(k, "minimum") ? ceil(d) : floor(d));
@@ -203,6 +137,49 @@ static dsa_err bound(const cJSON *o, const char *k, int is_int, int *has, long l
     *has = 1;
     *v = n;
     return DSA_OK;
+}
+
+/* A number's bounds: the tighter of minimum/exclusiveMinimum (exclusive on
+ * a tie), and of maximum/exclusiveMaximum. */
+static gx *number_value(sc *s, const cJSON *o, const char *path)
+{
+    static const char *const keys[] = {"minimum", "exclusiveMinimum", "maximum",
+                                       "exclusiveMaximum"};
+    int has[2] = {0, 0}, inc[2] = {1, 1};
+    double v[2] = {0, 0};
+    for (int i = 0; i < 4; i++) {
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, keys[i]);
+        if (!x)
+            continue;
+        if (!cJSON_IsNumber(x)) {
+            dsa_fail(DSA_FORMAT, "%s: '%s' must be a number", path, keys[i]);
+            return NULL;
+        }
+        int side = i / 2, excl = i % 2;
+        double d = x->valuedouble;
+        int tighter = !has[side] || (side ? d < v[side] : d > v[side]) ||
+                      (d == v[side] && excl);
+        if (tighter) {
+            has[side] = 1;
+            v[side] = d;
+            inc[side] = !excl;
+        }
+    }
+    if (!has[0] && !has[1])
+        return json_number(s);
+    if (has[0] && has[1] && (v[0] > v[1] || (v[0] == v[1] && !(inc[0] && inc[1])))) {
+        dsa_fail(DSA_FORMAT, "%s: minimum is above maximum", path);
+        return NULL;
+    }
+    gx *x;
+    dsa_err err = gram_num_range(s->a, has[0], v[0], inc[0], has[1], v[1], inc[1], &x);
+    if (err) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s", dsa_errmsg());
+        dsa_fail(err, "%s: %s", path, msg);
+        return NULL;
+    }
+    return x;
 }
 
 static gx *schema_value(sc *s, const cJSON *o, const char *path);
@@ -283,8 +260,13 @@ static gx *string_value(sc *s, const cJSON *o, const char *path)
                                          gx_rep(s->a, h, 4, 4), dash, gx_rep(s->a, h, 4, 4), dash,
                                          gx_rep(s->a, h, 12, 12)}, 9);
         } else {
-            bad(path, "string format '%s' is not supported (date, time, date-time, uuid are)", f);
-            return NULL;
+            dsa_err err = gram_format(s->g, s->a, f, &body);
+            if (err) {
+                char msg[512];
+                snprintf(msg, sizeof msg, "%s", dsa_errmsg());
+                dsa_fail(err, "%s: %s", path, msg);
+                return NULL;
+            }
         }
         return gx_seq3(s->a, q, body, gx_str(s->a, "\""));
     }
@@ -312,26 +294,84 @@ static gx *string_value(sc *s, const cJSON *o, const char *path)
 }
 
 /* ---- arrays and objects ---- */
+/* prefixItems, as xgrammar's strict mode reads it: every prefix item is
+ * present, then more items only when 'items' allows them (a schema or
+ * true; absent or false: none), within minItems/maxItems. */
+static gx *tuple_value(sc *s, const cJSON *prefix, const cJSON *items, int lo, int hi,
+                       const char *path)
+{
+    int n = cJSON_GetArraySize(prefix);
+    if (!cJSON_IsArray(prefix)) { /* (size 0 then) */
+        dsa_fail(DSA_FORMAT, "%s: 'prefixItems' must be an array", path);
+        return NULL;
+    }
+    if (n > 1000) {
+        dsa_fail(DSA_RANGE, "%s: over 1000 prefixItems", path);
+        return NULL;
+    }
+    int more = items && !cJSON_IsFalse(items);
+    if ((hi >= 0 && hi < n) || (!more && lo > n)) {
+        dsa_fail(DSA_FORMAT, "%s: minItems/maxItems exclude the %d prefixItems", path, n);
+        return NULL;
+    }
+    if (!n && !more)
+        return gx_seq3(s->a, gx_str(s->a, "["), ws(s), gx_str(s->a, "]"));
+    gx_list l = {0};
+    gx_list_push(s->a, &l, gx_str(s->a, "["));
+    gx_list_push(s->a, &l, ws(s));
+    for (int i = 0; i < n; i++) {
+        const cJSON *it = cJSON_GetArrayItem(prefix, i);
+        char key[32];
+        gx *x;
+        if (cJSON_IsFalse(it)) {
+            dsa_fail(DSA_FORMAT, "%s: prefixItems/%d is false (no value can match)", path, i);
+            return NULL;
+        }
+        snprintf(key, sizeof key, "prefixItems/%d", i);
+        if (cJSON_IsTrue(it))
+            x = json_any(s);
+        else if (sub(s, it, path, key, &x))
+            return NULL;
+        if (i)
+            gx_list_push(s->a, &l, sep(s, ','));
+        gx_list_push(s->a, &l, x);
+    }
+    if (more) {
+        gx *item;
+        if (cJSON_IsTrue(items))
+            item = json_any(s);
+        else if (sub(s, items, path, "items", &item))
+            return NULL;
+        int extra_lo = lo > n ? lo - n : 0, extra_hi = hi < 0 ? -1 : hi - n;
+        gx_list_push(s->a, &l, gx_rep(s->a, gx_seq2(s->a, sep(s, ','), item), extra_lo,
+                                      extra_hi));
+    }
+    gx_list_push(s->a, &l, ws(s));
+    gx_list_push(s->a, &l, gx_str(s->a, "]"));
+    return gx_seq(s->a, l.v, l.n);
+}
+
 static gx *array_value(sc *s, const cJSON *o, const char *path)
 {
     const cJSON *items = cJSON_GetObjectItemCaseSensitive(o, "items");
     const cJSON *mn = cJSON_GetObjectItemCaseSensitive(o, "minItems");
     const cJSON *mx = cJSON_GetObjectItemCaseSensitive(o, "maxItems");
-    if (cJSON_GetObjectItemCaseSensitive(o, "prefixItems")) {
-        bad(path, "%s", "'prefixItems' is not supported");
-        return NULL;
-    }
-    gx *item;
-    if (!items || cJSON_IsTrue(items))
-        item = json_any(s);
-    else if (sub(s, items, path, "items", &item))
-        return NULL;
+    const cJSON *prefix = cJSON_GetObjectItemCaseSensitive(o, "prefixItems");
     int lo = cJSON_IsNumber(mn) ? (int)mn->valuedouble : 0;
     int hi = cJSON_IsNumber(mx) ? (int)mx->valuedouble : -1;
     if (lo < 0 || lo > 10000 || hi > 10000 || (hi >= 0 && hi < lo)) {
         dsa_fail(DSA_RANGE, "%s: minItems/maxItems out of range", path);
         return NULL;
     }
+    /* an empty prefixItems with items is the plain form below */
+    if (prefix && (!cJSON_IsArray(prefix) || cJSON_GetArraySize(prefix) || !items ||
+                   cJSON_IsFalse(items)))
+        return tuple_value(s, prefix, items, lo, hi, path);
+    gx *item;
+    if (!items || cJSON_IsTrue(items))
+        item = json_any(s);
+    else if (sub(s, items, path, "items", &item))
+        return NULL;
     gx *open = gx_seq2(s->a, gx_str(s->a, "["), ws(s));
     gx *close = gx_seq2(s->a, ws(s), gx_str(s->a, "]"));
     gx *more = gx_rep(s->a, gx_seq2(s->a, sep(s, ','), item), lo ? lo - 1 : 0,
@@ -426,7 +466,8 @@ static const char *const ignored_kw[] = {
 static const char *const known_kw[] = {
     "type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems",
     "enum", "const", "pattern", "format", "minLength", "maxLength", "minimum", "maximum",
-    "exclusiveMinimum", "exclusiveMaximum", "anyOf", "oneOf", "allOf", "$ref", NULL};
+    "exclusiveMinimum", "exclusiveMaximum", "anyOf", "oneOf", "allOf", "$ref", "prefixItems",
+    NULL};
 
 static int in(const char *const *l, const char *k)
 {
@@ -503,21 +544,22 @@ static gx *typed_value(sc *s, const cJSON *o, const char *type, const char *path
         return array_value(s, o, path);
     if (!strcmp(type, "object"))
         return object_value(s, o, path);
-    if (!strcmp(type, "integer") || !strcmp(type, "number")) {
-        int is_int = type[0] == 'i', has_lo = 0, has_hi = 0;
+    if (!strcmp(type, "number"))
+        return number_value(s, o, path);
+    if (!strcmp(type, "integer")) {
+        int has_lo = 0, has_hi = 0;
         long long lo = 0, hi = 0;
-        if (bound(o, "minimum", is_int, &has_lo, &lo, path) ||
-            bound(o, "exclusiveMinimum", is_int, &has_lo, &lo, path) ||
-            bound(o, "maximum", is_int, &has_hi, &hi, path) ||
-            bound(o, "exclusiveMaximum", is_int, &has_hi, &hi, path))
+        if (bound(o, "minimum", &has_lo, &lo, path) ||
+            bound(o, "exclusiveMinimum", &has_lo, &lo, path) ||
+            bound(o, "maximum", &has_hi, &hi, path) ||
+            bound(o, "exclusiveMaximum", &has_hi, &hi, path))
             return NULL;
         if (has_lo && has_hi && lo > hi) {
             dsa_fail(DSA_FORMAT, "%s: minimum is above maximum", path);
             return NULL;
         }
-        if (!is_int)
-            return json_number(s);
-        return has_lo || has_hi ? int_range(s, has_lo, lo, has_hi, hi) : json_int_plain(s);
+        return has_lo || has_hi ? gram_int_range(s->a, has_lo, lo, has_hi, hi)
+                                : json_int_plain(s);
     }
     bad(path, "type '%s' is not a JSON Schema type", type);
     return NULL;

@@ -93,6 +93,7 @@ dsa_err dsa_engine_req_create(const int32_t *prompt, int32_t n_prompt, dsa_engin
     memcpy(r->prompt, prompt, (size_t)n_prompt * sizeof *prompt);
     r->n_prompt = n_prompt;
     r->reasoning_flags = -1;
+    r->gram_wait_id = -1;
     atomic_init(&r->refs, 1);
     atomic_init(&r->aborted, 0);
     *out = r;
@@ -423,7 +424,11 @@ static dsa_engine_event *on_token(dsa_engine *e, dsa_engine_req *r, const dsa_st
         ev->n_lps = 1;
     }
     dsa_err err = DSA_OK;
-    if (r->gram && (r->gram_words < 0 || dsa_gram_accept_token(r->gram, &r->gram_state, tok))) {
+    if (r->gram && r->gram_wait_id >= 0) {
+        if (tok == r->gram_wait_id)
+            r->gram_wait_id = -1; /* the grammar starts at the next token */
+    } else if (r->gram && (r->gram_words < 0 ||
+                           dsa_gram_accept_token(r->gram, &r->gram_state, tok))) {
         ev->status = 500;
         ev->finish = "error";
         snprintf(ev->message, sizeof ev->message, "structured output: token %d does not follow "
@@ -515,7 +520,7 @@ static uint64_t note_scheduled(dsa_engine *e, dsa_sched_batch *b, int n)
     for (int i = 0; i < n; i++) { /* grammar masks of the rows that sample */
         dsa_engine_req *r = b->planned[i]->user;
         dsa_step_seq *q = &b->plan.seqs[i];
-        if (!r->gram || !q->sample || r->gram_words <= 0)
+        if (!r->gram || !q->sample || r->gram_words <= 0 || r->gram_wait_id >= 0)
             continue;
         if (e->filler && b == &e->sched.batch && e->n_jobs < e->cap_jobs) {
             /* filled by the helper during the forward pass (run_step) */

@@ -61,6 +61,10 @@ typedef struct dsa_engine_req {
      * request; NULL none) and its state; the engine fills gram_mask for
      * each step that samples and advances the state by each token */
     struct dsa_gram *gram;
+    /* >= 0: the grammar waits for this token (R1's "</think>"): no mask
+     * and no state change until it is sampled, and it applies from the
+     * token after it (vLLM with a reasoning parser); -1: from the first */
+    int32_t gram_wait_id;
     int32_t gram_state;
     int32_t gram_words;
     uint32_t *gram_mask;        /* [gram_words], owned */

@@ -54,10 +54,35 @@ int dsa_gen_compile_grammar(gen *g)
     return 0;
 }
 
+/* vLLM with a reasoning parser (the R1 template here) applies the grammar
+ * only once the reasoning has ended: it has ended in the prompt when the
+ * last think token of the prompt is "</think>"; otherwise the grammar
+ * waits for the first "</think>" token sampled and starts at the token
+ * after it.  This holds on every endpoint, as vLLM's structured-output
+ * manager knows nothing of them.  -1: the grammar applies from the start. */
+static int32_t reasoning_end_id(const gen *g, const dsa_engine_req *er)
+{
+    const dsa_tok *tok = g->h->tok;
+    if (!g->h->has_chat || g->h->variant != DSA_CHAT_R1 || !tok)
+        return -1;
+    int32_t open = dsa_tok_token_to_id(tok, "<think>", strlen("<think>"));
+    int32_t close = dsa_tok_token_to_id(tok, "</think>", strlen("</think>"));
+    if (open < 0 || close < 0)
+        return -1;
+    for (int32_t i = er->n_prompt - 1; i >= 0; i--) {
+        if (er->prompt[i] == open)
+            return close;
+        if (er->prompt[i] == close)
+            return -1;
+    }
+    return close;
+}
+
 void dsa_gen_attach_grammar(gen *g, dsa_engine_req *er)
 {
     if (!g->gram)
         return;
+    er->gram_wait_id = reasoning_end_id(g, er);
     er->gram = dsa_gram_retain(g->gram);
     er->gram_state = dsa_gram_start(g->gram);
     er->gram_words = (int32_t)dsa_gram_mask_words(g->h->gvocab);

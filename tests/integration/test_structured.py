@@ -8,6 +8,7 @@ within a bounded time, the server unaffected.  Run by
 tests/integration/run_head_tests.sh (meson test 'head_structured')."""
 import concurrent.futures
 import json
+import os
 import re
 import time
 import unittest
@@ -44,6 +45,13 @@ SCHEMAS = [
     {"type": "object", "properties": {"code": {"type": "string", "pattern": "^[A-Z]{3}-[0-9]{2}$"},
                                       "n": {"type": "integer", "minimum": 1, "maximum": 5}},
      "required": ["code"]},
+    # number bounds, formats and prefixItems (xgrammar's features beyond the above)
+    {"type": "object", "properties": {
+        "t": {"type": "number", "minimum": -1.5, "exclusiveMaximum": 2.25},
+        "ip": {"type": "string", "format": "ipv4"},
+        "pair": {"type": "array", "prefixItems": [{"type": "integer", "minimum": 0, "maximum": 9},
+                                                  {"enum": ["x", "y"]}]}},
+     "required": ["t", "ip", "pair"]},
 ]
 
 
@@ -284,6 +292,108 @@ class Structured(unittest.TestCase):
         self.assertEqual(self.srv.health(), 200)
         r = self.c.completions.create(model="tiny", prompt="x", max_tokens=3)
         self.assertEqual(len(r.choices), 1)
+
+
+R1_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "models",
+                        "dsa-tiny-r1")
+R1_SCHEMA = {"type": "object", "properties": {
+    "answer": {"type": "string", "maxLength": 12},
+    "n": {"type": "integer", "minimum": 0, "maximum": 999}},
+    "required": ["answer", "n"], "additionalProperties": False}
+
+
+class ReasoningThenStructured(unittest.TestCase):
+    """The trained R1-style model (models/dsa-tiny-r1): as vLLM with a
+    reasoning parser, the grammar applies only after "</think>", so the
+    reasoning is free text and the content follows the schema."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = Server("--served-model-name", "r1", "--max-model-len", "1024",
+                         model=R1_MODEL)
+        cls.c = cls.srv.client
+        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data",
+                               "trained", "sample_answers.json")) as f:
+            probs = json.load(f)["problems"]
+        # problems whose recorded greedy answer thinks first
+        cls.questions = [p["question"] for p in probs if p["split"] and p["reasoning"]][:6]
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def ask(self, q, **kw):
+        return self.c.chat.completions.create(
+            model="r1", temperature=0, max_tokens=600, messages=[
+                {"role": "system", "content": "You are a helpful assistant."},
+                {"role": "user", "content": q}], **kw)
+
+    def test_reasoning_free_then_content_json(self):
+        rf = {"type": "json_schema", "json_schema": {"name": "a", "schema": R1_SCHEMA,
+                                                     "strict": True}}
+        compact = {"structured_outputs": {"disable_any_whitespace": True}}
+        self.assertGreaterEqual(len(self.questions), 6)
+        for q in self.questions:
+            free = self.ask(q).choices[0].message
+            r = self.ask(q, response_format=rf, extra_body=compact)
+            m = r.choices[0].message
+            self.assertEqual(r.choices[0].finish_reason, "stop", (m.content, m.model_extra))
+            reasoning = m.model_extra.get("reasoning_content")
+            # greedy: the reasoning is the unconstrained model's, token for
+            # token (no mask before "</think>"), and it is not JSON
+            self.assertTrue(reasoning)
+            self.assertEqual(reasoning, free.model_extra.get("reasoning_content"))
+            self.assertNotEqual(reasoning[:1], "{")
+            jsonschema.validate(json.loads(m.content), R1_SCHEMA)
+            # streamed: the same split, the same text
+            parts = {"reasoning_content": [], "content": []}
+            finish = None
+            for ch in self.ask(q, response_format=rf, extra_body=compact, stream=True):
+                if not ch.choices:
+                    continue
+                d = ch.choices[0].delta
+                parts["content"].append(d.content or "")
+                parts["reasoning_content"].append(
+                    (d.model_extra or {}).get("reasoning_content") or "")
+                finish = ch.choices[0].finish_reason or finish
+            self.assertEqual("".join(parts["reasoning_content"]), reasoning)
+            self.assertEqual("".join(parts["content"]), m.content)
+            self.assertEqual(finish, "stop")
+
+    def test_forced_tool_call_after_reasoning(self):
+        tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+            "type": "object", "properties": {"city": {"type": "string", "maxLength": 10}},
+            "required": ["city"]}}}]
+        for tc in ("required", {"type": "function", "function": {"name": "get_weather"}}):
+            r = self.ask("What is the weather in Paris?", tools=tools, tool_choice=tc)
+            m = r.choices[0].message
+            self.assertEqual(r.choices[0].finish_reason, "tool_calls", m)
+            self.assertTrue(m.model_extra.get("reasoning_content"))
+            self.assertEqual([c.function.name for c in m.tool_calls], ["get_weather"])
+            jsonschema.validate(json.loads(m.tool_calls[0].function.arguments),
+                                tools[0]["function"]["parameters"])
+
+    def test_completions_grammar_after_think_end(self):
+        """/v1/completions: the grammar waits for "</think>" unless the
+        prompt's last think token already closed the block."""
+        head = ("<\uff5cbegin\u2581of\u2581sentence\uff5c>You are a helpful assistant."
+                "<\uff5cUser\uff5c>%s<\uff5cAssistant\uff5c><think>\n")
+        extra = {"guided_json": R1_SCHEMA,
+                 "structured_outputs": {"disable_any_whitespace": True}}
+        for q in self.questions[:3]:
+            r = self.c.completions.create(model="r1", prompt=head % q, max_tokens=600,
+                                          temperature=0, extra_body=extra)
+            text = r.choices[0].text
+            self.assertEqual(r.choices[0].finish_reason, "stop", text)
+            reasoning, sep, content = text.partition("</think>")
+            self.assertEqual(sep, "</think>", text)
+            self.assertTrue(reasoning.strip())
+            jsonschema.validate(json.loads(content), R1_SCHEMA)
+            # the think block closed in the prompt: JSON from the first token
+            r = self.c.completions.create(model="r1", prompt=head % q + reasoning + "</think>",
+                                          max_tokens=200, temperature=0, extra_body=extra)
+            self.assertEqual(r.choices[0].finish_reason, "stop", r.choices[0].text)
+            jsonschema.validate(json.loads(r.choices[0].text), R1_SCHEMA)
 
 
 if __name__ == "__main__":

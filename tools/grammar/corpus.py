@@ -60,6 +60,25 @@ schema("date", {"type": "string", "format": "date"}, "2024-02-29")
 schema("datetime", {"type": "string", "format": "date-time"}, "2024-02-29T12:30:59Z", "2024-01-01T00:00:00.123+02:00")
 schema("time", {"type": "string", "format": "time"}, "23:59:60Z")
 schema("uuid", {"type": "string", "format": "uuid"}, "123e4567-e89b-12d3-a456-426614174000")
+FMT = lambda f: {"type": "string", "format": f}
+schema("email", FMT("email"), "ada.lovelace+tag@example.co.uk", "x_y@a-b.org", "z@h")
+schema("ipv4", FMT("ipv4"), "192.168.0.1", "255.255.255.255", "8.8.4.4")
+schema("ipv6", FMT("ipv6"), "2001:db8::1", "::ffff:10.0.0.1", "fe80:0:0:0:0:0:0:1", "::")
+schema("hostname", FMT("hostname"), "api.example.com", "localhost")
+schema("uri", FMT("uri"), "https://user@example.com:8080/a/b?q=1&r=%20#frag", "urn:isbn:0451450523")
+schema("uri_reference", FMT("uri-reference"), "../a/b?x=1", "//host/p#f")
+schema("uri_template", FMT("uri-template"), "https://x.org/{user}/repos{?page,per_page}", "{+path:3}/x")
+schema("duration", FMT("duration"), "P3Y6M4DT12H30M5S", "PT20M", "P2W")
+# json-pointer and relative-json-pointer are not here: xgrammar's classes for them
+# take raw '"', backslashes, controls and lone UTF-8 continuation bytes
+# (docs/perf/structured.md); test_grammar_schema checks their language.
+schema("formats_obj", obj({"ip": FMT("ipv4"), "host": FMT("hostname"), "mail": FMT("email"),
+                           "site": FMT("uri")}),
+       {"ip": "10.0.0.7", "host": "db1.internal", "mail": "ops@example.com", "site": "http://db1.internal:5432/"})
+schema("prefix_items", {"type": "array", "prefixItems": [INT, {"enum": ["a", "b"]}, BOOL]}, [3, "b", False])
+schema("prefix_items_more", {"type": "array", "prefixItems": [STR], "items": NUM, "minItems": 2, "maxItems": 4},
+       ["x", 1.5, 2], ["y", -3])
+schema("prefix_items_any", {"type": "array", "prefixItems": [NULL, True], "items": True}, [None, {"k": [1]}, "z"])
 schema("any", {}, {"a": [1, 2.5, "x", None, True, {"b": {}}]}, [1, "two"], "str", 3)
 schema("any_object", {"type": "object"}, {"k": "v", "n": [1, {"m": None}]}, {})
 schema("any_array", {"type": "array"}, [1, "a", [True]], [])
