@@ -587,28 +587,6 @@ static dsa_err sample_rows(dsa_worker_step *ws, const dsa_step_plan *plan, int64
     return DSA_OK;
 }
 
-/* The MTP's drafts for the sequences that want them. */
-static dsa_err spec_finish(dsa_worker_step *ws, const dsa_step_plan *plan, dsa_step_result *res)
-{
-    int32_t n = plan->n_seqs;
-    int32_t *acc = malloc((size_t)n * sizeof *acc), *last = malloc((size_t)n * sizeof *last);
-    dsa_err err = DSA_OK;
-    if (!acc || !last) {
-        err = dsa_fail(DSA_NOMEM, "drafts");
-        goto out;
-    }
-    for (int32_t i = 0; i < n; i++) {
-        const dsa_step_out *o = &res->seqs[i];
-        acc[i] = o->n_extra;
-        last[i] = o->n_extra > 0 ? o->extra[o->n_extra - 1].token : o->token;
-    }
-    err = dsa_worker_spec_draft(ws, plan, acc, last, res);
-out:
-    free(acc);
-    free(last);
-    return err;
-}
-
 dsa_err dsa_worker_step_run(dsa_worker_step *ws, const dsa_step_plan *plan,
                             dsa_step_result *res)
 {
@@ -751,7 +729,7 @@ dsa_err dsa_worker_step_run(dsa_worker_step *ws, const dsa_step_plan *plan,
         step_fail(res, err);
         return DSA_OK;
     }
-    if (ws->mtp && (err = spec_finish(ws, plan, res))) {
+    if (ws->mtp && (err = dsa_worker_spec_finish(ws, plan, res))) {
         if (err == DSA_NOMEM)
             return err;
         step_fail(res, err);

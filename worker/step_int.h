@@ -65,5 +65,9 @@ seq_state *dsa_worker_state_get(dsa_worker_step *ws, uint64_t id);
 dsa_err dsa_worker_spec_draft(dsa_worker_step *ws, const dsa_step_plan *plan,
                               const int32_t *accepted, const int32_t *last,
                               dsa_step_result *res);
+/* dsa_worker_spec_draft with accepted/last read from res (sample_rows's
+ * output). */
+dsa_err dsa_worker_spec_finish(dsa_worker_step *ws, const dsa_step_plan *plan,
+                               dsa_step_result *res);
 
 #endif

@@ -161,3 +161,26 @@ dsa_err dsa_worker_spec_draft(dsa_worker_step *ws, const dsa_step_plan *plan,
     }
     return DSA_OK;
 }
+
+/* The MTP's drafts for the sequences that want them. */
+dsa_err dsa_worker_spec_finish(dsa_worker_step *ws, const dsa_step_plan *plan,
+                               dsa_step_result *res)
+{
+    int32_t n = plan->n_seqs;
+    int32_t *acc = malloc((size_t)n * sizeof *acc), *last = malloc((size_t)n * sizeof *last);
+    dsa_err err = DSA_OK;
+    if (!acc || !last) {
+        err = dsa_fail(DSA_NOMEM, "drafts");
+        goto out;
+    }
+    for (int32_t i = 0; i < n; i++) {
+        const dsa_step_out *o = &res->seqs[i];
+        acc[i] = o->n_extra;
+        last[i] = o->n_extra > 0 ? o->extra[o->n_extra - 1].token : o->token;
+    }
+    err = dsa_worker_spec_draft(ws, plan, acc, last, res);
+out:
+    free(acc);
+    free(last);
+    return err;
+}
