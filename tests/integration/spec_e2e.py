@@ -4,9 +4,10 @@ openai client against the real server on loopback:
 
  - the trained models/dsa-tiny-r1 served without drafts and with
    {"method": "deepseek_mtp", "num_speculative_tokens": k}, k = 1 and 3:
-   the same 8 greedy chat answers (4 at a time, one streamed, one with
-   logprobs, one cut by max_tokens, one by a stop string), byte for byte,
-   token logprobs included;
+   the same 8 chat answers (4 at a time; greedy, one streamed, one with
+   logprobs, one cut by max_tokens, one by a stop string, one n = 2 seeded
+   sampled with top_p and a penalty), byte for byte, token logprobs
+   included;
  - /metrics (parsed by prometheus_client) carries vLLM's spec-decode
    counters, consistent (per-position counts sum to the accepted tokens and
    never rise with the position) and non-zero;
@@ -88,6 +89,8 @@ def ask(c, i):
         kw["stop"] = [" e"]
     if i == 1:
         kw.update(logprobs=True, top_logprobs=2)
+    if i == 4:  # n = 2 sampled choices, seeded: the same with and without drafts
+        kw.update(n=2, temperature=0.8, seed=5, top_p=0.95, frequency_penalty=0.3)
     if i == 5:
         text = []
         for ch in c.chat.completions.create(stream=True, **kw):
@@ -96,7 +99,7 @@ def ask(c, i):
         return {"content": "".join(text)}
     r = c.chat.completions.create(**kw)
     ch = r.choices[0]
-    out = {"content": ch.message.content, "finish": ch.finish_reason,
+    out = {"content": [c.message.content for c in r.choices], "finish": ch.finish_reason,
            "reasoning": getattr(ch.message, "reasoning_content", None),
            "usage": r.usage.completion_tokens}
     if ch.logprobs:
