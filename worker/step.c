@@ -717,9 +717,13 @@ dsa_err dsa_worker_step_run(dsa_worker_step *ws, const dsa_step_plan *plan,
         step_fail(res, err);
         return DSA_OK;
     }
-    if (!ws->samples)
+    /* With drafts every TP rank of the last stage samples too (the same
+     * gathered logits and plan give the same tokens), so that all of them
+     * run the MTP's collectives on the same accepted positions; only the
+     * rank that samples reports (ws->samples). */
+    if (!ws->samples && !(ws->mtp && ws->w->has_head))
         return DSA_OK;
-    if ((err = prompt_logprobs(ws, plan, L, res))) {
+    if (ws->samples && (err = prompt_logprobs(ws, plan, L, res))) {
         step_fail(res, err);
         return DSA_OK;
     }

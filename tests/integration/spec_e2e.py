@@ -8,6 +8,8 @@ openai client against the real server on loopback:
    logprobs, one cut by max_tokens, one by a stop string, one n = 2 seeded
    sampled with top_p and a penalty), byte for byte, token logprobs
    included;
+ - the same under mpirun, dsa-head driving TP=2 x PP=2 dsa-worker ranks, all
+   with num_speculative_tokens 2 (skipped without mpirun, except CI=true);
  - /metrics (parsed by prometheus_client) carries vLLM's spec-decode
    counters, consistent (per-position counts sum to the accepted tokens and
    never rise with the position) and non-zero;
@@ -17,6 +19,7 @@ openai client against the real server on loopback:
 Usage: spec_e2e.py BUILD_DIR SOURCE_DIR"""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,6 +31,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 BUILD, SRC = sys.argv[1], sys.argv[2]
 HEAD = os.path.join(BUILD, "head", "dsa-head")
+WORKER = os.path.join(BUILD, "worker", "dsa-worker")
+MPI_ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMPI_MCA_rmaps_base_oversubscribe="1", OMPI_MCA_mpi_yield_when_idle="1",
+               OMPI_MCA_btl="self,vader", OMPI_MCA_btl_vader_single_copy_mechanism="none",
+               OMPI_MCA_hwloc_base_binding_policy="none", OMPI_MCA_plm_rsh_agent="false",
+               OMPI_MCA_rmaps_base_mapping_policy=":oversubscribe")
 MODEL = os.path.join(SRC, "models", "dsa-tiny-r1")
 SYSTEM = "You are a helpful assistant."
 QUESTIONS = ['How many times does the letter "e" appear in "engineer"?', "What is 58 + 67?",
@@ -37,14 +46,22 @@ QUESTIONS = ['How many times does the letter "e" appear in "engineer"?', "What i
 
 
 class Server:
-    def __init__(self, *args):
+    def __init__(self, *args, workers=None):
+        """workers: None (in-process), else extra dsa-worker arguments: the
+        head under mpirun with TP=2 x PP=2 workers."""
         self.dir = tempfile.mkdtemp()
         pf = os.path.join(self.dir, "port")
         self.log = open(os.path.join(self.dir, "log"), "w+")
-        self.p = subprocess.Popen([HEAD, "--model", MODEL, "--port", "0", "--port-file", pf,
-                                   "--threads", "1", "--max-model-len", "1024",
-                                   "--log-format", "text", "--disable-log-requests", *args],
-                                  stdout=self.log, stderr=subprocess.STDOUT)
+        cmd = [HEAD, "--model", MODEL, "--port", "0", "--port-file", pf, "--threads", "1",
+               "--max-model-len", "1024", "--log-format", "text", "--disable-log-requests",
+               *args]
+        if workers is not None:
+            cmd = ["mpirun", "--oversubscribe", "-np", "1", *cmd, "--block-size", "16",
+                   ":", "-np", "4", WORKER, "--model", MODEL, "--tp", "2", "--threads", "1",
+                   "--block-size", "16", "--max-model-len", "1024", "--num-blocks", "256",
+                   "--max-num-seqs", "8", *workers]
+        self.p = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
+                                  env=MPI_ENV if workers is not None else None)
         t0 = time.time()
         while not os.path.exists(pf) or not open(pf).read().strip():
             if self.p.poll() is not None or time.time() - t0 > 180:
@@ -145,6 +162,26 @@ def main():
         assert drafts > 0 and acc > 0, "no drafts or none accepted"
         assert toks <= drafts * k and acc <= toks
         assert sum(pos) == acc and all(pos[j] <= pos[j - 1] for j in range(1, k))
+    # TP=2 x PP=2 workers under mpirun, drafts on the head and the workers
+    if shutil.which("mpirun") and os.access(WORKER, os.X_OK):
+        spec = json.dumps({"method": "deepseek_mtp", "num_speculative_tokens": 2})
+        s = Server("--speculative-config", spec, workers=["--speculative-config", spec])
+        got = answers(s)
+        m = s.metrics()
+        s.close()
+        for i, (a, b) in enumerate(zip(want, got)):
+            if a != b:
+                failures += 1
+                print(f"mpirun TP=2 x PP=2 k=2 question {i}: differs\n  without: {a}\n"
+                      f"  with:    {b}")
+        acc = m["vllm:spec_decode_num_accepted_tokens_total"]
+        print(f"mpirun TP=2 x PP=2 k=2: {m['vllm:spec_decode_num_drafts_total']:.0f} drafts, "
+              f"{acc:.0f} accepted")
+        assert acc > 0, "no draft accepted under mpirun"
+    elif os.environ.get("CI") == "true":
+        raise SystemExit("mpirun or dsa-worker missing under CI")
+    else:
+        print("spec_e2e: no mpirun or dsa-worker: the TP=2 x PP=2 part is skipped")
     start_fails(["--speculative-config", '{"method": "ngram", "num_speculative_tokens": 2}'],
                 MODEL, "'method'")
     start_fails(["--speculative-config", '{"method": "deepseek_mtp", "num_speculative_tokens": 0}'],

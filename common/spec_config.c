@@ -1,13 +1,12 @@
 /* spec_config.c - parses --speculative-config (see spec_config.h). */
-#include "head/spec_config.h"
+#include "common/spec_config.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <string.h>
 
-#include "proto/step.h"
 
-dsa_err dsa_spec_config_parse(const char *json, int *k)
+dsa_err dsa_spec_config_parse(const char *json, int k_max, int *k)
 {
     *k = 0;
     if (!json || !*json)
@@ -33,10 +32,10 @@ dsa_err dsa_spec_config_parse(const char *json, int *k)
             method = f->valuestring;
         } else if (!strcmp(name, "num_speculative_tokens")) {
             double v = cJSON_IsNumber(f) ? f->valuedouble : NAN;
-            if (!(v >= 1 && v <= DSA_SPEC_TOKENS_MAX) || v != floor(v)) {
+            if (!(v >= 1 && v <= k_max) || v != floor(v)) {
                 err = dsa_fail(DSA_INVAL, "--speculative-config: field "
                                "'num_speculative_tokens' must be an integer from 1 to %d",
-                               DSA_SPEC_TOKENS_MAX);
+                               k_max);
                 goto out;
             }
             n = (int)v;
