@@ -146,8 +146,8 @@ int dsa_engine_on_output(dsa_engine *e, dsa_engine_req *r, const dsa_step_out *o
         dsa_metrics_unlock(m);
     }
     /* the scheduler appended all of them: the first is number g0 */
-    int32_t g0 = r->seq.n_generated - o->n_extra, done = 0;
-    for (int32_t j = 0; j <= o->n_extra && !done; j++) {
+    int32_t g0 = r->seq.n_generated - o->n_extra, done = 0, j;
+    for (j = 0; j <= o->n_extra && !done; j++) {
         dsa_step_tok t;
         if (j == 0) {
             t = (dsa_step_tok){.token = o->token, .logprob = o->logprob, .n_top = o->n_top};
@@ -158,6 +158,12 @@ int dsa_engine_on_output(dsa_engine *e, dsa_engine_req *r, const dsa_step_out *o
         }
         dsa_engine_event *ev = on_token(e, r, &t, g0 + j, now, &done);
         EV_APPEND(eh, et, ev);
+    }
+    if (done && j <= o->n_extra) {
+        /* finished inside the run: the tokens after it were never output
+         * (the request is retired next; its counts go to the metrics) */
+        r->seq.n_generated = g0 + j - 1;
+        r->seq.n_tokens = r->seq.n_prompt + r->seq.n_generated;
     }
     *head = eh;
     *tail = et;

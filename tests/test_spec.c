@@ -166,6 +166,13 @@ static void run(const run_cfg *c, run_out *out)
     for (int i = 0; i < N_REQ; i++)
         dsa_engine_req_release(rs[i]);
     dsa_engine_destroy(e);
+    /* the per-request token counts (vllm:request_generation_tokens) are
+     * the tokens output, also when a request stops inside an accepted run */
+    double n_out = 0;
+    for (int i = 0; i < N_REQ; i++)
+        n_out += out->n[i];
+    cr_assert_eq((long long)m.n_generation.sum, (long long)n_out, "generation tokens %g, %g out",
+                 m.n_generation.sum, n_out);
     out->drafts = m.spec_drafts;
     out->draft_tokens = m.spec_draft_tokens;
     out->accepted = m.spec_accepted_tokens;
