@@ -9,49 +9,8 @@
 
 #include "common/grammar.h"
 #include "common/log.h"
+#include "head/engine_int.h"
 #include "head/engine_mask.h"
-
-typedef struct abort_node {
-    struct abort_node *next;
-    dsa_engine_req *req;
-} abort_node;
-
-struct dsa_engine {
-    dsa_engine_params p;
-    dsa_sched sched;
-    pthread_t thread;
-    int started;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int stop;
-    dsa_engine_req *new_head, *new_tail;  /* submitted, guarded by mu */
-    abort_node *aborts;                    /* guarded by mu */
-    dsa_engine_event *ev_head, *ev_tail;   /* ready for the loop, guarded by mu */
-    atomic_llong n_waiting, n_active;
-    uint64_t next_seq_id;
-    /* pipelining (max_in_flight 2): a FIFO of submitted batches */
-    int max_in_flight;
-    dsa_sched_batch fl[2];
-    int fl_n[2];
-    uint64_t fl_prompt[2];
-    int fl_head, fl_len;
-    atomic_int fatal;
-    char fatal_msg[256];
-    /* dsa_time_now() * 1e6 when the engine began waiting on the workers
-     * (a step or a ping), 0 when not waiting; 1 for a ping, 2 for a step */
-    atomic_llong wait_since_us;
-    atomic_int wait_kind;
-    double last_contact;        /* engine thread: the workers last answered */
-    /* grammar masks filled during the forward pass (engine_mask.h): NULL
-     * when masks are filled before the step (mask_sync, or a transport
-     * that copies the plan); jobs[0..n_jobs) and job_reqs belong to the
-     * filler from start until wait */
-    dsa_engine_masker *filler;
-    dsa_engine_mask_job *jobs;
-    dsa_engine_req **job_reqs;
-    int n_jobs, cap_jobs;
-    atomic_llong n_masks_overlapped;
-};
 
 static void wait_begin(dsa_engine *e, int kind)
 {
@@ -112,14 +71,14 @@ void dsa_engine_req_release(dsa_engine_req *r)
     free(r);
 }
 
-static void req_ref(dsa_engine_req *r)
+void dsa_engine_req_ref(dsa_engine_req *r)
 {
     atomic_fetch_add(&r->refs, 1);
 }
 
 void dsa_engine_submit(dsa_engine *e, dsa_engine_req *r)
 {
-    req_ref(r);
+    dsa_engine_req_ref(r);
     atomic_fetch_add(&e->n_waiting, 1);
     atomic_fetch_add(&e->n_active, 1);
     pthread_mutex_lock(&e->mu);
@@ -189,12 +148,12 @@ const char *dsa_engine_fatal(const dsa_engine *e)
 
 /* ---- engine thread ------------------------------------------------------ */
 
-static dsa_engine_event *event_new(dsa_engine_req *r)
+dsa_engine_event *dsa_engine_event_new(dsa_engine_req *r)
 {
     dsa_engine_event *ev = calloc(1, sizeof *ev);
     if (!ev)
         return NULL;
-    req_ref(r);
+    dsa_engine_req_ref(r);
     ev->req = r;
     ev->n_prompt = r->n_prompt;
     ev->n_generated = r->seq.n_generated;
@@ -259,7 +218,7 @@ static void req_retire(dsa_engine *e, dsa_engine_req *r, dsa_finish why)
 
 static dsa_engine_event *fail_event(dsa_engine_req *r, int status, const char *msg)
 {
-    dsa_engine_event *ev = event_new(r);
+    dsa_engine_event *ev = dsa_engine_event_new(r);
     if (ev) {
         ev->status = status;
         ev->finish = "error";
@@ -270,17 +229,6 @@ static dsa_engine_event *fail_event(dsa_engine_req *r, int status, const char *m
     }
     return ev;
 }
-
-#define EV_APPEND(head, tail, ev)      \
-    do {                               \
-        if (ev) {                      \
-            if (tail)                  \
-                (tail)->next = (ev);   \
-            else                       \
-                (head) = (ev);         \
-            (tail) = (ev);             \
-        }                              \
-    } while (0)
 
 /* The min_tokens bans: EOS (unless ignore_eos) and the stop ids inside
  * the vocabulary, while fewer than min_tokens tokens are generated. */
@@ -326,14 +274,6 @@ static void plps_take(dsa_engine_req *r, const dsa_step_out *o)
     }
 }
 
-static int is_stop_id(const dsa_engine_req *r, int32_t tok)
-{
-    for (int i = 0; i < r->n_stop_ids; i++)
-        if (r->stop_ids[i] == tok)
-            return 1;
-    return 0;
-}
-
 /* Moves submitted requests into the scheduler and applies aborts.  Called
  * with e->mu held; the lists are detached first. */
 static void take_inputs(dsa_engine *e, dsa_engine_req *news, abort_node *aborts)
@@ -358,6 +298,9 @@ static void take_inputs(dsa_engine *e, dsa_engine_req *news, abort_node *aborts)
         if (!err)
             err = dsa_sched_seq_init(&r->seq, ++e->next_seq_id, r->prompt, r->n_prompt,
                                      r->max_new, &r->sp);
+        /* drafts only where the head need not advance a grammar through them */
+        if (!err)
+            r->seq.spec_k = r->gram ? 0 : e->p.spec_k;
         if (!err && (err = dsa_sched_add(&e->sched, &r->seq)))
             dsa_sched_seq_deinit(&r->seq);
         if (err) {
@@ -385,120 +328,6 @@ static void take_inputs(dsa_engine *e, dsa_engine_req *news, abort_node *aborts)
         free(a);
     }
     events_push(e, eh, et);
-}
-
-static void logprob_entry(const dsa_step_out *o, dsa_engine_lp *lp)
-{
-    lp->id = o->token;
-    lp->logprob = o->logprob;
-    lp->n_top = o->n_top;
-    memcpy(lp->top_ids, o->top_ids, sizeof lp->top_ids);
-    memcpy(lp->top_logprobs, o->top_logprobs, sizeof lp->top_logprobs);
-}
-
-/* Handles one sequence's sampled token; returns its event (or NULL). */
-static dsa_engine_event *on_token(dsa_engine *e, dsa_engine_req *r, const dsa_step_out *o,
-                                  double now, int *done)
-{
-    dsa_engine_event *ev = event_new(r);
-    if (!ev) {
-        *done = DSA_FINISH_ERROR + 1;
-        return NULL;
-    }
-    int32_t tok = o->token;
-    dsa_metrics *m = e->p.metrics;
-    dsa_metrics_lock(m);
-    m->generation_tokens++;
-    if (r->seq.n_generated == 1)
-        dsa_hist_observe(&m->ttft, now - r->t_arrival);
-    else
-        dsa_hist_observe(&m->itl, now - r->t_last);
-    dsa_metrics_unlock(m);
-    if (r->seq.n_generated == 1)
-        r->t_first = now;
-    r->t_last = now;
-    ev->n_tokens = 1;
-    ev->n_generated = r->seq.n_generated;
-    if (r->want_logprobs && (ev->lps = calloc(1, sizeof *ev->lps))) {
-        logprob_entry(o, ev->lps);
-        ev->n_lps = 1;
-    }
-    dsa_err err = DSA_OK;
-    if (r->gram && r->gram_wait_id >= 0) {
-        if (tok == r->gram_wait_id)
-            r->gram_wait_id = -1; /* the grammar starts at the next token */
-    } else if (r->gram && (r->gram_words < 0 ||
-                           dsa_gram_accept_token(r->gram, &r->gram_state, tok))) {
-        ev->status = 500;
-        ev->finish = "error";
-        snprintf(ev->message, sizeof ev->message, "structured output: token %d does not follow "
-                 "the grammar (or its matcher ran out of memory)", tok);
-        *done = DSA_FINISH_ERROR + 1;
-        return ev;
-    }
-    if (r->ctl.prompt_lps && r->seq.n_generated == 1) {
-        if (r->n_plps != r->n_prompt - 1) {
-            err = dsa_fail(DSA_NOMEM, "prompt logprobs: %d of %d positions", r->n_plps,
-                           r->n_prompt - 1);
-        } else {
-            ev->plps = r->plps;
-            ev->n_plps = r->n_plps;
-            r->plps = NULL;
-            r->n_plps = r->cap_plps = 0;
-            r->plps_sent = 1;
-        }
-    }
-    /* vLLM: EOS and stop ids end a request from min_tokens tokens on (the
-     * sampler bans them before), stop strings only past min_tokens, their
-     * text unsearched until then */
-    int can_stop = r->seq.n_generated >= r->min_tokens;
-    int eos = can_stop && tok == e->p.eos_token_id && !r->ignore_eos;
-    int stop_tok = can_stop && !eos && is_stop_id(r, tok);
-    /* the stop token's text is output only with include_stop_str_in_output
-     * (vLLM's detokenizer drops it otherwise; EOS is a special token that
-     * skip_special_tokens drops anyway) */
-    if (!err && (r->include_stop || (!eos && !stop_tok))) {
-        int n_stop = r->out.n_stop;
-        if (r->seq.n_generated <= r->min_tokens)
-            r->out.n_stop = 0;
-        err = dsa_textout_feed(&r->out, tok, &ev->content, &ev->reasoning);
-        r->out.n_stop = n_stop;
-    }
-    if (!err && r->out.stopped) {
-        ev->finish = "stop";
-        if (r->out.stop_index >= 0 && r->out.stop_index < r->n_stop)
-            ev->stop_str = r->stop[r->out.stop_index];
-    } else if (!err && stop_tok) {
-        ev->finish = "stop";
-        ev->has_stop_token = 1;
-        ev->stop_token = tok;
-    } else if (!err && eos) {
-        ev->finish = "stop";
-    }
-    else if (!err && (r->seq.n_generated >= r->max_new || r->seq.n_tokens >= r->seq.n_max))
-        ev->finish = "length";
-    if (!err && ev->finish)
-        err = dsa_textout_finish(&r->out, &ev->content, &ev->reasoning);
-    if (err) {
-        ev->status = 500;
-        ev->finish = "error";
-        snprintf(ev->message, sizeof ev->message, "detokenizing token %d: %s", tok,
-                 dsa_errmsg());
-    }
-    if (ev->finish)
-        *done = ev->status ? DSA_FINISH_ERROR + 1
-                           : (ev->finish[0] == 'l' ? DSA_FINISH_LENGTH : DSA_FINISH_STOP) + 1;
-    return ev;
-}
-
-/* Tokens a step sampled (with the prompt tokens it computed, the step's
- * vllm:iteration_tokens_total). */
-static uint64_t n_sampled(const dsa_step_result *res)
-{
-    uint64_t n = 0;
-    for (int i = 0; i < res->n_seqs; i++)
-        n += res->seqs[i].token >= 0;
-    return n;
 }
 
 /* Timing of the requests just scheduled; returns the prompt tokens the
@@ -624,7 +453,7 @@ static void finish_step(dsa_engine *e, dsa_sched_batch *b, int n, dsa_err err,
         events_push(e, eh, et);
         return;
     }
-    uint64_t step_tokens = prompt_tokens + n_sampled(res);
+    uint64_t step_tokens = prompt_tokens + dsa_engine_n_sampled(res);
     dsa_metrics_lock(e->p.metrics);
     e->p.metrics->prompt_tokens += prompt_tokens;
     if (step_tokens > 0)
@@ -647,9 +476,8 @@ static void finish_step(dsa_engine *e, dsa_sched_batch *b, int n, dsa_err err,
             plps_take(r, &res->seqs[i]);
         if (i >= res->n_seqs || res->seqs[i].token < 0)
             continue;
-        int done = 0;
-        dsa_engine_event *ev = on_token(e, r, &res->seqs[i], now, &done);
-        EV_APPEND(eh, et, ev);
+        int done = dsa_engine_on_output(e, r, &res->seqs[i], b->plan.seqs[i].n_draft, now,
+                                        &eh, &et);
         if (done)
             req_retire(e, r, (dsa_finish)(done - 1));
     }
@@ -851,11 +679,19 @@ dsa_err dsa_engine_create(const dsa_engine_params *p, dsa_engine **out)
                            .max_num_batched_tokens = p->max_num_batched_tokens,
                            .disable_prefix_caching = p->disable_prefix_caching,
                            .hash_seed = dsa_blocks_seed(p->metrics->model_name)};
+    if (p->spec_k < 0 || p->spec_k > DSA_SPEC_TOKENS_MAX) {
+        free(e);
+        return dsa_fail(DSA_INVAL, "num_speculative_tokens %d outside 0..%d", p->spec_k,
+                        DSA_SPEC_TOKENS_MAX);
+    }
     dsa_err err = dsa_sched_init(&e->sched, &sp);
     if (err) {
         free(e);
         return err;
     }
+    dsa_metrics_lock(p->metrics);
+    p->metrics->spec_k = p->spec_k;
+    dsa_metrics_unlock(p->metrics);
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     e->max_in_flight = p->max_in_flight == 2 && p->transport->ops->submit &&

@@ -145,6 +145,10 @@ typedef struct dsa_engine_params {
      * batch in flight, a helper thread fills them while the step's forward
      * pass runs (head/engine_mask.h); otherwise as with 1. */
     int mask_sync;
+    /* num_speculative_tokens (0: none): every request without a grammar
+     * asks the workers for this many MTP drafts and verifies them in its
+     * next decode step (docs/design.md "Speculative decoding"). */
+    int spec_k;
 } dsa_engine_params;
 
 dsa_err dsa_engine_create(const dsa_engine_params *p, dsa_engine **out);

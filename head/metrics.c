@@ -267,6 +267,26 @@ void dsa_metrics_render(dsa_metrics *m, dsa_jbuf *o)
             (double)m->prompt_tokens);
     counter(o, m, "vllm:generation_tokens", "Number of generation tokens processed.",
             (double)m->generation_tokens);
+    if (m->spec_k > 0) {
+        counter(o, m, "vllm:spec_decode_num_drafts", "Number of spec decoding drafts.",
+                (double)m->spec_drafts);
+        counter(o, m, "vllm:spec_decode_num_draft_tokens", "Number of draft tokens.",
+                (double)m->spec_draft_tokens);
+        counter(o, m, "vllm:spec_decode_num_accepted_tokens", "Number of accepted tokens.",
+                (double)m->spec_accepted_tokens);
+        static const char *const pos_help = "Accepted tokens per draft position.";
+        const char *labels[DSA_SPEC_TOKENS_MAX];
+        char lb[DSA_SPEC_TOKENS_MAX][32];
+        int k = m->spec_k < DSA_SPEC_TOKENS_MAX ? m->spec_k : DSA_SPEC_TOKENS_MAX;
+        head(o, "vllm:spec_decode_num_accepted_tokens_per_pos_total", "counter", pos_help);
+        for (int i = 0; i < k; i++) {
+            snprintf(lb[i], sizeof lb[i], "position=\"%d\"", i);
+            labels[i] = lb[i];
+            sample(o, m, "vllm:spec_decode_num_accepted_tokens_per_pos", "_total", labels[i],
+                   (double)m->spec_accepted_per_pos[i]);
+        }
+        created(o, m, "vllm:spec_decode_num_accepted_tokens_per_pos", pos_help, labels, k);
+    }
     static const char *const success_help = "Count of successfully processed requests.";
     head(o, "vllm:request_success_total", "counter", success_help);
     for (int i = 0; i < DSA_FINISH_COUNT; i++)

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "head/api.h"
+#include "proto/step.h"
 
 #define DSA_HIST_MAX_BUCKETS 32
 
@@ -56,6 +57,11 @@ typedef struct dsa_metrics {
     uint64_t rejected_queue_full;
     uint64_t prefix_cache_queries, prefix_cache_hits; /* tokens */
     uint64_t preemptions;
+    /* speculative decoding (vLLM's spec_decode counters; rendered when
+     * spec_k > 0, per_pos for positions 0..spec_k-1) */
+    int spec_k;
+    uint64_t spec_drafts, spec_draft_tokens, spec_accepted_tokens;
+    uint64_t spec_accepted_per_pos[DSA_SPEC_TOKENS_MAX];
     /* histograms of seconds */
     dsa_hist ttft, itl, tpot;   /* tpot: one per request, its mean */
     dsa_hist e2e, queue, inference, prefill, decode;

@@ -167,6 +167,7 @@ static void preempt(dsa_sched *s, dsa_sched_seq *q)
     q_unlink(&s->running, q);
     release_blocks(s, q);
     q->state = DSA_SEQ_WAITING;
+    q->n_draft = 0; /* the recomputed prefill proposes new ones */
     q->n_preempted++;
     q_push_front(&s->waiting, q);
     s->st.preemptions++;
@@ -201,17 +202,35 @@ static int grow_blocks(dsa_sched *s, dsa_sched_seq *q, int64_t n_tokens, int may
     return 1;
 }
 
-static void plan_add(dsa_sched *s, dsa_sched_batch *b, dsa_sched_seq *q, int32_t n)
+/* Blocks for the MTP's draft chain past a sampling chunk of n tokens (k - 1
+ * positions after the last verified one), when free blocks allow: without
+ * them the chain is shorter, nothing else changes. */
+static void spec_room(dsa_sched *s, dsa_sched_seq *q, int32_t n)
+{
+    if (q->spec_k < 2)
+        return;
+    int64_t want = (int64_t)q->n_computed + n + q->spec_k - 1;
+    if (want > (int64_t)q->cap_blocks * s->p.block_size)
+        want = (int64_t)q->cap_blocks * s->p.block_size;
+    grow_blocks(s, q, want, 0);
+}
+
+/* Plans n tokens of q, the last nd of them drafts to verify. */
+static void plan_add(dsa_sched *s, dsa_sched_batch *b, dsa_sched_seq *q, int32_t n, int32_t nd)
 {
     int32_t i = b->plan.n_seqs++;
+    int sample = q->n_computed + n - nd == q->n_tokens;
+    if (sample)
+        spec_room(s, q, n);
     q->n_scheduled = n;
     q->in_flight = 1;
     b->planned[i] = q;
     b->plan.seqs[i] = (dsa_step_seq){
         .seq_id = q->id, .pos = q->n_computed, .n_prompt = q->n_prompt, .n_tokens = n,
         .tokens = q->tokens + q->n_computed, .n_blocks = q->n_blocks, .blocks = q->blocks,
-        .sample = q->n_computed + n == q->n_tokens, .step = (uint32_t)q->n_generated,
-        .sp = q->sp};
+        .sample = sample, .step = (uint32_t)q->n_generated, .sp = q->sp,
+        .next_token = q->n_computed + n < q->n_tokens ? q->tokens[q->n_computed + n] : -1,
+        .n_draft = nd, .spec_k = q->spec_k};
     if (q->ctl) {
         dsa_step_seq *d = &b->plan.seqs[i];
         const dsa_step_seq *c = q->ctl;
@@ -225,7 +244,6 @@ static void plan_add(dsa_sched *s, dsa_sched_batch *b, dsa_sched_seq *q, int32_t
         d->bias_values = c->bias_values;
         d->prompt_lps = c->prompt_lps;
         d->prompt_top = c->prompt_top;
-        d->next_token = q->n_computed + n < q->n_tokens ? q->tokens[q->n_computed + n] : -1;
     }
     int32_t end = q->n_computed + n < q->n_prompt ? q->n_computed + n : q->n_prompt;
     if (end > q->n_computed)
@@ -235,14 +253,33 @@ static void plan_add(dsa_sched *s, dsa_sched_batch *b, dsa_sched_seq *q, int32_t
 
 /* Plans n tokens of running sequence q; on a block shortage preempts newer
  * sequences, else q itself.  Returns the tokens planned (0 or n). */
-static int32_t plan_running(dsa_sched *s, dsa_sched_batch *b, dsa_sched_seq *q, int32_t n)
+static int32_t plan_running(dsa_sched *s, dsa_sched_batch *b, dsa_sched_seq *q, int32_t n,
+                            int32_t nd)
 {
     if (!grow_blocks(s, q, (int64_t)q->n_computed + n, 1)) {
         preempt(s, q);
         return 0;
     }
-    plan_add(s, b, q, n);
+    plan_add(s, b, q, n, nd);
     return n;
+}
+
+/* Drafts q verifies in its next decode: its proposals, as many as its
+ * output can still take after the token they follow (so a max_tokens cut
+ * never falls inside a planned run) and the step's token budget allows.
+ * The drafts are written after q's tokens, where the plan reads them. */
+static int32_t drafts_take(dsa_sched_seq *q, int64_t budget)
+{
+    int32_t nd = q->n_draft, room = q->n_max - q->n_tokens - 1;
+    if (nd > room)
+        nd = room;
+    if (nd > budget - 1)
+        nd = (int32_t)(budget - 1);
+    if (nd < 0)
+        nd = 0;
+    for (int32_t j = 0; j < nd; j++)
+        q->tokens[q->n_tokens + j] = q->drafts[j];
+    return nd;
 }
 
 static int wants_plp(const dsa_sched_seq *q)
@@ -314,7 +351,7 @@ static int32_t admit(dsa_sched *s, dsa_sched_batch *b, dsa_sched_seq *q, int64_t
     int ok = grow_blocks(s, q, (int64_t)n_cached + n, 0);
     assert(ok);
     (void)ok;
-    plan_add(s, b, q, n);
+    plan_add(s, b, q, n, 0);
     return n;
 }
 
@@ -364,9 +401,10 @@ int dsa_sched_schedule_batch(dsa_sched *s, dsa_sched_batch *b)
         next = q->next;
         if (q->in_flight || q->n_tokens - q->n_computed != 1)
             continue;
-        if (!plan_running(s, b, q, 1))
+        int32_t nd = drafts_take(q, budget);
+        if (!plan_running(s, b, q, 1 + nd, nd))
             break; /* q gave way itself: every other one is in flight */
-        budget--;
+        budget -= 1 + nd;
         next = q->next; /* a victim may have been q's successor */
     }
     /* 2: prefill chunks of running sequences */
@@ -377,7 +415,7 @@ int dsa_sched_schedule_batch(dsa_sched *s, dsa_sched_batch *b)
         if (q->in_flight || left < 1)
             continue;
         int32_t n = chunk_len(q, left < budget ? left : (int32_t)budget);
-        if (!plan_running(s, b, q, n))
+        if (!plan_running(s, b, q, n, 0))
             break;
         budget -= n;
         next = q->next;
@@ -401,15 +439,27 @@ dsa_err dsa_sched_commit_batch(dsa_sched *s, dsa_sched_batch *b, const dsa_step_
     for (int32_t i = 0; i < b->plan.n_seqs; i++) {
         dsa_sched_seq *q = b->planned[i];
         q->in_flight = 0;
+        int32_t nd = b->plan.seqs[i].n_draft;
+        const dsa_step_out *o = r && i < r->n_seqs ? &r->seqs[i] : NULL;
+        int32_t tok = o ? o->token : -1;
+        int32_t acc = o && tok >= 0 ? o->n_extra : 0;
+        if (acc > nd)
+            acc = nd; /* a worker never accepts more; the head trusts no more */
         if (r)
-            q->n_computed += q->n_scheduled;
+            q->n_computed += q->n_scheduled - nd + acc;
         q->n_scheduled = 0;
+        q->n_draft = 0;
         if (!r)
             continue;
-        int32_t tok = i < r->n_seqs ? r->seqs[i].token : -1;
-        if (tok >= 0 && b->plan.seqs[i].sample && q->n_tokens < q->cap_tokens) {
-            q->tokens[q->n_tokens++] = tok;
-            q->n_generated++;
+        if (tok >= 0 && b->plan.seqs[i].sample) {
+            for (int32_t j = 0; j <= acc && q->n_tokens < q->cap_tokens; j++) {
+                q->tokens[q->n_tokens++] = j == 0 ? tok : o->extra[j - 1].token;
+                q->n_generated++;
+            }
+            int32_t n = o->n_drafts < q->spec_k ? o->n_drafts : q->spec_k;
+            for (int32_t j = 0; j < n; j++)
+                q->drafts[j] = o->drafts[j];
+            q->n_draft = n > 0 ? n : 0;
         }
         if (s->p.disable_prefix_caching)
             continue;

@@ -63,6 +63,12 @@ typedef struct dsa_sched_seq {
      * prefix-cache hits (its prompt must be computed) and prefills in
      * chunks of at most DSA_SCHED_PLP_CHUNK tokens (a logit row each). */
     const dsa_step_seq *ctl;
+    /* Speculative decoding: spec_k > 0 (set by the caller after
+     * dsa_sched_seq_init) asks the workers for that many drafts; drafts[]
+     * are the latest proposals, verified by the next decode step. */
+    int32_t spec_k;
+    int32_t n_draft;
+    int32_t drafts[DSA_SPEC_TOKENS_MAX];
     int state;              /* DSA_SEQ_* */
     void *user;             /* the engine's request, borrowed */
     struct dsa_sched_seq *next, *prev;
@@ -144,7 +150,11 @@ void dsa_sched_remove(dsa_sched *s, dsa_sched_seq *q);
 int dsa_sched_schedule_batch(dsa_sched *s, dsa_sched_batch *b);
 /* After b's step: scheduled tokens count as computed, each sampled token
  * (result order = plan order; -1: none) is appended and newly full blocks
- * are published to the prefix cache.  r == NULL: the step failed; nothing
+ * are published to the prefix cache.  A speculative row: the drafts it
+ * accepted count as computed and are appended with the token after them;
+ * rejected ones are not computed (their cache slots are written again by
+ * the next step) and never reach a published block; the row's new drafts
+ * are kept for the next decode.  r == NULL: the step failed; nothing
  * is computed (the caller fails the planned sequences). */
 dsa_err dsa_sched_commit_batch(dsa_sched *s, dsa_sched_batch *b, const dsa_step_result *r);
 

@@ -397,7 +397,8 @@ static void on_load(uv_work_t *w)
                                  .block_size = o->block_size, .max_model_len = o->max_model_len,
                                  .n_blocks = o->num_gpu_blocks_override,
                                  .kv_cache_bytes = kv_bytes,
-                                 .max_num_seqs = o->max_num_seqs};
+                                 .max_num_seqs = o->max_num_seqs,
+                                 .spec_tokens = o->spec_k};
     dsa_worker_step *ws = NULL;
     if ((err = dsa_worker_step_create(&wp, &ws)) ||
         (err = dsa_worker_step_transport(ws, &h->transport))) {
@@ -464,7 +465,8 @@ static void after_load(uv_work_t *w, int status)
                             .max_in_flight = h->n_stages >= 2 ? 2 : 1,
                             .transport_errors_fatal = h->o->mpi != NULL,
                             .ping_interval_s = h->o->ping_interval,
-                            .late_s = h->o->health_late_timeout};
+                            .late_s = h->o->health_late_timeout,
+                            .spec_k = h->o->spec_k};
     if (h->tok && dsa_tok_eos_id(h->tok) >= 0)
         ep.eos_token_id = dsa_tok_eos_id(h->tok);
     if (dsa_engine_create(&ep, &h->engine)) {

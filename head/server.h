@@ -62,6 +62,10 @@ typedef struct dsa_head_opts {
      * a transport error ends the job (dsa_mpi_abort) and a clean exit
      * sends Shutdown; main calls MPI_Finalize. */
     struct dsa_mpi_env *mpi;
+    /* vLLM's --speculative-config (JSON, head/spec_config.h); main sets
+     * spec_k from it: num_speculative_tokens, 0 without speculation */
+    const char *speculative_config;
+    int spec_k;
 } dsa_head_opts;
 
 /* Serves until SIGTERM/SIGINT and the drain complete.  Returns 0 after a

@@ -116,6 +116,8 @@ dsa_err dsa_step_plan_encode(const dsa_step_plan *p, uint8_t **buf, size_t *len)
         dsa_wire_put_u32(&w, (uint32_t)s->n_mask);
         for (int32_t j = 0; j < s->n_mask; j++)
             dsa_wire_put_u32(&w, s->mask[j]);
+        dsa_wire_put_u32(&w, (uint32_t)s->n_draft);
+        dsa_wire_put_u32(&w, (uint32_t)s->spec_k);
     }
     dsa_wire_put_u32(&w, (uint32_t)p->n_finished);
     for (int32_t i = 0; i < p->n_finished; i++)
@@ -204,6 +206,11 @@ dsa_err dsa_step_plan_decode(const uint8_t *buf, size_t len, dsa_step_plan *p)
         }
         for (int32_t j = 0; j < s->n_mask; j++)
             s->mask[j] = dsa_wire_get_u32(&r);
+        s->n_draft = (int32_t)dsa_wire_get_u32(&r);
+        s->spec_k = (int32_t)dsa_wire_get_u32(&r);
+        if (s->n_draft < 0 || s->n_draft > DSA_SPEC_TOKENS_MAX || s->spec_k < 0 ||
+            s->spec_k > DSA_SPEC_TOKENS_MAX)
+            r.bad = 1;
         if (s->pos < 0 || s->n_prompt < 0 || (s->sample != 0 && s->sample != 1) ||
             s->sp.n_logprobs > DSA_TOP_LOGPROBS_MAX || s->min_tokens < 0 ||
             (s->prompt_lps != 0 && s->prompt_lps != 1) || s->prompt_top < 0 ||
@@ -263,6 +270,20 @@ dsa_err dsa_step_result_encode(const dsa_step_result *res, uint8_t **buf, size_t
                 dsa_wire_put_f32(&w, e->top_logprobs[j]);
             }
         }
+        dsa_wire_put_u32(&w, (uint32_t)o->n_extra);
+        for (int32_t k = 0; k < o->n_extra; k++) {
+            const dsa_step_tok *e = &o->extra[k];
+            dsa_wire_put_u32(&w, (uint32_t)e->token);
+            dsa_wire_put_f32(&w, e->logprob);
+            dsa_wire_put_u32(&w, (uint32_t)e->n_top);
+            for (int32_t j = 0; j < e->n_top; j++) {
+                dsa_wire_put_u32(&w, (uint32_t)e->top_ids[j]);
+                dsa_wire_put_f32(&w, e->top_logprobs[j]);
+            }
+        }
+        dsa_wire_put_u32(&w, (uint32_t)o->n_drafts);
+        for (int32_t k = 0; k < o->n_drafts; k++)
+            dsa_wire_put_u32(&w, (uint32_t)o->drafts[k]);
     }
     return w_finish(&w, buf, len);
 }
@@ -271,8 +292,10 @@ void dsa_step_result_free(dsa_step_result *r)
 {
     if (!r)
         return;
-    for (int32_t i = 0; r->seqs && i < r->n_seqs; i++)
+    for (int32_t i = 0; r->seqs && i < r->n_seqs; i++) {
         free(r->seqs[i].prompt_lps);
+        free(r->seqs[i].extra);
+    }
     free(r->seqs);
     memset(r, 0, sizeof *r);
 }
@@ -332,6 +355,29 @@ dsa_err dsa_step_result_decode(const uint8_t *buf, size_t len, dsa_step_result *
                 e->top_logprobs[j] = dsa_wire_get_f32(&r);
             }
         }
+        int32_t nx = r.bad ? 0 : r_count(&r, DSA_SPEC_TOKENS_MAX, 12);
+        if (nx && !(o->extra = calloc((size_t)nx, sizeof *o->extra))) {
+            dsa_step_result_free(res);
+            return dsa_fail(DSA_NOMEM, "step result: %d accepted tokens", nx);
+        }
+        o->n_extra = nx;
+        for (int32_t k = 0; k < nx && !r.bad; k++) {
+            dsa_step_tok *e = &o->extra[k];
+            e->token = (int32_t)dsa_wire_get_u32(&r);
+            e->logprob = dsa_wire_get_f32(&r);
+            e->n_top = (int32_t)dsa_wire_get_u32(&r);
+            if (e->n_top < 0 || e->n_top > DSA_TOP_LOGPROBS_MAX) {
+                r.bad = 1;
+                break;
+            }
+            for (int32_t j = 0; j < e->n_top; j++) {
+                e->top_ids[j] = (int32_t)dsa_wire_get_u32(&r);
+                e->top_logprobs[j] = dsa_wire_get_f32(&r);
+            }
+        }
+        o->n_drafts = r.bad ? 0 : r_count(&r, DSA_SPEC_TOKENS_MAX, 4);
+        for (int32_t k = 0; k < o->n_drafts; k++)
+            o->drafts[k] = (int32_t)dsa_wire_get_u32(&r);
     }
     if (res->status < 0 || res->status >= DSA_ERR_COUNT)
         r.bad = 1;

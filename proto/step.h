@@ -23,9 +23,13 @@
 
 #define DSA_PROTO_MAGIC 0x53415344u /* "DSAS" little-endian */
 /* 2: per-sequence logit controls (bias, allowed, min_tokens bans) and
- * prompt logprobs in plans and results.  3: grammar masks in plans. */
-#define DSA_PROTO_VERSION 3
+ * prompt logprobs in plans and results.  3: grammar masks in plans.
+ * 4: speculative decoding (draft tokens and wanted drafts in plans;
+ * accepted tokens and new drafts in results). */
+#define DSA_PROTO_VERSION 4
 #define DSA_TOP_LOGPROBS_MAX 20
+/* Most draft tokens per sequence and step (num_speculative_tokens). */
+#define DSA_SPEC_TOKENS_MAX 8
 
 typedef enum dsa_msg_type {
     DSA_MSG_STEP_PLAN = 1,
@@ -83,6 +87,18 @@ typedef struct dsa_step_seq {
      * bitmask.  Decoded plans own it; the head's plans borrow it. */
     int32_t n_mask;
     uint32_t *mask;         /* [n_mask] */
+    /* Speculative decoding (docs/design.md "Speculative decoding").
+     * n_draft > 0: the last n_draft tokens are drafts to verify (sample
+     * must be 1, no mask): logits of the last n_draft + 1 positions are
+     * sampled in order, each with this sequence's controls and penalties
+     * as if the drafts before it were accepted, draw index step + j; draft
+     * j is accepted while the token sampled before it equals it, and the
+     * result carries the accepted drafts plus one more token.  spec_k > 0:
+     * the worker runs its MTP module over this chunk's accepted positions
+     * (next_token must be the token after a chunk that does not sample)
+     * and, when the sequence samples, returns up to spec_k new drafts. */
+    int32_t n_draft;
+    int32_t spec_k;
 } dsa_step_seq;
 
 typedef struct dsa_step_plan {
@@ -112,6 +128,15 @@ typedef struct dsa_prompt_lp {
     float top_logprobs[DSA_TOP_LOGPROBS_MAX];
 } dsa_prompt_lp;
 
+/* One more generated token of a speculative step (as dsa_step_out's own). */
+typedef struct dsa_step_tok {
+    int32_t token;
+    float logprob;
+    int32_t n_top;
+    int32_t top_ids[DSA_TOP_LOGPROBS_MAX];
+    float top_logprobs[DSA_TOP_LOGPROBS_MAX];
+} dsa_step_tok;
+
 typedef struct dsa_step_out {
     uint64_t seq_id;
     int32_t token;          /* -1 when the sequence did not sample */
@@ -121,6 +146,13 @@ typedef struct dsa_step_out {
     float top_logprobs[DSA_TOP_LOGPROBS_MAX];
     int32_t n_prompt_lps;
     dsa_prompt_lp *prompt_lps; /* [n_prompt_lps] in position order, owned by the result */
+    /* Speculative decoding: n_extra = drafts accepted; the generated
+     * tokens are `token` then extra[0..n_extra-1] (owned by the result).
+     * drafts: the MTP's proposals for the next step. */
+    int32_t n_extra;
+    dsa_step_tok *extra;
+    int32_t n_drafts;
+    int32_t drafts[DSA_SPEC_TOKENS_MAX];
 } dsa_step_out;
 
 typedef struct dsa_step_result {

@@ -19,7 +19,8 @@ static dsa_step_plan sample_plan(int32_t *toks, int32_t *blocks, uint64_t *fin)
                              .sp = {.temperature = 0.7f, .top_p = 0.9f, .min_p = 0.05f,
                                     .top_k = 40, .seed = 0x123456789abcdefULL,
                                     .presence_penalty = 0.5f, .frequency_penalty = -0.25f,
-                                    .repetition_penalty = 1.1f, .n_logprobs = 5}};
+                                    .repetition_penalty = 1.1f, .n_logprobs = 5},
+                             .n_draft = 2, .spec_k = 3};
     seqs[1] = (dsa_step_seq){.seq_id = 9, .pos = 17, .n_prompt = 4, .n_tokens = 1,
                              .tokens = toks + 3, .n_blocks = 2, .blocks = blocks + 1,
                              .sample = 1, .step = 13, .sp = {.n_logprobs = -1},
@@ -76,6 +77,8 @@ Test(proto, plan_round_trip)
         cr_assert_eq(a->n_mask, b->n_mask);
         if (a->n_mask)
             cr_assert_eq(memcmp(a->mask, b->mask, (size_t)a->n_mask * 4), 0);
+        cr_assert_eq(a->n_draft, b->n_draft);
+        cr_assert_eq(a->spec_k, b->spec_k);
     }
     cr_assert_null(q.seqs[0].mask);
     cr_assert_null(q.seqs[0].allowed);
@@ -120,8 +123,13 @@ Test(proto, result_round_trip_and_truncation)
     dsa_prompt_lp plps[2] = {{.pos = 1, .token = 40, .logprob = -3.25f, .rank = 7, .n_top = 2,
                               .top_ids = {2, 3}, .top_logprobs = {-0.25f, -1.0f}},
                              {.pos = 2, .token = 41, .logprob = -0.5f, .rank = 1}};
+    dsa_step_tok extra[2] = {{.token = 13, .logprob = -0.75f, .n_top = 1, .top_ids = {13},
+                              .top_logprobs = {-0.75f}},
+                             {.token = 14, .logprob = -2.0f}};
     dsa_step_out outs[2] = {{.seq_id = 7, .token = 11, .logprob = -0.5f, .n_top = 2,
-                             .top_ids = {11, 12}, .top_logprobs = {-0.5f, -1.5f}},
+                             .top_ids = {11, 12}, .top_logprobs = {-0.5f, -1.5f},
+                             .n_extra = 2, .extra = extra, .n_drafts = 3,
+                             .drafts = {97, 98, 99}},
                             {.seq_id = 9, .token = -1, .n_prompt_lps = 2,
                              .prompt_lps = plps}};
     dsa_step_result r = {.step_id = 5, .status = DSA_OK, .n_seqs = 2, .seqs = outs}, q;
@@ -139,6 +147,12 @@ Test(proto, result_round_trip_and_truncation)
     cr_assert_null(q.seqs[0].prompt_lps);
     cr_assert_eq(q.seqs[1].n_prompt_lps, 2);
     cr_assert_eq(memcmp(q.seqs[1].prompt_lps, plps, sizeof plps), 0);
+    cr_assert_eq(q.seqs[0].n_extra, 2);
+    cr_assert_eq(memcmp(q.seqs[0].extra, extra, sizeof extra), 0);
+    cr_assert_eq(q.seqs[0].n_drafts, 3);
+    cr_assert_eq(q.seqs[0].drafts[2], 99);
+    cr_assert_eq(q.seqs[1].n_extra, 0);
+    cr_assert_null(q.seqs[1].extra);
     dsa_step_result_free(&q);
     for (size_t n = 0; n < len; n++) {
         uint8_t *t = malloc(n ? n : 1);

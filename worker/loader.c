@@ -227,6 +227,37 @@ static dsa_err load_layer(load_ctx *c, int l, dsa_layer_weights *lw)
     return DSA_OK;
 }
 
+/* The MTP module of a last stage: layer num_hidden_layers (the first of
+ * num_nextn_predict_layers; DeepSeek-V3 ships one). */
+static dsa_err load_mtp(load_ctx *c)
+{
+    dsa_weights *w = c->w;
+    const dsa_config *cfg = c->cfg;
+    int64_t D = cfg->hidden_size, V = cfg->vocab_size;
+    if (cfg->n_nextn_predict_layers < 1)
+        return dsa_fail(DSA_NOTFOUND, "%s/config.json: num_nextn_predict_layers is %d: the "
+                        "checkpoint has no MTP module for deepseek_mtp speculation", w->dir,
+                        cfg->n_nextn_predict_layers);
+    int l = cfg->n_layers;
+    char name[512];
+    dsa_mtp_weights *t = &w->mtp;
+    dsa_err err;
+#define MTP_NAME(suffix) (snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix), name)
+    if ((err = load_slice(c, MTP_NAME("embed_tokens.weight"), V, D, w->vocab_begin,
+                          w->vocab_rows, 0, D, &t->embed)) ||
+        (err = load_vector(c, MTP_NAME("enorm.weight"), D, &t->enorm)) ||
+        (err = load_vector(c, MTP_NAME("hnorm.weight"), D, &t->hnorm)) ||
+        (err = load_full(c, MTP_NAME("eh_proj.weight"), D, 2 * D, &t->eh_proj)) ||
+        (err = load_layer(c, l, &t->layer)) ||
+        (err = load_vector(c, MTP_NAME("shared_head.norm.weight"), D, &t->head_norm)) ||
+        (err = load_slice(c, MTP_NAME("shared_head.head.weight"), V, D, w->vocab_begin,
+                          w->vocab_rows, 0, D, &t->head)))
+        return err;
+#undef MTP_NAME
+    w->has_mtp = 1;
+    return DSA_OK;
+}
+
 /* Reads the pages a weight slice covers (one byte per page per row run), so
  * the first request does not pay for the checkpoint's page faults. */
 static uint64_t touch_weight(const dsa_weight *w)
@@ -314,6 +345,40 @@ static int weights_visit(dsa_weights *w, int (*fn)(dsa_weight *wt, void *user), 
         VISIT(lw->shared.gate);
         VISIT(lw->shared.up);
         VISIT(lw->shared.down);
+        if (i == w->shard.layer_end - w->shard.layer_begin - 1 && w->has_mtp) {
+            /* the MTP module after the last main layer */
+            dsa_mtp_weights *t = &w->mtp;
+            dsa_layer_weights *ml = &t->layer;
+            VISIT(t->embed);
+            VISIT(t->enorm);
+            VISIT(t->hnorm);
+            VISIT(t->eh_proj);
+            VISIT(ml->attn_norm);
+            VISIT(ml->ffn_norm);
+            VISIT(ml->q_proj);
+            VISIT(ml->q_a);
+            VISIT(ml->q_a_norm);
+            VISIT(ml->q_b);
+            VISIT(ml->kv_a);
+            VISIT(ml->kv_a_norm);
+            VISIT(ml->kv_b);
+            VISIT(ml->o);
+            VISIT(ml->gate);
+            VISIT(ml->up);
+            VISIT(ml->down);
+            VISIT(ml->router);
+            if (ml->is_moe && ml->experts)
+                for (int e = 0; e < w->cfg.n_routed_experts; e++) {
+                    VISIT(ml->experts[e].gate);
+                    VISIT(ml->experts[e].up);
+                    VISIT(ml->experts[e].down);
+                }
+            VISIT(ml->shared.gate);
+            VISIT(ml->shared.up);
+            VISIT(ml->shared.down);
+            VISIT(t->head_norm);
+            VISIT(t->head);
+        }
     }
     if (w->has_head) {
         VISIT(w->final_norm);
@@ -465,6 +530,8 @@ dsa_err dsa_weights_load(const char *dir, const dsa_shard *shard, dsa_weights **
             (err = load_slice(&c, head, V, D, w->vocab_begin, w->vocab_rows, 0, D, &w->lm_head)))
             goto fail;
     }
+    if (w->has_head && s->with_mtp && (err = load_mtp(&c)))
+        goto fail;
     touch_all(w);
     DSA_INFO("shard tp %d/%d layers [%d, %d): %.1f MB of weights", s->tp_rank, s->tp_size,
              s->layer_begin, s->layer_end, (double)w->bytes / 1e6);
@@ -487,6 +554,8 @@ void dsa_weights_free(dsa_weights *w)
         }
         free(w->layers);
     }
+    free(w->mtp.layer.experts);
+    free(w->mtp.layer.router_bias_owned);
     dsa_st_model_close(w->st);
     free(w->dir);
     free(w);

@@ -21,6 +21,7 @@
 typedef struct dsa_shard {
     int tp_rank, tp_size;
     int layer_begin, layer_end; /* [begin, end) of the main layers */
+    int with_mtp;               /* 1: the last stage also loads the MTP module */
 } dsa_shard;
 
 typedef struct dsa_layer_weights {
@@ -47,6 +48,20 @@ typedef struct dsa_layer_weights {
     int64_t shared_inter;   /* rows of shared.gate (0: none) */
 } dsa_layer_weights;
 
+/* DeepSeek-V3's multi-token-prediction module, stored as layer
+ * num_hidden_layers (MODEL_SPEC.md; docs/design.md "Speculative decoding"):
+ * x = eh_proj([enorm(embed(t_{i+1})) ; hnorm(h_i)]), then a decoder layer,
+ * then head(head_norm(x)).  TP-sliced like the main model: embed and head
+ * vocab-parallel, the decoder layer as a main layer, eh_proj replicated. */
+typedef struct dsa_mtp_weights {
+    dsa_weight embed;           /* [vocab_rows, D] its copy of the embedding */
+    dsa_weight enorm, hnorm;    /* [1, D] */
+    dsa_weight eh_proj;         /* [D, 2D] replicated */
+    dsa_layer_weights layer;    /* the decoder layer (MoE or dense as its index says) */
+    dsa_weight head_norm;       /* [1, D] shared_head.norm */
+    dsa_weight head;            /* [vocab_rows, D] shared_head.head */
+} dsa_mtp_weights;
+
 typedef struct dsa_weights {
     dsa_config cfg;
     dsa_shard shard;
@@ -60,10 +75,14 @@ typedef struct dsa_weights {
     dsa_weight final_norm;      /* [1, D] */
     dsa_weight lm_head;         /* [vocab_rows, D] */
     dsa_layer_weights *layers;  /* [layer_end - layer_begin] */
+    int has_mtp;                /* shard.with_mtp on the last stage */
+    dsa_mtp_weights mtp;
     uint64_t bytes;             /* weight bytes this rank reads */
 } dsa_weights;
 
 /* Opens dir (config.json + safetensors), builds this shard's descriptors and
+ * (shard->with_mtp on the last stage; DSA_NOTFOUND when the checkpoint has
+ * no num_nextn_predict_layers) the MTP module's, and
  * reads its pages in, reporting progress (a progress line on a terminal, log
  * lines otherwise).  shard == NULL means the whole model on one rank. */
 dsa_err dsa_weights_load(const char *dir, const dsa_shard *shard, dsa_weights **out);

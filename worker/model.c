@@ -529,14 +529,19 @@ static void note_tokens(dsa_model *m, int64_t T)
 /* Runs the T uploaded tokens through this shard's layers and, on the last
  * stage, the head: for the L tokens logit_rows names (gathered into hl), or
  * with logit_rows NULL for all of them (L == T), into s->logits. */
-static dsa_err forward_compute(dsa_model *m, int64_t T, int64_t L, const int32_t *logit_rows)
+static dsa_err forward_compute(dsa_model *m, int64_t T, int64_t L, const int32_t *logit_rows,
+                               const void *h_in)
 {
     dsa_backend *be = m->be;
     scratch *s = &m->s;
     int64_t D = m->w->cfg.hidden_size;
     dsa_err err;
 
-    if (m->w->has_embed) {
+    if (h_in) {
+        /* h = the caller's residual stream (the MTP module's input) */
+        if ((err = be->ops->copy(be, s->h, h_in, (size_t)(T * D) * be->act_size)))
+            return err;
+    } else if (m->w->has_embed) {
         /* h = sum_r embed_r(tokens) (vocab-parallel rows: all-reduce over TP) */
         dsa_embed_params ep = {.out = s->h, .table = &m->w->embed, .ids = s->tokens,
                                .n_tokens = T, .row_begin = m->w->vocab_begin};
@@ -650,7 +655,7 @@ static dsa_err download_logits(dsa_model *m, int64_t L, const int32_t *rows, flo
  * else), or 0 when the batch does not go through graphs. */
 static int64_t decode_bucket(const dsa_model *m, const dsa_batch *b)
 {
-    if (!m->graphs || b->n_tokens != b->n_seqs || b->n_seqs > GRAPH_BUCKET_MAX)
+    if (!m->graphs || b->h_in || b->n_tokens != b->n_seqs || b->n_seqs > GRAPH_BUCKET_MAX)
         return 0;
     for (int64_t t = 0; t < b->n_tokens; t++)
         if (b->seq[t] != t)
@@ -697,7 +702,7 @@ static dsa_err graph_run(dsa_model *m, graph_bucket *g, int64_t B)
     if (g->state != BUCKET_CAPTURED) {
         if ((err = be->ops->graph_begin(be)))
             return err;
-        err = forward_compute(m, B, B, NULL);
+        err = forward_compute(m, B, B, NULL, NULL);
         if (err) {
             char msg[256];
             snprintf(msg, sizeof msg, "%s", dsa_errmsg());
@@ -756,7 +761,7 @@ static dsa_err forward_decode(dsa_model *m, const dsa_batch *b, int64_t B, float
         }
     }
     if (!ran) {
-        if ((err = forward_compute(m, B, B, NULL)))
+        if ((err = forward_compute(m, B, B, NULL, NULL)))
             return err;
         m->stats.n_eager++;
         if (g->state == BUCKET_NEW)
@@ -780,10 +785,15 @@ dsa_err dsa_model_forward(dsa_model *m, const dsa_batch *b, float *logits)
         return err;
     note_tokens(m, T);
     if ((err = upload_inputs(m, T, b->tokens, b->pos, b->seq, b->n_seqs, b->block_tables)) ||
-        (err = forward_compute(m, T, L, b->logit_rows)) ||
+        (err = forward_compute(m, T, L, b->logit_rows, b->h_in)) ||
         (err = download_logits(m, L, NULL, logits)))
         return err;
     return DSA_OK;
+}
+
+const void *dsa_model_hidden(const dsa_model *m)
+{
+    return m->s.h;
 }
 
 void dsa_model_graph_stats_get(const dsa_model *m, dsa_model_graph_stats *out)

@@ -31,6 +31,10 @@ typedef struct dsa_batch {
     const int32_t *block_tables; /* [n_seqs, max_blocks_per_seq] block ids */
     int64_t n_logits;
     const int32_t *logit_rows;   /* [n_logits] tokens whose logits are returned */
+    /* NULL, or the residual stream the layers start from ([n_tokens, D]
+     * act, backend memory, borrowed) instead of the embedding: the MTP
+     * module's input (worker/mtp.c).  Such a batch never uses a graph. */
+    const void *h_in;
 } dsa_batch;
 
 typedef struct dsa_model dsa_model;
@@ -57,6 +61,12 @@ void dsa_model_destroy(dsa_model *m); /* NULL: no-op */
  * from the third on (model.c); the model then holds one KV block more than
  * n_blocks for the padded rows.  The logits are the same either way. */
 dsa_err dsa_model_forward(dsa_model *m, const dsa_batch *b, float *logits);
+
+/* The residual stream after the last layer of the latest forward (before
+ * the final norm): backend memory, [n_tokens, D] act, row t = the batch's
+ * token t (a padded decode batch: its first n_tokens rows).  Valid until
+ * the next forward; on a stage without the head, what was sent on. */
+const void *dsa_model_hidden(const dsa_model *m);
 
 /* What the decode graphs did so far (all zero without graphs). */
 typedef struct dsa_model_graph_stats {

@@ -22,6 +22,8 @@
 #include "common/log.h"
 #include "worker/comm.h"
 #include "worker/model.h"
+#include "worker/mtp.h"
+#include "worker/step_int.h"
 #ifdef DSA_HAVE_CUDA
 #include "kernels/cuda/cuda_backend.h"
 #endif
@@ -29,44 +31,6 @@
 /* CUDA: device memory kept out of the KV budget for the forward pass's
  * scratch (activations, logits, cuBLASLt workspace grow lazily). */
 #define CUDA_SCRATCH_RESERVE ((size_t)1 << 30)
-
-/* Token counts of one sequence, for penalties: an open-addressing map from
- * token id to (generated count, seen in prompt). */
-typedef struct tok_count {
-    int32_t id;        /* -1: empty slot */
-    uint32_t n_out;
-    uint8_t in_prompt;
-} tok_count;
-
-typedef struct seq_state {
-    uint64_t seq_id;
-    tok_count *map;    /* [cap], NULL until a penalty needs it */
-    uint32_t cap, used;
-} seq_state;
-
-struct dsa_worker_step {
-    dsa_backend *be;
-    dsa_weights *w;
-    int prepared;      /* the weights went through dsa_weights_prepare */
-    int on_cuda;
-    dsa_model *m;
-    dsa_worker_info info;
-    seq_state *seqs;
-    int n_seqs, cap_seqs;
-    /* per-step scratch, grown as needed */
-    int32_t *tokens, *pos, *seq, *bt, *logit_rows;
-    int64_t cap_tokens, cap_bt, cap_rows;
-    float *logits, *work, *dev_logits;  /* [L, V] raw; [L_s, V] penalised; backend copy */
-    int64_t cap_logits, cap_work;
-    int32_t *plp_target;               /* [prompt rows] the token each row scores */
-    int64_t cap_plp;
-    dsa_logit_ctl *ctl;                /* [L_s] */
-    dsa_logit_mask *masks;             /* [L_s] grammar bitmasks (borrowed from the plan) */
-    dsa_sample_row *rows;
-    int32_t *ids;
-    int samples;       /* 1: this rank samples (single rank, or last stage tp 0) */
-    int64_t n_last;    /* sampling rows of the last run */
-};
 
 static tok_count *count_slot(seq_state *s, int32_t id)
 {
@@ -113,7 +77,7 @@ static int has_penalty(const dsa_sampling *sp)
            (sp->repetition_penalty != 1 && sp->repetition_penalty > 0);
 }
 
-static seq_state *state_get(dsa_worker_step *ws, uint64_t id)
+seq_state *dsa_worker_state_get(dsa_worker_step *ws, uint64_t id)
 {
     for (int i = 0; i < ws->n_seqs; i++)
         if (ws->seqs[i].seq_id == id)
@@ -211,6 +175,28 @@ static void *be_stream(const dsa_worker_step *ws)
     return NULL;
 }
 
+/* The weights of p's shard (the whole model without one), with the MTP
+ * module on the last stage when p asks for drafts. */
+static dsa_err load(const dsa_worker_step_params *p, dsa_weights **w)
+{
+    if (p->spec_tokens <= 0)
+        return dsa_weights_load(p->model_dir, p->shard, w);
+    dsa_shard sh;
+    if (p->shard) {
+        sh = *p->shard;
+    } else {
+        char path[4096];
+        dsa_config c;
+        snprintf(path, sizeof path, "%s/config.json", p->model_dir);
+        dsa_err err = dsa_config_load(path, &c);
+        if (err)
+            return err;
+        sh = (dsa_shard){.tp_rank = 0, .tp_size = 1, .layer_begin = 0, .layer_end = c.n_layers};
+    }
+    sh.with_mtp = 1;
+    return dsa_weights_load(p->model_dir, &sh, w);
+}
+
 dsa_err dsa_worker_step_create(const dsa_worker_step_params *p, dsa_worker_step **out)
 {
     dsa_err err;
@@ -218,8 +204,7 @@ dsa_err dsa_worker_step_create(const dsa_worker_step_params *p, dsa_worker_step 
     dsa_worker_step *ws = calloc(1, sizeof *ws);
     if (!ws)
         return dsa_fail(DSA_NOMEM, "worker");
-    if ((err = backend_create(p, &ws->be, &ws->on_cuda)) ||
-        (err = dsa_weights_load(p->model_dir, p->shard, &ws->w)))
+    if ((err = backend_create(p, &ws->be, &ws->on_cuda)) || (err = load(p, &ws->w)))
         goto fail;
     if ((err = dsa_weights_prepare(ws->w, ws->be)))
         goto fail;
@@ -231,8 +216,8 @@ dsa_err dsa_worker_step_create(const dsa_worker_step_params *p, dsa_worker_step 
     int64_t n_blocks = p->n_blocks, budget = 0;
     if (n_blocks <= 0) {
         /* act_size: 4 bytes per cached value on the CPU, 2 (BF16) on CUDA. */
-        int64_t bb = dsa_model_block_bytes(c, ws->w->shard.layer_end - ws->w->shard.layer_begin,
-                                           bs, ws->be->act_size);
+        int64_t bb = dsa_model_block_bytes(c, ws->w->shard.layer_end - ws->w->shard.layer_begin +
+                                           ws->w->has_mtp, bs, ws->be->act_size);
         budget = kv_budget(ws, p);
         n_blocks = bb > 0 ? budget / bb : 0;
         int64_t need = bps * (p->max_num_seqs > 0 ? p->max_num_seqs : 1);
@@ -258,7 +243,8 @@ dsa_err dsa_worker_step_create(const dsa_worker_step_params *p, dsa_worker_step 
     dsa_model_params mp = {.n_blocks = n_blocks, .block_size = bs, .max_blocks_per_seq = bps,
                            .comm = comm};
     ws->samples = ws->w->has_head && (!comm || comm->tp_rank == 0);
-    if ((err = dsa_model_create(ws->be, ws->w, &mp, &ws->m)))
+    if ((err = dsa_model_create(ws->be, ws->w, &mp, &ws->m)) ||
+        (ws->w->has_mtp && (err = dsa_mtp_create(ws->be, ws->w, &mp, &ws->mtp))))
         goto fail;
     ws->info = (dsa_worker_info){.n_blocks = n_blocks, .block_size = bs,
                                  .max_blocks_per_seq = bps, .vocab_size = c->vocab_size,
@@ -281,6 +267,7 @@ void dsa_worker_step_destroy(dsa_worker_step *ws)
     free(ws->seqs);
     if (ws->dev_logits)
         ws->be->ops->free(ws->be, ws->dev_logits);
+    dsa_mtp_destroy(ws->mtp);
     dsa_model_destroy(ws->m);
     if (ws->prepared)
         dsa_weights_release(ws->w, ws->be);
@@ -298,6 +285,16 @@ void dsa_worker_step_destroy(dsa_worker_step *ws)
     free(ws->masks);
     free(ws->rows);
     free(ws->ids);
+    free(ws->row_seq);
+    free(ws->row_j);
+    free(ws->m_tokens);
+    free(ws->m_pos);
+    free(ws->m_seq);
+    free(ws->m_hrows);
+    free(ws->m_lrows);
+    free(ws->m_owner);
+    free(ws->m_first);
+    free(ws->m_logits);
     free(ws);
 }
 
@@ -359,11 +356,6 @@ static int logprobs_row(const float *logits, int64_t V, int32_t id, int k, float
     return n_top;
 }
 
-static void logprobs(const float *logits, int64_t V, int32_t id, int k, dsa_step_out *o)
-{
-    o->n_top = logprobs_row(logits, V, id, k, &o->logprob, o->top_ids, o->top_logprobs);
-}
-
 /* vLLM's prompt logprob entry for `token` at position pos from the logits
  * of position pos - 1; rank = 1 + the ids with a strictly larger logit. */
 static void prompt_entry(const float *logits, int64_t V, int32_t pos, int32_t token, int k,
@@ -378,10 +370,11 @@ static void prompt_entry(const float *logits, int64_t V, int32_t pos, int32_t to
     e->rank = rank;
 }
 
-/* 1 when the plan asks for any logit control on s's sampled row now. */
-static int ctl_of(const dsa_step_seq *s, dsa_logit_ctl *c)
+/* 1 when the plan asks for any logit control on s's row sampling token
+ * number `step`. */
+static int ctl_of(const dsa_step_seq *s, uint32_t step, dsa_logit_ctl *c)
 {
-    int ban = s->step < (uint32_t)s->min_tokens;
+    int ban = step < (uint32_t)s->min_tokens;
     *c = (dsa_logit_ctl){.allowed = s->allowed, .n_allowed = s->n_allowed,
                          .banned = s->banned, .n_banned = ban ? s->n_banned : 0,
                          .bias_ids = s->bias_ids, .bias_values = s->bias_values,
@@ -433,6 +426,167 @@ static dsa_err prompt_logprobs(dsa_worker_step *ws, const dsa_step_plan *plan, i
     return DSA_OK;
 }
 
+/* The counts penalties see at verification row j of a sequence: its own
+ * plus drafts[0..j-1] generated (vLLM applies penalties to draft positions
+ * as if the drafts before them were output).  Applied after
+ * apply_penalties: each draft id's logit is recomputed from `pre`, its
+ * value before the penalties. */
+static void penalise_drafts(seq_state *s, const dsa_sampling *sp, float *lg, const float *pre,
+                            const int32_t *drafts, int32_t j)
+{
+    float rp = sp->repetition_penalty > 0 ? sp->repetition_penalty : 1;
+    for (int32_t a = 0; a < j; a++) {
+        int32_t id = drafts[a], dup = 0;
+        for (int32_t b = 0; b < a; b++)
+            dup |= drafts[b] == id;
+        if (dup)
+            continue;
+        uint32_t n = 0;
+        for (int32_t b = 0; b < j; b++)
+            n += drafts[b] == id;
+        tok_count *c = s->map ? count_slot(s, id) : NULL;
+        if (c && c->id == id)
+            n += c->n_out;
+        float l = pre[a];
+        if (rp != 1)
+            l = l > 0 ? l / rp : l * rp;
+        l -= sp->frequency_penalty * (float)n;
+        l -= sp->presence_penalty;
+        lg[id] = l;
+    }
+}
+
+/* Fills the logprob fields of one generated token from its raw row. */
+static void tok_logprobs(const float *raw, int64_t V, int32_t id, int32_t n_logprobs,
+                         float *lp, int32_t *n_top, int32_t *top_ids, float *top_lps)
+{
+    *n_top = logprobs_row(raw, V, id, n_logprobs > DSA_TOP_LOGPROBS_MAX ? DSA_TOP_LOGPROBS_MAX
+                                                                         : n_logprobs,
+                          lp, top_ids, top_lps);
+}
+
+/* Samples the L rows (ws->row_seq / row_j say whose) and writes each
+ * sequence's generated tokens into res: the first row's token, then, for
+ * a sequence verifying drafts, one more per draft accepted (draft j is
+ * accepted when the token sampled at row j equals it; the token sampled
+ * at the first row that differs, or after the last draft, ends the run).
+ * Sampling a row from the target distribution and comparing it with a
+ * greedy draft is rejection sampling for a one-hot draft distribution:
+ * the draft is kept with probability p(draft), and otherwise the token is
+ * distributed as p without the draft, renormalised, so the output follows
+ * the target distribution exactly; at temperature 0 it is the argmax, the
+ * token a step without drafts would choose. */
+static dsa_err sample_rows(dsa_worker_step *ws, const dsa_step_plan *plan, int64_t L,
+                           dsa_step_result *res)
+{
+    int64_t V = ws->info.vocab_size;
+    dsa_err err;
+    ws->n_last = L;
+    /* Grammar masks: vLLM applies the bitmask before its sampler, so the
+     * sampled id and the logprobs both see it.  The backend's mask op runs
+     * on the uploaded logits (on the GPU, the device copy: the host never
+     * masks the row it samples); the host rows that logprobs read get the
+     * same mask below.  The controls and penalties applied in between
+     * commute with it: -inf stays -inf under bias, bans and penalties. */
+    if (plan->mask_wait) /* the head may still be filling the masks */
+        plan->mask_wait(plan->mask_user);
+    int64_t n_masked = 0, n_ctl = 0;
+    for (int64_t l = 0; l < L; l++) {
+        const dsa_step_seq *s = &plan->seqs[ws->row_seq[l]];
+        ws->masks[l] = (dsa_logit_mask){.bits = s->mask, .n_words = s->mask ? s->n_mask : 0};
+        n_masked += ws->masks[l].n_words > 0;
+    }
+    memcpy(ws->work, ws->logits, (size_t)(L * V) * sizeof(float));
+    for (int64_t l = 0; l < L; l++) {
+        const dsa_step_seq *s = &plan->seqs[ws->row_seq[l]];
+        int32_t j = ws->row_j[l];
+        const int32_t *drafts = s->tokens + s->n_tokens - s->n_draft;
+        float *lg = ws->work + l * V;
+        int ctl = ctl_of(s, s->step + (uint32_t)j, &ws->ctl[l]);
+        if (has_penalty(&s->sp)) {
+            /* vLLM applies the controls before the penalties (a repetition
+             * penalty scales a biased logit): such rows take both here */
+            if (ctl) {
+                dsa_logit_ctl_row(lg, V, &ws->ctl[l]);
+                ws->ctl[l] = (dsa_logit_ctl){0};
+                ctl = 0;
+            }
+            float pre[DSA_SPEC_TOKENS_MAX];
+            for (int32_t a = 0; a < j; a++)
+                pre[a] = lg[drafts[a]];
+            seq_state *st = dsa_worker_state_get(ws, s->seq_id);
+            if (!st)
+                return dsa_fail(DSA_NOMEM, "sequence state");
+            apply_penalties(st, &s->sp, lg);
+            penalise_drafts(st, &s->sp, lg, pre, drafts, j);
+        }
+        n_ctl += ctl;
+        ws->rows[l] = (dsa_sample_row){.temperature = s->sp.temperature, .top_p = s->sp.top_p,
+                                       .min_p = s->sp.min_p, .top_k = s->sp.top_k,
+                                       .seed = s->sp.seed, .step = s->step + (uint32_t)j};
+    }
+    if ((err = ws->be->ops->upload(ws->be, ws->dev_logits, ws->work,
+                                   (size_t)(L * V) * sizeof(float))))
+        return err;
+    if (n_masked) {
+        dsa_logit_mask_params mp = {.logits = ws->dev_logits, .rows = ws->masks, .n_rows = L,
+                                    .vocab = V};
+        if (!ws->be->ops->mask)
+            return dsa_fail(DSA_UNSUPPORTED, "backend %s has no grammar mask op",
+                            ws->be->ops->name);
+        if ((err = ws->be->ops->mask(ws->be, &mp)))
+            return err;
+    }
+    if (n_ctl) {
+        dsa_logit_ctl_params cp = {.logits = ws->dev_logits, .rows = ws->ctl, .n_rows = L,
+                                   .vocab = V};
+        if (!ws->be->ops->logit_ctl)
+            return dsa_fail(DSA_UNSUPPORTED, "backend %s has no logit controls",
+                            ws->be->ops->name);
+        if ((err = ws->be->ops->logit_ctl(ws->be, &cp)))
+            return err;
+    }
+    dsa_sample_params sp = {.out_ids = ws->ids, .logits = ws->dev_logits, .rows = ws->rows,
+                            .n_rows = L, .vocab = V};
+    if ((err = ws->be->ops->sample(ws->be, &sp)))
+        return err;
+    for (int64_t l = 0; l < L;) {
+        int32_t i = ws->row_seq[l];
+        const dsa_step_seq *s = &plan->seqs[i];
+        const int32_t *drafts = s->tokens + s->n_tokens - s->n_draft;
+        int32_t a = 0;
+        while (a < s->n_draft && ws->ids[l + a] == drafts[a])
+            a++;
+        dsa_step_out *o = &res->seqs[i];
+        if (a > 0 && !(o->extra = calloc((size_t)a, sizeof *o->extra)))
+            return dsa_fail(DSA_NOMEM, "accepted tokens");
+        o->n_extra = a;
+        for (int32_t j = 0; j <= a; j++) {
+            int32_t id = ws->ids[l + j];
+            float *raw = ws->logits + (l + j) * V;
+            if (j == 0)
+                o->token = id;
+            else
+                o->extra[j - 1].token = id;
+            if (s->sp.n_logprobs >= 0) {
+                dsa_logit_mask_row(raw, V, &ws->masks[l + j]);
+                if (j == 0)
+                    tok_logprobs(raw, V, id, s->sp.n_logprobs, &o->logprob, &o->n_top,
+                                 o->top_ids, o->top_logprobs);
+                else
+                    tok_logprobs(raw, V, id, s->sp.n_logprobs, &o->extra[j - 1].logprob,
+                                 &o->extra[j - 1].n_top, o->extra[j - 1].top_ids,
+                                 o->extra[j - 1].top_logprobs);
+            }
+            if (has_penalty(&s->sp) &&
+                (err = count_add(dsa_worker_state_get(ws, s->seq_id), id, 0)))
+                return err;
+        }
+        l += 1 + s->n_draft;
+    }
+    return DSA_OK;
+}
+
 dsa_err dsa_worker_step_run(dsa_worker_step *ws, const dsa_step_plan *plan,
                             dsa_step_result *res)
 {
@@ -455,16 +609,25 @@ dsa_err dsa_worker_step_run(dsa_worker_step *ws, const dsa_step_plan *plan,
         }
         if (!ids_ok(s->allowed, s->n_allowed, V) || !ids_ok(s->banned, s->n_banned, V) ||
             !ids_ok(s->bias_ids, s->n_bias, V) ||
-            (s->prompt_lps && (!ids_ok(s->tokens, s->n_tokens, V) ||
-                               (s->pos + s->n_tokens < s->n_prompt &&
-                                !ids_ok(&s->next_token, 1, V))))) {
+            ((s->prompt_lps || s->spec_k) && !ids_ok(s->tokens, s->n_tokens, V)) ||
+            (s->prompt_lps && s->pos + s->n_tokens < s->n_prompt &&
+             !ids_ok(&s->next_token, 1, V))) {
             step_fail(res, dsa_fail(DSA_RANGE, "sequence %llu: a token id outside the "
                                     "vocabulary of %lld", (unsigned long long)s->seq_id,
                                     (long long)V));
             return DSA_OK;
         }
+        if (s->n_draft < 0 || s->n_draft > DSA_SPEC_TOKENS_MAX || s->n_draft >= s->n_tokens ||
+            (s->n_draft && (!s->sample || s->n_mask)) || s->spec_k < 0 ||
+            s->spec_k > DSA_SPEC_TOKENS_MAX || (s->spec_k && !ws->mtp && ws->samples)) {
+            step_fail(res, dsa_fail(DSA_INVAL, "sequence %llu: %d draft tokens, %d wanted (%s)",
+                                    (unsigned long long)s->seq_id, s->n_draft, s->spec_k,
+                                    ws->mtp || !ws->samples ? "drafts need a sampled row "
+                                    "without a grammar mask" : "this worker has no MTP module"));
+            return DSA_OK;
+        }
         T += s->n_tokens;
-        L += s->sample;
+        L += s->sample ? 1 + s->n_draft : 0;
         if (s->prompt_lps) {
             int64_t last = s->pos + s->n_tokens < s->n_prompt - 1 ? s->pos + s->n_tokens
                                                                   : s->n_prompt - 1;
@@ -476,11 +639,13 @@ dsa_err dsa_worker_step_run(dsa_worker_step *ws, const dsa_step_plan *plan,
         !(ws->pos = realloc(ws->pos, (size_t)ws->cap_tokens * 4)) ||
         !(ws->seq = realloc(ws->seq, (size_t)ws->cap_tokens * 4)) ||
         grow((void **)&ws->bt, &ws->cap_bt, plan->n_seqs * bps, 4) ||
-        grow((void **)&ws->logit_rows, &ws->cap_rows, plan->n_seqs + LP, 4) ||
+        grow((void **)&ws->logit_rows, &ws->cap_rows, L + LP, 4) ||
         !(ws->rows = realloc(ws->rows, (size_t)ws->cap_rows * sizeof *ws->rows)) ||
         !(ws->ctl = realloc(ws->ctl, (size_t)ws->cap_rows * sizeof *ws->ctl)) ||
         !(ws->masks = realloc(ws->masks, (size_t)ws->cap_rows * sizeof *ws->masks)) ||
         !(ws->ids = realloc(ws->ids, (size_t)ws->cap_rows * sizeof *ws->ids)) ||
+        !(ws->row_seq = realloc(ws->row_seq, (size_t)ws->cap_rows * sizeof *ws->row_seq)) ||
+        !(ws->row_j = realloc(ws->row_j, (size_t)ws->cap_rows * sizeof *ws->row_j)) ||
         grow((void **)&ws->plp_target, &ws->cap_plp, LP, 4))
         return dsa_fail(DSA_NOMEM, "step buffers");
     if (L + LP > ws->cap_logits) {
@@ -508,7 +673,7 @@ dsa_err dsa_worker_step_run(dsa_worker_step *ws, const dsa_step_plan *plan,
     int64_t t = 0, l = 0;
     for (int32_t i = 0; i < plan->n_seqs; i++) {
         const dsa_step_seq *s = &plan->seqs[i];
-        seq_state *st = state_get(ws, s->seq_id);
+        seq_state *st = dsa_worker_state_get(ws, s->seq_id);
         if (!st)
             return dsa_fail(DSA_NOMEM, "sequence state");
         for (int32_t j = 0; j < s->n_tokens; j++, t++) {
@@ -523,8 +688,12 @@ dsa_err dsa_worker_step_run(dsa_worker_step *ws, const dsa_step_plan *plan,
         memcpy(bt, s->blocks, (size_t)s->n_blocks * 4);
         for (int64_t j = s->n_blocks; j < bps; j++)
             bt[j] = 0;
-        if (s->sample)
-            ws->logit_rows[l++] = (int32_t)(t - 1);
+        /* a speculative sequence samples its last n_draft + 1 positions */
+        for (int32_t j = 0; s->sample && j <= s->n_draft; j++, l++) {
+            ws->logit_rows[l] = (int32_t)(t - 1 - s->n_draft + j);
+            ws->row_seq[l] = i;
+            ws->row_j[l] = j;
+        }
         res->seqs[i] = (dsa_step_out){.seq_id = s->seq_id, .token = -1};
     }
     res->n_seqs = plan->n_seqs;
@@ -548,111 +717,26 @@ dsa_err dsa_worker_step_run(dsa_worker_step *ws, const dsa_step_plan *plan,
         step_fail(res, err);
         return DSA_OK;
     }
-    if (L + LP == 0 || !ws->samples)
+    /* With drafts every TP rank of the last stage samples too (the same
+     * gathered logits and plan give the same tokens), so that all of them
+     * run the MTP's collectives on the same accepted positions; only the
+     * rank that samples reports (ws->samples). */
+    if (!ws->samples && !(ws->mtp && ws->w->has_head))
         return DSA_OK;
-    if ((err = prompt_logprobs(ws, plan, L, res))) {
+    if (ws->samples && (err = prompt_logprobs(ws, plan, L, res))) {
         step_fail(res, err);
         return DSA_OK;
     }
-    if (L == 0)
-        return DSA_OK;
-    ws->n_last = L;
-    /* Grammar masks: vLLM applies the bitmask before its sampler, so the
-     * sampled id and the logprobs both see it.  The backend's mask op runs
-     * on the uploaded logits (on the GPU, the device copy: the host never
-     * masks the row it samples); the host rows that logprobs read get the
-     * same mask below.  The controls and penalties applied in between
-     * commute with it: -inf stays -inf under bias, bans and penalties. */
-    if (plan->mask_wait) /* the head may still be filling the masks */
-        plan->mask_wait(plan->mask_user);
-    l = 0;
-    int64_t n_masked = 0;
-    for (int32_t i = 0; i < plan->n_seqs; i++) {
-        const dsa_step_seq *s = &plan->seqs[i];
-        if (!s->sample)
-            continue;
-        ws->masks[l] = (dsa_logit_mask){.bits = s->mask, .n_words = s->mask ? s->n_mask : 0};
-        n_masked += ws->masks[l].n_words > 0;
-        l++;
-    }
-    memcpy(ws->work, ws->logits, (size_t)(L * V) * sizeof(float));
-    l = 0;
-    int64_t n_ctl = 0;
-    for (int32_t i = 0; i < plan->n_seqs; i++) {
-        const dsa_step_seq *s = &plan->seqs[i];
-        if (!s->sample)
-            continue;
-        float *lg = ws->work + l * V;
-        int ctl = ctl_of(s, &ws->ctl[l]);
-        if (has_penalty(&s->sp)) {
-            /* vLLM applies the controls before the penalties (a repetition
-             * penalty scales a biased logit): such rows take both here */
-            if (ctl) {
-                dsa_logit_ctl_row(lg, V, &ws->ctl[l]);
-                ws->ctl[l] = (dsa_logit_ctl){0};
-                ctl = 0;
-            }
-            apply_penalties(state_get(ws, s->seq_id), &s->sp, lg);
-        }
-        n_ctl += ctl;
-        ws->rows[l] = (dsa_sample_row){.temperature = s->sp.temperature, .top_p = s->sp.top_p,
-                                       .min_p = s->sp.min_p, .top_k = s->sp.top_k,
-                                       .seed = s->sp.seed, .step = s->step};
-        l++;
-    }
-    if ((err = ws->be->ops->upload(ws->be, ws->dev_logits, ws->work,
-                                   (size_t)(L * V) * sizeof(float)))) {
-        step_fail(res, err);
-        return DSA_OK;
-    }
-    if (n_masked) {
-        dsa_logit_mask_params mp = {.logits = ws->dev_logits, .rows = ws->masks, .n_rows = L,
-                                    .vocab = V};
-        if (!ws->be->ops->mask)
-            err = dsa_fail(DSA_UNSUPPORTED, "backend %s has no grammar mask op",
-                           ws->be->ops->name);
-        else
-            err = ws->be->ops->mask(ws->be, &mp);
-        if (err) {
-            step_fail(res, err);
-            return DSA_OK;
-        }
-    }
-    if (n_ctl) {
-        dsa_logit_ctl_params cp = {.logits = ws->dev_logits, .rows = ws->ctl, .n_rows = L,
-                                   .vocab = V};
-        if (!ws->be->ops->logit_ctl)
-            err = dsa_fail(DSA_UNSUPPORTED, "backend %s has no logit controls",
-                           ws->be->ops->name);
-        else
-            err = ws->be->ops->logit_ctl(ws->be, &cp);
-        if (err) {
-            step_fail(res, err);
-            return DSA_OK;
-        }
-    }
-    dsa_sample_params sp = {.out_ids = ws->ids, .logits = ws->dev_logits, .rows = ws->rows,
-                            .n_rows = L, .vocab = V};
-    if ((err = ws->be->ops->sample(ws->be, &sp))) {
-        step_fail(res, err);
-        return DSA_OK;
-    }
-    l = 0;
-    for (int32_t i = 0; i < plan->n_seqs; i++) {
-        const dsa_step_seq *s = &plan->seqs[i];
-        if (!s->sample)
-            continue;
-        dsa_step_out *o = &res->seqs[i];
-        o->token = ws->ids[l];
-        if (s->sp.n_logprobs >= 0) {
-            dsa_logit_mask_row(ws->logits + l * V, V, &ws->masks[l]);
-            logprobs(ws->logits + l * V, V, o->token,
-                     s->sp.n_logprobs > DSA_TOP_LOGPROBS_MAX ? DSA_TOP_LOGPROBS_MAX
-                                                             : s->sp.n_logprobs, o);
-        }
-        if (has_penalty(&s->sp) && (err = count_add(state_get(ws, s->seq_id), o->token, 0)))
+    if (L > 0 && (err = sample_rows(ws, plan, L, res))) {
+        if (err == DSA_NOMEM)
             return err;
-        l++;
+        step_fail(res, err);
+        return DSA_OK;
+    }
+    if (ws->mtp && (err = dsa_worker_spec_finish(ws, plan, res))) {
+        if (err == DSA_NOMEM)
+            return err;
+        step_fail(res, err);
     }
     return DSA_OK;
 }

@@ -38,6 +38,10 @@ typedef struct dsa_worker_step_params {
      * (dsa_cuda_kv_bytes); kv_cache_bytes > 0 lowers it, 0 takes it all. */
     int64_t kv_cache_bytes;
     int64_t max_num_seqs;       /* caps the blocks at what this many need */
+    /* num_speculative_tokens of deepseek_mtp: > 0 loads the checkpoint's MTP
+     * module on the last stage (its own KV layer, counted in the blocks'
+     * size) so plans may ask for drafts (proto/step.h spec_k). */
+    int spec_tokens;
     /* A distributed worker (worker/dist.c): this rank's shard and its
      * communicator (comm.h, borrowed).  NULL: the whole model here.  Only
      * the last stage's tp_rank 0 samples; other ranks return token -1. */

@@ -8,10 +8,11 @@
 
 #include "common/log.h"
 #include "common/options.h"
+#include "common/spec_config.h"
 #include "worker/dist.h"
 
 typedef struct opts {
-    const char *model, *pp_layers, *dump_logits, *device;
+    const char *model, *pp_layers, *dump_logits, *device, *speculative_config;
     long long tp, threads, block_size, max_model_len, num_blocks, max_num_seqs;
     double kv_cache_gb, gpu_memory_utilization, timeout, preflight_timeout, load_timeout;
 } opts;
@@ -44,6 +45,8 @@ static const dsa_option options[] = {
      "bound on MPI start-up and the pre-flight self-test", 0},
     {"load-timeout", DSA_OPT_DOUBLE, O(load_timeout), 0.1, 86400, "1800", "S",
      "bound on waiting for the head's Config after Hello", 0},
+    {"speculative-config", DSA_OPT_STRING, O(speculative_config), 0, 0, NULL, "JSON",
+     "as dsa-head's (the same value): the last stage loads the MTP module and drafts", 0},
     {"dump-logits", DSA_OPT_STRING, O(dump_logits), 0, 0, NULL, "FILE",
      "the sampling rank appends each step's F32 logits (tests)", 0},
 };
@@ -65,6 +68,12 @@ int main(int argc, char **argv)
         dsa_options_free(options, N_OPTIONS, &o);
         return 0;
     }
+    int spec_k = 0;
+    if (dsa_spec_config_parse(o.speculative_config, DSA_SPEC_TOKENS_MAX, &spec_k)) {
+        fprintf(stderr, "dsa-worker: %s\n", dsa_errmsg());
+        dsa_options_free(options, N_OPTIONS, &o);
+        return 2;
+    }
     int on_cpu = !o.device || !strcmp(o.device, "cpu");
     if (!on_cpu && strcmp(o.device, "cuda")) {
         fprintf(stderr, "dsa-worker: --device %s: expected cpu or cuda\n", o.device);
@@ -85,7 +94,8 @@ int main(int argc, char **argv)
                          .max_model_len = o.max_model_len, .n_blocks = o.num_blocks,
                          .kv_cache_bytes = (int64_t)(o.kv_cache_gb * 1e9),
                          .max_num_seqs = o.max_num_seqs, .timeout_s = o.timeout,
-                         .load_timeout_s = o.load_timeout, .dump_logits = o.dump_logits};
+                         .load_timeout_s = o.load_timeout, .dump_logits = o.dump_logits,
+                         .spec_tokens = spec_k};
     int code = dsa_dist_worker_main(&env, &p);
     if (env.workers != MPI_COMM_NULL)
         MPI_Comm_free(&env.workers);

@@ -190,8 +190,10 @@ def main():
         # all at once, so the head batches them (two micro-batches with PP=2)
         res = [None] * len(PROMPTS)
 
+        n_tok = int(sys.argv[4]) if len(sys.argv) > 4 else 8
+
         def one(i):
-            res[i] = stream(port, PROMPTS[i], 8)
+            res[i] = stream(port, PROMPTS[i], n_tok)
 
         ts = [threading.Thread(target=one, args=(i,)) for i in range(len(PROMPTS))]
         for t in ts:

@@ -5,6 +5,9 @@
 #   head_e2e.sh BUILD SRC greedy    streamed greedy completions equal the
 #                                   single-process server's, and so do the
 #                                   prompt logprobs (prompt_logprobs, echo)
+#   head_e2e.sh BUILD SRC spec      with --speculative-config (k = 2) on the
+#                                   head and the workers, greedy completions
+#                                   equal the single-process server's without
 #   head_e2e.sh BUILD SRC kill      kill -9 a worker mid-stream: the client
 #                                   gets an SSE error event and [DONE] within
 #                                   10 s, the job exits non-zero, nothing left
@@ -93,6 +96,42 @@ greedy)
         { echo "FAIL: distributed prompt logprobs differ from the single-process server"; exit 1; }
     cat "$TMP/dist.json"
     echo "greedy TP=2 x PP=2 = single process; clean exit"
+    ;;
+spec)
+    # speculative decoding with the MTP module under mpirun: a checkpoint
+    # with an MTP layer, the single-process server without drafts, then
+    # TP=2 x PP=2 with --speculative-config (k = 2) on the head and the
+    # workers: the same greedy completions, 40 tokens each
+    "$MK" --out "$TMP/mtp" --heads 4 --inter 128 --moe-inter 32 --vocab 512 --layers 2 \
+        --hidden 64 --seed 12 --mtp 1 >"$TMP/mk.log" 2>&1 || { cat "$TMP/mk.log"; exit 1; }
+    HARGS=$(echo "$HARGS" | sed "s|$TMP/model|$TMP/mtp|")
+    WARGS=$(echo "$WARGS" | sed "s|$TMP/model|$TMP/mtp|")
+    SPEC='{"method":"deepseek_mtp","num_speculative_tokens":2}'
+    "$HEAD" $HARGS --distributed off >"$TMP/single.log" 2>&1 &
+    SPID=$!
+    port=$($CLIENT wait "$TMP/port" 60) || { cat "$TMP/single.log"; exit 1; }
+    $CLIENT greedy "$port" "$TMP/single.json" 40 || { tail "$TMP/single.log"; exit 1; }
+    kill -TERM "$SPID"
+    wait "$SPID"
+    SPID=
+    start_job --tensor-parallel-size 2 --pipeline-parallel-size 2 --speculative-config "$SPEC" \
+        -- --speculative-config "$SPEC"
+    port=$($CLIENT wait "$TMP/port" 90) || { cat "$TMP/job.log"; exit 1; }
+    $CLIENT greedy "$port" "$TMP/dist.json" 40 || { tail -30 "$TMP/job.log"; exit 1; }
+    drafts=$(curl -s "http://127.0.0.1:$port/metrics" |
+        sed -n 's/^vllm:spec_decode_num_draft_tokens_total{[^}]*} \([0-9.]*\)$/\1/p')
+    hpid=$(pgrep -f "^$HEAD --model $TMP/mtp")
+    kill -TERM $hpid
+    wait_job 30
+    no_leftovers
+    [ "$RC" -eq 0 ] || { tail -20 "$TMP/job.log"; echo "FAIL: the job exited $RC"; exit 1; }
+    case "$drafts" in ""|0|0.0) echo "FAIL: no draft tokens verified ($drafts)"; exit 1 ;; esac
+    if ! cmp -s "$TMP/single.json" "$TMP/dist.json"; then
+        diff "$TMP/single.json" "$TMP/dist.json"
+        echo "FAIL: speculative TP=2 x PP=2 completions differ from the single-process server"
+        exit 1
+    fi
+    echo "speculative (k=2, $drafts draft tokens) TP=2 x PP=2 = single process without drafts"
     ;;
 kill | stall)
     if [ "$MODE" = kill ]; then

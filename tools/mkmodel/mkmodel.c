@@ -54,6 +54,7 @@ typedef struct mk_opts {
     double yarn_factor;
     long long yarn_original, max_pos;
     double rope_theta, routed_scale;
+    long long mtp;
 } mk_opts;
 
 #define MK_OPT(name, type, field, lo, hi, def, meta, help) \
@@ -94,6 +95,8 @@ static const dsa_option mk_options[] = {
     MK_OPT("rope-theta", DSA_OPT_DOUBLE, rope_theta, 1, 1e12, "10000", "F", "rope_theta"),
     MK_OPT("routed-scale", DSA_OPT_DOUBLE, routed_scale, 1e-6, 1e6, "2.5", "F",
            "routed_scaling_factor"),
+    MK_OPT("mtp", DSA_OPT_INT, mtp, 0, 1, "0", "N",
+           "num_nextn_predict_layers: 1 adds DeepSeek's MTP module as layer --layers"),
 };
 #define MK_N_OPTIONS ((int)(sizeof mk_options / sizeof mk_options[0]))
 
@@ -242,59 +245,82 @@ static dsa_err mk_plan_mlp(mk_plan *p, mk_wtype wt, const char *prefix, int64_t 
     return DSA_OK;
 }
 
-static dsa_err mk_plan_build(mk_plan *p, const mk_opts *o, mk_wtype wt)
+/* The tensors of decoder layer l (dense below --dense-layers, else MoE). */
+static dsa_err mk_plan_layer(mk_plan *p, const mk_opts *o, mk_wtype wt, int l)
 {
     const int64_t d = o->hidden, h = o->heads, qk = o->nope + o->rope;
     dsa_err err;
     char pre[96];
+    const char *a = "self_attn.";
+    snprintf(pre, sizeof pre, "model.layers.%d.", l);
+    if ((err = mk_plan_add(p, wt, MK_NORM, d, 0, "%sinput_layernorm.weight", pre)))
+        return err;
+    if (o->q_lora_rank == 0) {
+        if ((err = mk_plan_add(p, wt, MK_LINEAR, h * qk, d, "%s%sq_proj.weight", pre, a)))
+            return err;
+    } else if ((err = mk_plan_add(p, wt, MK_LINEAR, o->q_lora_rank, d,
+                                  "%s%sq_a_proj.weight", pre, a)) ||
+               (err = mk_plan_add(p, wt, MK_NORM, o->q_lora_rank, 0,
+                                  "%s%sq_a_layernorm.weight", pre, a)) ||
+               (err = mk_plan_add(p, wt, MK_LINEAR, h * qk, o->q_lora_rank,
+                                  "%s%sq_b_proj.weight", pre, a))) {
+        return err;
+    }
+    if ((err = mk_plan_add(p, wt, MK_LINEAR, o->kv_lora_rank + o->rope, d,
+                           "%s%skv_a_proj_with_mqa.weight", pre, a)) ||
+        (err = mk_plan_add(p, wt, MK_NORM, o->kv_lora_rank, 0,
+                           "%s%skv_a_layernorm.weight", pre, a)) ||
+        (err = mk_plan_add(p, wt, MK_LINEAR, h * (o->nope + o->v), o->kv_lora_rank,
+                           "%s%skv_b_proj.weight", pre, a)) ||
+        (err = mk_plan_add(p, wt, MK_LINEAR, d, h * o->v, "%s%so_proj.weight", pre, a)) ||
+        (err = mk_plan_add(p, wt, MK_NORM, d, 0, "%spost_attention_layernorm.weight", pre)))
+        return err;
+    char mp[128];
+    if (l < o->dense_layers) {
+        snprintf(mp, sizeof mp, "%smlp.", pre);
+        if ((err = mk_plan_mlp(p, wt, mp, o->inter, d)))
+            return err;
+        return DSA_OK;
+    }
+    if ((err = mk_plan_add(p, wt, MK_GATE, o->experts, d, "%smlp.gate.weight", pre)) ||
+        (err = mk_plan_add(p, wt, MK_BIAS, o->experts, 0,
+                           "%smlp.gate.e_score_correction_bias", pre)))
+        return err;
+    for (int e = 0; e < o->experts; e++) {
+        snprintf(mp, sizeof mp, "%smlp.experts.%d.", pre, e);
+        if ((err = mk_plan_mlp(p, wt, mp, o->moe_inter, d)))
+            return err;
+    }
+    if (o->shared_experts > 0) {
+        snprintf(mp, sizeof mp, "%smlp.shared_experts.", pre);
+        if ((err = mk_plan_mlp(p, wt, mp, o->moe_inter * o->shared_experts, d)))
+            return err;
+    }
+    return DSA_OK;
+}
+
+static dsa_err mk_plan_build(mk_plan *p, const mk_opts *o, mk_wtype wt)
+{
+    const int64_t d = o->hidden;
+    dsa_err err;
+    char pre[96];
     if ((err = mk_plan_add(p, wt, MK_EMBED, o->vocab, d, "model.embed_tokens.weight")))
         return err;
-    for (int l = 0; l < o->layers; l++) {
-        const char *a = "self_attn.";
+    for (int l = 0; l < o->layers; l++)
+        if ((err = mk_plan_layer(p, o, wt, l)))
+            return err;
+    if (o->mtp) {
+        /* DeepSeek-V3's MTP module, stored as layer num_hidden_layers */
+        int l = (int)o->layers;
         snprintf(pre, sizeof pre, "model.layers.%d.", l);
-        if ((err = mk_plan_add(p, wt, MK_NORM, d, 0, "%sinput_layernorm.weight", pre)))
+        if ((err = mk_plan_add(p, wt, MK_EMBED, o->vocab, d, "%sembed_tokens.weight", pre)) ||
+            (err = mk_plan_add(p, wt, MK_NORM, d, 0, "%senorm.weight", pre)) ||
+            (err = mk_plan_add(p, wt, MK_NORM, d, 0, "%shnorm.weight", pre)) ||
+            (err = mk_plan_add(p, wt, MK_LINEAR, d, 2 * d, "%seh_proj.weight", pre)) ||
+            (err = mk_plan_layer(p, o, wt, l)) ||
+            (err = mk_plan_add(p, wt, MK_NORM, d, 0, "%sshared_head.norm.weight", pre)) ||
+            (err = mk_plan_add(p, wt, MK_HEAD, o->vocab, d, "%sshared_head.head.weight", pre)))
             return err;
-        if (o->q_lora_rank == 0) {
-            if ((err = mk_plan_add(p, wt, MK_LINEAR, h * qk, d, "%s%sq_proj.weight", pre, a)))
-                return err;
-        } else if ((err = mk_plan_add(p, wt, MK_LINEAR, o->q_lora_rank, d,
-                                      "%s%sq_a_proj.weight", pre, a)) ||
-                   (err = mk_plan_add(p, wt, MK_NORM, o->q_lora_rank, 0,
-                                      "%s%sq_a_layernorm.weight", pre, a)) ||
-                   (err = mk_plan_add(p, wt, MK_LINEAR, h * qk, o->q_lora_rank,
-                                      "%s%sq_b_proj.weight", pre, a))) {
-            return err;
-        }
-        if ((err = mk_plan_add(p, wt, MK_LINEAR, o->kv_lora_rank + o->rope, d,
-                               "%s%skv_a_proj_with_mqa.weight", pre, a)) ||
-            (err = mk_plan_add(p, wt, MK_NORM, o->kv_lora_rank, 0,
-                               "%s%skv_a_layernorm.weight", pre, a)) ||
-            (err = mk_plan_add(p, wt, MK_LINEAR, h * (o->nope + o->v), o->kv_lora_rank,
-                               "%s%skv_b_proj.weight", pre, a)) ||
-            (err = mk_plan_add(p, wt, MK_LINEAR, d, h * o->v, "%s%so_proj.weight", pre, a)) ||
-            (err = mk_plan_add(p, wt, MK_NORM, d, 0, "%spost_attention_layernorm.weight", pre)))
-            return err;
-        char mp[128];
-        if (l < o->dense_layers) {
-            snprintf(mp, sizeof mp, "%smlp.", pre);
-            if ((err = mk_plan_mlp(p, wt, mp, o->inter, d)))
-                return err;
-            continue;
-        }
-        if ((err = mk_plan_add(p, wt, MK_GATE, o->experts, d, "%smlp.gate.weight", pre)) ||
-            (err = mk_plan_add(p, wt, MK_BIAS, o->experts, 0,
-                               "%smlp.gate.e_score_correction_bias", pre)))
-            return err;
-        for (int e = 0; e < o->experts; e++) {
-            snprintf(mp, sizeof mp, "%smlp.experts.%d.", pre, e);
-            if ((err = mk_plan_mlp(p, wt, mp, o->moe_inter, d)))
-                return err;
-        }
-        if (o->shared_experts > 0) {
-            snprintf(mp, sizeof mp, "%smlp.shared_experts.", pre);
-            if ((err = mk_plan_mlp(p, wt, mp, o->moe_inter * o->shared_experts, d)))
-                return err;
-        }
     }
     if ((err = mk_plan_add(p, wt, MK_NORM, d, 0, "model.norm.weight")) ||
         (err = mk_plan_add(p, wt, MK_HEAD, o->vocab, d, "lm_head.weight")))
@@ -559,7 +585,7 @@ static cJSON *mk_config_json(const mk_opts *o, mk_wtype wt)
     cJSON_AddNumberToObject(c, "num_experts_per_tok", (double)o->experts_per_tok);
     cJSON_AddNumberToObject(c, "num_hidden_layers", (double)o->layers);
     cJSON_AddNumberToObject(c, "num_key_value_heads", (double)o->heads);
-    cJSON_AddNumberToObject(c, "num_nextn_predict_layers", 0);
+    cJSON_AddNumberToObject(c, "num_nextn_predict_layers", (double)o->mtp);
     if (o->q_lora_rank)
         cJSON_AddNumberToObject(c, "q_lora_rank", (double)o->q_lora_rank);
     else
