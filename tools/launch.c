@@ -4,7 +4,9 @@
  *
  *   dsa-launch --model DIR --tp 8 --pp 2 --hostfile hosts -- --port 8000
  *
- * Everything after "--" goes to dsa-head.  The network environment
+ * Everything after "--" goes to dsa-head; a --speculative-config among
+ * those goes to every worker as well (the last stage drafts with the MTP
+ * module and must know k).  The network environment
  * (NCCL_SOCKET_IFNAME, NCCL_IB_HCA, FI_PROVIDER, ...) is forwarded to every
  * rank with -x when set here; --ifname sets the TCP interface for MPI and
  * NCCL's socket transport at once. */
@@ -172,6 +174,14 @@ int main(int argc, char **argv)
     if (o.threads) {
         snprintf(num, sizeof num, "%lld", o.threads);
         bad |= push(&a, "--threads") | push(&a, num);
+    }
+    static const char spec_opt[] = "--speculative-config";
+    for (int i = split + 1; i < argc; i++) {
+        size_t n = sizeof spec_opt - 1;
+        if (!strcmp(argv[i], spec_opt) && i + 1 < argc)
+            bad |= push(&a, spec_opt) | push(&a, argv[++i]);
+        else if (!strncmp(argv[i], spec_opt, n) && argv[i][n] == '=')
+            bad |= push(&a, argv[i]);
     }
     if (bad) {
         fprintf(stderr, "dsa-launch: out of memory\n");

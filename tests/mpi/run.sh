@@ -118,6 +118,14 @@ launch)
         "btl_tcp_if_include eth0" "NCCL_SOCKET_IFNAME=eth0"; do
         case $cmd in *"$want"*) ;; *) echo "FAIL: no '$want'"; exit 1 ;; esac
     done
+    # a speculative config given to the head reaches every worker too
+    cmd=$("$BUILD/tools/dsa-launch" --model "$TMP/model" --tp 2 --pp 2 --dry-run -- \
+        --speculative-config '{"num_speculative_tokens":2}' --port 8000)
+    echo "$cmd"
+    case $cmd in
+    *"dsa-head "*"--speculative-config "*" : -np 4 "*"dsa-worker "*"--speculative-config '{\"num_speculative_tokens\":2}'") ;;
+    *) echo "FAIL: --speculative-config not given to both the head and the workers"; exit 1 ;;
+    esac
     echo "dsa-launch: ok"
     ;;
 *)
