@@ -24,7 +24,7 @@
  * W[i,j] = e4m3(q[i,j]) * S[(row0+i)/block_rows, (col0+j)/block_cols].
  * A vector (norm weight, bias) is a weight with rows == 1. */
 typedef struct dsa_weight {
-    dsa_dtype dtype;        /* F32, F16, BF16 or F8_E4M3 */
+    dsa_dtype dtype;        /* F32, F16, BF16, F8_E4M3, or I32 for AWQ int4 */
     int64_t rows, cols;     /* this slice's shape */
     int64_t ld;             /* elements between consecutive rows (>= cols) */
     const void *data;       /* element (0,0) of the slice */
@@ -32,7 +32,26 @@ typedef struct dsa_weight {
     int64_t scale_ld;       /* F8 only: floats between scale rows */
     int64_t row0, col0;     /* the slice's origin in the stored tensor */
     int64_t block_rows, block_cols; /* F8 only: 128 x 128 */
+    /* AWQ int4 (dtype I32), AutoAWQ's GEMM layout for a stored linear of
+     * R outputs and C inputs, group g: data is qweight int32 [C, R/8] (ld
+     * = R/8 words), awq_zeros qzeros int32 [C/g, R/8], awq_scales F16
+     * [C/g, R]; all three point at the stored tensors' element 0, and the
+     * slice starts at (row0, col0).  With o = row0 + i, n = col0 + j and
+     * k = the nibble holding column o % 8 (AutoAWQ packs columns
+     * 0,2,4,6,1,3,5,7 into nibbles 0..7):
+     *   W[i, j] = (nib_k(qweight[n][o/8]) - nib_k(qzeros[n/g][o/8]))
+     *             * scales[n/g][o]. */
+    const int32_t *awq_zeros;
+    const uint16_t *awq_scales;
+    int64_t awq_group;
 } dsa_weight;
+
+/* The nibble of an AWQ word that holds column c (0..7) of its 8. */
+static inline int dsa_awq_nibble(int64_t c)
+{
+    static const int inv[8] = {0, 4, 1, 5, 2, 6, 3, 7};
+    return inv[c & 7];
+}
 
 /* Element (i, j) dequantised to F32 (slow path for tests and references). */
 float dsa_weight_get(const dsa_weight *w, int64_t i, int64_t j);

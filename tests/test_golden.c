@@ -244,7 +244,7 @@ Test(golden, every_config_matches_transformers, .timeout = 600)
     DIR *d = opendir(root);
     cr_assert_not_null(d, "no golden data at %s", root);
     struct dirent *e;
-    int n = 0, dtypes_seen[3] = {0}, archs_seen[2] = {0};
+    int n = 0, dtypes_seen[4] = {0}, archs_seen[2] = {0};
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.')
             continue;
@@ -262,6 +262,7 @@ Test(golden, every_config_matches_transformers, .timeout = 600)
         dtypes_seen[0] |= strcmp(dt->valuestring, "f32") == 0;
         dtypes_seen[1] |= strcmp(dt->valuestring, "bf16") == 0;
         dtypes_seen[2] |= strcmp(dt->valuestring, "fp8") == 0;
+        dtypes_seen[3] |= strcmp(dt->valuestring, "awq") == 0;
         const cJSON *arch = cJSON_GetObjectItem(j, "arch");
         if (cJSON_IsString(arch)) {
             archs_seen[0] |= strcmp(arch->valuestring, "qwen2") == 0;
@@ -276,6 +277,7 @@ Test(golden, every_config_matches_transformers, .timeout = 600)
     cr_assert(n >= 4, "expected at least 4 golden configs, found %d", n);
     cr_assert(dtypes_seen[0] && dtypes_seen[1] && dtypes_seen[2],
               "golden configs must cover f32, bf16 and fp8");
+    cr_assert(dtypes_seen[3], "golden configs must cover AWQ int4");
     cr_assert(archs_seen[0] && archs_seen[1],
               "golden configs must cover the qwen2 and llama architectures");
 }

@@ -40,6 +40,8 @@ static int is_matrix_dtype(dsa_dtype t)
 static dsa_err load_slice(load_ctx *c, const char *name, int64_t rows, int64_t cols,
                           int64_t r0, int64_t nr, int64_t c0, int64_t nc, dsa_weight *w)
 {
+    if (rows > 0 && dsa_loader_awq_wanted(c->cfg, name))
+        return dsa_loader_awq_slice(c, name, rows, cols, r0, nr, c0, nc, w);
     const dsa_st_tensor *t;
     dsa_err err = find_tensor(c, name, &t);
     if (err)
@@ -239,6 +241,8 @@ static uint64_t touch_weight(const dsa_weight *w)
 {
     if (!w->data)
         return 0;
+    if (w->dtype == DSA_DTYPE_I32)
+        return dsa_loader_awq_touch(w);
     size_t es = dsa_dtype_size(w->dtype);
     size_t row_bytes = (size_t)w->cols * es;
     volatile unsigned char sink = 0;

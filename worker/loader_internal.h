@@ -16,6 +16,14 @@ typedef struct dsa_load_ctx {
 dsa_err dsa_loader_slice(dsa_load_ctx *c, const char *name, int64_t rows, int64_t cols,
                          int64_t r0, int64_t nr, int64_t c0, int64_t nc, dsa_weight *w);
 
+/* AWQ (loader_awq.c): 1 when `name` (a linear's ".weight") is stored as
+ * AWQ int4 under cfg; its slice, as dsa_loader_slice; and the pages of one
+ * AWQ weight read in (returns the bytes). */
+int dsa_loader_awq_wanted(const dsa_config *cfg, const char *name);
+dsa_err dsa_loader_awq_slice(dsa_load_ctx *c, const char *name, int64_t rows, int64_t cols,
+                             int64_t r0, int64_t nr, int64_t c0, int64_t nc, dsa_weight *w);
+uint64_t dsa_loader_awq_touch(const dsa_weight *w);
+
 /* Layer l of a dense GQA checkpoint (Qwen2, Llama). */
 dsa_err dsa_loader_dense_layer(dsa_load_ctx *c, int l, dsa_layer_weights *lw);
 

@@ -194,6 +194,9 @@ void dsa_cpu_weight_row(const dsa_weight *w, int64_t i, float *dst)
         }
         break;
     }
+    case DSA_DTYPE_I32:
+        dsa_cpu_awq_row(w, i, dst);
+        break;
     default:
         memset(dst, 0, (size_t)n * sizeof(float));
     }
@@ -482,6 +485,8 @@ dsa_err dsa_cpu_gemm_rows(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa_cpu
 {
     if (r0 >= r1 || g->m <= 0)
         return DSA_OK;
+    if (g->w->dtype == DSA_DTYPE_I32)
+        return dsa_cpu_awq_gemm_rows(g, r0, r1, s);
 #ifdef __AVX512F__
     if (g->w->dtype == DSA_DTYPE_F32 || g->m < LIN_PANEL_M_MIN)
         return gemm_small(g, r0, r1, s);
@@ -497,6 +502,8 @@ int64_t dsa_cpu_gemm_grain(const dsa_cpu_gemm *g, int64_t n_rows, int n_threads)
         return LIN_PANEL_ROWS;
     /* About 8 chunks per thread, at least 32 KiB of work each. */
     int64_t bytes_row = g->w->cols * (int64_t)dsa_dtype_size(g->w->dtype) * (g->m < 4 ? 1 : g->m / 4);
+    if (g->w->dtype == DSA_DTYPE_I32) /* AWQ: half a byte per weight */
+        bytes_row = g->w->cols / 2 * (g->m < 4 ? 1 : g->m / 4) + 1;
     int64_t grain = n_rows / ((int64_t)n_threads * 8);
     int64_t min_rows = bytes_row > 0 ? (32768 + bytes_row - 1) / bytes_row : 64;
     if (grain < min_rows)
