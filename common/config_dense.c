@@ -333,6 +333,11 @@ int dsa_config_awq_quantised(const dsa_config *cfg, const char *name)
      * embedding are never quantised. */
     if (strstr(name, "lm_head") || strstr(name, "embed_tokens"))
         return 0;
+    /* DeepSeek's router (mlp.gate) is a parameter, not an nn.Linear: AWQ
+     * never converts it */
+    size_t n = strlen(name);
+    if (n >= 9 && strcmp(name + n - 9, ".mlp.gate") == 0)
+        return 0;
     for (int i = 0; i < cfg->n_awq_skip; i++)
         if (strstr(name, cfg->awq_skip[i]))
             return 0;

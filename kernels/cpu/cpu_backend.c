@@ -129,6 +129,10 @@ static dsa_err cpu_weight_prepare(dsa_backend *be, dsa_weight *w)
         if (!w->scale || w->block_rows <= 0 || w->block_cols <= 0)
             return dsa_fail(DSA_INVAL, "cpu backend: FP8 weight without block scales");
         return DSA_OK;
+    case DSA_DTYPE_I32: /* AWQ int4 (cpu_awq.c) */
+        if (!w->awq_zeros || !w->awq_scales || w->awq_group <= 0)
+            return dsa_fail(DSA_INVAL, "cpu backend: AWQ weight without zeros or scales");
+        return DSA_OK;
     default:
         return dsa_fail(DSA_DTYPE, "cpu backend: weight dtype %s", dsa_dtype_name(w->dtype));
     }

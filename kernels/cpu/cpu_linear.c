@@ -619,7 +619,8 @@ static void absorb_o_range(void *ctx, int64_t b, int64_t e, int tid)
         int64_t row = h * (p->nope_dim + p->v_dim) + p->nope_dim;
         dsa_weight s = *w;
         s.rows = p->v_dim;
-        s.data = w_row_ptr(w, row);
+        if (w->dtype != DSA_DTYPE_I32) /* AWQ views keep the stored base */
+            s.data = w_row_ptr(w, row);
         s.row0 = w->row0 + row;
         dsa_cpu_gemm g = {.out = (float *)p->out + h * p->v_dim,
                           .x = (const float *)p->in + h * p->kv_rank,
