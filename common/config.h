@@ -118,6 +118,12 @@ double dsa_config_softmax_scale(const dsa_config *cfg);
  * rope initialisers. */
 void dsa_config_rope_freqs(const dsa_config *cfg, float *inv_freq);
 
+/* The longest context the model supports, as vLLM derives max_model_len
+ * from the config: max_position_embeddings, or for YaRN scaling
+ * original_max_position_embeddings * factor when that is larger (llama3
+ * scaling is already counted in max_position_embeddings). */
+int64_t dsa_config_max_len(const dsa_config *cfg);
+
 /* 1 when the linear `name` (a tensor name without ".weight") is stored as
  * AWQ int4 under this config. */
 int dsa_config_awq_quantised(const dsa_config *cfg, const char *name);

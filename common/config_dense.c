@@ -371,3 +371,15 @@ void dsa_config_dense_rope_freqs(const dsa_config *cfg, float *inv_freq)
         inv_freq[i] = f;
     }
 }
+
+int64_t dsa_config_max_len(const dsa_config *cfg)
+{
+    int64_t n = cfg->max_position_embeddings;
+    const dsa_rope_config *r = &cfg->rope;
+    if (r->yarn && r->factor > 1.0) {
+        int64_t y = (int64_t)((double)r->original_max_position_embeddings * r->factor);
+        if (y > n)
+            n = y;
+    }
+    return n;
+}

@@ -100,15 +100,26 @@ def make_dense(out, arch):
                    rope_scaling={"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                                  "original_max_position_embeddings": 64,
                                  "rope_type": "llama3"})
-    json.dump(cfg, open(os.path.join(out, "config.json"), "w"))
-    json.dump({"bos_token_id": 0, "eos_token_id": 1, "do_sample": True, "temperature": 0.6,
-               "top_p": 0.95}, open(os.path.join(out, "generation_config.json"), "w"))
+    write_json(os.path.join(out, "config.json"), cfg)
+    write_json(os.path.join(out, "generation_config.json"),
+               {"bos_token_id": 0, "eos_token_id": 1, "do_sample": True, "temperature": 0.6,
+                "top_p": 0.95})
     tc_path = os.path.join(out, "tokenizer_config.json")
-    tc = json.load(open(tc_path))
+    tc = read_json(tc_path)
     with open(os.path.join(SRC, "tests", "data", "chat", "r1_distill_chat_template.jinja"),
               encoding="utf-8") as f:
         tc["chat_template"] = f.read()
-    json.dump(tc, open(tc_path, "w"), ensure_ascii=False)
+    write_json(tc_path, tc)
+
+
+def read_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def write_json(path, obj):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, ensure_ascii=False)
 
 
 def post(port, path, body):
@@ -177,12 +188,20 @@ class Dense(unittest.TestCase):
     def test_sliding_window_refused(self):
         d = os.path.join(self.tmp, "sw")
         shutil.copytree(self.dirs["qwen2"], d)
-        cfg = json.load(open(os.path.join(d, "config.json")))
+        cfg = read_json(os.path.join(d, "config.json"))
         cfg["use_sliding_window"] = True
-        json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
+        write_json(os.path.join(d, "config.json"), cfg)
         with self.assertRaises(RuntimeError) as e:
             Server(model=d)
         self.assertIn("use_sliding_window", str(e.exception))
+
+    def test_max_model_len_beyond_the_model_refused(self):
+        # max_position_embeddings is 4096, as vLLM: longer is an error
+        with self.assertRaises(RuntimeError) as e:
+            Server("--max-model-len", "5000", model=self.dirs["llama"])
+        self.assertIn("max_model_len", str(e.exception))
+        with Server("--max-model-len", "4096", model=self.dirs["llama"]) as srv:
+            self.assertEqual(srv.health(), 200)
 
 
 if __name__ == "__main__":
