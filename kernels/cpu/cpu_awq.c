@@ -2,10 +2,10 @@
  * I32), dequantising inside the product.
  *
  * Small batches (decode): the work is a range of output words (8 outputs
- * each).  For 8 consecutive words at a time and one token, each input row
- * n of the group adds x[n] * q[n, :] to 8 vector accumulators, one per
- * nibble position (lane = word), and the group is folded into the outputs
- * with its scales and zeros as
+ * each).  For one token, each input row n of a group adds x[n] * q[n, :]
+ * over the whole range (one contiguous read of the row) into accumulators
+ * kept per nibble position, and the group is folded into the outputs with
+ * its scales and zeros as
  *   y[o] += s[g, o] * (sum_{n in g} x[n] q[n, o]  -  z[g, o] * sum_{n in g} x[n]),
  * so the int4 values are only shifted, masked and converted, never scaled
  * one by one.  Written with GCC vector types of 8 lanes: AVX2 (or the
@@ -16,6 +16,10 @@
 #include <string.h>
 
 #include "kernels/cpu/cpu_internal.h"
+
+#ifdef __F16C__
+#include <immintrin.h>
+#endif
 
 typedef int32_t v8i __attribute__((vector_size(32)));
 typedef float v8f __attribute__((vector_size(32)));
@@ -51,57 +55,76 @@ static inline v8i load8(const int32_t *p)
     return v;
 }
 
-/* Outputs of words [w0, w0 + nw) (nw <= 8) for token t. */
-static void awq_words(const dsa_cpu_gemm *g, int64_t t, int64_t w0, int nw)
+static inline v8f loadf(const float *p)
+{
+    v8f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void storef(float *p, v8f v)
+{
+    memcpy(p, &v, sizeof v);
+}
+
+/* Outputs of words [wa, wb) for token t.  Each input row's words are read
+ * as one contiguous run (rows are R/2 bytes apart), so the weights stream;
+ * acc and out are [8][nw] (nibble position major), sf [nw * 8]. */
+static void awq_words(const dsa_cpu_gemm *g, int64_t t, int64_t wa, int64_t wb, float *acc,
+                      float *out, float *sf)
 {
     const dsa_weight *w = g->w;
-    int64_t ld = w->ld, grp = w->awq_group;
+    int64_t ld = w->ld, grp = w->awq_group, nw = wb - wa, nv = nw & ~(int64_t)7;
     const float *x = g->x + t * g->ld_x;
     const int32_t *qw = (const int32_t *)w->data;
-    v8f out[8];
-    memset(out, 0, sizeof out);
-    int32_t wbuf[8] = {0};
+    memset(out, 0, (size_t)(8 * nw) * sizeof(float));
     for (int64_t j = 0; j < w->cols;) {
         int64_t n0 = w->col0 + j, gi = n0 / grp, end = (gi + 1) * grp - w->col0;
         if (end > w->cols)
             end = w->cols;
-        v8f acc[8];
-        memset(acc, 0, sizeof acc);
+        memset(acc, 0, (size_t)(8 * nw) * sizeof(float));
         float xs = 0.0f;
         for (; j < end; j++) {
-            const int32_t *row = qw + (w->col0 + j) * ld + w0;
-            v8i q;
-            if (nw == 8) {
-                q = load8(row);
-            } else {
-                memcpy(wbuf, row, (size_t)nw * sizeof(int32_t));
-                q = load8(wbuf);
-            }
+            const int32_t *row = qw + (w->col0 + j) * ld + wa;
             float xj = x[j];
             xs += xj;
             v8f xv = {xj, xj, xj, xj, xj, xj, xj, xj};
-            for (int k = 0; k < 8; k++)
-                acc[k] += xv * __builtin_convertvector((q >> (4 * k)) & 15, v8f);
-        }
-        /* fold the group: s * (acc - z * xs), per nibble position */
-        const int32_t *zrow = w->awq_zeros + gi * ld + w0;
-        const uint16_t *srow = w->awq_scales + gi * ld * 8 + w0 * 8;
-        for (int k = 0; k < 8; k++) {
-            v8f s, z;
-            for (int l = 0; l < 8; l++) {
-                s[l] = l < nw ? dsa_f16_to_f32(srow[l * 8 + awq_order[k]]) : 0.0f;
-                z[l] = l < nw ? (float)(((uint32_t)zrow[l] >> (4 * k)) & 15u) : 0.0f;
+            for (int64_t c = 0; c < nv; c += 8) {
+                v8i q = load8(row + c);
+                for (int k = 0; k < 8; k++) {
+                    float *a = acc + k * nw + c;
+                    storef(a, loadf(a) + xv * __builtin_convertvector((q >> (4 * k)) & 15, v8f));
+                }
             }
-            out[k] += s * (acc[k] - z * xs);
+            for (int64_t c = nv; c < nw; c++)
+                for (int k = 0; k < 8; k++)
+                    acc[k * nw + c] += xj * (float)(((uint32_t)row[c] >> (4 * k)) & 15u);
+        }
+        /* fold the group: out += s * (acc - z * xs) */
+        const int32_t *zrow = w->awq_zeros + gi * ld + wa;
+        const uint16_t *srow = w->awq_scales + gi * ld * 8 + wa * 8;
+        int64_t i = 0;
+#ifdef __F16C__
+        for (; i + 8 <= nw * 8; i += 8)
+            _mm256_storeu_ps(sf + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(srow + i))));
+#endif
+        for (; i < nw * 8; i++)
+            sf[i] = dsa_f16_to_f32(srow[i]);
+        for (int64_t c = 0; c < nw; c++) {
+            uint32_t z = (uint32_t)zrow[c];
+            for (int k = 0; k < 8; k++)
+                out[k * nw + c] += sf[c * 8 + awq_order[k]] *
+                                   (acc[k * nw + c] - (float)((z >> (4 * k)) & 15u) * xs);
         }
     }
-    /* output o = (w0 + l) * 8 + order[k], row o - row0 of this slice */
-    for (int l = 0; l < nw; l++)
+    /* output o = (wa + c) * 8 + order[k], row o - row0 of this slice */
+    float alpha = g->alpha ? g->alpha[t] : 1.0f;
+    float *y = g->out + (g->out_rows ? g->out_rows[t] : t) * g->ld_out - w->row0;
+    for (int64_t c = 0; c < nw; c++)
         for (int k = 0; k < 8; k++) {
-            int64_t r = (w0 + l) * 8 + awq_order[k] - w->row0;
-            float *y = g->out + (g->out_rows ? g->out_rows[t] : t) * g->ld_out + r;
-            float v = out[k][l] * (g->alpha ? g->alpha[t] : 1.0f);
-            *y = g->accumulate ? *y + v : v;
+            float *d = y + (wa + c) * 8 + awq_order[k];
+            float v = out[k * nw + c] * alpha;
+            *d = g->accumulate ? *d + v : v;
         }
 }
 
@@ -110,12 +133,12 @@ dsa_err dsa_cpu_awq_gemm_rows(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa
     const dsa_weight *w = g->w;
     if (g->m < AWQ_WORD_M_MAX && (w->row0 + r0) % 8 == 0 && (r1 == w->rows || r1 % 8 == 0) &&
         w->row0 % 8 == 0 && w->rows % 8 == 0) {
-        int64_t wa = (w->row0 + r0) / 8, wb = (w->row0 + r1 + 7) / 8;
-        for (int64_t w0 = wa; w0 < wb; w0 += 8) {
-            int nw = wb - w0 < 8 ? (int)(wb - w0) : 8;
-            for (int64_t t = 0; t < g->m; t++)
-                awq_words(g, t, w0, nw);
-        }
+        int64_t wa = (w->row0 + r0) / 8, wb = (w->row0 + r1 + 7) / 8, nw = wb - wa;
+        float *buf = dsa_cpu_scratch_get(s, DSA_CPU_SCR_PANEL, (size_t)(24 * nw));
+        if (!buf)
+            return DSA_NOMEM;
+        for (int64_t t = 0; t < g->m; t++)
+            awq_words(g, t, wa, wb, buf, buf + 8 * nw, buf + 16 * nw);
         return DSA_OK;
     }
     /* rows dequantised once, then every token */

@@ -204,6 +204,8 @@ def cmd_write(a):
     w = draw(a.layers)
     write_ours(os.path.join(a.out, "bf16"), w, a.layers, awq=False)
     write_ours(os.path.join(a.out, "awq"), w, a.layers, awq=True)
+    if a.ours_only:
+        return
     import llama_cpp
     gb = os.path.join(a.out, "bf16.gguf")
     write_gguf(gb, w, a.layers)
@@ -258,6 +260,7 @@ def main():
     w = sp.add_parser("write")
     w.add_argument("out")
     w.add_argument("--layers", type=int, default=SHAPE["num_hidden_layers"])
+    w.add_argument("--ours-only", action="store_true", help="no GGUF files")
     b = sp.add_parser("bench")
     b.add_argument("out")
     b.add_argument("--threads", type=int, default=2)
