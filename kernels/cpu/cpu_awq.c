@@ -128,6 +128,39 @@ static void awq_words(const dsa_cpu_gemm *g, int64_t t, int64_t wa, int64_t wb, 
         }
 }
 
+/* dst[r][j] = W[i + r, j] for the 8 * nwb rows of the nwb words from the
+ * one holding row i ((row0 + i) % 8 == 0): each input row's nwb words are
+ * one contiguous read. */
+static void awq_rows(const dsa_weight *w, int64_t i, int nwb, float *dst)
+{
+    int64_t o = w->row0 + i, g = w->awq_group, ld = w->ld, C = w->cols;
+    const int32_t *q = (const int32_t *)w->data + o / 8;
+    float s[64], zf[64];
+    for (int64_t j = 0; j < C;) {
+        int64_t gi = (w->col0 + j) / g, end = (gi + 1) * g - w->col0;
+        if (end > C)
+            end = C;
+        for (int c = 0; c < nwb; c++) {
+            uint32_t z = (uint32_t)w->awq_zeros[gi * ld + o / 8 + c];
+            for (int k = 0; k < 8; k++) {
+                int r = c * 8 + awq_order[k];
+                s[r] = dsa_f16_to_f32(w->awq_scales[gi * ld * 8 + o + r]);
+                zf[r] = (float)((z >> (4 * k)) & 15u);
+            }
+        }
+        for (; j < end; j++) {
+            const int32_t *qr = q + (w->col0 + j) * ld;
+            for (int c = 0; c < nwb; c++) {
+                uint32_t v = (uint32_t)qr[c];
+                for (int k = 0; k < 8; k++) {
+                    int r = c * 8 + awq_order[k];
+                    dst[r * C + j] = ((float)((v >> (4 * k)) & 15u) - zf[r]) * s[r];
+                }
+            }
+        }
+    }
+}
+
 dsa_err dsa_cpu_awq_gemm_rows(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa_cpu_scratch *s)
 {
     const dsa_weight *w = g->w;
@@ -141,11 +174,27 @@ dsa_err dsa_cpu_awq_gemm_rows(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa
             awq_words(g, t, wa, wb, buf, buf + 8 * nw, buf + 16 * nw);
         return DSA_OK;
     }
-    /* rows dequantised once, then every token */
-    float *row = dsa_cpu_scratch_get(s, DSA_CPU_SCR_PANEL, (size_t)w->cols);
+    /* rows dequantised once, then every token: up to 8 words (64 rows) at
+     * a time (one read of each qweight word gives its 8 rows), single rows
+     * at ragged edges */
+    float *row = dsa_cpu_scratch_get(s, DSA_CPU_SCR_PANEL, (size_t)(64 * w->cols));
     if (!row)
         return DSA_NOMEM;
-    for (int64_t i = r0; i < r1; i++) {
+    int64_t i = r0;
+    if ((w->row0 + i) % 8 == 0)
+        while (i + 8 <= r1) {
+            int nwb = (int)((r1 - i) / 8 < 8 ? (r1 - i) / 8 : 8);
+            awq_rows(w, i, nwb, row);
+            for (int r = 0; r < 8 * nwb; r++)
+                for (int64_t t = 0; t < g->m; t++) {
+                    float v = dsa_cpu_dot(g->x + t * g->ld_x, row + r * w->cols, w->cols);
+                    float *y = g->out + (g->out_rows ? g->out_rows[t] : t) * g->ld_out + i + r;
+                    v *= g->alpha ? g->alpha[t] : 1.0f;
+                    *y = g->accumulate ? *y + v : v;
+                }
+            i += 8 * nwb;
+        }
+    for (; i < r1; i++) {
         dsa_cpu_awq_row(w, i, row);
         for (int64_t t = 0; t < g->m; t++) {
             float v = dsa_cpu_dot(g->x + t * g->ld_x, row, w->cols);
