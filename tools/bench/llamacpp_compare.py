@@ -3,15 +3,19 @@ checkpoints (BF16 and AWQ int4) and as llama.cpp GGUF files (BF16, Q4_0,
 Q4_K_M), and llama.cpp's prefill / decode throughput on them
 (docs/perf/cpu.md, "Against llama.cpp").
 
-Needs numpy and PyPI's gguf and llama-cpp-python in the running Python
-(neither is a dependency of the project; install them in a venv of your
-own).  Our own figures come from dsa-bench-cpu on the directories written
-here, in the same session (docs/perf/cpu.md gives the commands).
+Needs numpy and PyPI's gguf in the running Python, and llama.cpp either
+as PyPI's llama-cpp-python or as its own llama-quantize / llama-bench
+programs built beside the project (--llama-bin DIR); none of these is a
+dependency of the project.  Our own figures come from dsa-bench-cpu on the
+directories written here, in the same session (docs/perf/cpu.md gives the
+commands).
 
 Usage:
-  python3 llamacpp_compare.py write OUT_DIR [--layers N]   # checkpoints + GGUFs
+  python3 llamacpp_compare.py write OUT_DIR [--layers N] [--llama-bin DIR]
   python3 llamacpp_compare.py bench OUT_DIR [--threads 2 --prompt-len 128 --decode-steps 16]
+  (with --llama-bin, bench runs DIR/llama-bench -p PROMPT_LEN -n DECODE_STEPS)
 """
+import subprocess
 import argparse
 import json
 import os
@@ -191,8 +195,15 @@ def write_gguf(path, w, layers):
     g.close()
 
 
-def quantise(src, dst, ftype):
+def quantise(src, dst, ftype, llama_bin=None):
+    if llama_bin:
+        name = {"q4_0": "Q4_0", "q4_k_m": "Q4_K_M"}[ftype]
+        subprocess.run([os.path.join(llama_bin, "llama-quantize"), src, dst, name, "2"],
+                       check=True, stdout=subprocess.DEVNULL)
+        return
     import llama_cpp
+    ftype = {"q4_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0,
+             "q4_k_m": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M}[ftype]
     p = llama_cpp.llama_model_quantize_default_params()
     p.ftype = ftype
     p.nthread = 2
@@ -202,15 +213,15 @@ def quantise(src, dst, ftype):
 
 def cmd_write(a):
     w = draw(a.layers)
-    write_ours(os.path.join(a.out, "bf16"), w, a.layers, awq=False)
-    write_ours(os.path.join(a.out, "awq"), w, a.layers, awq=True)
+    if not a.gguf_only:
+        write_ours(os.path.join(a.out, "bf16"), w, a.layers, awq=False)
+        write_ours(os.path.join(a.out, "awq"), w, a.layers, awq=True)
     if a.ours_only:
         return
-    import llama_cpp
     gb = os.path.join(a.out, "bf16.gguf")
     write_gguf(gb, w, a.layers)
-    quantise(gb, os.path.join(a.out, "q4_0.gguf"), llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0)
-    quantise(gb, os.path.join(a.out, "q4_k_m.gguf"), llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M)
+    quantise(gb, os.path.join(a.out, "q4_0.gguf"), "q4_0", a.llama_bin)
+    quantise(gb, os.path.join(a.out, "q4_k_m.gguf"), "q4_k_m", a.llama_bin)
     for n in sorted(os.listdir(a.out)):
         p = os.path.join(a.out, n)
         size = os.path.getsize(p) if os.path.isfile(p) else sum(
@@ -221,7 +232,14 @@ def cmd_write(a):
 def cmd_bench(a):
     """llama.cpp through llama-cpp-python: one prefill of prompt_len ids
     (n_batch = prompt_len), then decode_steps single-token evals, best of
-    `repeats`; times from llama.cpp's own perf counters."""
+    `repeats`; with --llama-bin, llama.cpp's own llama-bench instead."""
+    if a.llama_bin:
+        for name in ("bf16.gguf", "q4_0.gguf", "q4_k_m.gguf"):
+            subprocess.run([os.path.join(a.llama_bin, "llama-bench"), "-m",
+                            os.path.join(a.out, name), "-t", str(a.threads), "-p",
+                            str(a.prompt_len), "-n", str(a.decode_steps), "-r",
+                            str(a.repeats)], check=True)
+        return
     import llama_cpp
     rng = np.random.default_rng(1)
     prompt = [int(t) for t in rng.integers(1000, 100000, a.prompt_len)]
@@ -261,6 +279,8 @@ def main():
     w.add_argument("out")
     w.add_argument("--layers", type=int, default=SHAPE["num_hidden_layers"])
     w.add_argument("--ours-only", action="store_true", help="no GGUF files")
+    w.add_argument("--gguf-only", action="store_true", help="only the GGUF files")
+    w.add_argument("--llama-bin", help="directory of llama-quantize (else llama-cpp-python)")
     b = sp.add_parser("bench")
     b.add_argument("out")
     b.add_argument("--threads", type=int, default=2)
@@ -268,6 +288,7 @@ def main():
     b.add_argument("--decode-steps", type=int, default=16)
     b.add_argument("--repeats", type=int, default=2)
     b.add_argument("--json")
+    b.add_argument("--llama-bin", help="directory of llama-bench (else llama-cpp-python)")
     a = ap.parse_args()
     return cmd_write(a) if a.cmd == "write" else cmd_bench(a)
 
