@@ -34,6 +34,8 @@
  * test_chat.c recomputes both from the files. */
 #define HASH_V3 UINT64_C(0x22af5c0c0fb56ec4)
 #define HASH_R1 UINT64_C(0x61ad04999bc1f42b)
+/* tests/data/chat/r1_distill_chat_template.jinja */
+#define HASH_R1_DISTILL UINT64_C(0x601b3306184bcad6)
 
 /* ---- buffer and UTF-8 helpers ------------------------------------------ */
 
@@ -109,6 +111,7 @@ const char *dsa_chat_variant_name(dsa_chat_variant v)
     switch (v) {
     case DSA_CHAT_V3: return "deepseek-v3";
     case DSA_CHAT_R1: return "deepseek-r1";
+    case DSA_CHAT_R1_DISTILL: return "deepseek-r1-distill";
     default: return "unknown";
     }
 }
@@ -120,10 +123,13 @@ dsa_err dsa_chat_variant_from_name(const char *name, dsa_chat_variant *out)
     else if (name &&
              (!strcasecmp(name, "r1") || !strcasecmp(name, "deepseek-r1")))
         *out = DSA_CHAT_R1;
+    else if (name && (!strcasecmp(name, "r1-distill") ||
+                      !strcasecmp(name, "deepseek-r1-distill")))
+        *out = DSA_CHAT_R1_DISTILL;
     else
         return dsa_fail(DSA_INVAL,
                         "chat template '%s': unknown name (expected v3, "
-                        "deepseek-v3, r1, deepseek-r1 or auto)",
+                        "deepseek-v3, r1, deepseek-r1, r1-distill, deepseek-r1-distill or auto)",
                         name ? name : "(null)");
     return DSA_OK;
 }
@@ -201,6 +207,10 @@ dsa_err dsa_chat_detect(const char *tmpl, dsa_chat_variant *out)
         *out = DSA_CHAT_R1;
         return DSA_OK;
     }
+    if (h == HASH_R1_DISTILL) {
+        *out = DSA_CHAT_R1_DISTILL;
+        return DSA_OK;
+    }
     const char *kind = strstr(tmpl, TOK_USER) && strstr(tmpl, TOK_ASSISTANT)
                            ? "a DeepSeek-style template, but not the "
                              "DeepSeek-V3 or DeepSeek-R1 template this server "
@@ -208,7 +218,7 @@ dsa_err dsa_chat_detect(const char *tmpl, dsa_chat_variant *out)
                            : "not a DeepSeek-V3 or DeepSeek-R1 template";
     return dsa_fail(DSA_UNSUPPORTED,
                     "chat template (%zu bytes, canonical hash %016llx): %s; "
-                    "set the chat-template override to v3 or r1 to render "
+                    "set the chat-template override to v3, r1 or r1-distill to render "
                     "with one of those anyway",
                     strlen(tmpl), (unsigned long long)h, kind);
 }
@@ -451,9 +461,10 @@ static dsa_err render_assistant(dsa_chat_variant v, chat_ns *ns,
                                 const chat_msg *m, dsa_chat_buf *b)
 {
     dsa_err err;
-    /* V3 takes the tool-call branch when content is none; R1 whenever the
-     * message has tool calls, and then also prints any content. */
-    bool tool_turn = v == DSA_CHAT_V3 ? m->content == NULL : m->calls != NULL;
+    /* V3 (and the distills) take the tool-call branch when content is none;
+     * R1 whenever the message has tool calls, and then also prints any
+     * content. */
+    bool tool_turn = v != DSA_CHAT_R1 ? m->content == NULL : m->calls != NULL;
     if (tool_turn) {
         ns->is_tool = false;
         for (size_t k = 0; k < m->n_calls; k++) {
@@ -473,7 +484,7 @@ static dsa_err render_assistant(dsa_chat_variant v, chat_ns *ns,
             if ((err = put_call(b, &m->calls[k])))
                 return err;
             /* V3 closes the section after each non-opening call. */
-            if (v == DSA_CHAT_V3 && !opens)
+            if (v != DSA_CHAT_R1 && !opens)
                 PUT(TOK_CALLS_END TOK_EOS);
         }
         if (v == DSA_CHAT_R1)
@@ -488,7 +499,7 @@ static dsa_err render_assistant(dsa_chat_variant v, chat_ns *ns,
         return DSA_OK;
     }
     const char *content = m->content;
-    if (v == DSA_CHAT_R1) {
+    if (dsa_chat_variant_reasons(v)) {
         /* content.split('</think>')[-1] */
         const char *p;
         while ((p = strstr(content, "</think>")))
@@ -513,6 +524,15 @@ static dsa_err render(dsa_chat_variant v, const chat_msg *ms, size_t n,
     for (size_t i = 0; i < n; i++) {
         if (ms[i].role != ROLE_SYSTEM)
             continue;
+        /* the distills' ns.system_prompt = message['content']: the last wins */
+        if (v == DSA_CHAT_R1_DISTILL) {
+            size_t last = i;
+            for (size_t j = i + 1; j < n; j++)
+                if (ms[j].role == ROLE_SYSTEM)
+                    last = j;
+            PUT(ms[last].content);
+            break;
+        }
         if (!first_sp)
             PUT("\n\n");
         PUT(ms[i].content);
@@ -537,7 +557,7 @@ static dsa_err render(dsa_chat_variant v, const chat_msg *ms, size_t n,
             if (ns.is_output_first) {
                 PUT(TOK_OUTPUTS_BEGIN);
                 ns.is_output_first = false;
-            } else if (v == DSA_CHAT_V3) {
+            } else if (v != DSA_CHAT_R1) {
                 PUT("\n");
             }
             PUT(TOK_OUTPUT_BEGIN);
@@ -549,7 +569,7 @@ static dsa_err render(dsa_chat_variant v, const chat_msg *ms, size_t n,
     if (ns.is_tool)
         PUT(TOK_OUTPUTS_END);
     if (add_generation_prompt && !ns.is_tool)
-        PUT(v == DSA_CHAT_R1 ? TOK_ASSISTANT "<think>\n" : TOK_ASSISTANT);
+        PUT(dsa_chat_variant_reasons(v) ? TOK_ASSISTANT "<think>\n" : TOK_ASSISTANT);
     return DSA_OK;
 }
 
@@ -563,7 +583,7 @@ static dsa_err render_tools(const chat_msg *ms, size_t n, const cJSON *tools,
 static dsa_err render_chat(dsa_chat_variant v, const cJSON *messages, const cJSON *tools,
                            bool add_generation_prompt, const char *bos_token, char **out)
 {
-    if (v != DSA_CHAT_V3 && v != DSA_CHAT_R1)
+    if ((int)v < 0 || (int)v >= DSA_CHAT_VARIANT_COUNT)
         return dsa_fail(DSA_INVAL, "chat: unknown template variant %d", (int)v);
     chat_msg *ms = NULL;
     size_t n = 0;

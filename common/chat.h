@@ -35,14 +35,25 @@
 typedef enum dsa_chat_variant {
     DSA_CHAT_V3, /* deepseek-ai/DeepSeek-V3 tokenizer_config.json */
     DSA_CHAT_R1, /* DeepSeek-R1, generation prompt "<｜Assistant｜><think>\n" */
+    DSA_CHAT_R1_DISTILL, /* DeepSeek-R1-Distill-Qwen/Llama: V3's template with
+                            the last system message only, R1's </think>
+                            split and R1's generation prompt */
     DSA_CHAT_VARIANT_COUNT
 } dsa_chat_variant;
 
-/* "deepseek-v3" or "deepseek-r1"; "unknown" for anything else. */
+/* 1 when the variant's generation prompt opens a <think> block, so the
+ * answer is split into reasoning_content and content. */
+static inline int dsa_chat_variant_reasons(dsa_chat_variant v)
+{
+    return v == DSA_CHAT_R1 || v == DSA_CHAT_R1_DISTILL;
+}
+
+/* "deepseek-v3", "deepseek-r1" or "deepseek-r1-distill"; "unknown" for
+ * anything else. */
 const char *dsa_chat_variant_name(dsa_chat_variant v);
 
-/* Parses an override option value: "v3"/"deepseek-v3" or "r1"/"deepseek-r1"
- * (case-insensitive).  DSA_INVAL with a message listing the accepted names
+/* Parses an override option value: "v3"/"deepseek-v3", "r1"/"deepseek-r1"
+ * or "r1-distill"/"deepseek-r1-distill" (case-insensitive).  DSA_INVAL with a message listing the accepted names
  * otherwise. */
 dsa_err dsa_chat_variant_from_name(const char *name, dsa_chat_variant *out);
 

@@ -15,6 +15,7 @@
  * rope type or quantisation this project does not run.  Every message reads
  * "PATH: field 'NAME': what is wrong". */
 #include "common/config.h"
+#include "common/config_internal.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -349,10 +350,12 @@ static dsa_err parse_quant(const cJSON *root, const char *path, dsa_config *cfg)
     if (!s)
         return dsa_fail(DSA_FORMAT, "%s: field 'quantization_config.quant_method': missing",
                         path);
+    if (strcmp(s, "awq") == 0)
+        return dsa_config_parse_awq(q, path, cfg);
     if (strcmp(s, "fp8") != 0)
         return dsa_fail(DSA_UNSUPPORTED,
-                        "%s: field 'quantization_config.quant_method': '%s' not supported (fp8)",
-                        path, s);
+                        "%s: field 'quantization_config.quant_method': '%s' not supported "
+                        "(fp8, awq)", path, s);
     if ((err = get_string(q, "fmt", "quantization_config.fmt", path, "e4m3", &s)))
         return err;
     if (strcmp(s, "e4m3") != 0)
@@ -480,10 +483,15 @@ dsa_err dsa_config_parse(const char *json_text, const char *path, dsa_config *cf
         kind = KIND_V3;
     } else if (strcmp(mt->valuestring, "deepseek_v2") == 0) {
         kind = KIND_V2;
+    } else if (strcmp(mt->valuestring, "qwen2") == 0 || strcmp(mt->valuestring, "llama") == 0) {
+        snprintf(cfg->model_type, sizeof cfg->model_type, "%s", mt->valuestring);
+        err = dsa_config_parse_dense(root, path, mt->valuestring[0] == 'q' ? DSA_ARCH_QWEN2
+                                                                          : DSA_ARCH_LLAMA, cfg);
+        goto out;
     } else {
         err = dsa_fail(DSA_UNSUPPORTED,
-                       "%s: field 'model_type': '%.64s' not supported (deepseek_v3, deepseek_v2)",
-                       path, mt->valuestring);
+                       "%s: field 'model_type': '%.64s' not supported (deepseek_v3, "
+                       "deepseek_v2, qwen2, llama)", path, mt->valuestring);
         goto out;
     }
     snprintf(cfg->model_type, sizeof cfg->model_type, "%s", mt->valuestring);
@@ -588,6 +596,8 @@ int dsa_config_layer_is_moe(const dsa_config *cfg, int l)
  * softmax scale; a zero mscale_all_dim leaves the scale alone). */
 double dsa_config_softmax_scale(const dsa_config *cfg)
 {
+    if (dsa_config_is_dense(cfg))
+        return 1.0 / sqrt((double)cfg->head_dim);
     double d = (double)(cfg->qk_nope_head_dim + cfg->qk_rope_head_dim);
     double tau = 1.0 / sqrt(d);
     const dsa_rope_config *r = &cfg->rope;
@@ -612,6 +622,10 @@ void dsa_config_rope_freqs(const dsa_config *cfg, float *inv_freq)
     int64_t half = d / 2;
     double low = 0, high = 0;
 
+    if (dsa_config_is_dense(cfg)) {
+        dsa_config_dense_rope_freqs(cfg, inv_freq);
+        return;
+    }
     if (r->yarn) {
         double l0 = (double)r->original_max_position_embeddings;
         low = floor(yarn_corr_dim(r->beta_fast, (double)d, r->theta, l0));

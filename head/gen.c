@@ -757,7 +757,7 @@ void dsa_gen_handle(head *h, dsa_http_conn *c, const dsa_http_req *r, dsa_api_ki
                  DSA_API_MAX_REQUEST_ID, named);
     g->meta = (dsa_api_resp_meta){.kind = kind, .id = g->id, .created = (int64_t)time(NULL),
                                   .model = h->model_name};
-    g->reasoning = kind == DSA_API_CHAT && h->variant == DSA_CHAT_R1;
+    g->reasoning = kind == DSA_API_CHAT && dsa_chat_variant_reasons(h->variant);
     dsa_http_conn_set_user(c, g);
     if (!h->o->disable_log_requests)
         dsa_log_req(DSA_LOG_INFO, g->rid, "%s %s, stream %d, max_tokens %" PRId64,

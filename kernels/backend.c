@@ -5,6 +5,14 @@
 
 float dsa_weight_get(const dsa_weight *w, int64_t i, int64_t j)
 {
+    if (w->dtype == DSA_DTYPE_I32) {
+        int64_t o = w->row0 + i, n = w->col0 + j, gi = n / w->awq_group;
+        int sh = 4 * dsa_awq_nibble(o);
+        uint32_t q = (uint32_t)((const int32_t *)w->data)[n * w->ld + o / 8];
+        uint32_t z = (uint32_t)w->awq_zeros[gi * w->ld + o / 8];
+        float s = dsa_f16_to_f32(w->awq_scales[gi * w->ld * 8 + o]);
+        return (float)((int)((q >> sh) & 15u) - (int)((z >> sh) & 15u)) * s;
+    }
     const char *row = (const char *)w->data + (size_t)(i * w->ld) * dsa_dtype_size(w->dtype);
     switch (w->dtype) {
     case DSA_DTYPE_F32:

@@ -24,7 +24,7 @@
  * W[i,j] = e4m3(q[i,j]) * S[(row0+i)/block_rows, (col0+j)/block_cols].
  * A vector (norm weight, bias) is a weight with rows == 1. */
 typedef struct dsa_weight {
-    dsa_dtype dtype;        /* F32, F16, BF16 or F8_E4M3 */
+    dsa_dtype dtype;        /* F32, F16, BF16, F8_E4M3, or I32 for AWQ int4 */
     int64_t rows, cols;     /* this slice's shape */
     int64_t ld;             /* elements between consecutive rows (>= cols) */
     const void *data;       /* element (0,0) of the slice */
@@ -32,7 +32,26 @@ typedef struct dsa_weight {
     int64_t scale_ld;       /* F8 only: floats between scale rows */
     int64_t row0, col0;     /* the slice's origin in the stored tensor */
     int64_t block_rows, block_cols; /* F8 only: 128 x 128 */
+    /* AWQ int4 (dtype I32), AutoAWQ's GEMM layout for a stored linear of
+     * R outputs and C inputs, group g: data is qweight int32 [C, R/8] (ld
+     * = R/8 words), awq_zeros qzeros int32 [C/g, R/8], awq_scales F16
+     * [C/g, R]; all three point at the stored tensors' element 0, and the
+     * slice starts at (row0, col0).  With o = row0 + i, n = col0 + j and
+     * k = the nibble holding column o % 8 (AutoAWQ packs columns
+     * 0,2,4,6,1,3,5,7 into nibbles 0..7):
+     *   W[i, j] = (nib_k(qweight[n][o/8]) - nib_k(qzeros[n/g][o/8]))
+     *             * scales[n/g][o]. */
+    const int32_t *awq_zeros;
+    const uint16_t *awq_scales;
+    int64_t awq_group;
 } dsa_weight;
+
+/* The nibble of an AWQ word that holds column c (0..7) of its 8. */
+static inline int dsa_awq_nibble(int64_t c)
+{
+    static const int inv[8] = {0, 4, 1, 5, 2, 6, 3, 7};
+    return inv[c & 7];
+}
 
 /* Element (i, j) dequantised to F32 (slow path for tests and references). */
 float dsa_weight_get(const dsa_weight *w, int64_t i, int64_t j);
@@ -73,13 +92,16 @@ typedef struct dsa_linear_params {
 } dsa_linear_params;
 
 /* Rotates rot_dim values of each head in place as interleaved pairs
- * (x[2i], x[2i+1]) by angle pos * inv_freq[i] (MODEL_SPEC.md §4). */
+ * (x[2i], x[2i+1]) by angle pos * inv_freq[i] (MODEL_SPEC.md §4), or with
+ * neox != 0 as the pairs (x[i], x[i + rot_dim/2]) (transformers'
+ * rotate_half, used by Qwen2 and Llama). */
 typedef struct dsa_rope_params {
     void *x;                    /* element 0 of the rotary part of token 0 head 0 */
     const int32_t *positions;   /* [n_tokens] */
     const float *inv_freq;      /* [rot_dim / 2] backend memory */
     int64_t n_tokens, n_heads, rot_dim;
     int64_t ld_token, ld_head;  /* element strides */
+    int neox;
 } dsa_rope_params;
 
 /* A layer's paged latent cache: [n_blocks][block_size][width] with width =
@@ -121,6 +143,33 @@ typedef struct dsa_mla_attn_params {
     int64_t n_tokens, n_heads, kv_rank, rope_dim;
     float scale;
 } dsa_mla_attn_params;
+
+/* Paged grouped-query attention (Qwen2, Llama).  The layer's cache entry
+ * (width = 2 * n_kv_heads * head_dim) is [k | v], each [n_kv_heads,
+ * head_dim], stored by kv_store with kv_rank = rope_dim = n_kv_heads *
+ * head_dim.  For token t of sequence seq[t] at position p = pos[t] and
+ * query head h, with kv head g = h / (n_heads / n_kv_heads):
+ *   out[t,h] = sum_{j<=p} softmax_j(scale * q[t,h] . k_j[g]) v_j[g],
+ * entry j found through the block table as in dsa_mla_attn_params. */
+typedef struct dsa_gqa_attn_params {
+    void *out;                  /* [n_tokens, n_heads, head_dim] */
+    const void *q;              /* [n_tokens, n_heads, head_dim], token stride ld_q */
+    int64_t ld_q;
+    const dsa_kv_layer *cache;
+    const int32_t *seq;         /* [n_tokens] */
+    const int32_t *pos;         /* [n_tokens] */
+    const int32_t *block_tables;/* [n_seqs, ld_block_table] */
+    int64_t ld_block_table;
+    int64_t n_tokens, n_heads, n_kv_heads, head_dim;
+    float scale;
+} dsa_gqa_attn_params;
+
+/* x[t, i] += bias[i] for n_rows rows of dim values (row stride ld). */
+typedef struct dsa_bias_add_params {
+    void *x;
+    const dsa_weight *bias;     /* [1, dim] */
+    int64_t n_rows, dim, ld;
+} dsa_bias_add_params;
 
 /* The two absorptions with kv_b_proj viewed as [n_heads, nope + v, kv_rank]:
  * q_lat[t,h,:] = W_UK,h^T q_nope[t,h,:]   (W_UK,h = rows 0..nope-1 of head h)
@@ -272,6 +321,9 @@ typedef struct dsa_backend_ops {
     dsa_err (*sample)(dsa_backend *be, const dsa_sample_params *p);
     dsa_err (*logit_ctl)(dsa_backend *be, const dsa_logit_ctl_params *p);
     dsa_err (*mask)(dsa_backend *be, const dsa_logit_mask_params *p);
+    /* Dense GQA architectures (NULL on a backend without them). */
+    dsa_err (*gqa_attn)(dsa_backend *be, const dsa_gqa_attn_params *p);
+    dsa_err (*bias_add)(dsa_backend *be, const dsa_bias_add_params *p);
     /* Waits for queued work (GPU stream); CPU: no-op. */
     dsa_err (*sync)(dsa_backend *be);
 

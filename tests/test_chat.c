@@ -75,7 +75,7 @@ Test(chat, conformance)
         const cJSON *exp = cJSON_GetObjectItemCaseSensitive(c, "expected");
         for (int v = 0; v < DSA_CHAT_VARIANT_COUNT; v++) {
             const cJSON *ev = cJSON_GetObjectItemCaseSensitive(
-                exp, v == DSA_CHAT_V3 ? "v3" : "r1");
+                exp, v == DSA_CHAT_V3 ? "v3" : v == DSA_CHAT_R1 ? "r1" : "r1_distill");
             for (int agp = 0; agp < 2; agp++) {
                 const cJSON *want = cJSON_GetObjectItemCaseSensitive(
                     ev, agp ? "true" : "false");
@@ -117,6 +117,29 @@ Test(chat, detect_known_templates)
     cr_assert_str_eq(dsa_chat_variant_name(DSA_CHAT_R1), "deepseek-r1");
     free(v3);
     free(r1);
+}
+
+/* The R1-Distill checkpoints' template is recognised as its own variant,
+ * which reasons (the head splits reasoning_content off) and can be named
+ * as an override. */
+Test(chat, detect_r1_distill_template)
+{
+    char *t = read_data("chat/r1_distill_chat_template.jinja");
+    dsa_chat_variant v = DSA_CHAT_V3;
+    cr_assert_eq(dsa_chat_detect(t, &v), DSA_OK, "%s", dsa_errmsg());
+    cr_assert_eq(v, DSA_CHAT_R1_DISTILL);
+    cr_assert(dsa_chat_variant_reasons(v));
+    cr_assert(!dsa_chat_variant_reasons(DSA_CHAT_V3));
+    cr_assert_str_eq(dsa_chat_variant_name(v), "deepseek-r1-distill");
+    v = DSA_CHAT_V3;
+    cr_assert_eq(dsa_chat_variant_from_name("R1-Distill", &v), DSA_OK);
+    cr_assert_eq(v, DSA_CHAT_R1_DISTILL);
+    /* one byte changed in a string literal is another template */
+    char *p = strstr(t, "<think>");
+    cr_assert_not_null(p);
+    p[1] = 'T';
+    cr_assert_eq(dsa_chat_detect(t, &v), DSA_UNSUPPORTED);
+    free(t);
 }
 
 /* Replaces the first occurrence of `from` in s (which must contain it). */

@@ -401,7 +401,7 @@ Test(config, missing_model_type)
 
 Test(config, unsupported_model_type)
 {
-    expect_fail("model_type", "\"llama\"", DSA_UNSUPPORTED, "field 'model_type'");
+    expect_fail("model_type", "\"mistral\"", DSA_UNSUPPORTED, "field 'model_type'");
 }
 
 Test(config, missing_required_dim)

@@ -14,6 +14,10 @@
  * prompts, the model's own greedy working, and an MTP layer the engine
  * must skip.
  *
+ * The qwen2-* and llama-* sets (tools/golden/make_golden_dense.py) are the
+ * R1-Distill architectures: GQA ratios 1, 2, 4 and 7, q/k/v biases, tied
+ * embeddings, llama3 rope scaling, BF16/F16/F32, and AWQ int4.
+ *
  * Tolerance: relative L2 error per row < 1e-4 for every dtype.  The
  * reference computes in float32 on the dequantised weights (BF16 and FP8
  * checkpoints are upcast exactly), which is also what the CPU backend does
@@ -240,7 +244,7 @@ Test(golden, every_config_matches_transformers, .timeout = 600)
     DIR *d = opendir(root);
     cr_assert_not_null(d, "no golden data at %s", root);
     struct dirent *e;
-    int n = 0, dtypes_seen[3] = {0};
+    int n = 0, dtypes_seen[4] = {0}, archs_seen[2] = {0};
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.')
             continue;
@@ -258,6 +262,12 @@ Test(golden, every_config_matches_transformers, .timeout = 600)
         dtypes_seen[0] |= strcmp(dt->valuestring, "f32") == 0;
         dtypes_seen[1] |= strcmp(dt->valuestring, "bf16") == 0;
         dtypes_seen[2] |= strcmp(dt->valuestring, "fp8") == 0;
+        dtypes_seen[3] |= strcmp(dt->valuestring, "awq") == 0;
+        const cJSON *arch = cJSON_GetObjectItem(j, "arch");
+        if (cJSON_IsString(arch)) {
+            archs_seen[0] |= strcmp(arch->valuestring, "qwen2") == 0;
+            archs_seen[1] |= strcmp(arch->valuestring, "llama") == 0;
+        }
         cJSON_Delete(j);
         run_golden(dir);
         n++;
@@ -267,4 +277,7 @@ Test(golden, every_config_matches_transformers, .timeout = 600)
     cr_assert(n >= 4, "expected at least 4 golden configs, found %d", n);
     cr_assert(dtypes_seen[0] && dtypes_seen[1] && dtypes_seen[2],
               "golden configs must cover f32, bf16 and fp8");
+    cr_assert(dtypes_seen[3], "golden configs must cover AWQ int4");
+    cr_assert(archs_seen[0] && archs_seen[1],
+              "golden configs must cover the qwen2 and llama architectures");
 }

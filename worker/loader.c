@@ -9,11 +9,9 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "worker/loader_internal.h"
 
-typedef struct load_ctx {
-    dsa_weights *w;
-    const dsa_config *cfg;
-} load_ctx;
+typedef dsa_load_ctx load_ctx;
 
 /* The file a tensor lives in, for messages. */
 static const char *tensor_file(const dsa_st_tensor *t)
@@ -42,6 +40,8 @@ static int is_matrix_dtype(dsa_dtype t)
 static dsa_err load_slice(load_ctx *c, const char *name, int64_t rows, int64_t cols,
                           int64_t r0, int64_t nr, int64_t c0, int64_t nc, dsa_weight *w)
 {
+    if (rows > 0 && dsa_loader_awq_wanted(c->cfg, name))
+        return dsa_loader_awq_slice(c, name, rows, cols, r0, nr, c0, nc, w);
     const dsa_st_tensor *t;
     dsa_err err = find_tensor(c, name, &t);
     if (err)
@@ -103,6 +103,12 @@ static dsa_err load_slice(load_ctx *c, const char *name, int64_t rows, int64_t c
     return DSA_OK;
 }
 
+dsa_err dsa_loader_slice(dsa_load_ctx *c, const char *name, int64_t rows, int64_t cols,
+                         int64_t r0, int64_t nr, int64_t c0, int64_t nc, dsa_weight *w)
+{
+    return load_slice(c, name, rows, cols, r0, nr, c0, nc, w);
+}
+
 /* Whole matrix [rows, cols]. */
 static dsa_err load_full(load_ctx *c, const char *name, int64_t rows, int64_t cols, dsa_weight *w)
 {
@@ -159,6 +165,8 @@ static dsa_err load_bias(load_ctx *c, const char *name, int64_t n, const float *
 
 static dsa_err load_layer(load_ctx *c, int l, dsa_layer_weights *lw)
 {
+    if (dsa_config_is_dense(c->cfg))
+        return dsa_loader_dense_layer(c, l, lw);
     const dsa_config *cfg = c->cfg;
     const dsa_weights *w = c->w;
     int64_t D = cfg->hidden_size, H = cfg->n_heads, Hl = w->n_heads_local, h0 = w->head_begin;
@@ -264,6 +272,8 @@ static uint64_t touch_weight(const dsa_weight *w)
 {
     if (!w->data)
         return 0;
+    if (w->dtype == DSA_DTYPE_I32)
+        return dsa_loader_awq_touch(w);
     size_t es = dsa_dtype_size(w->dtype);
     size_t row_bytes = (size_t)w->cols * es;
     volatile unsigned char sink = 0;
@@ -332,6 +342,11 @@ static int weights_visit(dsa_weights *w, int (*fn)(dsa_weight *wt, void *user), 
         VISIT(lw->kv_a_norm);
         VISIT(lw->kv_b);
         VISIT(lw->o);
+        VISIT(lw->k_proj);
+        VISIT(lw->v_proj);
+        VISIT(lw->q_bias);
+        VISIT(lw->k_bias);
+        VISIT(lw->v_bias);
         VISIT(lw->gate);
         VISIT(lw->up);
         VISIT(lw->down);
@@ -457,12 +472,17 @@ static dsa_err check_shard(const dsa_config *cfg, const dsa_shard *s, const char
     if (s->layer_begin < 0 || s->layer_end > cfg->n_layers || s->layer_begin >= s->layer_end)
         return dsa_fail(DSA_INVAL, "layers [%d, %d) not within the model's %d layers",
                         s->layer_begin, s->layer_end, cfg->n_layers);
+    if (dsa_config_is_dense(cfg) && cfg->n_kv_heads % s->tp_size && s->tp_size % cfg->n_kv_heads)
+        return dsa_fail(DSA_INVAL, "%s/config.json: field 'num_key_value_heads' (%d) and "
+                        "tensor-parallel size %d: one must divide the other", dir,
+                        cfg->n_kv_heads, s->tp_size);
     struct {
         const char *field;
         int64_t value;
     } split[] = {
         {"num_attention_heads", cfg->n_heads},
-        {"intermediate_size", cfg->first_k_dense_replace > 0 ? cfg->intermediate_size : 0},
+        {"intermediate_size", cfg->first_k_dense_replace > 0 || dsa_config_is_dense(cfg)
+                                  ? cfg->intermediate_size : 0},
         {"moe_intermediate_size", cfg->n_routed_experts > 0 ? cfg->moe_intermediate_size : 0},
     };
     for (size_t i = 0; i < sizeof split / sizeof split[0]; i++)
@@ -503,6 +523,8 @@ dsa_err dsa_weights_load(const char *dir, const dsa_shard *shard, dsa_weights **
     w->has_head = s->layer_end == cfg->n_layers;
     w->n_heads_local = cfg->n_heads / s->tp_size;
     w->head_begin = w->n_heads_local * s->tp_rank;
+    if (dsa_config_is_dense(cfg))
+        dsa_loader_dense_kv_heads(cfg, s, &w->n_kv_heads_local, &w->kv_head_begin);
     w->inter_local = cfg->intermediate_size / s->tp_size;
     w->moe_inter_local = cfg->moe_intermediate_size / s->tp_size;
     int64_t V = cfg->vocab_size, D = cfg->hidden_size;

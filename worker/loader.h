@@ -35,7 +35,10 @@ typedef struct dsa_layer_weights {
     dsa_weight kv_a;        /* [kv_rank + rope, D] replicated */
     dsa_weight kv_a_norm;   /* [1, kv_rank] */
     dsa_weight kv_b;        /* [Hl*(nope+v), kv_rank] */
-    dsa_weight o;           /* [D, Hl*v] column slice (row-parallel) */
+    dsa_weight o;           /* [D, Hl*v] column slice (row-parallel); dense: [D, Hl*hd] */
+    /* dense GQA attention (Qwen2, Llama): q_proj [Hl*hd, D] above, and */
+    dsa_weight k_proj, v_proj;          /* [KVl*hd, D] this rank's kv heads */
+    dsa_weight q_bias, k_bias, v_bias;  /* [1, Hl*hd], [1, KVl*hd] (Qwen2) */
     /* dense FFN (layer < first_k_dense_replace) */
     dsa_weight gate, up;    /* [I/tp, D] */
     dsa_weight down;        /* [D, I/tp] column slice */
@@ -69,6 +72,8 @@ typedef struct dsa_weights {
     dsa_st_model *st;
     int has_embed, has_head;    /* first stage / last stage */
     int64_t n_heads_local, head_begin;
+    int64_t n_kv_heads_local, kv_head_begin; /* dense GQA: kv heads of this rank
+                                                (replicated when tp > n_kv_heads) */
     int64_t vocab_begin, vocab_rows; /* this rank's vocab slice */
     int64_t inter_local, moe_inter_local;
     dsa_weight embed;           /* [vocab_rows, D] */

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "worker/model_dense.h"
 
 /* Decode batches are padded to 1, 2, 4, ..., GRAPH_BUCKET_MAX sequences. */
 #define GRAPH_BUCKET_MAX 256
@@ -89,11 +90,14 @@ struct dsa_model {
     int64_t n_tokens_hwm;
     int32_t *host_tokens, *host_pos, *host_seq, *host_bt; /* padded decode inputs */
     dsa_model_graph_stats stats;
+    dsa_dense *dense;       /* Qwen2 / Llama attention and K/V cache, else NULL */
 };
 
 int64_t dsa_model_block_bytes(const dsa_config *cfg, int n_layers, int64_t block_size,
                               size_t act_size)
 {
+    if (dsa_config_is_dense(cfg))
+        return dsa_dense_block_bytes(cfg, n_layers, block_size, act_size);
     return (int64_t)n_layers * block_size * (cfg->kv_lora_rank + cfg->qk_rope_head_dim) *
            (int64_t)act_size;
 }
@@ -168,6 +172,8 @@ static dsa_err scratch_reserve(dsa_model *m, int64_t T, int64_t n_seqs, int64_t 
         ((err = alloc_into(be, &s->logits_all, m->comm->tp_size * L * m->logit_ld, a)) ||
          (err = alloc_into(be, &s->logits_full, L * c->vocab_size, a))))
         goto fail;
+    if (m->dense && (err = dsa_dense_reserve(m->dense, T)))
+        goto fail;
     m->host_slots = malloc((size_t)T * sizeof(int32_t));
     if (!m->host_slots) {
         err = dsa_fail(DSA_NOMEM, "model scratch for %lld tokens", (long long)T);
@@ -223,7 +229,7 @@ dsa_err dsa_model_create(dsa_backend *be, const dsa_weights *w, const dsa_model_
         if (lw->is_moe && lw->shared_inter > m->ffn_width)
             m->ffn_width = lw->shared_inter;
     }
-    int64_t half = c->qk_rope_head_dim / 2;
+    int64_t half = dsa_config_rope_dim(c) / 2;
     float *freqs = malloc((size_t)(half > 0 ? half : 1) * sizeof *freqs);
     if (!freqs) {
         err = dsa_fail(DSA_NOMEM, "rope table");
@@ -248,7 +254,10 @@ dsa_err dsa_model_create(dsa_backend *be, const dsa_weights *w, const dsa_model_
     m->scratch_block = (int32_t)p->n_blocks;
     int64_t n_blocks = p->n_blocks + (m->graphs ? 1 : 0);
     int64_t width = c->kv_lora_rank + c->qk_rope_head_dim;
-    for (int l = 0; l < m->n_layers; l++) {
+    if (dsa_config_is_dense(c) &&
+        (err = dsa_dense_create(be, w, n_blocks, p->block_size, &m->dense)))
+        goto fail;
+    for (int l = 0; l < m->n_layers && !m->dense; l++) {
         dsa_kv_layer *kv = &m->kv[l];
         kv->n_blocks = n_blocks;
         kv->block_size = p->block_size;
@@ -278,6 +287,7 @@ void dsa_model_destroy(dsa_model *m)
     if (m->inv_freq)
         be->ops->free(be, m->inv_freq);
     scratch_free(be, &m->s);
+    dsa_dense_destroy(m->dense);
     free(m->host_slots);
     free(m->host_tokens);
     free(m->host_pos);
@@ -341,6 +351,14 @@ static dsa_err attention(dsa_model *m, int l, int64_t T)
     int64_t nope = c->qk_nope_head_dim, rope = c->qk_rope_head_dim, vd = c->v_head_dim;
     int64_t qk = nope + rope, kvr = c->kv_lora_rank, ql = c->q_lora_rank;
     dsa_err err;
+    if (m->dense) {
+        dsa_dense_step ds = {.y = s->y, .xn = s->xn, .pos = s->pos, .seq = s->seq,
+                             .slots = s->slots, .block_tables = s->block_tables,
+                             .ld_block_table = m->p.max_blocks_per_seq,
+                             .inv_freq = m->inv_freq, .scale = m->scale, .n_tokens = T,
+                             .layer = l};
+        return dsa_dense_attention(m->dense, &ds);
+    }
 
     /* q = W_qb RMSNorm_q(W_qa x), or W_q x without q compression: [T, Hl, nope|rope] */
     if (ql > 0) {

@@ -212,6 +212,13 @@ dsa_err dsa_worker_step_create(const dsa_worker_step_params *p, dsa_worker_step 
     const dsa_config *c = &ws->w->cfg;
     int64_t bs = p->block_size > 0 ? p->block_size : 64;
     int64_t len = p->max_model_len > 0 ? p->max_model_len : c->max_position_embeddings;
+    if (len > dsa_config_max_len(c)) {
+        /* vLLM refuses this too (unless VLLM_ALLOW_LONG_MAX_MODEL_LEN) */
+        err = dsa_fail(DSA_RANGE, "User-specified max_model_len (%lld) is greater than the "
+                       "derived max_model_len (%lld) of %s/config.json", (long long)len,
+                       (long long)dsa_config_max_len(c), p->model_dir);
+        goto fail;
+    }
     int64_t bps = (len + bs - 1) / bs;
     int64_t n_blocks = p->n_blocks, budget = 0;
     if (n_blocks <= 0) {

@@ -129,6 +129,10 @@ static dsa_err cpu_weight_prepare(dsa_backend *be, dsa_weight *w)
         if (!w->scale || w->block_rows <= 0 || w->block_cols <= 0)
             return dsa_fail(DSA_INVAL, "cpu backend: FP8 weight without block scales");
         return DSA_OK;
+    case DSA_DTYPE_I32: /* AWQ int4 (cpu_awq.c) */
+        if (!w->awq_zeros || !w->awq_scales || w->awq_group <= 0)
+            return dsa_fail(DSA_INVAL, "cpu backend: AWQ weight without zeros or scales");
+        return DSA_OK;
     default:
         return dsa_fail(DSA_DTYPE, "cpu backend: weight dtype %s", dsa_dtype_name(w->dtype));
     }
@@ -209,14 +213,16 @@ static dsa_err cpu_rope(dsa_backend *be, const dsa_rope_params *p)
     int64_t half = p->rot_dim / 2;
     for (int64_t t = 0; t < p->n_tokens; t++) {
         float pos = (float)p->positions[t];
+        /* interleaved: (x[2i], x[2i+1]); neox: (x[i], x[i + half]) */
+        int64_t first = p->neox ? 1 : 2, second = p->neox ? half : 1;
         for (int64_t i = 0; i < half; i++) {
             float ang = pos * p->inv_freq[i];
             float c = cosf(ang), s = sinf(ang);
             for (int64_t h = 0; h < p->n_heads; h++) {
-                float *x = (float *)p->x + t * p->ld_token + h * p->ld_head + 2 * i;
-                float x0 = x[0], x1 = x[1];
+                float *x = (float *)p->x + t * p->ld_token + h * p->ld_head + first * i;
+                float x0 = x[0], x1 = x[second];
                 x[0] = x0 * c - x1 * s;
-                x[1] = x0 * s + x1 * c;
+                x[second] = x0 * s + x1 * c;
             }
         }
     }
@@ -296,6 +302,8 @@ static const dsa_backend_ops cpu_ops = {
     .sample = dsa_cpu_sample,
     .logit_ctl = dsa_cpu_logit_ctl,
     .mask = dsa_cpu_mask,
+    .gqa_attn = dsa_cpu_gqa_attn,
+    .bias_add = dsa_cpu_bias_add,
     .sync = cpu_sync,
 };
 

@@ -83,6 +83,12 @@ dsa_err dsa_cpu_gemm_rows(const dsa_cpu_gemm *g, int64_t r0, int64_t r1,
 /* Rows per parallel chunk for g over n_rows rows. */
 int64_t dsa_cpu_gemm_grain(const dsa_cpu_gemm *g, int64_t n_rows, int n_threads);
 
+/* AWQ int4 weights (cpu_awq.c): the product over rows [r0, r1), and one
+ * dequantised row. */
+dsa_err dsa_cpu_awq_gemm_rows(const dsa_cpu_gemm *g, int64_t r0, int64_t r1,
+                              dsa_cpu_scratch *s);
+void dsa_cpu_awq_row(const dsa_weight *w, int64_t i, float *dst);
+
 /* dst[j] = W[i, j] for j in [0, w->cols), exactly as dsa_weight_get. */
 void dsa_cpu_weight_row(const dsa_weight *w, int64_t i, float *dst);
 
@@ -102,6 +108,8 @@ dsa_err dsa_cpu_linear(dsa_backend *be, const dsa_linear_params *p);
 dsa_err dsa_cpu_mla_absorb_q(dsa_backend *be, const dsa_mla_absorb_params *p);
 dsa_err dsa_cpu_mla_absorb_o(dsa_backend *be, const dsa_mla_absorb_params *p);
 dsa_err dsa_cpu_mla_attn(dsa_backend *be, const dsa_mla_attn_params *p);
+dsa_err dsa_cpu_gqa_attn(dsa_backend *be, const dsa_gqa_attn_params *p);
+dsa_err dsa_cpu_bias_add(dsa_backend *be, const dsa_bias_add_params *p);
 dsa_err dsa_cpu_router(dsa_backend *be, const dsa_router_params *p);
 dsa_err dsa_cpu_moe(dsa_backend *be, const dsa_moe_params *p);
 dsa_err dsa_cpu_sample(dsa_backend *be, const dsa_sample_params *p);

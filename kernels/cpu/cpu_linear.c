@@ -18,7 +18,7 @@
 
 #include "kernels/cpu/cpu_internal.h"
 
-#ifdef __AVX512F__
+#if defined(__AVX512F__) || defined(__F16C__)
 #include <immintrin.h>
 #endif
 
@@ -53,8 +53,19 @@ float dsa_cpu_dot(const float *a, const float *b, int64_t n)
     }
     return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
 #else
-    float s = 0.0f;
-    for (int64_t k = 0; k < n; k++)
+    /* 8-lane vectors (AVX2 with -march on such machines), 4 accumulators */
+    typedef float v8f __attribute__((vector_size(32), aligned(4)));
+    v8f s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
+    int64_t k = 0;
+    for (; k + 32 <= n; k += 32) {
+        s0 += *(const v8f *)(a + k) * *(const v8f *)(b + k);
+        s1 += *(const v8f *)(a + k + 8) * *(const v8f *)(b + k + 8);
+        s2 += *(const v8f *)(a + k + 16) * *(const v8f *)(b + k + 16);
+        s3 += *(const v8f *)(a + k + 24) * *(const v8f *)(b + k + 24);
+    }
+    v8f v = (s0 + s1) + (s2 + s3);
+    float s = ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+    for (; k < n; k++)
         s += a[k] * b[k];
     return s;
 #endif
@@ -180,6 +191,18 @@ void dsa_cpu_weight_row(const dsa_weight *w, int64_t i, float *dst)
         else
             for (; j + 16 <= n; j += 16)
                 _mm512_storeu_ps(dst + j, w_load(DSA_DTYPE_BF16, h, j));
+#else
+        if (w->dtype == DSA_DTYPE_BF16) { /* BF16 is the top half of an F32 */
+            for (; j < n; j++) {
+                uint32_t u = (uint32_t)h[j] << 16;
+                memcpy(dst + j, &u, sizeof u);
+            }
+        }
+#ifdef __F16C__
+        else
+            for (; j + 8 <= n; j += 8)
+                _mm256_storeu_ps(dst + j, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + j))));
+#endif
 #endif
         for (; j < n; j++)
             dst[j] = w->dtype == DSA_DTYPE_F16 ? dsa_f16_to_f32(h[j]) : dsa_bf16_to_f32(h[j]);
@@ -194,6 +217,9 @@ void dsa_cpu_weight_row(const dsa_weight *w, int64_t i, float *dst)
         }
         break;
     }
+    case DSA_DTYPE_I32:
+        dsa_cpu_awq_row(w, i, dst);
+        break;
     default:
         memset(dst, 0, (size_t)n * sizeof(float));
     }
@@ -482,6 +508,8 @@ dsa_err dsa_cpu_gemm_rows(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa_cpu
 {
     if (r0 >= r1 || g->m <= 0)
         return DSA_OK;
+    if (g->w->dtype == DSA_DTYPE_I32)
+        return dsa_cpu_awq_gemm_rows(g, r0, r1, s);
 #ifdef __AVX512F__
     if (g->w->dtype == DSA_DTYPE_F32 || g->m < LIN_PANEL_M_MIN)
         return gemm_small(g, r0, r1, s);
@@ -493,10 +521,18 @@ dsa_err dsa_cpu_gemm_rows(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa_cpu
 
 int64_t dsa_cpu_gemm_grain(const dsa_cpu_gemm *g, int64_t n_rows, int n_threads)
 {
+    if (g->w->dtype == DSA_DTYPE_I32 && g->m < 4) {
+        /* AWQ word kernel: wide ranges so each input row is read in long
+         * runs; two chunks per thread, multiples of 64 outputs */
+        int64_t grain = n_rows / ((int64_t)n_threads * 2);
+        return grain < 64 ? 64 : (grain + 63) & ~(int64_t)63;
+    }
     if (g->m >= LIN_PANEL_M_MIN)
         return LIN_PANEL_ROWS;
     /* About 8 chunks per thread, at least 32 KiB of work each. */
     int64_t bytes_row = g->w->cols * (int64_t)dsa_dtype_size(g->w->dtype) * (g->m < 4 ? 1 : g->m / 4);
+    if (g->w->dtype == DSA_DTYPE_I32) /* AWQ: half a byte per weight */
+        bytes_row = g->w->cols / 2 * (g->m < 4 ? 1 : g->m / 4) + 1;
     int64_t grain = n_rows / ((int64_t)n_threads * 8);
     int64_t min_rows = bytes_row > 0 ? (32768 + bytes_row - 1) / bytes_row : 64;
     if (grain < min_rows)
@@ -612,7 +648,8 @@ static void absorb_o_range(void *ctx, int64_t b, int64_t e, int tid)
         int64_t row = h * (p->nope_dim + p->v_dim) + p->nope_dim;
         dsa_weight s = *w;
         s.rows = p->v_dim;
-        s.data = w_row_ptr(w, row);
+        if (w->dtype != DSA_DTYPE_I32) /* AWQ views keep the stored base */
+            s.data = w_row_ptr(w, row);
         s.row0 = w->row0 + row;
         dsa_cpu_gemm g = {.out = (float *)p->out + h * p->v_dim,
                           .x = (const float *)p->in + h * p->kv_rank,

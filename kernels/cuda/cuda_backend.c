@@ -266,7 +266,7 @@ void dsa_cuda_ptr_cache_free(dsa_cuda_backend *be)
  * elements, so cuBLASLt's 16-byte rule holds) and, for FP8, the scale
  * blocks the slice touches, repacked as [row blocks][scale_ld] with
  * scale_ld a multiple of 4 and the origin reduced into the first block. */
-static dsa_err cu_weight_prepare(dsa_backend *be_, dsa_weight *w)
+static dsa_err cu_weight_prepare_plain(dsa_backend *be_, dsa_weight *w)
 {
     dsa_cuda_backend *be = dsa_cuda_be(be_);
     dsa_err err = not_while_capturing(be, "weight_prepare");
@@ -329,6 +329,30 @@ fail:
     if (scale)
         cudaFree(scale);
     cudaFree(data);
+    return err;
+}
+
+/* AWQ int4 weights (dtype I32) are dequantised to BF16 on the host and
+ * uploaded as BF16, so the linears run through the BF16 path (cuBLASLt);
+ * the memory is BF16's, not int4's: an int4 GEMM on the device is a later
+ * issue.  Compiled, not yet run on a GPU. */
+static dsa_err cu_weight_prepare(dsa_backend *be_, dsa_weight *w)
+{
+    if (w->dtype != DSA_DTYPE_I32 || !w->awq_scales)
+        return cu_weight_prepare_plain(be_, w);
+    uint16_t *deq = malloc((size_t)(w->rows * w->cols) * sizeof *deq);
+    if (!deq)
+        return dsa_fail(DSA_NOMEM, "cuda backend: AWQ dequantisation of %lldx%lld",
+                        (long long)w->rows, (long long)w->cols);
+    for (int64_t i = 0; i < w->rows; i++)
+        for (int64_t j = 0; j < w->cols; j++)
+            deq[i * w->cols + j] = dsa_f32_to_bf16(dsa_weight_get(w, i, j));
+    dsa_weight b = {.dtype = DSA_DTYPE_BF16, .rows = w->rows, .cols = w->cols, .ld = w->cols,
+                    .data = deq};
+    dsa_err err = cu_weight_prepare_plain(be_, &b);
+    free(deq);
+    if (!err)
+        *w = b;
     return err;
 }
 
@@ -464,6 +488,8 @@ static const dsa_backend_ops cuda_ops = {
     .sample = dsa_cuda_sample,
     .logit_ctl = dsa_cuda_logit_ctl,
     .mask = dsa_cuda_mask,
+    .gqa_attn = dsa_cuda_gqa_attn,
+    .bias_add = dsa_cuda_bias_add,
     .sync = cu_sync,
     .graph_begin = cu_graph_begin,
     .graph_end = cu_graph_end,

@@ -143,6 +143,8 @@ dsa_err dsa_cuda_embed(dsa_backend *be, const dsa_embed_params *p);
 dsa_err dsa_cuda_rmsnorm(dsa_backend *be, const dsa_rmsnorm_params *p);
 dsa_err dsa_cuda_linear(dsa_backend *be, const dsa_linear_params *p);
 dsa_err dsa_cuda_rope(dsa_backend *be, const dsa_rope_params *p);
+dsa_err dsa_cuda_gqa_attn(dsa_backend *be, const dsa_gqa_attn_params *p);
+dsa_err dsa_cuda_bias_add(dsa_backend *be, const dsa_bias_add_params *p);
 dsa_err dsa_cuda_kv_store(dsa_backend *be, const dsa_kv_store_params *p);
 dsa_err dsa_cuda_mla_attn(dsa_backend *be, const dsa_mla_attn_params *p);
 dsa_err dsa_cuda_mla_absorb_q(dsa_backend *be, const dsa_mla_absorb_params *p);

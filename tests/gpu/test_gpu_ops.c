@@ -149,7 +149,7 @@ static void test_linear(gh *h, dsa_dtype dt, int64_t M, int64_t N, int64_t K, in
 
 /* ---- rope ----------------------------------------------------------------- */
 
-static void test_rope(gh *h, int64_t T, int64_t H, int64_t rot, int64_t ld_head)
+static void test_rope(gh *h, int64_t T, int64_t H, int64_t rot, int64_t ld_head, int neox)
 {
     int64_t ld_tok = H * ld_head, n = T * ld_tok;
     float *x = gh_rand(h, n, 1.0f), *f = malloc((size_t)(rot / 2) * 4);
@@ -163,7 +163,8 @@ static void test_rope(gh *h, int64_t T, int64_t H, int64_t rot, int64_t ld_head)
     void *gf = gh_bytes(h, h->gpu, f, (size_t)rot / 2 * 4), *cf = gh_bytes(h, h->cpu, f, (size_t)rot / 2 * 4);
     int64_t off = ld_head - rot;
     dsa_rope_params pc = {.x = (float *)cx + off, .positions = cp, .inv_freq = cf, .n_tokens = T,
-                          .n_heads = H, .rot_dim = rot, .ld_token = ld_tok, .ld_head = ld_head};
+                          .n_heads = H, .rot_dim = rot, .ld_token = ld_tok, .ld_head = ld_head,
+                          .neox = neox};
     dsa_rope_params pg = pc;
     pg.x = (uint16_t *)gx + off, pg.positions = gp, pg.inv_freq = gf;
     RUN(h->cpu, rope, &pc);
@@ -172,7 +173,7 @@ static void test_rope(gh *h, int64_t T, int64_t H, int64_t rot, int64_t ld_head)
     char shape[64];
     snprintf(shape, sizeof shape, "T=%lld H=%lld rot=%lld ld_head=%lld", (long long)T,
              (long long)H, (long long)rot, (long long)ld_head);
-    gh_check(h, "rope", shape, "pos < 163840", a, b, n, TOL_BF16);
+    gh_check(h, "rope", shape, neox ? "rotate_half" : "pos < 163840", a, b, n, TOL_BF16);
     free(a), free(b), free(x), free(f), free(pos);
     gh_free(h->gpu, gx), gh_free(h->cpu, cx), gh_free(h->gpu, gp), gh_free(h->cpu, cp);
     gh_free(h->gpu, gf), gh_free(h->cpu, cf);
@@ -260,6 +261,77 @@ static void test_attn(gh *h, int64_t H, int64_t R, int64_t P, int64_t bs, int n_
     void *cb[] = {kc.data, c1, c2, cs, cql, cqp, csq, cps, cbt, co};
     for (size_t i = 0; i < sizeof gb / sizeof gb[0]; i++)
         gh_free(h->gpu, gb[i]), gh_free(h->cpu, cb[i]);
+}
+
+/* ---- gqa_attn (dense architectures): random [k | v] cache, scattered blocks */
+
+static void test_gqa(gh *h, int64_t H, int64_t KV, int64_t hd, int64_t bs, int n_seqs,
+                     int prefill_tail)
+{
+    static const int lens[] = {300, 17, 1, 64, 999};
+    int64_t W = 2 * KV * hd, mb = (999 + bs - 1) / bs, n_blocks = mb * n_seqs;
+    int32_t *bt = malloc((size_t)n_blocks * 4);
+    for (int s = 0; s < n_seqs; s++)
+        for (int64_t j = 0; j < mb; j++)
+            bt[s * mb + j] = (int32_t)((mb - 1 - j) * n_seqs + s);
+    float *cache = gh_rand(h, n_blocks * bs * W, 1.0f);
+    dsa_kv_layer kg = {.n_blocks = n_blocks, .block_size = bs, .width = W}, kc = kg;
+    kg.data = gh_act(h, h->gpu, cache, n_blocks * bs * W);
+    kc.data = gh_act(h, h->cpu, cache, n_blocks * bs * W);
+    int64_t T = n_seqs + prefill_tail, ldq = H * hd + 5;
+    int32_t *seq = malloc((size_t)T * 4), *pos = malloc((size_t)T * 4);
+    for (int s = 0; s < n_seqs; s++)
+        seq[s] = s, pos[s] = lens[s] - 1;
+    for (int i = 0; i < prefill_tail; i++)
+        seq[n_seqs + i] = 0, pos[n_seqs + i] = lens[0] - prefill_tail + i;
+    float *q = gh_rand(h, T * ldq, 1.0f), *z = calloc((size_t)(T * H * hd), 4);
+    void *gq = gh_act(h, h->gpu, q, T * ldq), *cq = gh_act(h, h->cpu, q, T * ldq);
+    void *gsq = gh_bytes(h, h->gpu, seq, (size_t)T * 4), *csq = gh_bytes(h, h->cpu, seq, (size_t)T * 4);
+    void *gps = gh_bytes(h, h->gpu, pos, (size_t)T * 4), *cps = gh_bytes(h, h->cpu, pos, (size_t)T * 4);
+    void *gbt = gh_bytes(h, h->gpu, bt, (size_t)n_blocks * 4), *cbt = gh_bytes(h, h->cpu, bt, (size_t)n_blocks * 4);
+    void *go = gh_act(h, h->gpu, z, T * H * hd), *co = gh_act(h, h->cpu, z, T * H * hd);
+    poison(h, go, (size_t)(T * H * hd) * 2);
+    dsa_gqa_attn_params ac = {.out = co, .q = cq, .ld_q = ldq, .cache = &kc, .seq = csq,
+                              .pos = cps, .block_tables = cbt, .ld_block_table = mb,
+                              .n_tokens = T, .n_heads = H, .n_kv_heads = KV, .head_dim = hd,
+                              .scale = 1.0f / sqrtf((float)hd)};
+    dsa_gqa_attn_params ag = ac;
+    ag.out = go, ag.q = gq, ag.cache = &kg, ag.seq = gsq, ag.pos = gps, ag.block_tables = gbt;
+    RUN(h->cpu, gqa_attn, &ac);
+    RUN(h->gpu, gqa_attn, &ag);
+    float *a = gh_get(h, h->gpu, go, T * H * hd), *b = gh_get(h, h->cpu, co, T * H * hd);
+    char shape[96];
+    snprintf(shape, sizeof shape, "H=%lld KV=%lld hd=%lld bs=%lld seqs=%d", (long long)H,
+             (long long)KV, (long long)hd, (long long)bs, n_seqs);
+    gh_check(h, "gqa_attn", shape, prefill_tail ? "decode + prefill" : "decode", a, b,
+             T * H * hd, TOL_ATTN);
+    free(a), free(b), free(cache), free(q), free(z), free(seq), free(pos), free(bt);
+    void *gb[] = {kg.data, gq, gsq, gps, gbt, go}, *cb[] = {kc.data, cq, csq, cps, cbt, co};
+    for (size_t i = 0; i < sizeof gb / sizeof gb[0]; i++)
+        gh_free(h->gpu, gb[i]), gh_free(h->cpu, cb[i]);
+}
+
+/* ---- bias_add --------------------------------------------------------------- */
+
+static void test_bias_add(gh *h, dsa_dtype dt, int64_t T, int64_t dim, int64_t ld)
+{
+    gh_weight w;
+    gh_weight_make(h, &w, dt, 1, dim, 0, 0, 1, dim);
+    float *x = gh_rand(h, T * ld, 1.0f);
+    void *gx = gh_act(h, h->gpu, x, T * ld), *cx = gh_act(h, h->cpu, x, T * ld);
+    dsa_bias_add_params pc = {.x = cx, .bias = &w.cpu, .n_rows = T, .dim = dim, .ld = ld};
+    dsa_bias_add_params pg = pc;
+    pg.x = gx, pg.bias = &w.gpu;
+    RUN(h->cpu, bias_add, &pc);
+    RUN(h->gpu, bias_add, &pg);
+    float *a = gh_get(h, h->gpu, gx, T * ld), *b = gh_get(h, h->cpu, cx, T * ld);
+    char shape[64];
+    snprintf(shape, sizeof shape, "%s T=%lld dim=%lld ld=%lld", dt_name(dt), (long long)T,
+             (long long)dim, (long long)ld);
+    gh_check(h, "bias_add", shape, "", a, b, T * ld, TOL_BF16);
+    free(a), free(b), free(x);
+    gh_free(h->gpu, gx), gh_free(h->cpu, cx);
+    gh_weight_free(h, &w);
 }
 
 /* ---- absorptions ---------------------------------------------------------- */
@@ -656,9 +728,16 @@ void gh_suite_ops(gh *h)
     };
     for (size_t i = 0; i < sizeof lin / sizeof lin[0]; i++)
         test_linear(h, lin[i].dt, lin[i].M, lin[i].N, lin[i].K, lin[i].r0, lin[i].c0, lin[i].acc);
-    test_rope(h, 9, 5, 64, 192);
-    test_rope(h, 3, 1, 16, 16);
-    test_rope(h, 33, 16, 64, 71);
+    test_rope(h, 9, 5, 64, 192, 0);
+    test_rope(h, 3, 1, 16, 16, 0);
+    test_rope(h, 33, 16, 64, 71, 0);
+    test_rope(h, 9, 14, 64, 64, 1);
+    test_rope(h, 5, 2, 128, 128, 1);
+    test_gqa(h, 28, 4, 128, 16, 3, 5);
+    test_gqa(h, 7, 1, 8, 4, 2, 0);
+    test_gqa(h, 8, 8, 64, 64, 4, 3);
+    test_bias_add(h, DSA_DTYPE_BF16, 5, 896, 896 + 256);
+    test_bias_add(h, DSA_DTYPE_F16, 3, 37, 37);
     static const int l1[] = {300, 1, 17, 64, 1000}, l2[] = {40, 9, 3}, l3[] = {4000};
     test_attn(h, 16, 512, 64, 64, 5, l1, 8);
     test_attn(h, 3, 48, 16, 16, 3, l2, 5);

@@ -1,7 +1,8 @@
 #!/bin/sh
 # run.sh - multi-rank tests under mpirun on this machine (loopback, shared
 # memory), oversubscribed.  Usage:
-#   run.sh BUILD SRC logits TP PP   logits of TP x PP workers = single rank
+#   run.sh BUILD SRC logits TP PP [MODEL]
+#                                   logits of TP x PP workers = single rank
 #   run.sh BUILD SRC kill           kill -9 a worker mid-run: the job ends
 #                                   non-zero within 10 s, nothing left
 #   run.sh BUILD SRC badmodel       one rank's --model is wrong: clear error
@@ -16,11 +17,18 @@ WORKER=$BUILD/worker/dsa-worker DRIVER=$BUILD/tests/dist_logits MK=$BUILD/tools/
 for f in "$WORKER" "$DRIVER" "$MK"; do
     [ -x "$f" ] || { echo "missing $f"; exit 1; }
 done
-"$MK" --out "$TMP/model" --heads 8 --inter 128 --moe-inter 32 --vocab 512 --layers 2 \
-    --hidden 64 --seed 11 >"$TMP/mk.log" 2>&1 || { cat "$TMP/mk.log"; exit 1; }
-WARGS="--model $TMP/model --threads 1 --block-size 4 --max-model-len 32 --num-blocks 40 \
+# logits mode may name a checkpoint (6th argument: the dense golden sets);
+# otherwise a random DeepSeek-V3 one is made
+MODEL=$TMP/model
+if [ "$MODE" = logits ] && [ $# -ge 6 ]; then
+    MODEL=$6
+else
+    "$MK" --out "$TMP/model" --heads 8 --inter 128 --moe-inter 32 --vocab 512 --layers 2 \
+        --hidden 64 --seed 11 >"$TMP/mk.log" 2>&1 || { cat "$TMP/mk.log"; exit 1; }
+fi
+WARGS="--model $MODEL --threads 1 --block-size 4 --max-model-len 32 --num-blocks 40 \
 --timeout 20 --preflight-timeout 20"
-DARGS="--model $TMP/model --step-timeout 20 --hello-timeout 60 --preflight-timeout 20"
+DARGS="--model $MODEL --step-timeout 20 --hello-timeout 60 --preflight-timeout 20"
 
 # Runs mpirun in the background with a hard bound; sets RC and ELAPSED.
 run_job() { # seconds, mpirun args...

@@ -132,6 +132,8 @@ static double weight_bytes(const dsa_weight *w)
 {
     if (!w->data)
         return 0;
+    if (w->dtype == DSA_DTYPE_I32) /* AWQ: int4 + F16 scale and int4 zero per group */
+        return (double)w->rows * (double)w->cols * (0.5 + 2.5 / (double)w->awq_group);
     double b = (double)w->rows * (double)w->cols * (double)dsa_dtype_size(w->dtype);
     if (w->dtype == DSA_DTYPE_F8_E4M3)
         b += ceil((double)w->rows / 128) * ceil((double)w->cols / 128) * 4;
@@ -153,7 +155,8 @@ static double step_bytes(const dsa_weights *w, int B)
         const dsa_weight *ws[] = {&lw->attn_norm, &lw->ffn_norm, &lw->q_proj, &lw->q_a,
                                   &lw->q_a_norm, &lw->q_b, &lw->kv_a, &lw->kv_a_norm,
                                   &lw->kv_b, &lw->o, &lw->gate, &lw->up, &lw->down,
-                                  &lw->router};
+                                  &lw->router, &lw->k_proj, &lw->v_proj, &lw->q_bias,
+                                  &lw->k_bias, &lw->v_bias};
         for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
             total += weight_bytes(ws[i]);
         if (lw->is_moe) {

@@ -2,11 +2,13 @@
 """chat_golden.py - golden prompts for the C chat-template renderer.
 
 Renders OpenAI-style `messages` arrays with Hugging Face transformers'
-apply_chat_template(tokenize=False) for two templates:
+apply_chat_template(tokenize=False) for three templates:
 
   v3: the chat_template of tests/data/deepseek-v3-tokenizer/
       tokenizer_config.json (the real DeepSeek-V3 tokenizer config);
   r1: tests/data/chat/r1_chat_template.jinja (DeepSeek-R1, see README there);
+  r1_distill: tests/data/chat/r1_distill_chat_template.jinja (the
+      DeepSeek-R1-Distill checkpoints);
 
 both with add_generation_prompt false and true, and writes
 tests/data/chat/conversations.json:
@@ -245,7 +247,10 @@ def main():
     with open(os.path.join(ROOT, "tests", "data", "chat",
                            "r1_chat_template.jinja"), encoding="utf-8") as f:
         r1 = f.read()
-    templates = {"v3": v3, "r1": r1}
+    with open(os.path.join(ROOT, "tests", "data", "chat",
+                           "r1_distill_chat_template.jinja"), encoding="utf-8") as f:
+        r1_distill = f.read()
+    templates = {"v3": v3, "r1": r1, "r1_distill": r1_distill}
 
     convs = handwritten() + random_conversations(args.random, 1234)
     out = []

@@ -85,6 +85,21 @@ CONFIGS = [
          norm_topk_prob=True, vocab_size=256,
          yarn=dict(factor=40, original_max_position_embeddings=64),
          max_position_embeddings=2560),
+    # AWQ int4 (GEMM layout, group 32) in the layout assumed for
+    # cognitivecomputations/DeepSeek-R1-AWQ: every nn.Linear of the layers
+    # quantised (attention, dense MLP, experts, shared experts) except
+    # kv_a_proj_with_mqa (modules_to_not_convert); the router, norms,
+    # embedding and lm_head float16
+    dict(name="tiny-awq", dtype="awq", shards=1, seed=5000,
+         hidden_size=128, num_hidden_layers=2, first_k_dense_replace=1,
+         num_attention_heads=4, q_lora_rank=64, kv_lora_rank=64,
+         qk_nope_head_dim=16, qk_rope_head_dim=16, v_head_dim=16,
+         intermediate_size=128, moe_intermediate_size=64,
+         n_routed_experts=8, num_experts_per_tok=2, n_shared_experts=1,
+         n_group=4, topk_group=2, routed_scaling_factor=2.5,
+         norm_topk_prob=True, vocab_size=256, yarn=None,
+         max_position_embeddings=4096, awq_group=32,
+         awq_skip=["kv_a_proj_with_mqa"]),
     dict(name="tiny-fp8-qproj", dtype="fp8", shards=1, seed=4000,
          hidden_size=128, num_hidden_layers=3, first_k_dense_replace=0,
          num_attention_heads=4, q_lora_rank=None, kv_lora_rank=64,
@@ -226,6 +241,17 @@ def build_tensors(cfg, seed):
             if dt == "f32" or kind == "bias":
                 su.append((name, w.contiguous()))
                 exact[name] = w
+            elif dt == "awq" and (kind != "linear" or
+                                  any(k in name for k in cfg["awq_skip"])):
+                h = w.to(torch.float16).contiguous()
+                su.append((name, h))
+                exact[name] = h.to(torch.float32)
+            elif dt == "awq":
+                import make_golden_dense as mgd
+                base = name[: -len(".weight")]
+                qw, qz, sc = mgd.pack_awq(w, cfg["awq_group"])
+                su += [(base + ".qweight", qw), (base + ".qzeros", qz), (base + ".scales", sc)]
+                exact[name] = mgd.unpack_awq(qw, qz, sc, cfg["awq_group"])
             elif dt == "bf16" or kind != "linear":
                 b = w.to(torch.bfloat16).contiguous()
                 su.append((name, b))
@@ -285,6 +311,12 @@ def hf_config_dict(cfg):
             "quant_method": "fp8",
             "weight_block_size": [BLOCK, BLOCK],
         }
+    if cfg["dtype"] == "awq":
+        d["quantization_config"] = {
+            "bits": 4, "group_size": cfg["awq_group"],
+            "modules_to_not_convert": cfg["awq_skip"],
+            "quant_method": "awq", "version": "gemm", "zero_point": True,
+        }
     d.update({
         "rms_norm_eps": 1e-06,
         "rope_scaling": None,
@@ -295,7 +327,7 @@ def hf_config_dict(cfg):
         "tie_word_embeddings": False,
         "topk_group": cfg["topk_group"],
         "topk_method": "noaux_tc",
-        "torch_dtype": {"f32": "float32"}.get(cfg["dtype"], "bfloat16"),
+        "torch_dtype": {"f32": "float32", "awq": "float16"}.get(cfg["dtype"], "bfloat16"),
         "transformers_version": "4.33.1",
         "use_cache": True,
         "v_head_dim": cfg["v_head_dim"],
@@ -332,7 +364,7 @@ def write_checkpoint(cfg, stored, outdir):
     units = []
     for u in stored:
         for name, t in u:
-            if name.endswith("_scale_inv"):
+            if name.endswith(("_scale_inv", ".qzeros", ".scales")):
                 units[-1].append((name, t))
             else:
                 units.append([(name, t)])
@@ -591,7 +623,14 @@ def read_dequantised(src):
         t.update(safetensors.torch.load_file(os.path.join(src, fn)))
     out = {}
     for name, w in t.items():
-        if name.endswith("_scale_inv"):
+        if name.endswith(("_scale_inv", ".qzeros", ".scales")):
+            continue
+        if name.endswith(".qweight"):
+            import make_golden_dense as mgd
+            b = name[: -len(".qweight")]
+            with open(os.path.join(src, "config.json")) as f:
+                g = json.load(f)["quantization_config"]["group_size"]
+            out[b + ".weight"] = mgd.unpack_awq(w, t[b + ".qzeros"], t[b + ".scales"], g)
             continue
         w = w.to(torch.float32)
         s = t.get(name + "_scale_inv")
@@ -626,7 +665,7 @@ def check_from_pretrained(cfg, outdir, model, prompt):
     kw = dict(dtype=torch.float32, attn_implementation="eager")
     with tempfile.TemporaryDirectory() as tmp:
         src = outdir
-        if cfg["dtype"] == "fp8":
+        if cfg["dtype"] in ("fp8", "awq"):
             dequantise_dir(outdir, tmp)
             src = tmp
         m2 = DeepseekV3ForCausalLM.from_pretrained(src, **kw).eval()
