@@ -9,14 +9,14 @@ what the server uses whenever a request carries `tools`. The completion is
 what the model must generate: the working inside <think>...</think>, then
 the answer, then EOS (or the DeepSeek tool-call block).
 
-Tasks (every answer is checked exactly by eval.py and quick.py):
+Tasks (all answers exactly checkable, see `check` in eval.py):
   add    a + b, 1-2 digits, column working with carries
-  word   a word problem that is an addition or a subtraction (borrows)
+  word   a word problem that is an addition or a subtraction
+  days   days between two dates of the same month (subtraction with borrow)
+  unit   unit conversions (km->m, h->min, ...), one multiplication
   sort   sort 3-4 numbers below 100, working by repeated minimum
+  count  count a letter in a word, letter by letter
   tool   weather / currency tool call, tool result, final answer (2 turns)
-One question template per task and short working lines: the model is
-small and trains for under an hour on a CPU, so every token it must learn
-is one it must also pay for.
 
 The split is by seed: the training corpus uses seed 1, the held-out
 evaluation seed 2 (any other seed gives another held-out set); a problem
@@ -137,16 +137,10 @@ def completion(think, answer):
 
 
 # ---- tasks ----------------------------------------------------------------
-#
-# The working is short and copy-friendly: its first line restates the
-# operands from the question verbatim, and every later line reads only the
-# line above it or that restatement, at a fixed place (the column digits
-# sit just before " + " / " - " and at the end of the restated line).
 
 
 def add_working(a, b):
-    """Column addition, right to left: each line is the column's sum and the
-    result so far; the last line is the result (with the final carry)."""
+    """Column addition, right to left, with the partial result so far."""
     da, db = str(a)[::-1], str(b)[::-1]
     lines = [f"{a} + {b}"]
     carry, sofar = 0, ""
@@ -154,19 +148,20 @@ def add_working(a, b):
         x = int(da[i]) if i < len(da) else 0
         y = int(db[i]) if i < len(db) else 0
         s = x + y + carry
-        expr = f"{x}+{y}" + ("+1" if carry else "")
+        expr = f"{x} + {y}" + (f" + {carry}" if carry else "")
         carry, d = divmod(s, 10)
         sofar = str(d) + sofar
-        lines.append(f"{expr}={s}, {sofar}")
-    res = ("1" if carry else "") + sofar
-    lines.append(res)
-    assert int(res) == a + b
-    return lines, res
+        lines.append(f"{expr} = {s}, write {d}" + (", carry 1" if carry else "") +
+                     f", so far {sofar}")
+    if carry:
+        sofar = "1" + sofar
+        lines.append(f"carry 1, so far {sofar}")
+    assert int(sofar) == a + b
+    return lines
 
 
 def sub_working(a, b):
-    """Column subtraction a - b (a >= b), right to left, with borrows; the
-    last line is the result without leading zeros."""
+    """Column subtraction a - b (a >= b), right to left, with borrows."""
     da, db = str(a)[::-1], str(b)[::-1]
     lines = [f"{a} - {b}"]
     borrow, digits = 0, ""
@@ -174,17 +169,19 @@ def sub_working(a, b):
         x = int(da[i])
         y = int(db[i]) if i < len(db) else 0
         top = x - borrow
-        expr = f"{x}-1" if borrow else f"{x}"
+        expr = f"{x} - {borrow}" if borrow else f"{x}"
         if top < y:
+            lines.append(f"{expr} - {y}: borrow, {top + 10} - {y} = {top + 10 - y}, "
+                         f"so far {str(top + 10 - y) + digits}")
             digits = str(top + 10 - y) + digits
-            lines.append(f"{expr}-{y} borrow {top + 10}-{y}={top + 10 - y}, {digits}")
             borrow = 1
         else:
+            lines.append(f"{expr} - {y} = {top - y}, so far {str(top - y) + digits}")
             digits = str(top - y) + digits
-            lines.append(f"{expr}-{y}={top - y}, {digits}")
             borrow = 0
     res = str(int(digits))
-    lines.append(res)
+    if res != digits:
+        lines.append(f"drop leading zeros, {res}")
     assert int(res) == a - b
     return lines, res
 
@@ -199,8 +196,9 @@ ADD_DIGITS = 2   # operands of 1..ADD_DIGITS digits
 
 def task_add(rng):
     a, b = rand_num(rng, ADD_DIGITS), rand_num(rng, ADD_DIGITS)
-    lines, res = add_working(a, b)
-    return f"What is {a} + {b}?", "\n".join(lines), f"{a} + {b} = {res}.", res
+    q = rng.choice([f"What is {a} + {b}?", f"Compute {a} + {b}.",
+                    f"Add {a} and {b}.", f"What is the sum of {a} and {b}?"])
+    return q, "\n".join(add_working(a, b)), f"{a} + {b} = {a + b}.", str(a + b)
 
 
 NAMES = ["Anna", "Ben", "Carla", "David", "Emma", "Felix", "Grace", "Hugo",
@@ -213,29 +211,97 @@ def task_word(rng):
     n, t = rng.choice(NAMES), rng.choice(THINGS)
     if rng.random() < 0.5:
         a, b = rand_num(rng, 2), rand_num(rng, 2)
-        q = f"{n} has {a} {t} and gets {b} more. How many {t} does {n} have now?"
-        lines, res = add_working(a, b)
-        return q, "gets more, so add\n" + "\n".join(lines), f"{n} has {res} {t}.", res
+        q = rng.choice([f"{n} has {a} {t} and gets {b} more. How many {t} does {n} have now?",
+                        f"{n} had {a} {t}. A friend gave {n} {b} more. How many {t} does {n} have?"])
+        think = f"{n} has {a} {t} and gets {b} more, so add.\n" + "\n".join(add_working(a, b))
+        return q, think, f"{n} has {a + b} {t}.", str(a + b)
     a = rand_num(rng, 2)
     b = rng.randint(0, a)
-    q = f"{n} has {a} {t} and gives away {b}. How many {t} are left?"
+    q = rng.choice([f"{n} has {a} {t} and gives away {b}. How many {t} are left?",
+                    f"{n} had {a} {t} and lost {b} of them. How many {t} are left?"])
     lines, res = sub_working(a, b)
-    return q, "gives away, so subtract\n" + "\n".join(lines), f"{res} {t} are left.", res
+    think = f"{n} has {a} {t} and {b} go away, so subtract.\n" + "\n".join(lines)
+    return q, think, f"{res} {t} are left.", res
+
+
+MONTHS = [("January", 31), ("February", 28), ("March", 31), ("April", 30),
+          ("May", 31), ("June", 30), ("July", 31), ("August", 31),
+          ("September", 30), ("October", 31), ("November", 30), ("December", 31)]
+
+
+def task_days(rng):
+    m, nd = rng.choice(MONTHS)
+    a = rng.randint(1, nd - 1)
+    b = rng.randint(a + 1, nd)
+    q = rng.choice([f"How many days are there from {m} {a} to {m} {b}?",
+                    f"How many days is it from {m} {a} to {m} {b}?"])
+    lines, res = sub_working(b, a)
+    think = f"Both dates are in {m}, so subtract the days.\n" + "\n".join(lines)
+    return q, think, f"{res} days.", res
+
+
+UNITS = [  # (from, to, factor, max quantity)
+    ("kilometers", "meters", 1000, 99), ("meters", "centimeters", 100, 99),
+    ("centimeters", "millimeters", 10, 99), ("kilograms", "grams", 1000, 99),
+    ("liters", "milliliters", 1000, 99), ("hours", "minutes", 60, 12),
+    ("minutes", "seconds", 60, 12), ("days", "hours", 24, 9),
+    ("weeks", "days", 7, 12), ("feet", "inches", 12, 9), ("dozens", "items", 12, 9),
+]
+
+
+def task_unit(rng):
+    src, dst, f, mx = rng.choice(UNITS)
+    x = rng.randint(1, mx)
+    q = rng.choice([f"How many {dst} are in {x} {src}?", f"Convert {x} {src} to {dst}."])
+    if f in (10, 100, 1000):
+        zeros = len(str(f)) - 1
+        think = (f"1 {src[:-1]} is {f} {dst}, so multiply by {f}.\n"
+                 f"Multiplying by {f} appends {zeros} zero{'s' if zeros > 1 else ''}: "
+                 f"{x} {'0' * zeros} = {x * f}")
+    else:
+        think = (f"1 {src[:-1]} is {f} {dst}, so multiply by {f}.\n"
+                 f"{x} × {f} = {x * f}")
+    return q, think, f"{x} {src} is {x * f} {dst}.", str(x * f)
 
 
 def task_sort(rng):
-    """Sort 3-4 numbers below 100 by repeated minimum: each line is the list
-    of what is left (the line above minus its minimum) and its minimum."""
     k = rng.randint(3, 4)
     xs = rng.sample(range(100), k)
-    q = f"Sort from smallest to largest: {', '.join(map(str, xs))}."
-    left, lines = list(xs), []
+    q = rng.choice([f"Sort these numbers from smallest to largest: {', '.join(map(str, xs))}.",
+                    f"Put in increasing order: {', '.join(map(str, xs))}."])
+    left, lines, done = list(xs), [], []
     while left:
         m = min(left)
-        lines.append(f"{', '.join(map(str, left))}: min {m}")
+        lines.append(f"left: {', '.join(map(str, left))}; smallest {m}")
         left.remove(m)
+        done.append(m)
     ans = ", ".join(map(str, sorted(xs)))
     return q, "\n".join(lines), ans + ".", ans
+
+
+WORDS = ["banana", "strawberry", "apple", "cherry", "letter", "balloon", "coffee",
+         "pepper", "mississippi", "bookkeeper", "committee", "address", "success",
+         "butterfly", "giraffe", "elephant", "umbrella", "tomorrow", "necessary",
+         "different", "programming", "assessment", "sleeping", "summer", "mirror",
+         "parallel", "possession", "engineer", "reference", "occurrence", "kitten",
+         "rabbit", "puzzle", "window", "garden", "pizza", "hello", "yellow",
+         "bottle", "cookie", "noodle", "moon", "river", "level", "banner",
+         "dinner", "mammal", "zebra", "orange", "potato"]
+
+
+def task_count(rng):
+    w = rng.choice(WORDS)
+    c = rng.choice(sorted(set(w))) if rng.random() < 0.85 else rng.choice("abcdefghijklmnoprstuwy")
+    q = rng.choice([f'How many times does the letter "{c}" appear in "{w}"?',
+                    f'Count the letter "{c}" in the word "{w}".'])
+    n, lines = 0, [f"{w} spelled: {' '.join(w)}"]
+    for ch in w:
+        if ch == c:
+            n += 1
+            lines.append(f"{ch} yes {n}")
+        else:
+            lines.append(f"{ch} no {n}")
+    return q, "\n".join(lines), f'"{c}" appears {n} time{"" if n == 1 else "s"} in "{w}".', str(n)
 
 
 CITIES = ["Paris", "London", "Tokyo", "Berlin", "Madrid", "Rome", "Lisbon",
@@ -247,11 +313,12 @@ CONDITIONS = ["sunny", "cloudy", "rainy", "windy", "snowy", "foggy"]
 CURRENCIES = ["USD", "EUR", "GBP", "JPY", "CHF", "CAD", "AUD", "SEK"]
 
 TOOL_WEATHER = {"type": "function", "function": {
-    "name": "get_weather", "description": "Current weather in a city.",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                   "required": ["city"]}}}
+    "name": "get_weather", "description": "Get the current weather in a city.",
+    "parameters": {"type": "object", "properties": {
+        "city": {"type": "string", "description": "City name"}},
+        "required": ["city"]}}}
 TOOL_FX = {"type": "function", "function": {
-    "name": "convert_currency", "description": "Convert money.",
+    "name": "convert_currency", "description": "Convert an amount between currencies.",
     "parameters": {"type": "object", "properties": {
         "amount": {"type": "integer"}, "from": {"type": "string"},
         "to": {"type": "string"}}, "required": ["amount", "from", "to"]}}}
@@ -268,23 +335,26 @@ def tool_conversation(rng):
         tools = tools[::-1]
     if kind == "weather":
         city = rng.choice(CITIES)
-        user = f"What is the weather in {city}?"
+        user = rng.choice([f"What is the weather in {city}?",
+                           f"How is the weather in {city} right now?"])
         args = {"city": city}
         t, cond = rng.randint(-9, 39), rng.choice(CONDITIONS)
         result = pyjson({"city": city, "temperature_c": t, "condition": cond})
-        think1 = f"get_weather city {city}"
-        think2 = f"{t} degrees, {cond}"
+        think1 = f"The user wants the weather in {city}. I will call get_weather with city {city}."
+        think2 = f"The tool says {t} degrees and {cond} in {city}."
         final = f"It is {t} °C and {cond} in {city}."
         name = "get_weather"
     else:
         amount = rng.randint(1, 999)
         src, dst = rng.sample(CURRENCIES, 2)
-        user = f"Convert {amount} {src} to {dst}."
+        user = rng.choice([f"How much is {amount} {src} in {dst}?",
+                           f"Convert {amount} {src} to {dst}."])
         args = {"amount": amount, "from": src, "to": dst}
         res = rng.randint(1, 1999)
         result = pyjson({"amount": res, "currency": dst})
-        think1 = f"convert_currency {amount} {src} to {dst}"
-        think2 = f"{res} {dst}"
+        think1 = (f"The user wants {amount} {src} in {dst}. I will call convert_currency "
+                  f"with amount {amount}, from {src}, to {dst}.")
+        think2 = f"The tool says {res} {dst}."
         final = f"{amount} {src} is {res} {dst}."
         name = "convert_currency"
     arg_text = pyjson(args)
@@ -305,8 +375,9 @@ def tool_conversation(rng):
     }
 
 
-TASKS = {"add": (task_add, 2), "word": (task_word, 3), "sort": (task_sort, 2)}
-TOOL_WEIGHT = 1  # tool conversations per 7 problems
+TASKS = {"add": (task_add, 3), "word": (task_word, 2), "days": (task_days, 1),
+         "unit": (task_unit, 1), "sort": (task_sort, 2), "count": (task_count, 2)}
+TOOL_WEIGHT = 1  # tool conversations per 11 problems
 
 
 def problem(rng):

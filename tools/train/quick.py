@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
-"""Fast greedy exact-match check of a training state in Python (no server):
-for ablations and for watching a run. Held-out problems as eval.py picks
-them (seed 2, minus the training corpus); the model runs in float32, or
-through FP8 rounding with --fp8 (what the checkpoint serves).
+"""Fast greedy exact-match check in Python (no server): for ablations and
+for watching a run. Held-out problems as eval.py picks them (seed 2, minus
+the training corpus). The model is a training state (--run: train.py's
+state.pt, in float32, or through FP8 rounding with --fp8) or a converted
+checkpoint (--model: read back exactly as golden.py does, main model only).
 
 A problem is right when the completion's answer (after </think>) equals
 the expected text; a tool conversation when both assistant turns equal the
 corpus's completions (the call block and the final answer).
 
-Usage: quick.py --run DIR --tokenizer DIR [--problems 100] [--tools 20]
+Usage: quick.py (--run DIR --tokenizer DIR | --model DIR) [--problems 100] [--tools 20]
+                [--json OUT]
 """
 import argparse
 import json
@@ -21,6 +23,9 @@ from tokenizers import Tokenizer
 
 import corpus
 import model as M
+from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 @torch.no_grad()
@@ -31,34 +36,63 @@ def greedy(lm, ids, max_new, eos=1):
     return out[0, len(ids):].tolist()
 
 
+def load_state(run, fp8):
+    with open(os.path.join(run, "log.json")) as f:
+        cfgd = json.load(f)["config"]
+    keep = {k: cfgd[k] for k in M.DEFAULT if k in cfgd}
+    net = M.TinyV3(M.make_config(cfgd["vocab_size"], **keep))
+    sd = torch.load(os.path.join(run, "state.pt"))
+    if fp8:
+        sd = {k: (M.fake_fp8(v) if M.is_fp8_param(k) else v) for k, v in sd.items()}
+    net.load_state_dict(sd)
+    lm = net.lm.eval()
+    lm.config.use_cache = True
+    return lm
+
+
+def load_checkpoint(model_dir):
+    """The checkpoint's main model in transformers, as golden.py builds it."""
+    sys.path.insert(0, os.path.join(HERE, "..", "golden"))
+    import make_golden as G
+    with open(os.path.join(model_dir, "config.json")) as f:
+        cj = json.load(f)
+    n = cj["num_hidden_layers"]
+    exact = {k: v for k, v in G.read_dequantised(model_dir).items()
+             if not k.startswith(f"model.layers.{n}.")}
+    cfg = dict(cj, yarn=None, dtype="fp8", name="quick")
+    hc = DeepseekV3Config.from_pretrained(model_dir)
+    if hasattr(hc, "quantization_config"):
+        del hc.quantization_config
+    hc.use_cache = True
+    lm = DeepseekV3ForCausalLM(hc).to(torch.float32).eval()
+    lm.load_state_dict(G.hf_state_dict(cfg, exact), strict=True)
+    return lm
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--run", required=True)
-    ap.add_argument("--tokenizer", required=True)
+    g = ap.add_mutually_exclusive_group(required=True)
+    g.add_argument("--run", help="train.py's output directory (state.pt, log.json)")
+    g.add_argument("--model", help="a converted checkpoint directory")
+    ap.add_argument("--tokenizer", help="the tokenizer directory of --run")
     ap.add_argument("--problems", type=int, default=100)
     ap.add_argument("--tools", type=int, default=20)
     ap.add_argument("--train-n", type=int, default=60000)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--fp8", action="store_true")
     ap.add_argument("--show", type=int, default=5, help="failures printed")
+    ap.add_argument("--json", help="write every problem's answer here")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    tok = Tokenizer.from_file(os.path.join(a.tokenizer, "tokenizer.json"))
-    with open(os.path.join(a.run, "log.json")) as f:
-        cfgd = json.load(f)["config"]
-    keep = {k: cfgd[k] for k in M.DEFAULT if k in cfgd}
-    cfg = M.make_config(cfgd["vocab_size"], **keep)
-    net = M.TinyV3(cfg)
-    sd = torch.load(os.path.join(a.run, "state.pt"))
-    if a.fp8:
-        sd = {k: (M.fake_fp8(v) if M.is_fp8_param(k) else v) for k, v in sd.items()}
-    net.load_state_dict(sd)
-    net.eval()
-    lm = net.lm
-    lm.config.use_cache = True
+    if a.model:
+        tok = Tokenizer.from_file(os.path.join(a.model, "tokenizer.json"))
+        lm = load_checkpoint(a.model)
+    else:
+        tok = Tokenizer.from_file(os.path.join(a.tokenizer, "tokenizer.json"))
+        lm = load_state(a.run, a.fp8)
     probs, tools = corpus.held_out(2, a.problems, a.tools, 1, a.train_n)
     t0 = time.time()
-    by, fails = {}, []
+    by, fails, rows = {}, [], []
 
     def complete(prompt):
         ids = greedy(lm, tok.encode(prompt, add_special_tokens=False).ids, 160)
@@ -71,6 +105,7 @@ def main():
         by.setdefault(p["kind"], [0, 0])
         by[p["kind"]][0] += ok
         by[p["kind"]][1] += 1
+        rows.append({"question": p["question"], "content": got, "ok": ok})
         if not ok:
             fails.append((p["question"], text))
     for p in tools:
@@ -87,6 +122,9 @@ def main():
     n_ok = sum(v[0] for k, v in by.items() if not k.startswith("tool"))
     print(json.dumps({"problems": len(probs), "accuracy": n_ok / max(1, len(probs)),
                       "by_kind": by, "seconds": round(time.time() - t0, 1)}))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(rows, f, indent=1, ensure_ascii=False)
     for q, t in fails[:a.show]:
         print("FAIL", json.dumps(q), json.dumps(t)[:300])
 

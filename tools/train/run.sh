@@ -6,11 +6,10 @@
 # Usage: tools/train/run.sh [WORK_DIR [MODEL_DIR]]
 #   WORK_DIR  corpus, tokenizer, training state, logs (default build/train)
 #   MODEL_DIR the checkpoint written (default models/dsa-tiny-r1)
-# Environment: STEPS (100000: the time cap drives the schedule), MINUTES
-# (55, the wall-clock cap of the training), MINUTES2 (0: no second stage;
-# N minutes continue from the first at half its lr), N (60000 training
-# conversations), CONFIG (JSON overrides of tools/train/model.py's DEFAULT;
-# the shipped model used {"num_hidden_layers": 3}), LR (3e-3).
+# Environment: STEPS (2000), MINUTES (44, the wall-clock cap of stage 1),
+# MINUTES2 (23, stage 2; 0: none), N (60000
+# training conversations), CONFIG (JSON overrides of tools/train/model.py's
+# DEFAULT; the shipped model used {"num_hidden_layers": 3}).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 WORK=${1:-build/train}
@@ -23,17 +22,17 @@ python3 tools/train/corpus.py --seed 1 --n "${N:-60000}" --out "$WORK/train.json
 CFG=${CONFIG:-'{"num_hidden_layers": 3}'}
 # stage 1: lr 3e-3 cosine, FP8-aware for its last 15%
 (cd tools/train && "$PY" train.py --corpus "../../$WORK/train.jsonl" \
-  --tokenizer "../../$WORK/tokenizer" --out "../../$WORK/run1" --steps "${STEPS:-100000}" \
-  --minutes "${MINUTES:-55}" --lr "${LR:-3e-3}" --warmup 60 --tokens-per-batch 2048 \
+  --tokenizer "../../$WORK/tokenizer" --out "../../$WORK/run1" --steps "${STEPS:-2000}" \
+  --minutes "${MINUTES:-44}" --lr 3e-3 --warmup 60 --tokens-per-batch 2048 \
   --config "$CFG") | tee "$WORK/train1.log"
-# optional stage 2 (MINUTES2 > 0): continued from stage 1, lr 1.5e-3
-# cosine, FP8-aware throughout
+# stage 2 (the shipped model had one, 23 minutes): continued from stage 1,
+# lr 1.5e-3 cosine, FP8-aware throughout; MINUTES2=0 skips it
 RUN=$WORK/run1
-if [ "${MINUTES2:-0}" != 0 ]; then
+if [ "${MINUTES2:-23}" != 0 ]; then
   (cd tools/train && "$PY" train.py --corpus "../../$WORK/train.jsonl" \
     --tokenizer "../../$WORK/tokenizer" --out "../../$WORK/run2" --seed 1235 \
     --init "../../$WORK/run1/state.pt" --prev-log "../../$WORK/run1/log.json" \
-    --steps 100000 --minutes "${MINUTES2:-0}" --lr 1.5e-3 --warmup 20 --qat 1.0 \
+    --steps 2000 --minutes "${MINUTES2:-23}" --lr 1.5e-3 --warmup 20 --qat 1.0 \
     --tokens-per-batch 2048 --config "$CFG") | tee "$WORK/train2.log"
   RUN=$WORK/run2
 fi
