@@ -413,6 +413,22 @@ def keys(rows):
     return {p.get("prompt") or p["prompt1"] + p["result"] for p in rows}
 
 
+def held_out(seed, n_problems, n_tools, train_seed, train_n):
+    """The first n_problems problems and n_tools tool conversations of the
+    corpus of `seed` that are not in the training corpus (train_seed, train_n)."""
+    train = keys(generate(train_seed, train_n))
+    probs, tools = [], []
+    for p in generate(seed, 4 * (n_problems + n_tools) + 100, exclude=train):
+        if p["kind"] == "tool":
+            if len(tools) < n_tools:
+                tools.append(p)
+        elif len(probs) < n_problems:
+            probs.append(p)
+        if len(probs) == n_problems and len(tools) == n_tools:
+            break
+    return probs, tools
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seed", type=int, default=1)

@@ -39,18 +39,7 @@ sys.path.insert(0, HERE)
 import corpus  # noqa: E402
 
 
-def held_out(seed, n_problems, n_tools, train_seed, train_n):
-    train = corpus.keys(corpus.generate(train_seed, train_n))
-    probs, tools = [], []
-    for p in corpus.generate(seed, 4 * (n_problems + n_tools) + 100, exclude=train):
-        if p["kind"] == "tool":
-            if len(tools) < n_tools:
-                tools.append(p)
-        elif len(probs) < n_problems:
-            probs.append(p)
-        if len(probs) == n_problems and len(tools) == n_tools:
-            break
-    return probs, tools
+held_out = corpus.held_out
 
 
 def ask_problem(client, model, p, max_tokens):
