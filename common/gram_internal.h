@@ -123,6 +123,8 @@ struct dsa_gram {
     int n_dense;
     size_t tr_tab_cap, tr_n;
     gram_pos_info **pos_info;      /* per element position, lazily */
+    int32_t *el_rule;              /* element position -> its rule (gram_mask.c, lazily) */
+    uint64_t (*follow)[4];         /* per rule: bytes that may follow it, with el_rule */
     int32_t start;
     /* whole-state mask cache (direct mapped) */
     int32_t *mc_state;

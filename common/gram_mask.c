@@ -22,9 +22,10 @@ struct gram_pos_info {
     uint32_t *acc_bits; /* accepted set as a bitmap (dense) ... */
     int32_t *acc_ids;   /* ... or as ids (sparse) */
     int32_t n_acc;
-    /* pop points: trie nodes at which the bytes so far can leave the
-     * frame; the tokens below them are decided against the rest of the
-     * stack at run time by walking that subtree (pruned where it dies) */
+    /* pop edges: trie nodes whose parent's bytes can leave the frame and
+     * whose own byte may follow it; the tokens at and below them are
+     * decided against the rest of the stack at run time by walking that
+     * subtree (pruned where it dies) */
     int32_t *pops;
     int32_t n_pops, cap_pops;
 };
@@ -184,12 +185,144 @@ void dsa_gram_vocab_destroy(dsa_gram_vocab *v)
 size_t dsa_gram_vocab_n(const dsa_gram_vocab *v) { return v->n_vocab; }
 size_t dsa_gram_mask_words(const dsa_gram_vocab *v) { return v->n_words; }
 
+/* ---- bytes that may follow a rule ---- */
+/* A token leaves a position's frame when its rule completes; the next byte
+ * is then one that may follow the rule somewhere in the grammar (LL(1)
+ * FOLLOW over bytes).  Classification keeps only the trie edges past a
+ * pop point whose byte is in that set: inside a string body the only one
+ * is the closing quote.  An over-approximation is always correct, so a
+ * grammar whose FIRST sets do not settle within FIRST_PASSES_MAX passes
+ * gets every byte. */
+#define FIRST_PASSES_MAX 64
+
+static int bits_or(uint64_t *dst, const uint64_t *src)
+{
+    int changed = 0;
+    for (int i = 0; i < 4; i++) {
+        changed |= (src[i] & ~dst[i]) != 0;
+        dst[i] |= src[i];
+    }
+    return changed;
+}
+
+/* FIRST of the elements from position p to the end of its alternative
+ * into f; 1 when they can all match nothing. */
+static int seq_first(const dsa_gram *g, int32_t p, const uint64_t (*first)[4],
+                     const uint8_t *nul, uint64_t *f)
+{
+    for (;; p++) {
+        const gelem *e = &g->el[p];
+        if (e->kind == GE_END)
+            return 1;
+        if (e->kind == GE_TERM) {
+            bits_or(f, g->cls[e->arg]);
+            return 0;
+        }
+        bits_or(f, first[e->arg]);
+        if (!nul[e->arg])
+            return 0;
+    }
+}
+
+static dsa_err follow_build(dsa_gram *g)
+{
+    int nr = g->n_rules;
+    dsa_err err = DSA_NOMEM;
+    uint8_t *nul = calloc((size_t)nr + 1, 1), *queued = calloc((size_t)nr + 1, 1);
+    uint64_t(*first)[4] = calloc((size_t)nr + 1, sizeof *first);
+    int32_t *n_out = calloc((size_t)nr + 2, sizeof *n_out), *edge = NULL, *work = NULL;
+    g->el_rule = malloc(((size_t)g->n_el + 1) * sizeof *g->el_rule);
+    g->follow = calloc((size_t)nr + 1, sizeof *g->follow);
+    if (!nul || !queued || !first || !n_out || !g->el_rule || !g->follow)
+        goto out;
+    for (int r = 0; r < nr; r++)
+        for (int i = 0; i < g->rules[r].n_alts; i++)
+            for (int32_t p = g->rules[r].alts[i];; p++) {
+                g->el_rule[p] = r;
+                if (g->el[p].kind == GE_END)
+                    break;
+            }
+    int changed = 1, passes = 0;
+    for (; changed && passes < FIRST_PASSES_MAX; passes++) {
+        changed = 0;
+        for (int r = nr - 1; r >= 0; r--) /* deferred rules come after their users */
+            for (int i = 0; i < g->rules[r].n_alts; i++) {
+                uint64_t f[4] = {0};
+                int empty = seq_first(g, g->rules[r].alts[i], (const uint64_t(*)[4])first, nul, f);
+                changed |= bits_or(first[r], f);
+                if (empty && !nul[r])
+                    nul[r] = changed = 1;
+            }
+    }
+    if (changed) {
+        memset(g->follow, 0xFF, (size_t)nr * sizeof *g->follow);
+        err = DSA_OK;
+        goto out;
+    }
+    /* FOLLOW(q) holds FIRST of what follows each reference to q, and
+     * FOLLOW(A) where that is nullable (an edge A -> q, propagated below). */
+    size_t n_edges = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int32_t p = 0; p < g->n_el; p++) {
+            if (g->el[p].kind != GE_REF)
+                continue;
+            int32_t q = g->el[p].arg, a = g->el_rule[p];
+            uint64_t f[4] = {0};
+            int empty = seq_first(g, p + 1, (const uint64_t(*)[4])first, nul, f);
+            if (pass == 0) {
+                bits_or(g->follow[q], f);
+                if (empty)
+                    n_out[a + 1]++, n_edges++;
+            } else if (empty) {
+                edge[n_out[a]++] = q;
+            }
+        }
+        if (pass == 0) {
+            for (int r = 0; r < nr; r++)
+                n_out[r + 1] += n_out[r];
+            edge = malloc((n_edges + 1) * sizeof *edge);
+            work = malloc(((size_t)nr + 1) * sizeof *work);
+            if (!edge || !work)
+                goto out;
+        }
+    }
+    /* n_out[a] is now the end of a's edges; its start is n_out[a - 1]. */
+    int n_work = 0;
+    for (int r = 0; r < nr; r++)
+        work[n_work++] = r, queued[r] = 1;
+    while (n_work) {
+        int a = work[--n_work];
+        queued[a] = 0;
+        for (int32_t k = a ? n_out[a - 1] : 0; k < n_out[a]; k++) {
+            int32_t q = edge[k];
+            if (bits_or(g->follow[q], g->follow[a]) && !queued[q])
+                work[n_work++] = q, queued[q] = 1;
+        }
+    }
+    err = DSA_OK;
+out:
+    if (err) {
+        free(g->el_rule);
+        free(g->follow);
+        g->el_rule = NULL;
+        g->follow = NULL;
+    }
+    free(nul);
+    free(queued);
+    free(first);
+    free(n_out);
+    free(edge);
+    free(work);
+    return err;
+}
+
 /* ---- classification of one position ---- */
 typedef struct classify {
     dsa_gram *g;
     const dsa_gram_vocab *v;
     gram_pos_info *pi;
     uint32_t *acc; /* bitmap while classifying */
+    const uint64_t *follow; /* bytes that may follow the position's rule */
     dsa_err err;
 } classify;
 
@@ -210,9 +343,9 @@ static void add_pop(classify *c, int32_t tn)
 }
 
 /* Walks the trie below tn in state (the stack holding the position
- * alone): tokens ending at a live node are accepted; a live node whose
- * state has left the frame (holds GRAM_NIL) and has longer tokens below
- * is a pop point. */
+ * alone): tokens ending at a live node are accepted; below a live node
+ * whose state has left the frame (holds GRAM_NIL), each child whose byte
+ * may follow the frame is a pop edge. */
 static void dfs(classify *c, int32_t tn, int32_t state)
 {
     const gram_trie_node *t = &c->v->trie[tn];
@@ -227,8 +360,12 @@ static void dfs(classify *c, int32_t tn, int32_t state)
             return;
         if (s2 == GRAM_DEAD)
             continue;
-        if (c->g->st_nodes[s2][0] == GRAM_NIL && c->v->trie[ch].child >= 0)
-            add_pop(c, ch);
+        if (c->g->st_nodes[s2][0] == GRAM_NIL)
+            for (int32_t gc = c->v->trie[ch].child; gc >= 0; gc = c->v->trie[gc].sibling) {
+                uint8_t b = c->v->trie[gc].byte;
+                if (c->follow[b >> 6] >> (b & 63) & 1)
+                    add_pop(c, gc);
+            }
         dfs(c, ch, s2);
     }
 }
@@ -240,7 +377,12 @@ static dsa_err pos_info_get(dsa_gram *g, int32_t pos, gram_pos_info **out)
         return DSA_OK;
     }
     const dsa_gram_vocab *v = g->vocab;
-    classify c = {.g = g, .v = v};
+    if (!g->follow) {
+        dsa_err err = follow_build(g);
+        if (err)
+            return err;
+    }
+    classify c = {.g = g, .v = v, .follow = g->follow[g->el_rule[pos]]};
     c.pi = calloc(1, sizeof *c.pi);
     c.acc = calloc(v->n_words, sizeof *c.acc);
     int32_t s0;
@@ -316,8 +458,16 @@ static dsa_err node_mask(dsa_gram *g, int32_t node, uint32_t *mask)
     int32_t ps;
     if ((err = gram_pop_state(g, below, &ps)))
         return err;
-    for (int32_t i = 0; i < pi->n_pops && !err; i++)
-        err = walk_below(g, pi->pops[i], ps, mask);
+    for (int32_t i = 0; i < pi->n_pops && !err; i++) {
+        const gram_trie_node *k = &v->trie[pi->pops[i]];
+        int32_t s2;
+        if ((err = gram_step_fast(g, ps, k->byte, &s2)) || s2 == GRAM_DEAD)
+            continue;
+        for (int32_t j = k->tok_lo; j < k->tok_lo + k->n_end; j++)
+            mask[v->sorted[j] >> 5] |= 1u << (v->sorted[j] & 31);
+        if (k->child >= 0)
+            err = walk_below(g, pi->pops[i], s2, mask);
+    }
     return err;
 }
 
