@@ -28,9 +28,10 @@ struct gram_pos_info {
      * subtree (pruned where it dies) */
     int32_t *pops;
     int32_t n_pops, cap_pops;
+    int shared; /* owned by the vocabulary's share table, not the grammar */
 };
 
-void gram_pos_info_free(gram_pos_info *p)
+static void pos_info_release(gram_pos_info *p)
 {
     if (!p)
         return;
@@ -39,6 +40,41 @@ void gram_pos_info_free(gram_pos_info *p)
     free(p->pops);
     free(p);
 }
+
+void gram_pos_info_free(gram_pos_info *p)
+{
+    if (!p || p->shared)
+        return;
+    free(p->acc_bits);
+    free(p->acc_ids);
+    free(p->pops);
+    free(p);
+}
+
+/* Classifications shared between grammars.  A position's classification
+ * depends only on the part of the grammar reachable from it inside its
+ * frame and on the bytes that may follow the frame, so it is keyed by
+ * that, serialised with rules renumbered in the order reached (a JSON
+ * string's body is the same key in every schema).  Entries live as long
+ * as the vocabulary; past SHARE_MAX, or for a key over KEY_MAX bytes, a
+ * grammar keeps its own. */
+#define SHARE_SLOTS 8192 /* open addressing, a power of two */
+#define SHARE_MAX 2048   /* entries (a dense one holds a 16 KiB bitmap) */
+#define KEY_MAX (64 << 10)
+
+typedef struct share_slot {
+    uint64_t hash;
+    uint8_t *key; /* NULL: empty */
+    size_t len;
+    gram_pos_info *pi;
+} share_slot;
+
+struct gram_pos_share {
+    pthread_mutex_t lock;
+    int lock_ok;
+    share_slot *slot;
+    int n;
+};
 
 /* ---- vocabulary ---- */
 static int cmp_tok(const void *a, const void *b, void *ctx)
@@ -159,6 +195,11 @@ dsa_err dsa_gram_vocab_create(const dsa_gram_vocab_params *p, dsa_gram_vocab **o
         v->sorted[v->n_sorted++] = (int32_t)id;
         off += len;
     }
+    v->share = calloc(1, sizeof *v->share);
+    if (!v->share || !(v->share->slot = calloc(SHARE_SLOTS, sizeof *v->share->slot)))
+        goto nomem;
+    pthread_mutex_init(&v->share->lock, NULL);
+    v->share->lock_ok = 1;
     qsort_r(v->sorted, v->n_sorted, sizeof *v->sorted, cmp_tok, v);
     trie_add(v, 0, 0);
     trie_build(v, 0, 0, 0, (int32_t)v->n_sorted);
@@ -179,6 +220,16 @@ void dsa_gram_vocab_destroy(dsa_gram_vocab *v)
     free(v->blob);
     free(v->trie);
     free(v->stop_ids);
+    if (v->share) {
+        for (size_t i = 0; v->share->slot && i < SHARE_SLOTS; i++) {
+            free(v->share->slot[i].key);
+            pos_info_release(v->share->slot[i].pi);
+        }
+        free(v->share->slot);
+        if (v->share->lock_ok)
+            pthread_mutex_destroy(&v->share->lock);
+        free(v->share);
+    }
     free(v);
 }
 
@@ -370,18 +421,163 @@ static void dfs(classify *c, int32_t tn, int32_t state)
     }
 }
 
+typedef struct keybuf {
+    uint8_t *v;
+    size_t n, cap;
+    int bad; /* too long or out of memory */
+} keybuf;
+
+static void key_put(keybuf *k, const void *p, size_t n)
+{
+    if (k->bad || k->n + n > KEY_MAX) {
+        k->bad = 1;
+        return;
+    }
+    if (k->n + n > k->cap) {
+        size_t cap = k->cap ? k->cap * 2 : 1024;
+        while (cap < k->n + n)
+            cap *= 2;
+        uint8_t *v = realloc(k->v, cap);
+        if (!v) {
+            k->bad = 1;
+            return;
+        }
+        k->v = v;
+        k->cap = cap;
+    }
+    memcpy(k->v + k->n, p, n);
+    k->n += n;
+}
+
+/* Serialises the elements from p to the end of its alternative; rules
+ * referenced get numbers in the order reached and join queue. */
+static void key_alt(dsa_gram *g, keybuf *k, int32_t p, int32_t *queue, int32_t *n_queue)
+{
+    for (;; p++) {
+        const gelem *e = &g->el[p];
+        key_put(k, &e->kind, 1);
+        if (e->kind == GE_END)
+            return;
+        if (e->kind == GE_TERM) {
+            key_put(k, g->cls[e->arg], 32);
+            continue;
+        }
+        if (g->key_local[e->arg] < 0) {
+            g->key_local[e->arg] = *n_queue;
+            queue[(*n_queue)++] = e->arg;
+        }
+        key_put(k, &g->key_local[e->arg], sizeof(int32_t));
+    }
+}
+
+/* The structural key of position pos (NULL when it is not shared). */
+static uint8_t *pos_key(dsa_gram *g, int32_t pos, size_t *len)
+{
+    if (!g->key_local) {
+        g->key_local = malloc(((size_t)g->n_rules + 1) * sizeof *g->key_local);
+        if (!g->key_local)
+            return NULL;
+        memset(g->key_local, 0xFF, ((size_t)g->n_rules + 1) * sizeof *g->key_local);
+    }
+    keybuf k = {0};
+    int32_t *queue = malloc(((size_t)g->n_rules + 1) * sizeof *queue), n_queue = 0;
+    if (!queue)
+        return NULL;
+    key_put(&k, g->follow[g->el_rule[pos]], 32);
+    key_alt(g, &k, pos, queue, &n_queue);
+    for (int32_t i = 0; i < n_queue && !k.bad; i++) {
+        const gram_rule *r = &g->rules[queue[i]];
+        key_put(&k, &r->n_alts, sizeof r->n_alts);
+        for (int a = 0; a < r->n_alts && !k.bad; a++)
+            key_alt(g, &k, r->alts[a], queue, &n_queue);
+    }
+    for (int32_t i = 0; i < n_queue; i++)
+        g->key_local[queue[i]] = -1;
+    free(queue);
+    if (k.bad) {
+        free(k.v);
+        return NULL;
+    }
+    *len = k.n;
+    return k.v;
+}
+
+static uint64_t key_hash(const uint8_t *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* The slot holding key, or the empty slot where it would go. */
+static share_slot *share_slot_of(struct gram_pos_share *s, const uint8_t *key, size_t len,
+                                 uint64_t h)
+{
+    for (size_t i = h & (SHARE_SLOTS - 1);; i = (i + 1) & (SHARE_SLOTS - 1)) {
+        share_slot *sl = &s->slot[i];
+        if (!sl->key || (sl->hash == h && sl->len == len && !memcmp(sl->key, key, len)))
+            return sl;
+    }
+}
+
+static dsa_err pos_classify(dsa_gram *g, int32_t pos, gram_pos_info **out);
+
 static dsa_err pos_info_get(dsa_gram *g, int32_t pos, gram_pos_info **out)
 {
     if (g->pos_info[pos]) {
         *out = g->pos_info[pos];
         return DSA_OK;
     }
-    const dsa_gram_vocab *v = g->vocab;
     if (!g->follow) {
         dsa_err err = follow_build(g);
         if (err)
             return err;
     }
+    struct gram_pos_share *s = g->vocab->share;
+    size_t len = 0;
+    uint8_t *key = pos_key(g, pos, &len);
+    uint64_t h = key ? key_hash(key, len) : 0;
+    if (key) {
+        pthread_mutex_lock(&s->lock);
+        share_slot *sl = share_slot_of(s, key, len, h);
+        gram_pos_info *pi = sl->key ? sl->pi : NULL;
+        pthread_mutex_unlock(&s->lock);
+        if (pi) {
+            free(key);
+            g->pos_info[pos] = *out = pi;
+            return DSA_OK;
+        }
+    }
+    gram_pos_info *pi = NULL;
+    dsa_err err = pos_classify(g, pos, &pi);
+    if (err || !key) {
+        free(key);
+        return err;
+    }
+    pthread_mutex_lock(&s->lock);
+    share_slot *sl = share_slot_of(s, key, len, h);
+    if (sl->key) { /* another grammar classified it meanwhile */
+        gram_pos_info_free(pi);
+        pi = sl->pi;
+        free(key);
+    } else if (s->n < SHARE_MAX) {
+        *sl = (share_slot){h, key, len, pi};
+        pi->shared = 1;
+        s->n++;
+    } else {
+        free(key);
+    }
+    pthread_mutex_unlock(&s->lock);
+    g->pos_info[pos] = *out = pi;
+    return DSA_OK;
+}
+
+/* Classifies position pos on its own (the walk from the stack holding it
+ * alone). */
+static dsa_err pos_classify(dsa_gram *g, int32_t pos, gram_pos_info **out)
+{
+    const dsa_gram_vocab *v = g->vocab;
     classify c = {.g = g, .v = v, .follow = g->follow[g->el_rule[pos]]};
     c.pi = calloc(1, sizeof *c.pi);
     c.acc = calloc(v->n_words, sizeof *c.acc);
@@ -409,7 +605,6 @@ static dsa_err pos_info_get(dsa_gram *g, int32_t pos, gram_pos_info **out)
                 pi->acc_ids[k++] = (int32_t)(w * 32 + (size_t)__builtin_ctz(b));
     }
     free(c.acc);
-    g->pos_info[pos] = pi;
     *out = pi;
     return DSA_OK;
 fail:

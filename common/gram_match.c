@@ -391,6 +391,7 @@ void gram_match_free(dsa_gram *g)
     free(g->pos_info);
     free(g->el_rule);
     free(g->follow);
+    free(g->key_local);
     free(g->st_nodes);
     free(g->st_n);
     free(g->st_tab);
