@@ -394,10 +394,10 @@ static void add_pop(classify *c, int32_t tn)
 }
 
 /* Walks the trie below tn in state (the stack holding the position
- * alone): tokens ending at a live node are accepted; below a live node
- * whose state has left the frame (holds GRAM_NIL), each child whose byte
- * may follow the frame is a pop edge. */
-static void dfs(classify *c, int32_t tn, int32_t state)
+ * alone): tokens ending at a live node are accepted; when state has left
+ * the frame (out: it holds GRAM_NIL), each child whose byte may follow the
+ * frame is a pop edge. */
+static void dfs(classify *c, int32_t tn, int32_t state, int out)
 {
     const gram_trie_node *t = &c->v->trie[tn];
     for (int32_t i = t->tok_lo; i < t->tok_lo + t->n_end; i++) {
@@ -406,18 +406,14 @@ static void dfs(classify *c, int32_t tn, int32_t state)
         c->pi->n_acc++;
     }
     for (int32_t ch = t->child; ch >= 0 && !c->err; ch = c->v->trie[ch].sibling) {
+        uint8_t b = c->v->trie[ch].byte;
+        if (out && (c->follow[b >> 6] >> (b & 63) & 1))
+            add_pop(c, ch);
         int32_t s2;
-        if ((c->err = gram_step_fast(c->g, state, c->v->trie[ch].byte, &s2)))
+        if ((c->err = gram_step_fast(c->g, state, b, &s2)))
             return;
-        if (s2 == GRAM_DEAD)
-            continue;
-        if (c->g->st_nodes[s2][0] == GRAM_NIL)
-            for (int32_t gc = c->v->trie[ch].child; gc >= 0; gc = c->v->trie[gc].sibling) {
-                uint8_t b = c->v->trie[gc].byte;
-                if (c->follow[b >> 6] >> (b & 63) & 1)
-                    add_pop(c, gc);
-            }
-        dfs(c, ch, s2);
+        if (s2 != GRAM_DEAD)
+            dfs(c, ch, s2, c->g->st_nodes[s2][0] == GRAM_NIL);
     }
 }
 
@@ -584,7 +580,7 @@ static dsa_err pos_classify(dsa_gram *g, int32_t pos, gram_pos_info **out)
     int32_t s0;
     dsa_err err = !c.pi || !c.acc ? DSA_NOMEM : gram_single(g, pos, &s0);
     if (!err) {
-        dfs(&c, 0, s0);
+        dfs(&c, 0, s0, 0);
         err = c.err;
     }
     if (err)
@@ -637,7 +633,7 @@ static dsa_err walk_below(dsa_gram *g, int32_t tn, int32_t state, uint32_t *mask
 static dsa_err node_mask(dsa_gram *g, int32_t node, uint32_t *mask)
 {
     const dsa_gram_vocab *v = g->vocab;
-    gram_pos_info *pi;
+    gram_pos_info *pi = NULL;
     dsa_err err = pos_info_get(g, g->node_pos[node], &pi);
     if (err)
         return err;
