@@ -436,6 +436,26 @@ Test(grammar, mutated_inputs_fail_cleanly, .timeout = 300)
     free(m);
 }
 
+/* A JSON string's body is one self-looping rule holding the character
+ * class's byte sequences and the escape, not a rule per character: a
+ * position inside the string then accepts the tokens that stay in it. */
+Test(grammar, string_body_is_one_frame)
+{
+    dsa_gram *g = compile(DSA_GRAM_JSON_SCHEMA, "{\"type\":\"string\"}", 1);
+    char *d = dsa_gram_dump(g);
+    cr_assert(d);
+    static const char root[] = "root0 ::= [\"] star1 [\"]\n";
+    cr_expect(strncmp(d, root, strlen(root)) == 0, "%s", d);
+    cr_expect(strstr(d, "star1 ::= [\\x20-!#-[\\x5D-\\x7F] star1 | [\\xC2-\\xDF] [\\x80-\\xBF] star1 |"),
+              "%s", d);
+    cr_expect(strstr(d, "[\\x5C] alt2 star1 | \"\"\n"), "%s", d);
+    cr_expect(!strstr(d, "char"), "%s", d);
+    free(d);
+    FULL(g, "\"a\\u00e9\xc3\xa9\"");
+    NO(g, "\"\xc3\"");
+    dsa_gram_destroy(g);
+}
+
 /* The mask of the state reached by prefix against every token fed alone:
  * the classifications that grammars share through the vocabulary (keyed
  * by a position's reachable rules and the bytes that may follow them)
