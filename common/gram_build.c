@@ -309,6 +309,13 @@ static dsa_err rule_add_alt(dsa_gram *g, int r, const evec *e)
     return DSA_OK;
 }
 
+/* Appends to alternative e a reference to rule tail (none when < 0). */
+static dsa_err alt_end(dsa_gram *g, int r, evec *e, int tail)
+{
+    dsa_err err = tail >= 0 ? evec_push(e, GE_REF, tail) : DSA_OK;
+    return err ? err : rule_add_alt(g, r, e);
+}
+
 static int utf8_len(uint32_t c) { return c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4; }
 
 static void utf8_enc(uint32_t c, uint8_t *b)
@@ -332,19 +339,19 @@ static void utf8_enc(uint32_t c, uint8_t *b)
 /* Adds to rule r one alternative per UTF-8 byte-range sequence covering
  * [lo, hi] (same encoded length), splitting where continuation bytes stop
  * spanning their full range. */
-static dsa_err utf8_split(dsa_gram *g, int r, uint32_t lo, uint32_t hi)
+static dsa_err utf8_split(dsa_gram *g, int r, uint32_t lo, uint32_t hi, int tail)
 {
     int n = utf8_len(lo);
     for (int i = 1; i < n; i++) {
         uint32_t m = (1u << (6 * i)) - 1;
         if ((lo & ~m) != (hi & ~m)) {
             if (lo & m) {
-                dsa_err err = utf8_split(g, r, lo, lo | m);
-                return err ? err : utf8_split(g, r, (lo | m) + 1, hi);
+                dsa_err err = utf8_split(g, r, lo, lo | m, tail);
+                return err ? err : utf8_split(g, r, (lo | m) + 1, hi, tail);
             }
             if ((hi & m) != m) {
-                dsa_err err = utf8_split(g, r, lo, (hi & ~m) - 1);
-                return err ? err : utf8_split(g, r, hi & ~m, hi);
+                dsa_err err = utf8_split(g, r, lo, (hi & ~m) - 1, tail);
+                return err ? err : utf8_split(g, r, hi & ~m, hi, tail);
             }
         }
     }
@@ -356,11 +363,15 @@ static dsa_err utf8_split(dsa_gram *g, int r, uint32_t lo, uint32_t hi)
     for (int i = 0; i < n && !err; i++)
         err = push_range(g, &e, a[i], b[i]);
     if (!err)
-        err = rule_add_alt(g, r, &e);
+        err = alt_end(g, r, &e, tail);
     free(e.v);
     return err;
 }
 
+static dsa_err lower_class_alts(dsa_gram *g, const gx *x, int r, int tail);
+
+/* A class with non-ASCII characters becomes a rule of its UTF-8 byte
+ * sequences; an ASCII class is one element. */
 static dsa_err lower_class(dsa_gram *g, const gx *x, evec *e)
 {
     uint64_t ascii[4] = {0};
@@ -379,13 +390,26 @@ static dsa_err lower_class(dsa_gram *g, const gx *x, evec *e)
     int r = gram_rule_new(g, "char");
     if (r < 0)
         return DSA_NOMEM;
+    dsa_err err = lower_class_alts(g, x, r, -1);
+    g->rules[r].def = (gx *)x; /* marks it lowered */
+    return err ? err : evec_push(e, GE_REF, r);
+}
+
+/* Adds class x to rule r as one alternative per byte sequence, each
+ * followed by a reference to rule tail when tail >= 0. */
+static dsa_err lower_class_alts(dsa_gram *g, const gx *x, int r, int tail)
+{
+    uint64_t ascii[4] = {0};
+    for (int i = 0; i < x->n; i++)
+        for (uint32_t c = x->ranges[2 * i]; c <= x->ranges[2 * i + 1] && c < 0x80; c++)
+            ascii[c >> 6] |= 1ull << (c & 63);
     dsa_err err = DSA_OK;
     if (ascii[0] | ascii[1]) {
         int c = class_add(g, ascii);
         evec a = {0};
         err = c < 0 ? DSA_NOMEM : evec_push(&a, GE_TERM, c);
         if (!err)
-            err = rule_add_alt(g, r, &a);
+            err = alt_end(g, r, &a, tail);
         free(a.v);
     }
     /* xgrammar_utf8: a class holding every non-ASCII character (a negated
@@ -405,11 +429,10 @@ static dsa_err lower_class(dsa_gram *g, const gx *x, evec *e)
             for (int j = 0; j <= k && !err; j++)
                 err = push_range(g, &a, 0x80, 0xBF);
             if (!err)
-                err = rule_add_alt(g, r, &a);
+                err = alt_end(g, r, &a, tail);
             free(a.v);
         }
-        g->rules[r].def = (gx *)x;
-        return err ? err : evec_push(e, GE_REF, r);
+        return err;
     }
     static const uint32_t bound[] = {0x80, 0x800, 0x10000, 0x110000};
     for (int i = 0; i < x->n && !err; i++) {
@@ -419,12 +442,11 @@ static dsa_err lower_class(dsa_gram *g, const gx *x, evec *e)
             if (lo >= bound[k + 1])
                 continue;
             uint32_t top = hi < bound[k + 1] ? hi : bound[k + 1] - 1;
-            err = utf8_split(g, r, lo, top);
+            err = utf8_split(g, r, lo, top, tail);
             lo = top + 1;
         }
     }
-    g->rules[r].def = (gx *)x; /* marks it lowered */
-    return err ? err : evec_push(e, GE_REF, r);
+    return err;
 }
 
 static dsa_err lower_into(dsa_gram *g, gx_arena *a, const gx *x, evec *e, int depth);
@@ -439,6 +461,51 @@ static dsa_err defer_rule(dsa_gram *g, gx *def, const char *name, evec *e)
     return evec_push(e, GE_REF, r);
 }
 
+/* Whether kid is, or has as an alternative, a class with non-ASCII
+ * characters (which would otherwise be a rule of its own). */
+static int star_has_class(const gx *kid)
+{
+    int n = kid->kind == GX_ALT ? kid->n : 1;
+    for (int i = 0; i < n; i++) {
+        const gx *k = kid->kind == GX_ALT ? kid->kids[i] : kid;
+        if (k->kind == GX_CLASS && k->n && k->ranges[2 * k->n - 1] >= 0x80)
+            return 1;
+    }
+    return 0;
+}
+
+/* kid* as one self-looping rule R ::= k_1 R | ... | k_n R | "" with kid's
+ * alternatives and a class's byte sequences as R's own alternatives: a
+ * string body is then one frame, left only where the string may end, so
+ * a position inside it accepts the tokens that stay in the string rather
+ * than leaving a one-character frame after every character
+ * (docs/perf/structured.md, Speed). */
+static dsa_err lower_star_flat(dsa_gram *g, gx_arena *a, const gx *kid, evec *e, int depth)
+{
+    int r = gram_rule_new(g, "star");
+    if (r < 0)
+        return DSA_NOMEM;
+    int n = kid->kind == GX_ALT ? kid->n : 1;
+    dsa_err err = DSA_OK;
+    for (int i = 0; i < n && !err; i++) {
+        const gx *k = kid->kind == GX_ALT ? kid->kids[i] : kid;
+        if (k->kind == GX_CLASS) {
+            err = lower_class_alts(g, k, r, r);
+            continue;
+        }
+        evec b = {0};
+        err = lower_into(g, a, k, &b, depth + 1);
+        if (!err)
+            err = alt_end(g, r, &b, r);
+        free(b.v);
+    }
+    evec none = {0};
+    if (!err)
+        err = rule_add_alt(g, r, &none);
+    g->rules[r].def = (gx *)kid; /* lowered */
+    return err ? err : evec_push(e, GE_REF, r);
+}
+
 static dsa_err lower_rep(dsa_gram *g, gx_arena *a, const gx *x, evec *e, int depth)
 {
     gx *kid = x->kids[0];
@@ -449,6 +516,8 @@ static dsa_err lower_rep(dsa_gram *g, gx_arena *a, const gx *x, evec *e, int dep
         err = lower_into(g, a, kid, e, depth + 1);
     if (err || x->max == x->min)
         return err;
+    if (x->max < 0 && star_has_class(kid))
+        return lower_star_flat(g, a, kid, e, depth);
     if (x->max < 0) { /* R ::= kid R | "" */
         int r = gram_rule_new(g, "star");
         if (r < 0)

@@ -123,6 +123,9 @@ struct dsa_gram {
     int n_dense;
     size_t tr_tab_cap, tr_n;
     gram_pos_info **pos_info;      /* per element position, lazily */
+    int32_t *el_rule;              /* element position -> its rule (gram_mask.c, lazily) */
+    uint64_t (*follow)[4];         /* per rule: bytes that may follow it, with el_rule */
+    int32_t *key_local;            /* rule -> number in a position's key, -1 (gram_mask.c) */
     int32_t start;
     /* whole-state mask cache (direct mapped) */
     int32_t *mc_state;
@@ -201,6 +204,7 @@ struct dsa_gram_vocab {
     size_t n_trie;
     int32_t *stop_ids;
     size_t n_stop;
+    struct gram_pos_share *share; /* positions classified by any grammar (gram_mask.c) */
 };
 
 void gram_pos_info_free(gram_pos_info *p);

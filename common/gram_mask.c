@@ -22,14 +22,16 @@ struct gram_pos_info {
     uint32_t *acc_bits; /* accepted set as a bitmap (dense) ... */
     int32_t *acc_ids;   /* ... or as ids (sparse) */
     int32_t n_acc;
-    /* pop points: trie nodes at which the bytes so far can leave the
-     * frame; the tokens below them are decided against the rest of the
-     * stack at run time by walking that subtree (pruned where it dies) */
+    /* pop edges: trie nodes whose parent's bytes can leave the frame and
+     * whose own byte may follow it; the tokens at and below them are
+     * decided against the rest of the stack at run time by walking that
+     * subtree (pruned where it dies) */
     int32_t *pops;
     int32_t n_pops, cap_pops;
+    int shared; /* owned by the vocabulary's share table, not the grammar */
 };
 
-void gram_pos_info_free(gram_pos_info *p)
+static void pos_info_release(gram_pos_info *p)
 {
     if (!p)
         return;
@@ -38,6 +40,41 @@ void gram_pos_info_free(gram_pos_info *p)
     free(p->pops);
     free(p);
 }
+
+void gram_pos_info_free(gram_pos_info *p)
+{
+    if (!p || p->shared)
+        return;
+    free(p->acc_bits);
+    free(p->acc_ids);
+    free(p->pops);
+    free(p);
+}
+
+/* Classifications shared between grammars.  A position's classification
+ * depends only on the part of the grammar reachable from it inside its
+ * frame and on the bytes that may follow the frame, so it is keyed by
+ * that, serialised with rules renumbered in the order reached (a JSON
+ * string's body is the same key in every schema).  Entries live as long
+ * as the vocabulary; past SHARE_MAX, or for a key over KEY_MAX bytes, a
+ * grammar keeps its own. */
+#define SHARE_SLOTS 8192 /* open addressing, a power of two */
+#define SHARE_MAX 2048   /* entries (a dense one holds a 16 KiB bitmap) */
+#define KEY_MAX (64 << 10)
+
+typedef struct share_slot {
+    uint64_t hash;
+    uint8_t *key; /* NULL: empty */
+    size_t len;
+    gram_pos_info *pi;
+} share_slot;
+
+struct gram_pos_share {
+    pthread_mutex_t lock;
+    int lock_ok;
+    share_slot *slot;
+    int n;
+};
 
 /* ---- vocabulary ---- */
 static int cmp_tok(const void *a, const void *b, void *ctx)
@@ -158,6 +195,11 @@ dsa_err dsa_gram_vocab_create(const dsa_gram_vocab_params *p, dsa_gram_vocab **o
         v->sorted[v->n_sorted++] = (int32_t)id;
         off += len;
     }
+    v->share = calloc(1, sizeof *v->share);
+    if (!v->share || !(v->share->slot = calloc(SHARE_SLOTS, sizeof *v->share->slot)))
+        goto nomem;
+    pthread_mutex_init(&v->share->lock, NULL);
+    v->share->lock_ok = 1;
     qsort_r(v->sorted, v->n_sorted, sizeof *v->sorted, cmp_tok, v);
     trie_add(v, 0, 0);
     trie_build(v, 0, 0, 0, (int32_t)v->n_sorted);
@@ -178,11 +220,152 @@ void dsa_gram_vocab_destroy(dsa_gram_vocab *v)
     free(v->blob);
     free(v->trie);
     free(v->stop_ids);
+    if (v->share) {
+        for (size_t i = 0; v->share->slot && i < SHARE_SLOTS; i++) {
+            free(v->share->slot[i].key);
+            pos_info_release(v->share->slot[i].pi);
+        }
+        free(v->share->slot);
+        if (v->share->lock_ok)
+            pthread_mutex_destroy(&v->share->lock);
+        free(v->share);
+    }
     free(v);
 }
 
 size_t dsa_gram_vocab_n(const dsa_gram_vocab *v) { return v->n_vocab; }
 size_t dsa_gram_mask_words(const dsa_gram_vocab *v) { return v->n_words; }
+
+/* ---- bytes that may follow a rule ---- */
+/* A token leaves a position's frame when its rule completes; the next byte
+ * is then one that may follow the rule somewhere in the grammar (LL(1)
+ * FOLLOW over bytes).  Classification keeps only the trie edges past a
+ * pop point whose byte is in that set: inside a string body the only one
+ * is the closing quote.  An over-approximation is always correct, so a
+ * grammar whose FIRST sets do not settle within FIRST_PASSES_MAX passes
+ * gets every byte. */
+#define FIRST_PASSES_MAX 64
+
+static int bits_or(uint64_t *dst, const uint64_t *src)
+{
+    int changed = 0;
+    for (int i = 0; i < 4; i++) {
+        changed |= (src[i] & ~dst[i]) != 0;
+        dst[i] |= src[i];
+    }
+    return changed;
+}
+
+/* FIRST of the elements from position p to the end of its alternative
+ * into f; 1 when they can all match nothing. */
+static int seq_first(const dsa_gram *g, int32_t p, const uint64_t (*first)[4],
+                     const uint8_t *nul, uint64_t *f)
+{
+    for (;; p++) {
+        const gelem *e = &g->el[p];
+        if (e->kind == GE_END)
+            return 1;
+        if (e->kind == GE_TERM) {
+            bits_or(f, g->cls[e->arg]);
+            return 0;
+        }
+        bits_or(f, first[e->arg]);
+        if (!nul[e->arg])
+            return 0;
+    }
+}
+
+static dsa_err follow_build(dsa_gram *g)
+{
+    int nr = g->n_rules;
+    dsa_err err = DSA_NOMEM;
+    uint8_t *nul = calloc((size_t)nr + 1, 1), *queued = calloc((size_t)nr + 1, 1);
+    uint64_t(*first)[4] = calloc((size_t)nr + 1, sizeof *first);
+    int32_t *n_out = calloc((size_t)nr + 2, sizeof *n_out), *edge = NULL, *work = NULL;
+    g->el_rule = malloc(((size_t)g->n_el + 1) * sizeof *g->el_rule);
+    g->follow = calloc((size_t)nr + 1, sizeof *g->follow);
+    if (!nul || !queued || !first || !n_out || !g->el_rule || !g->follow)
+        goto out;
+    for (int r = 0; r < nr; r++)
+        for (int i = 0; i < g->rules[r].n_alts; i++)
+            for (int32_t p = g->rules[r].alts[i];; p++) {
+                g->el_rule[p] = r;
+                if (g->el[p].kind == GE_END)
+                    break;
+            }
+    int changed = 1, passes = 0;
+    for (; changed && passes < FIRST_PASSES_MAX; passes++) {
+        changed = 0;
+        for (int r = nr - 1; r >= 0; r--) /* deferred rules come after their users */
+            for (int i = 0; i < g->rules[r].n_alts; i++) {
+                uint64_t f[4] = {0};
+                int empty = seq_first(g, g->rules[r].alts[i], (const uint64_t(*)[4])first, nul, f);
+                changed |= bits_or(first[r], f);
+                if (empty && !nul[r])
+                    nul[r] = changed = 1;
+            }
+    }
+    if (changed) {
+        memset(g->follow, 0xFF, (size_t)nr * sizeof *g->follow);
+        err = DSA_OK;
+        goto out;
+    }
+    /* FOLLOW(q) holds FIRST of what follows each reference to q, and
+     * FOLLOW(A) where that is nullable (an edge A -> q, propagated below). */
+    size_t n_edges = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int32_t p = 0; p < g->n_el; p++) {
+            if (g->el[p].kind != GE_REF)
+                continue;
+            int32_t q = g->el[p].arg, a = g->el_rule[p];
+            uint64_t f[4] = {0};
+            int empty = seq_first(g, p + 1, (const uint64_t(*)[4])first, nul, f);
+            if (pass == 0) {
+                bits_or(g->follow[q], f);
+                if (empty)
+                    n_out[a + 1]++, n_edges++;
+            } else if (empty) {
+                edge[n_out[a]++] = q;
+            }
+        }
+        if (pass == 0) {
+            for (int r = 0; r < nr; r++)
+                n_out[r + 1] += n_out[r];
+            edge = malloc((n_edges + 1) * sizeof *edge);
+            work = malloc(((size_t)nr + 1) * sizeof *work);
+            if (!edge || !work)
+                goto out;
+        }
+    }
+    /* n_out[a] is now the end of a's edges; its start is n_out[a - 1]. */
+    int n_work = 0;
+    for (int r = 0; r < nr; r++)
+        work[n_work++] = r, queued[r] = 1;
+    while (n_work) {
+        int a = work[--n_work];
+        queued[a] = 0;
+        for (int32_t k = a ? n_out[a - 1] : 0; k < n_out[a]; k++) {
+            int32_t q = edge[k];
+            if (bits_or(g->follow[q], g->follow[a]) && !queued[q])
+                work[n_work++] = q, queued[q] = 1;
+        }
+    }
+    err = DSA_OK;
+out:
+    if (err) {
+        free(g->el_rule);
+        free(g->follow);
+        g->el_rule = NULL;
+        g->follow = NULL;
+    }
+    free(nul);
+    free(queued);
+    free(first);
+    free(n_out);
+    free(edge);
+    free(work);
+    return err;
+}
 
 /* ---- classification of one position ---- */
 typedef struct classify {
@@ -190,6 +373,7 @@ typedef struct classify {
     const dsa_gram_vocab *v;
     gram_pos_info *pi;
     uint32_t *acc; /* bitmap while classifying */
+    const uint64_t *follow; /* bytes that may follow the position's rule */
     dsa_err err;
 } classify;
 
@@ -210,10 +394,10 @@ static void add_pop(classify *c, int32_t tn)
 }
 
 /* Walks the trie below tn in state (the stack holding the position
- * alone): tokens ending at a live node are accepted; a live node whose
- * state has left the frame (holds GRAM_NIL) and has longer tokens below
- * is a pop point. */
-static void dfs(classify *c, int32_t tn, int32_t state)
+ * alone): tokens ending at a live node are accepted; when state has left
+ * the frame (out: it holds GRAM_NIL), each child whose byte may follow the
+ * frame is a pop edge. */
+static void dfs(classify *c, int32_t tn, int32_t state, int out)
 {
     const gram_trie_node *t = &c->v->trie[tn];
     for (int32_t i = t->tok_lo; i < t->tok_lo + t->n_end; i++) {
@@ -222,16 +406,118 @@ static void dfs(classify *c, int32_t tn, int32_t state)
         c->pi->n_acc++;
     }
     for (int32_t ch = t->child; ch >= 0 && !c->err; ch = c->v->trie[ch].sibling) {
-        int32_t s2;
-        if ((c->err = gram_step_fast(c->g, state, c->v->trie[ch].byte, &s2)))
-            return;
-        if (s2 == GRAM_DEAD)
-            continue;
-        if (c->g->st_nodes[s2][0] == GRAM_NIL && c->v->trie[ch].child >= 0)
+        uint8_t b = c->v->trie[ch].byte;
+        if (out && (c->follow[b >> 6] >> (b & 63) & 1))
             add_pop(c, ch);
-        dfs(c, ch, s2);
+        int32_t s2;
+        if ((c->err = gram_step_fast(c->g, state, b, &s2)))
+            return;
+        if (s2 != GRAM_DEAD)
+            dfs(c, ch, s2, c->g->st_nodes[s2][0] == GRAM_NIL);
     }
 }
+
+typedef struct keybuf {
+    uint8_t *v;
+    size_t n, cap;
+    int bad; /* too long or out of memory */
+} keybuf;
+
+static void key_put(keybuf *k, const void *p, size_t n)
+{
+    if (k->bad || k->n + n > KEY_MAX) {
+        k->bad = 1;
+        return;
+    }
+    if (k->n + n > k->cap) {
+        size_t cap = k->cap ? k->cap * 2 : 1024;
+        while (cap < k->n + n)
+            cap *= 2;
+        uint8_t *v = realloc(k->v, cap);
+        if (!v) {
+            k->bad = 1;
+            return;
+        }
+        k->v = v;
+        k->cap = cap;
+    }
+    memcpy(k->v + k->n, p, n);
+    k->n += n;
+}
+
+/* Serialises the elements from p to the end of its alternative; rules
+ * referenced get numbers in the order reached and join queue. */
+static void key_alt(dsa_gram *g, keybuf *k, int32_t p, int32_t *queue, int32_t *n_queue)
+{
+    for (;; p++) {
+        const gelem *e = &g->el[p];
+        key_put(k, &e->kind, 1);
+        if (e->kind == GE_END)
+            return;
+        if (e->kind == GE_TERM) {
+            key_put(k, g->cls[e->arg], 32);
+            continue;
+        }
+        if (g->key_local[e->arg] < 0) {
+            g->key_local[e->arg] = *n_queue;
+            queue[(*n_queue)++] = e->arg;
+        }
+        key_put(k, &g->key_local[e->arg], sizeof(int32_t));
+    }
+}
+
+/* The structural key of position pos (NULL when it is not shared). */
+static uint8_t *pos_key(dsa_gram *g, int32_t pos, size_t *len)
+{
+    if (!g->key_local) {
+        g->key_local = malloc(((size_t)g->n_rules + 1) * sizeof *g->key_local);
+        if (!g->key_local)
+            return NULL;
+        memset(g->key_local, 0xFF, ((size_t)g->n_rules + 1) * sizeof *g->key_local);
+    }
+    keybuf k = {0};
+    int32_t *queue = malloc(((size_t)g->n_rules + 1) * sizeof *queue), n_queue = 0;
+    if (!queue)
+        return NULL;
+    key_put(&k, g->follow[g->el_rule[pos]], 32);
+    key_alt(g, &k, pos, queue, &n_queue);
+    for (int32_t i = 0; i < n_queue && !k.bad; i++) {
+        const gram_rule *r = &g->rules[queue[i]];
+        key_put(&k, &r->n_alts, sizeof r->n_alts);
+        for (int a = 0; a < r->n_alts && !k.bad; a++)
+            key_alt(g, &k, r->alts[a], queue, &n_queue);
+    }
+    for (int32_t i = 0; i < n_queue; i++)
+        g->key_local[queue[i]] = -1;
+    free(queue);
+    if (k.bad) {
+        free(k.v);
+        return NULL;
+    }
+    *len = k.n;
+    return k.v;
+}
+
+static uint64_t key_hash(const uint8_t *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* The slot holding key, or the empty slot where it would go. */
+static share_slot *share_slot_of(struct gram_pos_share *s, const uint8_t *key, size_t len,
+                                 uint64_t h)
+{
+    for (size_t i = h & (SHARE_SLOTS - 1);; i = (i + 1) & (SHARE_SLOTS - 1)) {
+        share_slot *sl = &s->slot[i];
+        if (!sl->key || (sl->hash == h && sl->len == len && !memcmp(sl->key, key, len)))
+            return sl;
+    }
+}
+
+static dsa_err pos_classify(dsa_gram *g, int32_t pos, gram_pos_info **out);
 
 static dsa_err pos_info_get(dsa_gram *g, int32_t pos, gram_pos_info **out)
 {
@@ -239,14 +525,62 @@ static dsa_err pos_info_get(dsa_gram *g, int32_t pos, gram_pos_info **out)
         *out = g->pos_info[pos];
         return DSA_OK;
     }
+    if (!g->follow) {
+        dsa_err err = follow_build(g);
+        if (err)
+            return err;
+    }
+    struct gram_pos_share *s = g->vocab->share;
+    size_t len = 0;
+    uint8_t *key = pos_key(g, pos, &len);
+    uint64_t h = key ? key_hash(key, len) : 0;
+    if (key) {
+        pthread_mutex_lock(&s->lock);
+        share_slot *sl = share_slot_of(s, key, len, h);
+        gram_pos_info *pi = sl->key ? sl->pi : NULL;
+        pthread_mutex_unlock(&s->lock);
+        if (pi) {
+            free(key);
+            g->pos_info[pos] = *out = pi;
+            return DSA_OK;
+        }
+    }
+    gram_pos_info *pi = NULL;
+    dsa_err err = pos_classify(g, pos, &pi);
+    if (err || !key) {
+        free(key);
+        return err;
+    }
+    pthread_mutex_lock(&s->lock);
+    share_slot *sl = share_slot_of(s, key, len, h);
+    if (sl->key) { /* another grammar classified it meanwhile */
+        gram_pos_info_free(pi);
+        pi = sl->pi;
+        free(key);
+    } else if (s->n < SHARE_MAX) {
+        *sl = (share_slot){h, key, len, pi};
+        pi->shared = 1;
+        s->n++;
+    } else {
+        free(key);
+    }
+    pthread_mutex_unlock(&s->lock);
+    g->pos_info[pos] = *out = pi;
+    return DSA_OK;
+}
+
+/* Classifies position pos on its own (the walk from the stack holding it
+ * alone). */
+static dsa_err pos_classify(dsa_gram *g, int32_t pos, gram_pos_info **out)
+{
     const dsa_gram_vocab *v = g->vocab;
-    classify c = {.g = g, .v = v};
+    classify c = {.g = g, .v = v, .follow = g->follow[g->el_rule[pos]]};
     c.pi = calloc(1, sizeof *c.pi);
     c.acc = calloc(v->n_words, sizeof *c.acc);
     int32_t s0;
     dsa_err err = !c.pi || !c.acc ? DSA_NOMEM : gram_single(g, pos, &s0);
     if (!err) {
-        dfs(&c, 0, s0);
+        dfs(&c, 0, s0, 0);
         err = c.err;
     }
     if (err)
@@ -267,7 +601,6 @@ static dsa_err pos_info_get(dsa_gram *g, int32_t pos, gram_pos_info **out)
                 pi->acc_ids[k++] = (int32_t)(w * 32 + (size_t)__builtin_ctz(b));
     }
     free(c.acc);
-    g->pos_info[pos] = pi;
     *out = pi;
     return DSA_OK;
 fail:
@@ -300,7 +633,7 @@ static dsa_err walk_below(dsa_gram *g, int32_t tn, int32_t state, uint32_t *mask
 static dsa_err node_mask(dsa_gram *g, int32_t node, uint32_t *mask)
 {
     const dsa_gram_vocab *v = g->vocab;
-    gram_pos_info *pi;
+    gram_pos_info *pi = NULL;
     dsa_err err = pos_info_get(g, g->node_pos[node], &pi);
     if (err)
         return err;
@@ -316,8 +649,16 @@ static dsa_err node_mask(dsa_gram *g, int32_t node, uint32_t *mask)
     int32_t ps;
     if ((err = gram_pop_state(g, below, &ps)))
         return err;
-    for (int32_t i = 0; i < pi->n_pops && !err; i++)
-        err = walk_below(g, pi->pops[i], ps, mask);
+    for (int32_t i = 0; i < pi->n_pops && !err; i++) {
+        const gram_trie_node *k = &v->trie[pi->pops[i]];
+        int32_t s2;
+        if ((err = gram_step_fast(g, ps, k->byte, &s2)) || s2 == GRAM_DEAD)
+            continue;
+        for (int32_t j = k->tok_lo; j < k->tok_lo + k->n_end; j++)
+            mask[v->sorted[j] >> 5] |= 1u << (v->sorted[j] & 31);
+        if (k->child >= 0)
+            err = walk_below(g, pi->pops[i], s2, mask);
+    }
     return err;
 }
 

@@ -389,6 +389,9 @@ void gram_match_free(dsa_gram *g)
         for (int p = 0; p <= g->n_el; p++)
             gram_pos_info_free(g->pos_info[p]);
     free(g->pos_info);
+    free(g->el_rule);
+    free(g->follow);
+    free(g->key_local);
     free(g->st_nodes);
     free(g->st_n);
     free(g->st_tab);

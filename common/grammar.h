@@ -36,7 +36,10 @@
 
 struct dsa_tok;
 
-/* The vocabulary as the grammar sees it: each id's bytes, in a trie. */
+/* The vocabulary as the grammar sees it: each id's bytes, in a trie; it
+ * also keeps the token classifications of grammar positions that the
+ * grammars compiled against it share (bounded, under its own lock), so it
+ * must outlive them. */
 typedef struct dsa_gram_vocab dsa_gram_vocab;
 
 typedef struct dsa_gram_vocab_params {

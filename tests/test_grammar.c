@@ -435,3 +435,73 @@ Test(grammar, mutated_inputs_fail_cleanly, .timeout = 300)
     cr_expect_gt(refused, 100);
     free(m);
 }
+
+/* A JSON string's body is one self-looping rule holding the character
+ * class's byte sequences and the escape, not a rule per character: a
+ * position inside the string then accepts the tokens that stay in it. */
+Test(grammar, string_body_is_one_frame)
+{
+    dsa_gram *g = compile(DSA_GRAM_JSON_SCHEMA, "{\"type\":\"string\"}", 1);
+    char *d = dsa_gram_dump(g);
+    cr_assert(d);
+    static const char root[] = "root0 ::= [\"] star1 [\"]\n";
+    cr_expect(strncmp(d, root, strlen(root)) == 0, "%s", d);
+    cr_expect(strstr(d, "star1 ::= [\\x20-!#-[\\x5D-\\x7F] star1 | [\\xC2-\\xDF] [\\x80-\\xBF] star1 |"),
+              "%s", d);
+    cr_expect(strstr(d, "[\\x5C] alt2 star1 | \"\"\n"), "%s", d);
+    cr_expect(!strstr(d, "char"), "%s", d);
+    free(d);
+    FULL(g, "\"a\\u00e9\xc3\xa9\"");
+    NO(g, "\"\xc3\"");
+    dsa_gram_destroy(g);
+}
+
+/* The mask of the state reached by prefix against every token fed alone:
+ * the classifications that grammars share through the vocabulary (keyed
+ * by a position's reachable rules and the bytes that may follow them)
+ * must never carry one grammar's answer into another. */
+static void mask_matches_tokens(dsa_gram *g, const char *prefix)
+{
+    int32_t st = dsa_gram_start(g);
+    cr_assert_eq(dsa_gram_accept_bytes(g, &st, prefix, strlen(prefix)), DSA_OK, "%s", prefix);
+    size_t nw = dsa_gram_mask_words(voc), n = dsa_gram_vocab_n(voc), n_on = 0;
+    uint32_t *mask = calloc(nw, sizeof *mask);
+    cr_assert(mask);
+    cr_assert_eq(dsa_gram_fill_mask(g, st, mask), DSA_OK);
+    for (size_t id = 0; id < n; id++) {
+        int32_t s = st;
+        int ok = dsa_gram_accept_token(g, &s, (int32_t)id) == DSA_OK;
+        int on = mask[id >> 5] >> (id & 31) & 1;
+        n_on += (size_t)on;
+        cr_assert_eq(on, ok, "after '%s': id %zu is %s by the mask", prefix, id,
+                     on ? "allowed" : "refused");
+    }
+    cr_expect_gt(n_on, 0, "after '%s': nothing allowed", prefix);
+    free(mask);
+}
+
+Test(grammar, shared_classifications_per_grammar, .timeout = 300)
+{
+    static const struct {
+        dsa_gram_kind kind;
+        const char *text;
+        const char *prefixes[4];
+    } cases[] = {
+        {DSA_GRAM_REGEX, "[a-z]*\"x", {"", "ab", "ab\""}},
+        {DSA_GRAM_REGEX, "[a-z]*'y", {"", "ab", "ab'"}},
+        {DSA_GRAM_REGEX, "[^\"]*\"", {"", "a b", "\xc3\xa9"}},
+        {DSA_GRAM_REGEX, "(\xc3\xa9|[^a-z\"])*z", {"", "\xc3\xa9", "A "}},
+        {DSA_GRAM_JSON_SCHEMA, "{\"type\":\"string\"}", {"", "\"", "\"ab c"}},
+        {DSA_GRAM_JSON_SCHEMA,
+         "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\"},"
+         "\"b\":{\"type\":\"array\",\"items\":{\"type\":\"string\"}}},\"required\":[\"a\",\"b\"]}",
+         {"{\"a\": \"", "{\"a\": \"x y", "{\"a\": \"x\", \"b\": [\"", "{\"a\": \"x\", \"b\": [\"q"}},
+        {DSA_GRAM_JSON_OBJECT, NULL, {"{\"", "{\"k\": \"v w", "{\"k\": [\"v"}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        dsa_gram *g = compile(cases[i].kind, cases[i].text, 1);
+        for (int k = 0; k < 4 && cases[i].prefixes[k]; k++)
+            mask_matches_tokens(g, cases[i].prefixes[k]);
+        dsa_gram_destroy(g);
+    }
+}
