@@ -29,25 +29,36 @@ trap cleanup EXIT
 "$BUILD/tools/dsa-mkmodel" --out "$TMP/model" --heads 4 --inter 128 --moe-inter 32 --vocab 512 \
   --layers 2 --hidden 64 --seed 11 >"$TMP/mk.log" 2>&1 || { cat "$TMP/mk.log"; exit 1; }
 echo sk-entry-test >"$TMP/api-keys"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # The image's environment (Dockerfile ENV), the CPU instead of CUDA.
-export PATH="$BUILD/head:$BUILD/worker:$PATH" DSA_MODEL=$TMP/model DSA_PORT=$port \
+export PATH="$BUILD/head:$BUILD/worker:$PATH" DSA_MODEL=$TMP/model \
   DSA_API_KEY_FILE=$TMP/api-keys DSA_TP=2 DSA_PP=2 DSA_DEVICE=cpu DSA_SERVED_MODEL_NAME=tiny
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader \
   OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_mpi_yield_when_idle=1 \
   OMPI_MCA_plm_rsh_agent=false
 # ASan builds: Open MPI's own allocations live until exit (tests/mpi does the same)
 export LSAN_OPTIONS="suppressions=$ROOT/tests/mpi/lsan.supp:print_suppressions=0:fast_unwind_on_malloc=0"
-"$ROOT/tools/deploy/docker-entrypoint.sh" --log-format text --max-model-len 256 >"$TMP/job.log" 2>&1 &
-PID=$!
 
-code=000
-for _ in $(seq 1 120); do
-  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$port/health")
+# A free port is only free until the head binds it: another program on the
+# machine may take it in between, so a start that failed on exactly that is
+# tried again on a new port (three tries).
+for try in 1 2 3; do
+  port=$(free_port)
+  export DSA_PORT=$port
+  "$ROOT/tools/deploy/docker-entrypoint.sh" --log-format text --max-model-len 256 >"$TMP/job.log" 2>&1 &
+  PID=$!
+  code=000
+  for _ in $(seq 1 120); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$port/health")
+    [ "$code" = 200 ] && break
+    kill -0 "$PID" 2>/dev/null || break
+    sleep 1
+  done
   [ "$code" = 200 ] && break
-  kill -0 "$PID" 2>/dev/null || break
-  sleep 1
+  grep -q "address already in use" "$TMP/job.log" || break
+  wait "$PID" 2>/dev/null
+  say "port $port was taken before the head bound it (try $try); another port"
 done
 [ "$code" = 200 ] || { tail -30 "$TMP/job.log"; say "FAIL: /health answered $code"; exit 1; }
 grep -q "TP=2 x PP=2" "$TMP/job.log" || { cat "$TMP/job.log"; say "FAIL: not TP=2 x PP=2"; exit 1; }
