@@ -174,7 +174,6 @@ int dsa_engine_on_output(dsa_engine *e, dsa_engine_req *r, const dsa_step_out *o
     return done;
 }
 
-
 void dsa_engine_gram_drafts(dsa_engine_req *r)
 {
     dsa_sched_seq *q = &r->seq;

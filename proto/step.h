@@ -90,12 +90,13 @@ typedef struct dsa_step_seq {
      * position j, the grammar state after the drafts before it.  Decoded
      * plans own it; the head's plans borrow it. */
     int32_t n_mask;
-    uint32_t *mask;         /* [n_mask] */
+    uint32_t *mask;         /* [dsa_step_seq_mask_words] */
     /* Speculative decoding (docs/design.md "Speculative decoding").
      * n_draft > 0: the last n_draft tokens are drafts to verify (sample
-     * must be 1; masks per position, above): logits of the last n_draft + 1 positions are
-     * sampled in order, each with this sequence's controls and penalties
-     * as if the drafts before it were accepted, draw index step + j; draft
+     * must be 1; a mask per position, above): logits of the last
+     * n_draft + 1 positions are sampled in order, each with this
+     * sequence's controls and penalties as if the drafts before it were
+     * accepted, draw index step + j; draft
      * j is accepted while the token sampled before it equals it, and the
      * result carries the accepted drafts plus one more token.  spec_k > 0:
      * the worker runs its MTP module over this chunk's accepted positions
