@@ -274,6 +274,21 @@ static void plps_take(dsa_engine_req *r, const dsa_step_out *o)
     }
 }
 
+/* Drafts for r; a grammar's request gets room for one mask per verified
+ * position (dsa_engine_gram_drafts cuts its drafts to the grammar). */
+static dsa_err spec_setup(dsa_engine *e, dsa_engine_req *r)
+{
+    r->seq.spec_k = e->p.spec_k;
+    if (!r->gram || r->gram_words <= 0 || e->p.spec_k == 0)
+        return DSA_OK;
+    uint32_t *m = realloc(r->gram_mask, (size_t)(1 + e->p.spec_k) * (size_t)r->gram_words *
+                                            sizeof *m);
+    if (!m)
+        return dsa_fail(DSA_NOMEM, "grammar masks for the drafts");
+    r->gram_mask = m;
+    return DSA_OK;
+}
+
 /* Moves submitted requests into the scheduler and applies aborts.  Called
  * with e->mu held; the lists are detached first. */
 static void take_inputs(dsa_engine *e, dsa_engine_req *news, abort_node *aborts)
@@ -298,9 +313,8 @@ static void take_inputs(dsa_engine *e, dsa_engine_req *news, abort_node *aborts)
         if (!err)
             err = dsa_sched_seq_init(&r->seq, ++e->next_seq_id, r->prompt, r->n_prompt,
                                      r->max_new, &r->sp);
-        /* drafts only where the head need not advance a grammar through them */
         if (!err)
-            r->seq.spec_k = r->gram ? 0 : e->p.spec_k;
+            err = spec_setup(e, r);
         if (!err && (err = dsa_sched_add(&e->sched, &r->seq)))
             dsa_sched_seq_deinit(&r->seq);
         if (err) {
@@ -351,21 +365,30 @@ static uint64_t note_scheduled(dsa_engine *e, dsa_sched_batch *b, int n)
         dsa_step_seq *q = &b->plan.seqs[i];
         if (!r->gram || !q->sample || r->gram_words <= 0 || r->gram_wait_id >= 0)
             continue;
-        if (e->filler && b == &e->sched.batch && e->n_jobs < e->cap_jobs) {
+        /* one mask per verified position: the states before each draft */
+        int32_t n_pos = 1 + q->n_draft;
+        r->gram_states[0] = r->gram_state;
+        q->mask = r->gram_mask;
+        q->n_mask = r->gram_words;
+        if (e->filler && b == &e->sched.batch && e->n_jobs + n_pos <= e->cap_jobs) {
             /* filled by the helper during the forward pass (run_step) */
-            e->jobs[e->n_jobs] = (dsa_engine_mask_job){.gram = r->gram, .state = r->gram_state,
-                                                .mask = r->gram_mask};
-            e->job_reqs[e->n_jobs++] = r;
-            q->mask = r->gram_mask;
-            q->n_mask = r->gram_words;
+            for (int32_t j = 0; j < n_pos; j++) {
+                e->jobs[e->n_jobs] = (dsa_engine_mask_job){
+                    .gram = r->gram, .state = r->gram_states[j],
+                    .mask = r->gram_mask + (size_t)j * (size_t)r->gram_words};
+                e->job_reqs[e->n_jobs++] = r;
+            }
             continue;
         }
-        if (dsa_gram_fill_mask(r->gram, r->gram_state, r->gram_mask) == DSA_OK) {
-            q->mask = r->gram_mask;
-            q->n_mask = r->gram_words;
-        } else {
-            DSA_ERROR("structured output: %s", dsa_errmsg());
-            r->gram_words = -1; /* on_token fails the request */
+        for (int32_t j = 0; j < n_pos; j++) {
+            if (dsa_gram_fill_mask(r->gram, r->gram_states[j],
+                                   r->gram_mask + (size_t)j * (size_t)r->gram_words)) {
+                DSA_ERROR("structured output: %s", dsa_errmsg());
+                r->gram_words = -1; /* on_token fails the request */
+                q->mask = NULL;
+                q->n_mask = 0;
+                break;
+            }
         }
     }
     uint64_t prompt_tokens = 0;
@@ -480,6 +503,8 @@ static void finish_step(dsa_engine *e, dsa_sched_batch *b, int n, dsa_err err,
                                         &eh, &et);
         if (done)
             req_retire(e, r, (dsa_finish)(done - 1));
+        else
+            dsa_engine_gram_drafts(r);
     }
     dsa_step_result_free(res);
     events_push(e, eh, et);
@@ -708,7 +733,8 @@ dsa_err dsa_engine_create(const dsa_engine_params *p, dsa_engine **out)
      * memory one batch at a time; a pipelined (PP >= 2) engine fills them
      * on the engine thread while the other micro-batch is on the workers */
     if (!p->mask_sync && p->transport->ops->shares_plan && e->max_in_flight == 1) {
-        e->cap_jobs = p->max_num_seqs > 0 ? (int)p->max_num_seqs : 256;
+        /* one job per verified position of each sequence */
+        e->cap_jobs = (p->max_num_seqs > 0 ? (int)p->max_num_seqs : 256) * (1 + p->spec_k);
         if (!(e->jobs = calloc((size_t)e->cap_jobs, sizeof *e->jobs)) ||
             !(e->job_reqs = calloc((size_t)e->cap_jobs, sizeof *e->job_reqs)) ||
             dsa_engine_masker_create(&e->filler)) {

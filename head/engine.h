@@ -67,7 +67,13 @@ typedef struct dsa_engine_req {
     int32_t gram_wait_id;
     int32_t gram_state;
     int32_t gram_words;
-    uint32_t *gram_mask;        /* [gram_words], owned */
+    /* [(1 + spec_k) * gram_words], owned: mask j for verified position j
+     * of a step with drafts (proto/step.h), mask 0 alone without */
+    uint32_t *gram_mask;
+    /* the grammar state before verified position j of the next step
+     * (gram_states[0] = gram_state; j > 0: after the drafts before it),
+     * valid for j <= seq.n_draft (dsa_engine_gram_drafts) */
+    int32_t gram_states[DSA_SPEC_TOKENS_MAX + 1];
     void *user;                 /* loop side only: its owner, NULL once abandoned */
     int index;                  /* choice index */
     /* engine thread */

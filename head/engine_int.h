@@ -77,5 +77,12 @@ int dsa_engine_on_output(dsa_engine *e, dsa_engine_req *r, const dsa_step_out *o
                          int32_t n_draft, double now, dsa_engine_event **head,
                          dsa_engine_event **tail);
 
+/* After r's step output: cuts r's new drafts at the first one its grammar
+ * refuses (during the reasoning wait, at the reasoning's end token: the
+ * grammar applies after it) and records the grammar states the next
+ * step's masks start from (r->gram_states).  The MTP drafts unmasked; a
+ * draft the grammar refuses would be rejected anyway. */
+void dsa_engine_gram_drafts(dsa_engine_req *r);
+
 #endif
 

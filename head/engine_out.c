@@ -174,3 +174,23 @@ int dsa_engine_on_output(dsa_engine *e, dsa_engine_req *r, const dsa_step_out *o
     return done;
 }
 
+void dsa_engine_gram_drafts(dsa_engine_req *r)
+{
+    dsa_sched_seq *q = &r->seq;
+    if (!r->gram || q->n_draft == 0)
+        return;
+    int32_t j = 0;
+    if (r->gram_words < 0) {
+        j = 0; /* the request fails at its next token */
+    } else if (r->gram_wait_id >= 0) {
+        while (j < q->n_draft && q->drafts[j] != r->gram_wait_id)
+            j++;
+    } else {
+        int32_t st = r->gram_state;
+        r->gram_states[0] = st;
+        /* a refused draft leaves st as it was (grammar.h) and ends the run */
+        while (j < q->n_draft && dsa_gram_accept_token(r->gram, &st, q->drafts[j]) == DSA_OK)
+            r->gram_states[++j] = st;
+    }
+    q->n_draft = j;
+}

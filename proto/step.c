@@ -113,11 +113,12 @@ dsa_err dsa_step_plan_encode(const dsa_step_plan *p, uint8_t **buf, size_t *len)
         dsa_wire_put_u32(&w, (uint32_t)s->prompt_lps);
         dsa_wire_put_u32(&w, (uint32_t)s->prompt_top);
         dsa_wire_put_u32(&w, (uint32_t)s->next_token);
-        dsa_wire_put_u32(&w, (uint32_t)s->n_mask);
-        for (int32_t j = 0; j < s->n_mask; j++)
-            dsa_wire_put_u32(&w, s->mask[j]);
         dsa_wire_put_u32(&w, (uint32_t)s->n_draft);
         dsa_wire_put_u32(&w, (uint32_t)s->spec_k);
+        dsa_wire_put_u32(&w, (uint32_t)s->n_mask);
+        int64_t n_words = dsa_step_seq_mask_words(s);
+        for (int64_t j = 0; j < n_words; j++)
+            dsa_wire_put_u32(&w, s->mask[j]);
     }
     dsa_wire_put_u32(&w, (uint32_t)p->n_finished);
     for (int32_t i = 0; i < p->n_finished; i++)
@@ -199,18 +200,23 @@ dsa_err dsa_step_plan_decode(const uint8_t *buf, size_t len, dsa_step_plan *p)
         s->prompt_lps = (int32_t)dsa_wire_get_u32(&r);
         s->prompt_top = (int32_t)dsa_wire_get_u32(&r);
         s->next_token = (int32_t)dsa_wire_get_u32(&r);
-        s->n_mask = r_count(&r, MAX_ITEMS, 4);
-        if (s->n_mask && !(s->mask = malloc((size_t)s->n_mask * 4))) {
-            err = dsa_fail(DSA_NOMEM, "step plan mask");
-            goto fail;
-        }
-        for (int32_t j = 0; j < s->n_mask; j++)
-            s->mask[j] = dsa_wire_get_u32(&r);
         s->n_draft = (int32_t)dsa_wire_get_u32(&r);
         s->spec_k = (int32_t)dsa_wire_get_u32(&r);
         if (s->n_draft < 0 || s->n_draft > DSA_SPEC_TOKENS_MAX || s->spec_k < 0 ||
             s->spec_k > DSA_SPEC_TOKENS_MAX)
             r.bad = 1;
+        s->n_mask = r_count(&r, MAX_ITEMS, 4);
+        int64_t n_words = r.bad ? 0 : dsa_step_seq_mask_words(s);
+        if ((size_t)n_words > r.left / 4) {
+            r.bad = 1;
+            n_words = s->n_mask = 0;
+        }
+        if (n_words && !(s->mask = malloc((size_t)n_words * 4))) {
+            err = dsa_fail(DSA_NOMEM, "step plan mask");
+            goto fail;
+        }
+        for (int64_t j = 0; j < n_words; j++)
+            s->mask[j] = dsa_wire_get_u32(&r);
         if (s->pos < 0 || s->n_prompt < 0 || (s->sample != 0 && s->sample != 1) ||
             s->sp.n_logprobs > DSA_TOP_LOGPROBS_MAX || s->min_tokens < 0 ||
             (s->prompt_lps != 0 && s->prompt_lps != 1) || s->prompt_top < 0 ||

@@ -25,8 +25,9 @@
 /* 2: per-sequence logit controls (bias, allowed, min_tokens bans) and
  * prompt logprobs in plans and results.  3: grammar masks in plans.
  * 4: speculative decoding (draft tokens and wanted drafts in plans;
- * accepted tokens and new drafts in results). */
-#define DSA_PROTO_VERSION 4
+ * accepted tokens and new drafts in results).  5: one grammar mask per
+ * verified position of a sequence with drafts. */
+#define DSA_PROTO_VERSION 5
 #define DSA_TOP_LOGPROBS_MAX 20
 /* Most draft tokens per sequence and step (num_speculative_tokens). */
 #define DSA_SPEC_TOKENS_MAX 8
@@ -84,14 +85,18 @@ typedef struct dsa_step_seq {
     /* Structured output: n_mask words of an allowed-id bitmask (bit i%32
      * of word i/32 = id i), 0 = no mask.  Ids outside it get -inf logits
      * before penalties, sampling and logprobs, as vLLM applies a grammar
-     * bitmask.  Decoded plans own it; the head's plans borrow it. */
+     * bitmask.  A sequence with n_draft drafts carries n_draft + 1 masks
+     * back to back (dsa_step_seq_mask_words): mask j applies to verified
+     * position j, the grammar state after the drafts before it.  Decoded
+     * plans own it; the head's plans borrow it. */
     int32_t n_mask;
-    uint32_t *mask;         /* [n_mask] */
+    uint32_t *mask;         /* [dsa_step_seq_mask_words] */
     /* Speculative decoding (docs/design.md "Speculative decoding").
      * n_draft > 0: the last n_draft tokens are drafts to verify (sample
-     * must be 1, no mask): logits of the last n_draft + 1 positions are
-     * sampled in order, each with this sequence's controls and penalties
-     * as if the drafts before it were accepted, draw index step + j; draft
+     * must be 1; a mask per position, above): logits of the last
+     * n_draft + 1 positions are sampled in order, each with this
+     * sequence's controls and penalties as if the drafts before it were
+     * accepted, draw index step + j; draft
      * j is accepted while the token sampled before it equals it, and the
      * result carries the accepted drafts plus one more token.  spec_k > 0:
      * the worker runs its MTP module over this chunk's accepted positions
@@ -100,6 +105,12 @@ typedef struct dsa_step_seq {
     int32_t n_draft;
     int32_t spec_k;
 } dsa_step_seq;
+
+/* Words of s->mask: n_mask per sampled position (1 + n_draft of them). */
+static inline int64_t dsa_step_seq_mask_words(const dsa_step_seq *s)
+{
+    return (int64_t)s->n_mask * (1 + (s->n_draft > 0 ? s->n_draft : 0));
+}
 
 typedef struct dsa_step_plan {
     uint64_t step_id;

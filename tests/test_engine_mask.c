@@ -6,6 +6,10 @@
  * tiny model; the token ids and logprobs must match one for one, every
  * token must follow its grammar (the engine fails a request whose token
  * does not), and the overlapped engine must really have used its thread.
+ * With speculative decoding (tiny-mtp, k = 2) the same requests give the
+ * same tokens and logprobs as without drafts, both ways of filling the
+ * masks, while drafts cut to the grammar are verified under one mask per
+ * position.
  * The grammars use the real DeepSeek-V3 tokenizer; the tiny model's 256
  * logits are its first ids ("!".."~" and the other byte tokens). */
 #include <criterion/criterion.h>
@@ -50,11 +54,19 @@ typedef struct out {
     char finish[16];
 } out;
 
-static dsa_worker_step *make_worker(void)
+typedef struct run_cfg {
+    const char *model; /* under tests/data */
+    int spec_k;
+    int mask_sync;
+    uint64_t drafts, draft_tokens, accepted; /* out: the spec counters */
+} run_cfg;
+
+static dsa_worker_step *make_worker(const run_cfg *c)
 {
-    char *dir = dsa_test_data_path("golden/tiny-f32");
+    char *dir = dsa_test_data_path(c->model);
     dsa_worker_step_params p = {.model_dir = dir, .n_threads = 1, .block_size = 16,
-                                .max_model_len = 128, .n_blocks = 64};
+                                .max_model_len = 128, .n_blocks = 64,
+                                .spec_tokens = c->spec_k};
     dsa_worker_step *ws = NULL;
     cr_assert_eq(dsa_worker_step_create(&p, &ws), DSA_OK, "%s", dsa_errmsg());
     free(dir);
@@ -68,15 +80,16 @@ static void notify(void *user)
 
 /* Runs the N_REQ requests on a fresh engine; returns the masks its helper
  * thread filled. */
-static int64_t run_engine(int mask_sync, dsa_gram *const *grams, size_t n_words, out *o)
+static int64_t run_engine(run_cfg *c, dsa_gram *const *grams, size_t n_words, out *o)
 {
     dsa_transport *t;
-    cr_assert_eq(dsa_worker_step_transport(make_worker(), &t), DSA_OK);
+    cr_assert_eq(dsa_worker_step_transport(make_worker(c), &t), DSA_OK);
     dsa_metrics m;
     dsa_metrics_init(&m, "tiny");
     dsa_engine_params p = {.transport = t, .metrics = &m, .max_num_seqs = 8,
                            .max_num_batched_tokens = 64, .eos_token_id = 1,
-                           .notify = notify, .mask_sync = mask_sync};
+                           .notify = notify, .mask_sync = c->mask_sync,
+                           .spec_k = c->spec_k};
     dsa_engine *e;
     cr_assert_eq(dsa_engine_create(&p, &e), DSA_OK);
     dsa_engine_req *rs[N_REQ];
@@ -127,6 +140,9 @@ static int64_t run_engine(int mask_sync, dsa_gram *const *grams, size_t n_words,
     }
     cr_assert_eq(finished, N_REQ, "%d of %d requests finished", finished, N_REQ);
     int64_t n_over = dsa_engine_n_masks_overlapped(e);
+    c->drafts = m.spec_drafts;
+    c->draft_tokens = m.spec_draft_tokens;
+    c->accepted = m.spec_accepted_tokens;
     for (int i = 0; i < N_REQ; i++)
         dsa_engine_req_release(rs[i]);
     dsa_engine_destroy(e);
@@ -135,56 +151,107 @@ static int64_t run_engine(int mask_sync, dsa_gram *const *grams, size_t n_words,
     return n_over;
 }
 
-Test(engine_mask, overlapped_equals_sequential)
+typedef struct gram_set {
+    dsa_tok *tok;
+    dsa_gram_vocab *voc;
+    dsa_gram *g[N_GRAM];
+    size_t n_words;
+} gram_set;
+
+static void grams_load(gram_set *gs)
 {
     dsa_log_setup(DSA_LOG_WARN, 0);
     char *dir = dsa_test_data_path("deepseek-v3-tokenizer");
-    dsa_tok *tok;
-    cr_assert_eq(dsa_tok_load(dir, &tok), DSA_OK, "%s", dsa_errmsg());
+    cr_assert_eq(dsa_tok_load(dir, &gs->tok), DSA_OK, "%s", dsa_errmsg());
     free(dir);
     int32_t eos = 1;
-    dsa_gram_vocab_params vp = {.tok = tok, .n_vocab = 129280, .stop_ids = &eos,
+    dsa_gram_vocab_params vp = {.tok = gs->tok, .n_vocab = 129280, .stop_ids = &eos,
                                 .n_stop_ids = 1};
-    dsa_gram_vocab *voc;
-    cr_assert_eq(dsa_gram_vocab_create(&vp, &voc), DSA_OK, "%s", dsa_errmsg());
-    dsa_gram *grams[N_GRAM];
+    cr_assert_eq(dsa_gram_vocab_create(&vp, &gs->voc), DSA_OK, "%s", dsa_errmsg());
     for (int g = 0; g < N_GRAM; g++) {
         dsa_gram_params gp = {.kind = GRAMMARS[g].kind, .text = GRAMMARS[g].text,
-                              .len = strlen(GRAMMARS[g].text), .vocab = voc,
+                              .len = strlen(GRAMMARS[g].text), .vocab = gs->voc,
                               .any_whitespace = 0};
-        cr_assert_eq(dsa_gram_compile(&gp, &grams[g]), DSA_OK, "grammar %d: %s", g,
+        cr_assert_eq(dsa_gram_compile(&gp, &gs->g[g]), DSA_OK, "grammar %d: %s", g,
                      dsa_errmsg());
     }
-    size_t n_words = dsa_gram_mask_words(voc);
-    static out seq[N_REQ], ovl[N_REQ];
-    cr_assert_eq(run_engine(1, grams, n_words, seq), 0);
-    int64_t n_over = run_engine(0, grams, n_words, ovl);
-    int64_t n_tokens = 0, n_stop = 0;
+    gs->n_words = dsa_gram_mask_words(gs->voc);
+}
+
+static void grams_free(gram_set *gs)
+{
+    for (int g = 0; g < N_GRAM; g++)
+        dsa_gram_destroy(gs->g[g]);
+    dsa_gram_vocab_destroy(gs->voc);
+    dsa_tok_destroy(gs->tok);
+}
+
+/* a and b gave the same tokens and logprobs, each following its grammar;
+ * returns the tokens. */
+static int64_t same_outputs(const out *a, const out *b, dsa_gram *const *grams)
+{
+    int64_t n_tokens = 0;
     for (int i = 0; i < N_REQ; i++) {
-        cr_assert_eq(seq[i].status, 0, "request %d failed (sequential)", i);
-        cr_assert_eq(ovl[i].status, 0, "request %d failed (overlapped)", i);
-        cr_assert_str_eq(seq[i].finish, ovl[i].finish, "request %d", i);
-        cr_assert_eq(seq[i].n, ovl[i].n, "request %d", i);
-        cr_assert_gt(seq[i].n, 0);
+        cr_assert_eq(a[i].status, 0, "request %d failed (first run)", i);
+        cr_assert_eq(b[i].status, 0, "request %d failed (second run)", i);
+        cr_assert_str_eq(a[i].finish, b[i].finish, "request %d", i);
+        cr_assert_eq(a[i].n, b[i].n, "request %d", i);
+        cr_assert_gt(a[i].n, 0);
         /* each output follows its grammar, replayed here from the start */
         dsa_gram *g = grams[i % N_GRAM];
         int32_t st = dsa_gram_start(g);
-        for (int k = 0; k < seq[i].n; k++) {
-            cr_assert_eq(seq[i].ids[k], ovl[i].ids[k], "request %d token %d", i, k);
-            cr_assert_eq(seq[i].lps[k], ovl[i].lps[k], "request %d token %d", i, k);
-            cr_assert_eq(dsa_gram_accept_token(g, &st, seq[i].ids[k]), DSA_OK,
-                         "request %d token %d (%d)", i, k, seq[i].ids[k]);
+        for (int k = 0; k < a[i].n; k++) {
+            cr_assert_eq(a[i].ids[k], b[i].ids[k], "request %d token %d", i, k);
+            cr_assert_eq(a[i].lps[k], b[i].lps[k], "request %d token %d", i, k);
+            cr_assert_eq(dsa_gram_accept_token(g, &st, a[i].ids[k]), DSA_OK,
+                         "request %d token %d (%d)", i, k, a[i].ids[k]);
         }
-        n_tokens += seq[i].n;
-        n_stop += strcmp(seq[i].finish, "stop") == 0;
+        n_tokens += a[i].n;
     }
+    return n_tokens;
+}
+
+Test(engine_mask, overlapped_equals_sequential)
+{
+    gram_set gs;
+    grams_load(&gs);
+    static out seq[N_REQ], ovl[N_REQ];
+    run_cfg cs = {.model = "golden/tiny-f32", .mask_sync = 1};
+    run_cfg co = {.model = "golden/tiny-f32", .mask_sync = 0};
+    cr_assert_eq(run_engine(&cs, gs.g, gs.n_words, seq), 0);
+    int64_t n_over = run_engine(&co, gs.g, gs.n_words, ovl);
+    int64_t n_tokens = same_outputs(seq, ovl, gs.g), n_stop = 0;
+    for (int i = 0; i < N_REQ; i++)
+        n_stop += strcmp(seq[i].finish, "stop") == 0;
     /* every sampling step of every request had its mask filled by the
      * helper (the first token's step included) */
     cr_assert_eq(n_over, n_tokens, "%lld masks overlapped, %lld tokens", (long long)n_over,
                  (long long)n_tokens);
     cr_assert_gt(n_stop, 0, "no request completed its grammar");
-    for (int g = 0; g < N_GRAM; g++)
-        dsa_gram_destroy(grams[g]);
-    dsa_gram_vocab_destroy(voc);
-    dsa_tok_destroy(tok);
+    grams_free(&gs);
+}
+
+Test(engine_mask, drafts_under_a_grammar)
+{
+    gram_set gs;
+    grams_load(&gs);
+    static out plain[N_REQ], seq[N_REQ], ovl[N_REQ];
+    run_cfg c0 = {.model = "golden/tiny-mtp", .mask_sync = 1};
+    run_cfg cs = {.model = "golden/tiny-mtp", .spec_k = 2, .mask_sync = 1};
+    run_cfg co = {.model = "golden/tiny-mtp", .spec_k = 2, .mask_sync = 0};
+    run_engine(&c0, gs.g, gs.n_words, plain);
+    run_engine(&cs, gs.g, gs.n_words, seq);
+    int64_t n_over = run_engine(&co, gs.g, gs.n_words, ovl);
+    same_outputs(plain, seq, gs.g);
+    int64_t n_tokens = same_outputs(plain, ovl, gs.g);
+    fprintf(stderr, "tiny-mtp k=2 under grammars: %llu drafts, %llu draft tokens, %llu "
+            "accepted\n", (unsigned long long)co.drafts, (unsigned long long)co.draft_tokens,
+            (unsigned long long)co.accepted);
+    cr_assert_eq(c0.drafts, 0);
+    cr_assert_eq(cs.drafts, co.drafts);
+    cr_assert_gt(co.drafts, 0, "no draft survived the grammars");
+    /* the helper filled one mask per verified position: more than tokens
+     * when drafts were rejected, never fewer */
+    cr_assert_geq(n_over, n_tokens);
+    grams_free(&gs);
 }

@@ -9,6 +9,8 @@
 static int32_t allowed[] = {3, 9, 100}, banned[] = {1, 77}, bias_ids[] = {4, 50};
 static float bias_values[] = {-100.0f, 2.5f};
 static uint32_t gram_mask[] = {0x80000001u, 0, 0xdeadbeefu}; /* a grammar bitmask */
+/* a sequence with 2 drafts: one 2-word mask per verified position */
+static uint32_t spec_mask[] = {1u, 2u, 3u, 4u, 0xfeedf00du, 6u};
 
 static dsa_step_plan sample_plan(int32_t *toks, int32_t *blocks, uint64_t *fin)
 {
@@ -20,7 +22,7 @@ static dsa_step_plan sample_plan(int32_t *toks, int32_t *blocks, uint64_t *fin)
                                     .top_k = 40, .seed = 0x123456789abcdefULL,
                                     .presence_penalty = 0.5f, .frequency_penalty = -0.25f,
                                     .repetition_penalty = 1.1f, .n_logprobs = 5},
-                             .n_draft = 2, .spec_k = 3};
+                             .n_draft = 2, .spec_k = 3, .n_mask = 2, .mask = spec_mask};
     seqs[1] = (dsa_step_seq){.seq_id = 9, .pos = 17, .n_prompt = 4, .n_tokens = 1,
                              .tokens = toks + 3, .n_blocks = 2, .blocks = blocks + 1,
                              .sample = 1, .step = 13, .sp = {.n_logprobs = -1},
@@ -76,11 +78,13 @@ Test(proto, plan_round_trip)
         cr_assert_eq(a->next_token, b->next_token);
         cr_assert_eq(a->n_mask, b->n_mask);
         if (a->n_mask)
-            cr_assert_eq(memcmp(a->mask, b->mask, (size_t)a->n_mask * 4), 0);
+            cr_assert_eq(memcmp(a->mask, b->mask, (size_t)dsa_step_seq_mask_words(a) * 4), 0);
         cr_assert_eq(a->n_draft, b->n_draft);
         cr_assert_eq(a->spec_k, b->spec_k);
     }
-    cr_assert_null(q.seqs[0].mask);
+    cr_assert_eq(dsa_step_seq_mask_words(&q.seqs[0]), 6);
+    cr_assert_eq(q.seqs[0].mask[4], 0xfeedf00du);
+    cr_assert_eq(dsa_step_seq_mask_words(&q.seqs[1]), 3);
     cr_assert_null(q.seqs[0].allowed);
     cr_assert_eq(q.seqs[1].allowed[2], 100);
     cr_assert_float_eq(q.seqs[1].bias_values[0], -100.0f, 0);

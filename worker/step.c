@@ -500,7 +500,10 @@ static dsa_err sample_rows(dsa_worker_step *ws, const dsa_step_plan *plan, int64
     int64_t n_masked = 0, n_ctl = 0;
     for (int64_t l = 0; l < L; l++) {
         const dsa_step_seq *s = &plan->seqs[ws->row_seq[l]];
-        ws->masks[l] = (dsa_logit_mask){.bits = s->mask, .n_words = s->mask ? s->n_mask : 0};
+        /* a sequence verifying drafts has one mask per position (proto/step.h) */
+        ws->masks[l] = (dsa_logit_mask){
+            .bits = s->mask ? s->mask + (int64_t)ws->row_j[l] * s->n_mask : NULL,
+            .n_words = s->mask ? s->n_mask : 0};
         n_masked += ws->masks[l].n_words > 0;
     }
     memcpy(ws->work, ws->logits, (size_t)(L * V) * sizeof(float));
@@ -625,12 +628,12 @@ dsa_err dsa_worker_step_run(dsa_worker_step *ws, const dsa_step_plan *plan,
             return DSA_OK;
         }
         if (s->n_draft < 0 || s->n_draft > DSA_SPEC_TOKENS_MAX || s->n_draft >= s->n_tokens ||
-            (s->n_draft && (!s->sample || s->n_mask)) || s->spec_k < 0 ||
+            (s->n_draft && !s->sample) || s->spec_k < 0 ||
             s->spec_k > DSA_SPEC_TOKENS_MAX || (s->spec_k && !ws->mtp && ws->samples)) {
             step_fail(res, dsa_fail(DSA_INVAL, "sequence %llu: %d draft tokens, %d wanted (%s)",
                                     (unsigned long long)s->seq_id, s->n_draft, s->spec_k,
-                                    ws->mtp || !ws->samples ? "drafts need a sampled row "
-                                    "without a grammar mask" : "this worker has no MTP module"));
+                                    ws->mtp || !ws->samples ? "drafts need a sampled row"
+                                                            : "this worker has no MTP module"));
             return DSA_OK;
         }
         T += s->n_tokens;
