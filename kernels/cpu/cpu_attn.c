@@ -100,22 +100,8 @@ static void attn_item(const dsa_mla_attn_params *p, int64_t t, int64_t h0, int64
             }
         }
         /* Online softmax: rescale when the running max grows. */
-        for (int64_t h = 0; h < nh; h++) {
-            float m_chunk = -INFINITY;
-            for (int64_t jj = 0; jj < nj; jj++)
-                m_chunk = sc[h][jj] > m_chunk ? sc[h][jj] : m_chunk;
-            if (m_chunk > mx[h]) {
-                float corr = expf(mx[h] - m_chunk); /* 0 on the first chunk */
-                l[h] *= corr;
-                dsa_cpu_scale(acc + h * R, corr, R);
-                mx[h] = m_chunk;
-            }
-            for (int64_t jj = 0; jj < nj; jj++) {
-                float e = expf(sc[h][jj] - mx[h]);
-                sc[h][jj] = e;
-                l[h] += e;
-            }
-        }
+        for (int64_t h = 0; h < nh; h++)
+            dsa_cpu_softmax_chunk(sc[h], nj, &mx[h], &l[h], acc + h * R, R);
         pv_accumulate(acc, nh, R, kv, nj, sc);
     }
     for (int64_t h = 0; h < nh; h++) {

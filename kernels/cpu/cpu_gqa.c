@@ -58,20 +58,9 @@ static void gqa_heads(const dsa_gqa_attn_params *p, int64_t t, int64_t g, int64_
             }
         }
         for (int64_t h = 0; h < nh; h++) {
-            float m_chunk = -INFINITY;
+            dsa_cpu_softmax_chunk(sc[h], nj, &mx[h], &l[h], acc + h * hd, hd);
             for (int64_t jj = 0; jj < nj; jj++)
-                m_chunk = sc[h][jj] > m_chunk ? sc[h][jj] : m_chunk;
-            if (m_chunk > mx[h]) {
-                float corr = expf(mx[h] - m_chunk); /* 0 on the first chunk */
-                l[h] *= corr;
-                dsa_cpu_scale(acc + h * hd, corr, hd);
-                mx[h] = m_chunk;
-            }
-            for (int64_t jj = 0; jj < nj; jj++) {
-                float e = expf(sc[h][jj] - mx[h]);
-                l[h] += e;
-                dsa_cpu_axpy(acc + h * hd, e, v[jj], hd);
-            }
+                dsa_cpu_axpy(acc + h * hd, sc[h][jj], v[jj], hd);
         }
     }
     for (int64_t h = 0; h < nh; h++) {

@@ -103,6 +103,11 @@ float dsa_cpu_dot(const float *a, const float *b, int64_t n);
 void dsa_cpu_axpy(float *y, float a, const float *x, int64_t n);
 /* y *= a */
 void dsa_cpu_scale(float *y, float a, int64_t n);
+/* One chunk of an online softmax for one head: raises the running max *mx
+ * to the chunk's (rescaling the running sum *l and the accumulator acc[dim]
+ * when it grows), replaces sc[0..n) by exp(sc - *mx) and adds them to *l.
+ * The caller then accumulates sum_j sc[j] * v[j] into acc. */
+void dsa_cpu_softmax_chunk(float *sc, int64_t n, float *mx, float *l, float *acc, int64_t dim);
 
 dsa_err dsa_cpu_linear(dsa_backend *be, const dsa_linear_params *p);
 dsa_err dsa_cpu_mla_absorb_q(dsa_backend *be, const dsa_mla_absorb_params *p);

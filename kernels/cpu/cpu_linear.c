@@ -13,6 +13,7 @@
  *   thread's scratch (W = e4m3(q) * S, rounded once as dsa_weight_get) and
  *   multiplied by every token with the same register tile.
  * A scalar fallback is compiled when AVX-512 is absent. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -99,6 +100,23 @@ void dsa_cpu_scale(float *y, float a, int64_t n)
 #endif
     for (; k < n; k++)
         y[k] *= a;
+}
+
+void dsa_cpu_softmax_chunk(float *sc, int64_t n, float *mx, float *l, float *acc, int64_t dim)
+{
+    float m_chunk = -INFINITY;
+    for (int64_t j = 0; j < n; j++)
+        m_chunk = sc[j] > m_chunk ? sc[j] : m_chunk;
+    if (m_chunk > *mx) {
+        float corr = expf(*mx - m_chunk); /* 0 on the first chunk */
+        *l *= corr;
+        dsa_cpu_scale(acc, corr, dim);
+        *mx = m_chunk;
+    }
+    for (int64_t j = 0; j < n; j++) {
+        sc[j] = expf(sc[j] - *mx);
+        *l += sc[j];
+    }
 }
 
 /* ---- Weight decoding ---------------------------------------------------- */
