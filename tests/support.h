@@ -4,6 +4,7 @@
 #define DSA_TESTS_SUPPORT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Path of a file under tests/data (static buffer per call site is not
  * used: the result is malloc'd and owned by the caller). */
@@ -23,5 +24,9 @@ char *dsa_test_golden_dir(const char *dtype);
 char *dsa_test_read_file(const char *path, size_t *len);
 /* Writes bytes to a file; 0 on success. */
 int dsa_test_write_file(const char *path, const void *data, size_t len);
+
+/* ||a - b|| / ||b|| over n floats (||a - b|| when b is all zero); infinite
+ * when a holds a NaN or an infinity. */
+double dsa_test_rel_l2(const float *a, const float *b, int64_t n);
 
 #endif

@@ -119,17 +119,6 @@ static const float *ref_row(const golden *g, int s, int r)
     return g->logits + off;
 }
 
-static double rel_l2(const float *a, const float *b, int64_t n)
-{
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = (double)a[i] - (double)b[i];
-        num += d * d;
-        den += (double)b[i] * (double)b[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1));
-}
-
 static int argmax(const float *x, int64_t n)
 {
     int best = 0;
@@ -189,7 +178,7 @@ static double run_golden(const char *dir)
     t = 0;
     for (int s = 0; s < g.n_seq; s++)
         for (int i = 0; i < g.seq[s].n_prompt; i++, t++) {
-            double e = rel_l2(logits + t * V, ref_row(&g, s, i), V);
+            double e = dsa_test_rel_l2(logits + t * V, ref_row(&g, s, i), V);
             cr_expect(e < GOLDEN_TOL, "%s seq %d prompt row %d: rel L2 %.3g", g.name, s, i, e);
             worst = e > worst ? e : worst;
         }
@@ -216,7 +205,7 @@ static double run_golden(const char *dir)
                         .logit_rows = rows};
         cr_assert_eq(dsa_model_forward(m, &b, logits), DSA_OK, "%s", dsa_errmsg());
         for (int s = 0; s < g.n_seq; s++) {
-            double e = rel_l2(logits + s * V, ref_row(&g, s, g.seq[s].n_prompt + j), V);
+            double e = dsa_test_rel_l2(logits + s * V, ref_row(&g, s, g.seq[s].n_prompt + j), V);
             cr_expect(e < GOLDEN_TOL, "%s seq %d decode step %d: rel L2 %.3g", g.name, s, j, e);
             worst = e > worst ? e : worst;
             cr_expect_eq(argmax(logits + s * V, V), g.seq[s].greedy[j + 1],

@@ -25,17 +25,6 @@
 #define BLOCK 8
 #define CHUNK 11
 
-static double rel_l2(const float *a, const float *b, int64_t n)
-{
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = (double)a[i] - (double)b[i];
-        num += d * d;
-        den += (double)b[i] * (double)b[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1));
-}
-
 static void run_mtp_golden(const char *name)
 {
     char rel[128], path[3000], model[1400];
@@ -108,8 +97,8 @@ static void run_mtp_golden(const char *name)
                              .h_rows = rows, .n_logits = nm, .logit_rows = rows};
         cr_assert_eq(dsa_mtp_forward(mtp, &mb_, logits), DSA_OK, "%s", dsa_errmsg());
         for (int i = 0; i < nm; i++) {
-            double e = rel_l2(logits + (size_t)i * (size_t)V, ref + (size_t)(p0 + i) * (size_t)V,
-                              V);
+            double e = dsa_test_rel_l2(logits + (size_t)i * (size_t)V,
+                                       ref + (size_t)(p0 + i) * (size_t)V, V);
             cr_expect(e < MTP_TOL, "%s position %d: rel L2 %.3g", name, p0 + i, e);
             worst = e > worst ? e : worst;
         }
