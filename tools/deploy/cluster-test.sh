@@ -518,7 +518,11 @@ wait_for $((HC_INTERVAL * (HC_RISE + 2))) lb_up &&
 serve_pid() { for p in $(ip netns pids $P-n0); do
   case $(ps -o args= -p "$p" 2>/dev/null) in */bin/bash\ /opt/deepseek-alpha/bin/dsa-serve*) echo "$p" ;; esac
 done | head -1; }
-streams 4 600 90
+# streams long enough (3000 tokens: well over the 0.5 s before the new
+# request, well under the 30 s drain timeout) that the head is still
+# draining when the new request reaches it; with 600 tokens a fast runner
+# finished them, the head exited, and HAProxy answered "no server" itself
+streams 4 3000 90
 wait_for 60 test -e "$STATE/ready" || die "SIGTERM drill: streams" 60 "no first tokens"
 node0_ns touch "$STOP"          # systemctl stop: no restart
 sp=$(serve_pid)
@@ -535,7 +539,7 @@ bad=$(echo "$e" | tr ' ' '\n' | grep -cv '^done$\|^error$')
 # the head's own answer (not the LB's "no server"): it is draining
 [ "$new" = 503 ] && grep -q 'shutting down' "$STATE/new.json" &&
   record "SIGTERM: new request during the drain -> 503" $((SECONDS - ts)) PASS "503 from the draining head" ||
-  record "SIGTERM: new request during the drain -> 503" $((SECONDS - ts)) FAIL "$new $(head -c 150 "$STATE/new.json")"
+  record "SIGTERM: new request during the drain -> 503" $((SECONDS - ts)) FAIL "$new $(head -c 150 "$STATE/new.json"); streams ended (s after ready): $(python3 -c 'import json,sys; print(" ".join(str(s and s.get("after_ready_s")) for s in json.load(open(sys.argv[1]))["streams"]))' "$STATE/streams.json" 2>/dev/null)"
 [ "$bad" = 0 ] && record "SIGTERM: streams finish or get an error" $((SECONDS - ts)) PASS "ends: $e" ||
   record "SIGTERM: streams finish or get an error" $((SECONDS - ts)) FAIL "ends: $e"
 dsa_left() { for ns in n0 n1; do for p in $(ip netns pids $P-$ns); do
