@@ -704,7 +704,9 @@ static void test_graph(gh *h)
     gh_weight_free(h, &emb), gh_weight_free(h, &nw), gh_weight_free(h, &lw);
 }
 
-void gh_suite_ops(gh *h)
+/* The parity groups; check.sh runs each as its own process (--group) so
+ * that a crash in one does not hide the others' results. */
+static void group_basic(gh *h)
 {
     test_embed(h, DSA_DTYPE_BF16, 77, 200, 13);
     test_embed(h, DSA_DTYPE_F8_E4M3, 300, 256, 9);
@@ -713,6 +715,19 @@ void gh_suite_ops(gh *h)
     test_rmsnorm(h, 5, 200, 201, 1);
     test_rmsnorm(h, 3, 9001, 9001, 1);
     test_rmsnorm(h, 17, 512, 576, 0);
+    test_rope(h, 9, 5, 64, 192, 0);
+    test_rope(h, 3, 1, 16, 16, 0);
+    test_rope(h, 33, 16, 64, 71, 0);
+    test_rope(h, 9, 14, 64, 64, 1);
+    test_rope(h, 5, 2, 128, 128, 1);
+    test_bias_add(h, DSA_DTYPE_BF16, 5, 896, 896 + 256);
+    test_bias_add(h, DSA_DTYPE_F16, 3, 37, 37);
+    test_eltwise(h, 3, 257, 260);
+    test_eltwise(h, 1, 18432, 18432);
+}
+
+static void group_linear(gh *h)
+{
     static const struct { dsa_dtype dt; int64_t M, N, K, r0, c0; int acc; } lin[] = {
         {DSA_DTYPE_F8_E4M3, 1, 256, 512, 0, 0, 0},
         {DSA_DTYPE_F8_E4M3, 7, 576, 1536, 0, 0, 0},
@@ -728,26 +743,25 @@ void gh_suite_ops(gh *h)
     };
     for (size_t i = 0; i < sizeof lin / sizeof lin[0]; i++)
         test_linear(h, lin[i].dt, lin[i].M, lin[i].N, lin[i].K, lin[i].r0, lin[i].c0, lin[i].acc);
-    test_rope(h, 9, 5, 64, 192, 0);
-    test_rope(h, 3, 1, 16, 16, 0);
-    test_rope(h, 33, 16, 64, 71, 0);
-    test_rope(h, 9, 14, 64, 64, 1);
-    test_rope(h, 5, 2, 128, 128, 1);
+    test_absorb(h, DSA_DTYPE_F8_E4M3, 5, 4, 128, 128, 512);
+    test_absorb(h, DSA_DTYPE_BF16, 7, 3, 16, 24, 48);
+    test_absorb(h, DSA_DTYPE_F8_E4M3, 2, 2, 32, 32, 96);
+}
+
+static void group_attn(gh *h)
+{
     test_gqa(h, 28, 4, 128, 16, 3, 5);
     test_gqa(h, 7, 1, 8, 4, 2, 0);
     test_gqa(h, 8, 8, 64, 64, 4, 3);
-    test_bias_add(h, DSA_DTYPE_BF16, 5, 896, 896 + 256);
-    test_bias_add(h, DSA_DTYPE_F16, 3, 37, 37);
     static const int l1[] = {300, 1, 17, 64, 1000}, l2[] = {40, 9, 3}, l3[] = {4000};
     test_attn(h, 16, 512, 64, 64, 5, l1, 8);
     test_attn(h, 3, 48, 16, 16, 3, l2, 5);
     test_attn(h, 20, 96, 16, 16, 3, l2, 2);
     test_attn(h, 16, 512, 64, 64, 1, l3, 0);
-    test_absorb(h, DSA_DTYPE_F8_E4M3, 5, 4, 128, 128, 512);
-    test_absorb(h, DSA_DTYPE_BF16, 7, 3, 16, 24, 48);
-    test_absorb(h, DSA_DTYPE_F8_E4M3, 2, 2, 32, 32, 96);
-    test_eltwise(h, 3, 257, 260);
-    test_eltwise(h, 1, 18432, 18432);
+}
+
+static void group_moe(gh *h)
+{
     test_router(h, 37, 256, 8, 8, 4, 1, 1, 1);
     test_router(h, 5, 16, 4, 2, 1, 1, 1, 1);
     test_router(h, 11, 64, 6, 1, 1, 0, 0, 0);
@@ -755,24 +769,60 @@ void gh_suite_ops(gh *h)
     test_moe(h, DSA_DTYPE_F8_E4M3, 9, 16, 4, 256, 128, 0);
     test_moe(h, DSA_DTYPE_BF16, 5, 8, 3, 200, 136, 1);
     test_moe(h, DSA_DTYPE_F8_E4M3, 64, 32, 8, 384, 256, 0);
+}
+
+static void group_sample(gh *h)
+{
     test_sample(h, 129280);
     test_sample(h, 1000);
     test_logit_ctl(h, 129280);
     test_logit_ctl(h, 1001);
     test_mask(h, 129280);
     test_mask(h, 1001);
-    test_graph(h);
+}
+
+static const struct {
+    const char *name;
+    void (*run)(gh *h);
+} groups[] = {
+    {"basic", group_basic},   {"linear", group_linear}, {"attn", group_attn},
+    {"moe", group_moe},       {"sample", group_sample}, {"graph", test_graph},
+};
+
+void gh_suite_ops(gh *h)
+{
+    for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++)
+        groups[i].run(h);
 }
 
 int main(int argc, char **argv)
 {
+    gh h = {.rng = 0x5eed, .json_first = 1};
+    const char *json = NULL, *group = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--group") && i + 1 < argc)
+            group = argv[++i];
+        else if (!strcmp(argv[i], "--list")) {
+            for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++)
+                printf("%s\n", groups[g].name);
+            printf("model\n");
+            return 0;
+        } else
+            json = argv[i];
+    }
+    int known = !group || !strcmp(group, "model");
+    for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++)
+        known |= group && !strcmp(group, groups[g].name);
+    if (!known) {
+        fprintf(stderr, "test_gpu_ops: no group \"%s\" (--list names them)\n", group);
+        return 2;
+    }
     if (dsa_cuda_device_count() < 1) {
         printf("no CUDA device: skipped\n");
         return 77;
     }
-    gh h = {.rng = 0x5eed, .json_first = 1};
-    if (argc > 1) {
-        h.json = fopen(argv[1], "w");
+    if (json) {
+        h.json = fopen(json, "w");
         if (h.json)
             fprintf(h.json, "{\"results\": [");
     }
@@ -781,11 +831,14 @@ int main(int argc, char **argv)
     printf("cuBLASLt FP8 block-scaled path: %s\n",
            dsa_cuda_lt_fp8_enabled(h.gpu) ? "on" : "off (dequantising kernel)");
     printf("%-14s %-34s %-22s %10s %8s\n", "op", "shape", "note", "rel err", "tol");
-    gh_suite_ops(&h);
+    for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++)
+        if (!group || !strcmp(group, groups[g].name))
+            groups[g].run(&h);
     const char *data = getenv("DSA_TEST_DATA");
     char root[1024];
     snprintf(root, sizeof root, "%s/golden", data ? data : "tests/data");
-    gh_suite_model(&h, root);
+    if (!group || !strcmp(group, "model"))
+        gh_suite_model(&h, root);
     printf("\n%d passed, %d failed\n", h.n_pass, h.n_fail);
     if (h.json) {
         fprintf(h.json, "\n], \"passed\": %d, \"failed\": %d}\n", h.n_pass, h.n_fail);
