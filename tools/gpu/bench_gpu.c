@@ -9,6 +9,8 @@
  *             on the device, ~42 GB): decode step time at batch 1, 8, 32,
  *             128, 256 (context 1024, replayed CUDA graph) against the HBM
  *             floor (bytes that must be read / measured copy bandwidth),
+ *             with the experts each batch's (balanced) routing touches, a
+ *             per-op time breakdown of the eager step at batch 1 and 256,
  *             and prefill tokens/s (4096 tokens) against the FP8 peak.
  * Times are medians of CUDA-event-timed repeats after warm-up; prints a
  * table and writes JSON (--json FILE).  Usage: dsa-bench-gpu [--json F]

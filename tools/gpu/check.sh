@@ -177,7 +177,7 @@ run sanitizer 60 compute-sanitizer --tool memcheck --error-exitcode 3 --print-li
     "$bin/test_gpu_ops" --group sample
 run sanitizer-basic 40 compute-sanitizer --tool memcheck --error-exitcode 3 --print-limit 20 \
     "$bin/test_gpu_ops" --group basic
-run bench 120 "$bin/dsa-bench-gpu" --json "$out/bench.json"
+run bench 150 "$bin/dsa-bench-gpu" --json "$out/bench.json"
 # A real serving run: the head with its in-process worker on the GPU.
 serve() {
     local port=18431 pid rc=1
