@@ -82,13 +82,17 @@ typedef struct dsa_rmsnorm_params {
 } dsa_rmsnorm_params;
 
 /* out[m, n] = sum_k x[m, k] * W[n, k]  (y = x W^T), F32 accumulation.
- * With accumulate != 0: out += x W^T. */
+ * With accumulate != 0: out += x W^T.  With out_f32 != 0 out is F32
+ * whatever the activation dtype (router and lm_head logits, which the
+ * spec keeps in F32: a BF16 round would reorder near-tied experts and
+ * tokens). */
 typedef struct dsa_linear_params {
-    void *out;                  /* [m, w->rows], row stride ld_out */
+    void *out;                  /* [m, w->rows], row stride ld_out; act, or F32 with out_f32 */
     const void *x;              /* [m, w->cols], row stride ld_x */
     const dsa_weight *w;
     int64_t m, ld_x, ld_out;
     int accumulate;
+    int out_f32;
 } dsa_linear_params;
 
 /* Rotates rot_dim values of each head in place as interleaved pairs
@@ -200,7 +204,7 @@ typedef struct dsa_add_params {
 typedef struct dsa_router_params {
     int32_t *ids;               /* [n_tokens, top_k] chosen experts */
     float *weights;             /* [n_tokens, top_k] their weights (scaled) */
-    const void *logits;         /* [n_tokens, n_experts] act */
+    const void *logits;         /* [n_tokens, n_experts] act, or F32 with logits_f32 */
     const float *bias;          /* [n_experts] e_score_correction_bias or NULL */
     int64_t n_tokens, n_experts;
     int top_k, n_group, topk_group;
@@ -208,6 +212,7 @@ typedef struct dsa_router_params {
     int grouped;                /* 1: group-limited selection */
     int norm_topk_prob;
     float routed_scaling_factor;
+    int logits_f32;
 } dsa_router_params;
 
 typedef struct dsa_expert {

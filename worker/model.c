@@ -54,15 +54,15 @@ typedef struct scratch {
     void *obar;     /* [T, Hl, kv_rank] attention over latents */
     void *o;        /* [T, Hl, v] per-head outputs */
     void *g, *u;    /* [T, max FFN width] */
-    void *rlogits;  /* [T, E] router logits */
+    float *rlogits; /* [T, E] router logits, F32 */
     int32_t *ids;   /* [T, k] routed experts */
     float *rw;      /* [T, k] routing weights */
     int32_t *tokens, *pos, *seq, *slots; /* [T] */
     int32_t *block_tables; /* [n_seqs, max_blocks_per_seq] */
     void *hl;       /* [n_logits, D] rows that produce logits */
-    void *logits;   /* [n_logits, logit_ld] act, this rank's vocab slice */
-    void *logits_all;  /* [tp_size, n_logits, logit_ld] act, gathered slices */
-    void *logits_full; /* [n_logits, vocab_size] act, slices in vocab order */
+    float *logits;  /* [n_logits, logit_ld] F32, this rank's vocab slice */
+    float *logits_all;  /* [tp_size, n_logits, logit_ld] F32, gathered slices */
+    float *logits_full; /* [n_logits, vocab_size] F32, slices in vocab order */
 } scratch;
 
 struct dsa_model {
@@ -156,7 +156,7 @@ static dsa_err scratch_reserve(dsa_model *m, int64_t T, int64_t n_seqs, int64_t 
         (err = alloc_into(be, &s->o, T * Hl * c->v_head_dim, a)) ||
         (err = alloc_into(be, &s->g, T * m->ffn_width, a)) ||
         (err = alloc_into(be, &s->u, T * m->ffn_width, a)) ||
-        (err = alloc_into(be, &s->rlogits, T * E, a)) ||
+        (err = alloc_into(be, (void **)&s->rlogits, T * E, sizeof(float))) ||
         (err = alloc_into(be, (void **)&s->ids, T * k, sizeof(int32_t))) ||
         (err = alloc_into(be, (void **)&s->rw, T * k, sizeof(float))) ||
         (err = alloc_into(be, (void **)&s->tokens, T, sizeof(int32_t))) ||
@@ -166,11 +166,12 @@ static dsa_err scratch_reserve(dsa_model *m, int64_t T, int64_t n_seqs, int64_t 
         (err = alloc_into(be, (void **)&s->block_tables, n_seqs * m->p.max_blocks_per_seq,
                           sizeof(int32_t))) ||
         (err = alloc_into(be, &s->hl, L * D, a)) ||
-        (err = alloc_into(be, &s->logits, L * m->logit_ld, a)))
+        (err = alloc_into(be, (void **)&s->logits, L * m->logit_ld, sizeof(float))))
         goto fail;
     if (dsa_comm_tp(m->comm) && m->w->has_head &&
-        ((err = alloc_into(be, &s->logits_all, m->comm->tp_size * L * m->logit_ld, a)) ||
-         (err = alloc_into(be, &s->logits_full, L * c->vocab_size, a))))
+        ((err = alloc_into(be, (void **)&s->logits_all, m->comm->tp_size * L * m->logit_ld,
+                           sizeof(float))) ||
+         (err = alloc_into(be, (void **)&s->logits_full, L * c->vocab_size, sizeof(float)))))
         goto fail;
     if (m->dense && (err = dsa_dense_reserve(m->dense, T)))
         goto fail;
@@ -319,6 +320,16 @@ static dsa_err linear(dsa_model *m, void *out, int64_t ld_out, const void *x, in
     return m->be->ops->linear(m->be, &p);
 }
 
+/* The same into F32 logits (router, lm_head: MODEL_SPEC.md keeps them F32). */
+static dsa_err linear_logits(dsa_model *m, float *out, int64_t ld_out, const void *x,
+                             const dsa_weight *w, int64_t T)
+{
+    int64_t D = m->w->cfg.hidden_size;
+    dsa_linear_params p = {.out = out, .x = x, .w = w, .m = T, .ld_x = D, .ld_out = ld_out,
+                           .out_f32 = 1};
+    return m->be->ops->linear(m->be, &p);
+}
+
 static dsa_err rmsnorm_eps(dsa_model *m, void *out, int64_t ld_out, const void *x,
                            int64_t ld_x, void *residual, const dsa_weight *w, int64_t T,
                            int64_t dim, double eps)
@@ -446,7 +457,7 @@ static dsa_err ffn(dsa_model *m, int l, int64_t T)
     int64_t D = c->hidden_size, E = c->n_routed_experts;
     dsa_err err;
     /* router: sigma = sigmoid(W_g x); grouped top-k on sigma + bias; weights */
-    if ((err = linear(m, s->rlogits, E, s->xn, D, &lw->router, T, 0)))
+    if ((err = linear_logits(m, s->rlogits, E, s->xn, &lw->router, T)))
         return err;
     dsa_router_params rp = {.ids = s->ids, .weights = s->rw, .logits = s->rlogits,
                             .bias = lw->router_bias, .n_tokens = T, .n_experts = E,
@@ -455,7 +466,8 @@ static dsa_err ffn(dsa_model *m, int l, int64_t T)
                             .sigmoid = c->scoring_func == DSA_SCORE_SIGMOID,
                             .grouped = c->topk_method != DSA_TOPK_GREEDY,
                             .norm_topk_prob = c->norm_topk_prob,
-                            .routed_scaling_factor = (float)c->routed_scaling_factor};
+                            .routed_scaling_factor = (float)c->routed_scaling_factor,
+                            .logits_f32 = 1};
     if ((err = m->be->ops->router(m->be, &rp)))
         return err;
     /* y = sum_k w_k E_k(x) */
@@ -614,8 +626,8 @@ static dsa_err forward_compute(dsa_model *m, int64_t T, int64_t L, const int32_t
         err = rmsnorm(m, s->hl, D, s->h, D, NULL, &m->w->final_norm, L, D);
     }
     int64_t Vr = m->w->vocab_rows;
-    if (err || (Vr > 0 && (err = linear(m, s->logits, m->logit_ld, s->hl, D, &m->w->lm_head,
-                                        L, 0))))
+    if (err || (Vr > 0 &&
+                (err = linear_logits(m, s->logits, m->logit_ld, s->hl, &m->w->lm_head, L))))
         return err;
     return DSA_OK;
 }
@@ -640,8 +652,8 @@ static dsa_err download_logits(dsa_model *m, int64_t L, const int32_t *rows, flo
             int64_t r = rows ? rows[i] : i, n = 1;
             while (i + n < L && (rows ? rows[i + n] : i + n) == r + n)
                 n++;
-            if ((err = be->ops->act_to_f32(be, logits + i * Vr, act_at(m, s->logits, r * ld),
-                                           (size_t)(n * Vr))))
+            if ((err = be->ops->download(be, logits + i * Vr, s->logits + r * ld,
+                                         (size_t)(n * Vr) * sizeof(float))))
                 return err;
             i += n;
         }
@@ -652,17 +664,16 @@ static dsa_err download_logits(dsa_model *m, int64_t L, const int32_t *rows, flo
     int64_t V = m->w->cfg.vocab_size, tp = m->comm->tp_size;
     if ((err = be->ops->sync(be)) ||
         (err = m->comm->ops->all_gather(m->comm, s->logits_all, s->logits, L * ld,
-                                        be->act_dtype)))
+                                        DSA_DTYPE_F32)))
         return err;
     for (int64_t r = 0; r < tp; r++) {
         int64_t begin = r * ld, n = begin + ld <= V ? ld : V - begin;
         for (int64_t i = 0; i < L && n > 0; i++)
-            if ((err = be->ops->copy(be, act_at(m, s->logits_full, i * V + begin),
-                                     act_at(m, s->logits_all, (r * L + i) * ld),
-                                     (size_t)n * be->act_size)))
+            if ((err = be->ops->copy(be, s->logits_full + i * V + begin,
+                                     s->logits_all + (r * L + i) * ld, (size_t)n * sizeof(float))))
                 return err;
     }
-    if ((err = be->ops->act_to_f32(be, logits, s->logits_full, (size_t)(L * V))))
+    if ((err = be->ops->download(be, logits, s->logits_full, (size_t)(L * V) * sizeof(float))))
         return err;
     return be->ops->sync(be);
 }

@@ -46,18 +46,22 @@ static __global__ void router_kernel(dsa_router_params p, const float *bias)
     uint8_t *taken = (uint8_t *)(smem + RT_WARPS * (2 * E + RT_MAX_G)) + warp * E;
     if (t >= p.n_tokens)
         return;
-    const bf16 *lg = (const bf16 *)p.logits + t * E;
+    /* F32 logits (the model's) or BF16 ones (an act-dtype caller) */
+    const float *lf = p.logits_f32 ? (const float *)p.logits + t * E : NULL;
+    const bf16 *lb = (const bf16 *)p.logits + t * E;
+#define RT_LOGIT(e) (lf ? lf[e] : __bfloat162float(lb[e]))
     if (p.sigmoid) {
         for (int e = lane; e < E; e += 32)
-            score[e] = 1.0f / (1.0f + expf(-__bfloat162float(lg[e])));
+            score[e] = 1.0f / (1.0f + expf(-RT_LOGIT(e)));
     } else {
         float mx = -INFINITY;
         for (int e = lane; e < E; e += 32)
-            mx = fmaxf(mx, __bfloat162float(lg[e]));
+            mx = fmaxf(mx, RT_LOGIT(e));
         mx = warp_max(mx);
         float sum = 0.0f;
         for (int e = lane; e < E; e += 32)
-            sum += score[e] = expf(__bfloat162float(lg[e]) - mx);
+            sum += score[e] = expf(RT_LOGIT(e) - mx);
+#undef RT_LOGIT
         sum = warp_sum(sum);
         for (int e = lane; e < E; e += 32)
             score[e] /= sum;

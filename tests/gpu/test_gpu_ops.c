@@ -147,6 +147,41 @@ static void test_linear(gh *h, dsa_dtype dt, int64_t M, int64_t N, int64_t K, in
     gh_weight_free(h, &w);
 }
 
+/* linear with out_f32 (router and lm_head logits): the GPU result is F32,
+ * not rounded to BF16, so it must match the CPU to the GEMM tolerance and
+ * its values must not all sit on the BF16 grid. */
+static void test_linear_f32(gh *h, dsa_dtype dt, int64_t M, int64_t N, int64_t K)
+{
+    gh_weight w;
+    gh_weight_make(h, &w, dt, N, K, 0, 0, N, K);
+    float *x = gh_rand(h, M * K, 1.0f);
+    void *gx = gh_act(h, h->gpu, x, M * K), *cx = gh_act(h, h->cpu, x, M * K), *go, *co;
+    die_if(h->gpu->ops->alloc(h->gpu, (size_t)(M * N) * 4, &go), "alloc");
+    die_if(h->cpu->ops->alloc(h->cpu, (size_t)(M * N) * 4, &co), "alloc");
+    dsa_linear_params pc = {.out = co, .x = cx, .w = &w.cpu, .m = M, .ld_x = K, .ld_out = N,
+                            .out_f32 = 1};
+    dsa_linear_params pg = pc;
+    pg.out = go, pg.x = gx, pg.w = &w.gpu;
+    RUN(h->cpu, linear, &pc);
+    RUN(h->gpu, linear, &pg);
+    const char *path = dsa_cuda_last_linear_path(h->gpu);
+    float *a = malloc((size_t)(M * N) * 4);
+    die_if(h->gpu->ops->download(h->gpu, a, go, (size_t)(M * N) * 4), "download");
+    int64_t off_grid = 0;
+    for (int64_t i = 0; i < M * N; i++)
+        off_grid += dsa_bf16_to_f32(dsa_f32_to_bf16(a[i])) != a[i];
+    char shape[80], note[64];
+    snprintf(shape, sizeof shape, "M=%lld N=%lld K=%lld", (long long)M, (long long)N, (long long)K);
+    snprintf(note, sizeof note, "%s %s f32 out", dt_name(dt), path);
+    gh_check(h, "linear", shape, note, a, (const float *)co, M * N,
+             strcmp(path, "lt-fp8") == 0 ? TOL_GEMM_FP8 : TOL_GEMM_BF16);
+    double on_grid = 1.0 - (double)off_grid / (double)(M * N);
+    gh_report(h, "linear", shape, "f32 out: share on the BF16 grid", on_grid, 0.5, on_grid < 0.5);
+    free(a), free(x);
+    gh_free(h->gpu, gx), gh_free(h->cpu, cx), gh_free(h->gpu, go), gh_free(h->cpu, co);
+    gh_weight_free(h, &w);
+}
+
 /* ---- rope ----------------------------------------------------------------- */
 
 static void test_rope(gh *h, int64_t T, int64_t H, int64_t rot, int64_t ld_head, int neox)
@@ -412,13 +447,16 @@ static void test_eltwise(gh *h, int64_t rows, int64_t dim, int64_t ld)
 
 /* ---- router --------------------------------------------------------------- */
 
+/* f32: the logits are F32 on the GPU too (logits_f32, as the model has
+ * them); else BF16 activations. */
 static void test_router(gh *h, int64_t T, int64_t E, int k, int G, int TG, int sigmoid,
-                        int grouped, int with_bias)
+                        int grouped, int with_bias, int f32)
 {
     float *lg = gh_rand(h, T * E, 4.0f), *bias = malloc((size_t)E * 4);
     for (int64_t e = 0; e < E; e++)
         bias[e] = 0.05f * gh_uniform(h);
-    void *gl = gh_act(h, h->gpu, lg, T * E), *cl = gh_act(h, h->cpu, lg, T * E);
+    void *gl = f32 ? gh_bytes(h, h->gpu, lg, (size_t)(T * E) * 4) : gh_act(h, h->gpu, lg, T * E);
+    void *cl = gh_act(h, h->cpu, lg, T * E);
     int32_t *ic = malloc((size_t)(T * k) * 4), *ig = malloc((size_t)(T * k) * 4);
     float *wc = malloc((size_t)(T * k) * 4), *wg = malloc((size_t)(T * k) * 4);
     void *gi, *gw;
@@ -430,6 +468,7 @@ static void test_router(gh *h, int64_t T, int64_t E, int k, int G, int TG, int s
                             .norm_topk_prob = 1, .routed_scaling_factor = 2.5f};
     dsa_router_params pg = pc;
     pg.ids = gi, pg.weights = gw, pg.logits = gl;   /* bias stays host memory, as the loader's */
+    pg.logits_f32 = f32;
     RUN(h->cpu, router, &pc);
     RUN(h->gpu, router, &pg);
     die_if(h->gpu->ops->download(h->gpu, ig, gi, (size_t)(T * k) * 4), "download");
@@ -443,10 +482,10 @@ static void test_router(gh *h, int64_t T, int64_t E, int k, int G, int TG, int s
             for (int j = 0; j < k; j++)
                 werr = fmax(werr, fabs((double)wg[t * k + j] - wc[t * k + j]) / fabs((double)wc[t * k + j]));
     }
-    char shape[80], note[48];
+    char shape[80], note[96];
     snprintf(shape, sizeof shape, "T=%lld E=%lld k=%d G=%d/%d", (long long)T, (long long)E, k, G, TG);
-    snprintf(note, sizeof note, "%s%s ids differ %lld/%lld", sigmoid ? "sigmoid" : "softmax",
-             with_bias ? "+bias" : "", (long long)bad, (long long)T);
+    snprintf(note, sizeof note, "%s%s%s ids differ %lld/%lld", sigmoid ? "sigmoid" : "softmax",
+             with_bias ? "+bias" : "", f32 ? " f32" : "", (long long)bad, (long long)T);
     /* ulp-level differences of expf may flip a near-tie: at most 2% of tokens */
     gh_report(h, "router", shape, note, werr, TOL_EXACT, werr <= TOL_EXACT && bad * 50 <= T);
     free(lg), free(bias), free(ic), free(ig), free(wc), free(wg);
@@ -743,6 +782,10 @@ static void group_linear(gh *h)
     };
     for (size_t i = 0; i < sizeof lin / sizeof lin[0]; i++)
         test_linear(h, lin[i].dt, lin[i].M, lin[i].N, lin[i].K, lin[i].r0, lin[i].c0, lin[i].acc);
+    test_linear_f32(h, DSA_DTYPE_F8_E4M3, 1, 256, 512);
+    test_linear_f32(h, DSA_DTYPE_F8_E4M3, 7, 256, 7168);
+    test_linear_f32(h, DSA_DTYPE_BF16, 3, 160, 256);
+    test_linear_f32(h, DSA_DTYPE_BF16, 2, 100, 96);
     test_absorb(h, DSA_DTYPE_F8_E4M3, 5, 4, 128, 128, 512);
     test_absorb(h, DSA_DTYPE_BF16, 7, 3, 16, 24, 48);
     test_absorb(h, DSA_DTYPE_F8_E4M3, 2, 2, 32, 32, 96);
@@ -762,10 +805,12 @@ static void group_attn(gh *h)
 
 static void group_moe(gh *h)
 {
-    test_router(h, 37, 256, 8, 8, 4, 1, 1, 1);
-    test_router(h, 5, 16, 4, 2, 1, 1, 1, 1);
-    test_router(h, 11, 64, 6, 1, 1, 0, 0, 0);
-    test_router(h, 7, 8, 2, 4, 2, 1, 1, 0);
+    test_router(h, 37, 256, 8, 8, 4, 1, 1, 1, 0);
+    test_router(h, 5, 16, 4, 2, 1, 1, 1, 1, 0);
+    test_router(h, 11, 64, 6, 1, 1, 0, 0, 0, 0);
+    test_router(h, 7, 8, 2, 4, 2, 1, 1, 0, 0);
+    test_router(h, 256, 256, 8, 8, 4, 1, 1, 1, 1);
+    test_router(h, 9, 64, 6, 1, 1, 0, 0, 0, 1);
     test_moe(h, DSA_DTYPE_F8_E4M3, 9, 16, 4, 256, 128, 0);
     test_moe(h, DSA_DTYPE_BF16, 5, 8, 3, 200, 136, 1);
     test_moe(h, DSA_DTYPE_F8_E4M3, 64, 32, 8, 384, 256, 0);
