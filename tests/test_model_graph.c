@@ -282,6 +282,15 @@ static dsa_err rec_graph_replay(dsa_backend *be, int64_t key)
     return dsa_fail(DSA_NOTFOUND, "recording backend: no graph %lld", (long long)key);
 }
 
+/* What the CUDA backend does when it grows a scratch buffer that captured
+ * graphs name: every graph is dropped, and a replay finds none. */
+static void rec_drop_graphs(rec_backend *r)
+{
+    for (int i = 0; i < r->n_graphs; i++)
+        free(r->graphs[i].ops);
+    r->n_graphs = 0;
+}
+
 static void rec_destroy(dsa_backend *be)
 {
     rec_backend *r = rec(be);
@@ -480,6 +489,36 @@ Test(model_graph, padded_decode_captures_and_replays_like_the_cpu)
     cr_expect_eq(st.n_captured, 4);
     cr_expect_eq(st.n_eager, eager);
     cr_expect_eq(st.n_replayed, 10 + 3);
+    cr_expect_eq(f.rb->n_refused, 0);
+    fixture_close(&f);
+}
+
+Test(model_graph, graphs_dropped_by_the_backend_are_captured_again)
+{
+    fixture f;
+    fixture_open(&f, "f32");
+    int len[MAX_SEQS] = {4, 7, 0, 0};
+    int ids[2] = {0, 1};
+    for (int i = 0; i < 2; i++)
+        prefill(&f, i, len[i]);
+    for (int step = 0; step < 3; step++) /* eager, capture + replay, replay */
+        decode(&f, ids, 2, len, NULL, 0, step);
+    dsa_model_graph_stats st;
+    dsa_model_graph_stats_get(f.gm, &st);
+    cr_expect_eq(st.n_captured, 1);
+    cr_expect_eq(st.n_replayed, 2);
+    /* the backend reallocated its own scratch: the next replay finds no
+     * graph, the bucket is recaptured at once (no eager step, no fallback)
+     * and the replay still equals the plain CPU (step_both checks) */
+    rec_drop_graphs(f.rb);
+    for (int step = 3; step < 6; step++)
+        decode(&f, ids, 2, len, NULL, 0, step);
+    dsa_model_graph_stats_get(f.gm, &st);
+    cr_expect_eq(st.n_dropped, 1);
+    cr_expect_eq(st.n_captured, 2);
+    cr_expect_eq(st.n_replayed, 5);
+    cr_expect_eq(st.n_eager, 1);
+    cr_expect_eq(st.n_fallbacks, 0);
     cr_expect_eq(f.rb->n_refused, 0);
     fixture_close(&f);
 }

@@ -721,31 +721,49 @@ static dsa_err graph_inputs_alloc(dsa_model *m)
     return DSA_OK;
 }
 
+/* Records bucket B's graph unless it has a current one. */
+static dsa_err graph_capture(dsa_model *m, graph_bucket *g, int64_t B)
+{
+    dsa_backend *be = m->be;
+    dsa_err err;
+    if (g->state == BUCKET_CAPTURED)
+        return DSA_OK;
+    if ((err = be->ops->graph_begin(be)))
+        return err;
+    err = forward_compute(m, B, B, NULL, NULL);
+    if (err) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s", dsa_errmsg());
+        (void)be->ops->graph_end(be, B); /* ends the capture; the graph is unused */
+        return dsa_fail(err, "%s", msg);
+    }
+    if ((err = be->ops->graph_end(be, B)))
+        return err;
+    g->state = BUCKET_CAPTURED;
+    g->gen = m->graph_gen;
+    m->stats.n_captured++;
+    return DSA_OK;
+}
+
 /* Bucket B's compute phase through its graph: captured first when the
  * bucket has none that is current, then replayed.  Captured ops do not
- * run, so the replay is what computes this step. */
+ * run, so the replay is what computes this step.  A backend that moved a
+ * buffer of its own (CUDA scratch) drops its graphs; the replay then finds
+ * none (DSA_NOTFOUND) and the bucket is captured again, once. */
 static dsa_err graph_run(dsa_model *m, graph_bucket *g, int64_t B)
 {
     dsa_backend *be = m->be;
     dsa_err err;
-    if (g->state != BUCKET_CAPTURED) {
-        if ((err = be->ops->graph_begin(be)))
+    for (int again = 0;; again++) {
+        if ((err = graph_capture(m, g, B)))
             return err;
-        err = forward_compute(m, B, B, NULL, NULL);
-        if (err) {
-            char msg[256];
-            snprintf(msg, sizeof msg, "%s", dsa_errmsg());
-            (void)be->ops->graph_end(be, B); /* ends the capture; the graph is unused */
-            return dsa_fail(err, "%s", msg);
-        }
-        if ((err = be->ops->graph_end(be, B)))
+        if (!(err = be->ops->graph_replay(be, B)))
+            break;
+        if (err != DSA_NOTFOUND || again)
             return err;
-        g->state = BUCKET_CAPTURED;
-        g->gen = m->graph_gen;
-        m->stats.n_captured++;
+        g->state = BUCKET_WARM;
+        m->stats.n_dropped++;
     }
-    if ((err = be->ops->graph_replay(be, B)))
-        return err;
     m->stats.n_replayed++;
     return DSA_OK;
 }

@@ -74,6 +74,7 @@ typedef struct dsa_model_graph_stats {
     int64_t n_captured;     /* graphs captured (recaptures included) */
     int64_t n_replayed;     /* decode steps run by replaying a graph */
     int64_t n_fallbacks;    /* buckets sent back to eager by a failed graph op */
+    int64_t n_dropped;      /* replays that found the backend had dropped the graph */
 } dsa_model_graph_stats;
 
 void dsa_model_graph_stats_get(const dsa_model *m, dsa_model_graph_stats *out);

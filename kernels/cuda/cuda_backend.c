@@ -121,6 +121,14 @@ dsa_err dsa_cuda_scratch(dsa_cuda_backend *be, int slot, size_t bytes, void **ou
         return err;
     if (be->scr[slot])
         (void)DSA_CUDA_CHECK(cudaFree(be->scr[slot]));
+    /* Captured graphs name the freed buffer: drop them all, so a replay
+     * finds no graph (DSA_NOTFOUND) and the caller captures again. */
+    for (int i = 0; i < be->n_graphs; i++)
+        (void)DSA_CUDA_CHECK(cudaGraphExecDestroy(be->graphs[i].exec));
+    if (be->n_graphs)
+        DSA_DEBUG("cuda backend: scratch slot %d grew to %zu bytes; %d graphs dropped", slot,
+                  cap, be->n_graphs);
+    be->n_graphs = 0;
     be->scr[slot] = p;
     be->scr_cap[slot] = cap;
     *out = p;

@@ -219,8 +219,14 @@ extern "C" dsa_err dsa_cuda_mla_attn(dsa_backend *be_, const dsa_mla_attn_params
                   NULL};
     dsa_err err;
     if (S > 1) {
+        /* Sized by a bound that only grows with the token count (blocks * S
+         * <= 2 n_sm + blocks - 1, and n_heads <= groups * MA_HB), not by the
+         * exact need, which shrinks as tokens are added (S falls): so the
+         * slot reallocates only when a step has more tokens than any
+         * before, which the model already treats as moving its buffers. */
         void *part;
-        size_t bytes = (size_t)(p->n_tokens * p->n_heads * S * (p->kv_rank + 2)) * sizeof(float);
+        size_t bytes = (size_t)((2 * (int64_t)be->n_sm + blocks) * MA_HB * (p->kv_rank + 2)) *
+                       sizeof(float);
         if ((err = dsa_cuda_scratch(be, DSA_CUDA_SCR_ATTN, bytes, &part)))
             return err;
         a.part = (float *)part;
