@@ -58,3 +58,56 @@ void dsa_logit_mask_row(float *l, int64_t vocab, const dsa_logit_mask *m)
         if (i >= n_bits || !(m->bits[i >> 5] >> (i & 31) & 1u))
             l[i] = -INFINITY;
 }
+
+int32_t dsa_logprobs_row(const float *logits, int64_t V, int32_t id, int32_t k, float *lp,
+                         int32_t *rank, int32_t *top_ids, float *top_lps)
+{
+    float mx = -INFINITY;
+    for (int64_t v = 0; v < V; v++)
+        mx = logits[v] > mx ? logits[v] : mx;
+    double sum = 0;
+    for (int64_t v = 0; v < V; v++)
+        sum += exp((double)(logits[v] - mx));
+    float lse = mx + (float)log(sum);
+    *lp = logits[id] - lse;
+    int32_t n_top = 0;
+    for (int64_t v = 0; v < V && k > 0; v++) {
+        float l = logits[v];
+        if (n_top == k && l <= logits[top_ids[k - 1]])
+            continue;
+        int32_t j = n_top < k ? n_top++ : k - 1;
+        while (j > 0 && logits[top_ids[j - 1]] < l) {
+            top_ids[j] = top_ids[j - 1];
+            j--;
+        }
+        top_ids[j] = (int32_t)v;
+    }
+    for (int32_t j = 0; j < n_top; j++)
+        top_lps[j] = logits[top_ids[j]] - lse;
+    if (rank) {
+        int32_t r = 1;
+        for (int64_t v = 0; v < V; v++)
+            r += logits[v] > logits[id];
+        *rank = r;
+    }
+    return n_top;
+}
+
+void dsa_penalty_row_apply(float *l, int64_t V, const dsa_penalty_row *r, const uint16_t *out,
+                           const uint32_t *prompt)
+{
+    float rp = r->repetition > 0 ? r->repetition : 1;
+    for (int64_t v = 0; v < V; v++) {
+        uint32_t n = out[v];
+        for (int32_t j = 0; j < r->n_extra; j++)
+            n += r->extra[j] == v;
+        if (!n && !(prompt[v >> 5] >> (v & 31) & 1u))
+            continue;
+        if (rp != 1)
+            l[v] = l[v] > 0 ? l[v] / rp : l[v] * rp;
+        if (n) {
+            l[v] -= r->frequency * (float)n;
+            l[v] -= r->presence;
+        }
+    }
+}

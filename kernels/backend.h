@@ -293,6 +293,77 @@ typedef struct dsa_logit_mask_params {
     int64_t n_rows, vocab;
 } dsa_logit_mask_params;
 
+/* ---- Sampling state on the backend (logits never leave it) -------------
+ * Per-sequence token counts for the penalties live in backend memory as a
+ * table of n_slots rows (a row per running sequence, reused when it ends):
+ * out[slot, v] = times v was generated (saturating at 65535), prompt bit v
+ * of slot set when v is in the prompt. */
+typedef struct dsa_token_counts {
+    uint16_t *out;              /* [n_slots, vocab] backend memory */
+    uint32_t *prompt;           /* [n_slots, prompt_ld] backend memory, bit v & 31 of word v >> 5 */
+    int64_t n_slots, vocab, prompt_ld;
+} dsa_token_counts;
+
+/* Adds n ids to the counts: out[slots[i], ids[i]] += 1, or with prompt != 0
+ * sets their prompt bits.  With reset != 0 the slots named are cleared
+ * first (a new sequence in a reused slot; then ids may be empty).  Arrays
+ * are host memory; ids are inside [0, vocab). */
+typedef struct dsa_count_add_params {
+    const dsa_token_counts *counts;
+    const int32_t *slots;       /* [n] */
+    const int32_t *ids;         /* [n] */
+    int64_t n;
+    int prompt, reset;
+} dsa_count_add_params;
+
+/* vLLM's penalties on one row of logits with the counts of its slot plus,
+ * for a row verifying drafts, the drafts before it counted as generated
+ * (extra): with n = out[slot, v] + occurrences of v in extra and seen = n
+ * > 0 or v in the prompt, l = l / rep (l > 0) or l * rep (l <= 0) when
+ * seen, then l -= frequency * n and l -= presence when n > 0. */
+typedef struct dsa_penalty_row {
+    int32_t slot;               /* -1: no penalties on this row */
+    float repetition, presence, frequency;
+    const int32_t *extra;       /* [n_extra] host */
+    int32_t n_extra;
+} dsa_penalty_row;
+
+/* The penalties of one host F32 row with its slot's counts (out: [vocab],
+ * prompt: its bit words): the reference every backend's penalties op
+ * matches. */
+void dsa_penalty_row_apply(float *logits, int64_t vocab, const dsa_penalty_row *r,
+                           const uint16_t *out, const uint32_t *prompt);
+
+typedef struct dsa_penalty_params {
+    float *logits;              /* [n_rows, vocab] F32 backend memory, in place */
+    const dsa_penalty_row *rows; /* [n_rows] host */
+    const dsa_token_counts *counts;
+    int64_t n_rows, vocab;
+} dsa_penalty_params;
+
+/* Log-softmax logprobs of chosen ids and the k most likely ids per row
+ * (logit descending, lowest id first on ties), computed where the logits
+ * are: only these values come back.  rank (optional) = 1 + ids with a
+ * strictly larger logit than the chosen one. */
+typedef struct dsa_logprobs_params {
+    float *out_logprob;         /* [n_rows] host */
+    int32_t *out_rank;          /* [n_rows] host or NULL */
+    int32_t *out_n_top;         /* [n_rows] host: min(k[i], vocab) */
+    int32_t *out_top_ids;       /* [n_rows, k_max] host */
+    float *out_top_logprobs;    /* [n_rows, k_max] host */
+    const float *logits;        /* [n_rows, vocab] F32 backend memory */
+    const int32_t *ids;         /* [n_rows] host: the chosen ids */
+    const int32_t *k;           /* [n_rows] host: 0 <= k[i] <= k_max */
+    int64_t n_rows, vocab;
+    int32_t k_max;
+} dsa_logprobs_params;
+
+/* Logprobs of one host F32 row (the reference of the logprobs op, also the
+ * worker's host path): writes *lp, *rank (when not NULL) and the top
+ * min(k, vocab) ids and logprobs; returns how many. */
+int32_t dsa_logprobs_row(const float *logits, int64_t vocab, int32_t id, int32_t k, float *lp,
+                         int32_t *rank, int32_t *top_ids, float *top_lps);
+
 typedef struct dsa_backend_ops {
     const char *name;
     void (*destroy)(dsa_backend *be);
@@ -326,6 +397,11 @@ typedef struct dsa_backend_ops {
     dsa_err (*sample)(dsa_backend *be, const dsa_sample_params *p);
     dsa_err (*logit_ctl)(dsa_backend *be, const dsa_logit_ctl_params *p);
     dsa_err (*mask)(dsa_backend *be, const dsa_logit_mask_params *p);
+    /* Sampling state on the backend (NULL where absent: the worker then
+     * applies penalties and logprobs on host copies of the logits). */
+    dsa_err (*count_add)(dsa_backend *be, const dsa_count_add_params *p);
+    dsa_err (*penalties)(dsa_backend *be, const dsa_penalty_params *p);
+    dsa_err (*logprobs)(dsa_backend *be, const dsa_logprobs_params *p);
     /* Dense GQA architectures (NULL on a backend without them). */
     dsa_err (*gqa_attn)(dsa_backend *be, const dsa_gqa_attn_params *p);
     dsa_err (*bias_add)(dsa_backend *be, const dsa_bias_add_params *p);

@@ -120,5 +120,8 @@ dsa_err dsa_cpu_moe(dsa_backend *be, const dsa_moe_params *p);
 dsa_err dsa_cpu_sample(dsa_backend *be, const dsa_sample_params *p);
 dsa_err dsa_cpu_logit_ctl(dsa_backend *be, const dsa_logit_ctl_params *p);
 dsa_err dsa_cpu_mask(dsa_backend *be, const dsa_logit_mask_params *p);
+dsa_err dsa_cpu_count_add(dsa_backend *be, const dsa_count_add_params *p);
+dsa_err dsa_cpu_penalties(dsa_backend *be, const dsa_penalty_params *p);
+dsa_err dsa_cpu_logprobs(dsa_backend *be, const dsa_logprobs_params *p);
 
 #endif

@@ -73,6 +73,8 @@ enum {
     DSA_CUDA_SCR_SAMPLE,    /* sampling rows and results */
     DSA_CUDA_SCR_LOGIT_CTL, /* logit control ids and values */
     DSA_CUDA_SCR_MASK,      /* structured-output bitmasks */
+    DSA_CUDA_SCR_PENALTY,   /* penalty rows and count updates */
+    DSA_CUDA_SCR_LOGPROBS,  /* logprob requests and results */
     DSA_CUDA_SCR_COUNT
 };
 
@@ -156,6 +158,9 @@ dsa_err dsa_cuda_moe(dsa_backend *be, const dsa_moe_params *p);
 dsa_err dsa_cuda_sample(dsa_backend *be, const dsa_sample_params *p);
 dsa_err dsa_cuda_logit_ctl(dsa_backend *be, const dsa_logit_ctl_params *p);
 dsa_err dsa_cuda_mask(dsa_backend *be, const dsa_logit_mask_params *p);
+dsa_err dsa_cuda_count_add(dsa_backend *be, const dsa_count_add_params *p);
+dsa_err dsa_cuda_penalties(dsa_backend *be, const dsa_penalty_params *p);
+dsa_err dsa_cuda_logprobs(dsa_backend *be, const dsa_logprobs_params *p);
 
 /* Quantises x [m, k] (BF16, row stride ld_x) to e4m3 q [m, ld_q] with one
  * F32 scale per 1x128 block: amax clamped >= 1e-4, scale = amax / 448

@@ -707,6 +707,119 @@ static void test_mask(gh *h, int64_t V)
     gh_free(h->gpu, gl), gh_free(h->cpu, cl);
 }
 
+/* ---- penalties and logprobs on the device --------------------------------- */
+
+/* Token counts built by count_add on both backends (prompt ids, generated
+ * ids with repeats, a slot reset), then the penalties on NR rows: some
+ * without penalties, some with draft ids; the GPU rows must equal the
+ * CPU's up to one float rounding (the CPU may fuse a multiply-subtract). */
+static void test_penalties(gh *h, int64_t V)
+{
+    enum { NR = 6, SLOTS = 3, NP = 40, NO = 300 };
+    int64_t pld = (V + 31) / 32;
+    dsa_token_counts cc = {.n_slots = SLOTS, .vocab = V, .prompt_ld = pld}, gc = cc;
+    die_if(h->cpu->ops->alloc(h->cpu, (size_t)(SLOTS * V) * 2, (void **)&cc.out), "alloc");
+    die_if(h->cpu->ops->alloc(h->cpu, (size_t)(SLOTS * pld) * 4, (void **)&cc.prompt), "alloc");
+    die_if(h->gpu->ops->alloc(h->gpu, (size_t)(SLOTS * V) * 2, (void **)&gc.out), "alloc");
+    die_if(h->gpu->ops->alloc(h->gpu, (size_t)(SLOTS * pld) * 4, (void **)&gc.prompt), "alloc");
+    int32_t slots[NO], ids[NO];
+    for (int i = 0; i < NO; i++) {
+        slots[i] = i % SLOTS;
+        ids[i] = (int32_t)(gh_next(h) % (uint64_t)(i % 2 ? 64 : V)); /* repeats */
+    }
+    dsa_count_add_params ap = {.counts = &cc, .slots = slots, .ids = ids, .n = NP, .prompt = 1};
+    dsa_count_add_params ag = ap;
+    ag.counts = &gc;
+    RUN(h->cpu, count_add, &ap);
+    RUN(h->gpu, count_add, &ag);
+    ap.prompt = ag.prompt = 0, ap.n = ag.n = NO;
+    RUN(h->cpu, count_add, &ap);
+    RUN(h->gpu, count_add, &ag);
+    int32_t reset_slot = 2;
+    dsa_count_add_params rp = {.counts = &cc, .slots = &reset_slot, .n = 1, .reset = 1}, rg = rp;
+    rg.counts = &gc;
+    RUN(h->cpu, count_add, &rp);
+    RUN(h->gpu, count_add, &rg);
+    ap.ids = ag.ids = ids + 7, ap.slots = ag.slots = slots + 7, ap.n = ag.n = 30;
+    RUN(h->cpu, count_add, &ap);
+    RUN(h->gpu, count_add, &ag);
+    int32_t drafts[3] = {ids[1], ids[3], ids[1]};
+    dsa_penalty_row rows[NR] = {
+        {.slot = 0, .repetition = 1.3f, .presence = 0.5f, .frequency = 0.25f},
+        {.slot = -1},
+        {.slot = 1, .repetition = 0.8f, .presence = -0.5f, .frequency = 1.0f},
+        {.slot = 2, .repetition = 1.0f, .presence = 0.0f, .frequency = 0.75f},
+        {.slot = 0, .repetition = 1.3f, .presence = 0.5f, .frequency = 0.25f, .extra = drafts,
+         .n_extra = 3},
+        {.slot = 1, .repetition = 2.0f, .extra = drafts, .n_extra = 1},
+    };
+    float *l = gh_rand(h, NR * V, 4.0f);
+    void *gl = gh_bytes(h, h->gpu, l, (size_t)(NR * V) * 4);
+    void *cl = gh_bytes(h, h->cpu, l, (size_t)(NR * V) * 4);
+    dsa_penalty_params pc = {.logits = cl, .rows = rows, .counts = &cc, .n_rows = NR, .vocab = V};
+    dsa_penalty_params pg = pc;
+    pg.logits = gl, pg.counts = &gc;
+    RUN(h->cpu, penalties, &pc);
+    RUN(h->gpu, penalties, &pg);
+    float *a = malloc((size_t)(NR * V) * 4), *b = malloc((size_t)(NR * V) * 4);
+    RUN_COPY(h->cpu, a, cl, (size_t)(NR * V) * 4);
+    RUN_COPY(h->gpu, b, gl, (size_t)(NR * V) * 4);
+    int64_t n_changed = 0;
+    double worst = 0;
+    for (int64_t i = 0; i < NR * V; i++) {
+        n_changed += a[i] != l[i];
+        worst = fmax(worst, fabs((double)a[i] - b[i]) / fmax(1.0, fabs((double)a[i])));
+    }
+    char shape[48], note[64];
+    snprintf(shape, sizeof shape, "rows=%d V=%lld", NR, (long long)V);
+    snprintf(note, sizeof note, "%lld logits penalised", (long long)n_changed);
+    gh_report(h, "penalties", shape, note, worst, 1e-6, worst <= 1e-6 && n_changed > NP);
+    free(a), free(b), free(l);
+    gh_free(h->gpu, gl), gh_free(h->cpu, cl);
+    gh_free(h->gpu, gc.out), gh_free(h->gpu, gc.prompt);
+    gh_free(h->cpu, cc.out), gh_free(h->cpu, cc.prompt);
+}
+
+/* Chosen-id logprob, rank and top-k (k from 0 to 20, ties planted) on
+ * both backends. */
+static void test_logprobs(gh *h, int64_t V)
+{
+    enum { NR = 5, KM = 20 };
+    float *l = gh_rand(h, NR * V, 6.0f);
+    for (int64_t v = 0; v < 8; v++) /* a tie across ids in row 1 */
+        l[V + v * 97] = 9.0f;
+    int32_t ids[NR], k[NR] = {0, 20, 5, 1, 13};
+    for (int r = 0; r < NR; r++)
+        ids[r] = (int32_t)(gh_next(h) % (uint64_t)V);
+    void *gl = gh_bytes(h, h->gpu, l, (size_t)(NR * V) * 4);
+    void *cl = gh_bytes(h, h->cpu, l, (size_t)(NR * V) * 4);
+    float lp[2][NR], tl[2][NR * KM];
+    int32_t rk[2][NR], nt[2][NR], ti[2][NR * KM];
+    for (int b = 0; b < 2; b++) {
+        dsa_logprobs_params p = {.out_logprob = lp[b], .out_rank = rk[b], .out_n_top = nt[b],
+                                 .out_top_ids = ti[b], .out_top_logprobs = tl[b],
+                                 .logits = b ? gl : cl, .ids = ids, .k = k, .n_rows = NR,
+                                 .vocab = V, .k_max = KM};
+        RUN(b ? h->gpu : h->cpu, logprobs, &p);
+    }
+    int bad = 0;
+    double worst = 0;
+    for (int r = 0; r < NR; r++) {
+        bad += rk[0][r] != rk[1][r] || nt[0][r] != nt[1][r];
+        worst = fmax(worst, fabs((double)lp[0][r] - lp[1][r]));
+        for (int j = 0; j < nt[0][r] && j < KM; j++) {
+            bad += ti[0][r * KM + j] != ti[1][r * KM + j];
+            worst = fmax(worst, fabs((double)tl[0][r * KM + j] - tl[1][r * KM + j]));
+        }
+    }
+    char shape[48], note[64];
+    snprintf(shape, sizeof shape, "rows=%d V=%lld k<=%d", NR, (long long)V, KM);
+    snprintf(note, sizeof note, "%d ids/ranks differ", bad);
+    gh_report(h, "logprobs", shape, note, worst, 1e-5, bad == 0 && worst <= 1e-5);
+    free(l);
+    gh_free(h->gpu, gl), gh_free(h->cpu, cl);
+}
+
 /* ---- graph capture: embed -> rmsnorm -> linear replayed on new ids -------- */
 
 static void test_graph(gh *h)
@@ -824,6 +937,10 @@ static void group_sample(gh *h)
     test_logit_ctl(h, 1001);
     test_mask(h, 129280);
     test_mask(h, 1001);
+    test_penalties(h, 129280);
+    test_penalties(h, 1001);
+    test_logprobs(h, 129280);
+    test_logprobs(h, 1000);
 }
 
 static const struct {
