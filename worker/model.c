@@ -634,9 +634,11 @@ static dsa_err forward_compute(dsa_model *m, int64_t T, int64_t L, const int32_t
 
 /* ---- Phase (c): logits ------------------------------------------------------ */
 
-/* Host F32 logits [L, vocab] of rows `rows` of s->logits (NULL: rows
- * 0..L-1); with TP the vocab slices are gathered first (rows NULL). */
-static dsa_err download_logits(dsa_model *m, int64_t L, const int32_t *rows, float *logits)
+/* F32 logits [L, vocab] of rows `rows` of s->logits (NULL: rows 0..L-1)
+ * into host memory, or with on_be into backend memory; with TP the vocab
+ * slices are gathered first (rows NULL). */
+static dsa_err download_logits(dsa_model *m, int64_t L, const int32_t *rows, float *logits,
+                               int on_be)
 {
     dsa_backend *be = m->be;
     scratch *s = &m->s;
@@ -652,12 +654,13 @@ static dsa_err download_logits(dsa_model *m, int64_t L, const int32_t *rows, flo
             int64_t r = rows ? rows[i] : i, n = 1;
             while (i + n < L && (rows ? rows[i + n] : i + n) == r + n)
                 n++;
-            if ((err = be->ops->download(be, logits + i * Vr, s->logits + r * ld,
-                                         (size_t)(n * Vr) * sizeof(float))))
+            size_t bytes = (size_t)(n * Vr) * sizeof(float);
+            if ((err = on_be ? be->ops->copy(be, logits + i * Vr, s->logits + r * ld, bytes)
+                             : be->ops->download(be, logits + i * Vr, s->logits + r * ld, bytes)))
                 return err;
             i += n;
         }
-        return be->ops->sync(be);
+        return on_be ? DSA_OK : be->ops->sync(be); /* on the backend: ordered on its stream */
     }
     /* logits[i, r*ld + j] = rank r's logits[i, j] (vocab-parallel lm_head:
      * all-gather of the padded slices, then reordered into vocab order) */
@@ -666,16 +669,18 @@ static dsa_err download_logits(dsa_model *m, int64_t L, const int32_t *rows, flo
         (err = m->comm->ops->all_gather(m->comm, s->logits_all, s->logits, L * ld,
                                         DSA_DTYPE_F32)))
         return err;
+    float *full = on_be ? logits : s->logits_full;
     for (int64_t r = 0; r < tp; r++) {
         int64_t begin = r * ld, n = begin + ld <= V ? ld : V - begin;
         for (int64_t i = 0; i < L && n > 0; i++)
-            if ((err = be->ops->copy(be, s->logits_full + i * V + begin,
-                                     s->logits_all + (r * L + i) * ld, (size_t)n * sizeof(float))))
+            if ((err = be->ops->copy(be, full + i * V + begin, s->logits_all + (r * L + i) * ld,
+                                     (size_t)n * sizeof(float))))
                 return err;
     }
-    if ((err = be->ops->download(be, logits, s->logits_full, (size_t)(L * V) * sizeof(float))))
+    if (!on_be &&
+        (err = be->ops->download(be, logits, s->logits_full, (size_t)(L * V) * sizeof(float))))
         return err;
-    return be->ops->sync(be);
+    return on_be ? DSA_OK : be->ops->sync(be);
 }
 
 /* ---- Decode graphs ---------------------------------------------------------- */
@@ -814,7 +819,7 @@ static dsa_err forward_decode(dsa_model *m, const dsa_batch *b, int64_t B, float
         if (g->state == BUCKET_NEW)
             g->state = BUCKET_WARM;
     }
-    return download_logits(m, b->n_logits, b->logit_rows, logits);
+    return download_logits(m, b->n_logits, b->logit_rows, logits, b->logits_on_backend);
 }
 
 /* ---- The step --------------------------------------------------------------- */
@@ -833,7 +838,7 @@ dsa_err dsa_model_forward(dsa_model *m, const dsa_batch *b, float *logits)
     note_tokens(m, T);
     if ((err = upload_inputs(m, T, b->tokens, b->pos, b->seq, b->n_seqs, b->block_tables)) ||
         (err = forward_compute(m, T, L, b->logit_rows, b->h_in)) ||
-        (err = download_logits(m, L, NULL, logits)))
+        (err = download_logits(m, L, NULL, logits, b->logits_on_backend)))
         return err;
     return DSA_OK;
 }

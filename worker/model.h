@@ -35,6 +35,11 @@ typedef struct dsa_batch {
      * act, backend memory, borrowed) instead of the embedding: the MTP
      * module's input (worker/mtp.c).  Such a batch never uses a graph. */
     const void *h_in;
+    /* 1: the logits argument of dsa_model_forward is backend memory ([n_logits,
+     * vocab] F32) and the logits stay there (device-to-device copies; with
+     * TP the gathered slices go straight into it): the worker's sampling on
+     * the backend.  0: host memory, downloaded. */
+    int logits_on_backend;
 } dsa_batch;
 
 typedef struct dsa_model dsa_model;

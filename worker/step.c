@@ -100,6 +100,7 @@ static void state_drop(dsa_worker_step *ws, uint64_t id)
     for (int i = 0; i < ws->n_seqs; i++)
         if (ws->seqs[i].seq_id == id) {
             free(ws->seqs[i].map);
+            dsa_worker_dev_slot_release(ws, &ws->seqs[i]);
             ws->seqs[i] = ws->seqs[--ws->n_seqs];
             return;
         }
@@ -250,6 +251,20 @@ dsa_err dsa_worker_step_create(const dsa_worker_step_params *p, dsa_worker_step 
     dsa_model_params mp = {.n_blocks = n_blocks, .block_size = bs, .max_blocks_per_seq = bps,
                            .comm = comm};
     ws->samples = ws->w->has_head && (!comm || comm->tp_rank == 0);
+    /* DSA_SAMPLING=backend|host overrides AUTO (tests run whole suites
+     * through either path with it) */
+    int mode = p->sampling;
+    const char *env = getenv("DSA_SAMPLING");
+    if (mode == DSA_SAMPLING_AUTO && env && *env)
+        mode = !strcmp(env, "backend") ? DSA_SAMPLING_BACKEND
+               : !strcmp(env, "host")  ? DSA_SAMPLING_HOST
+                                       : DSA_SAMPLING_AUTO;
+    ws->dev_sampling = mode == DSA_SAMPLING_BACKEND || (mode == DSA_SAMPLING_AUTO && ws->on_cuda);
+    if (ws->dev_sampling && !dsa_worker_dev_usable(ws->be)) {
+        err = dsa_fail(DSA_UNSUPPORTED, "backend %s cannot sample on itself (no penalty, "
+                       "count or logprob ops)", ws->be->ops->name);
+        goto fail;
+    }
     if ((err = dsa_model_create(ws->be, ws->w, &mp, &ws->m)) ||
         (ws->w->has_mtp && (err = dsa_mtp_create(ws->be, ws->w, &mp, &ws->mtp))))
         goto fail;
@@ -272,6 +287,7 @@ void dsa_worker_step_destroy(dsa_worker_step *ws)
     for (int i = 0; i < ws->n_seqs; i++)
         free(ws->seqs[i].map);
     free(ws->seqs);
+    dsa_worker_dev_free(ws);
     if (ws->dev_logits)
         ws->be->ops->free(ws->be, ws->dev_logits);
     dsa_mtp_destroy(ws->mtp);
@@ -332,37 +348,6 @@ static void apply_penalties(const seq_state *s, const dsa_sampling *sp, float *l
     }
 }
 
-/* Log-softmax of logits[id] into *lp, the k most likely ids (logit
- * descending, lowest id first on ties) and their log-softmax; returns how
- * many (k, or V when smaller). */
-static int logprobs_row(const float *logits, int64_t V, int32_t id, int k, float *lp,
-                        int32_t *top_ids, float *top_lps)
-{
-    float mx = -INFINITY;
-    for (int64_t v = 0; v < V; v++)
-        mx = logits[v] > mx ? logits[v] : mx;
-    double sum = 0;
-    for (int64_t v = 0; v < V; v++)
-        sum += exp((double)(logits[v] - mx));
-    float lse = mx + (float)log(sum);
-    *lp = logits[id] - lse;
-    int n_top = 0;
-    for (int64_t v = 0; v < V && k > 0; v++) {
-        float l = logits[v];
-        if (n_top == k && l <= logits[top_ids[k - 1]])
-            continue;
-        int j = n_top < k ? n_top++ : k - 1;
-        while (j > 0 && logits[top_ids[j - 1]] < l) {
-            top_ids[j] = top_ids[j - 1];
-            j--;
-        }
-        top_ids[j] = (int32_t)v;
-    }
-    for (int j = 0; j < n_top; j++)
-        top_lps[j] = logits[top_ids[j]] - lse;
-    return n_top;
-}
-
 /* vLLM's prompt logprob entry for `token` at position pos from the logits
  * of position pos - 1; rank = 1 + the ids with a strictly larger logit. */
 static void prompt_entry(const float *logits, int64_t V, int32_t pos, int32_t token, int k,
@@ -370,11 +355,8 @@ static void prompt_entry(const float *logits, int64_t V, int32_t pos, int32_t to
 {
     e->pos = pos;
     e->token = token;
-    e->n_top = logprobs_row(logits, V, token, k, &e->logprob, e->top_ids, e->top_logprobs);
-    int32_t rank = 1;
-    for (int64_t v = 0; v < V; v++)
-        rank += logits[v] > logits[token];
-    e->rank = rank;
+    e->n_top = dsa_logprobs_row(logits, V, token, k, &e->logprob, &e->rank, e->top_ids,
+                                e->top_logprobs);
 }
 
 /* 1 when the plan asks for any logit control on s's row sampling token
@@ -467,9 +449,9 @@ static void penalise_drafts(seq_state *s, const dsa_sampling *sp, float *lg, con
 static void tok_logprobs(const float *raw, int64_t V, int32_t id, int32_t n_logprobs,
                          float *lp, int32_t *n_top, int32_t *top_ids, float *top_lps)
 {
-    *n_top = logprobs_row(raw, V, id, n_logprobs > DSA_TOP_LOGPROBS_MAX ? DSA_TOP_LOGPROBS_MAX
-                                                                         : n_logprobs,
-                          lp, top_ids, top_lps);
+    *n_top = dsa_logprobs_row(raw, V, id, n_logprobs > DSA_TOP_LOGPROBS_MAX ? DSA_TOP_LOGPROBS_MAX
+                                                                             : n_logprobs,
+                              lp, NULL, top_ids, top_lps);
 }
 
 /* Samples the L rows (ws->row_seq / row_j say whose) and writes each
@@ -658,7 +640,14 @@ dsa_err dsa_worker_step_run(dsa_worker_step *ws, const dsa_step_plan *plan,
         !(ws->row_j = realloc(ws->row_j, (size_t)ws->cap_rows * sizeof *ws->row_j)) ||
         grow((void **)&ws->plp_target, &ws->cap_plp, LP, 4))
         return dsa_fail(DSA_NOMEM, "step buffers");
-    if (L + LP > ws->cap_logits) {
+    if (ws->dev_sampling) {
+        if ((err = dsa_worker_dev_reserve(ws, L + LP, L))) {
+            if (err == DSA_NOMEM)
+                return err;
+            step_fail(res, err);
+            return DSA_OK;
+        }
+    } else if (L + LP > ws->cap_logits) {
         free(ws->logits);
         ws->cap_logits = 0;
         if (!(ws->logits = malloc((size_t)((L + LP) * V) * sizeof(float))))
@@ -667,11 +656,12 @@ dsa_err dsa_worker_step_run(dsa_worker_step *ws, const dsa_step_plan *plan,
     }
     if (L > ws->cap_work) {
         free(ws->work);
+        ws->work = NULL;
         if (ws->dev_logits)
             ws->be->ops->free(ws->be, ws->dev_logits);
         ws->dev_logits = NULL;
         ws->cap_work = 0;
-        if (!(ws->work = malloc((size_t)(L * V) * sizeof(float))))
+        if (!ws->dev_sampling && !(ws->work = malloc((size_t)(L * V) * sizeof(float))))
             return dsa_fail(DSA_NOMEM, "logits");
         if ((err = ws->be->ops->alloc(ws->be, (size_t)(L * V) * sizeof(float),
                                       (void **)&ws->dev_logits))) {
@@ -690,7 +680,7 @@ dsa_err dsa_worker_step_run(dsa_worker_step *ws, const dsa_step_plan *plan,
             ws->tokens[t] = s->tokens[j];
             ws->pos[t] = s->pos + j;
             ws->seq[t] = i;
-            if (s->pos + j < s->n_prompt && has_penalty(&s->sp) &&
+            if (s->pos + j < s->n_prompt && has_penalty(&s->sp) && !ws->dev_sampling &&
                 s->tokens[j] >= 0 && s->tokens[j] < V && (err = count_add(st, s->tokens[j], 1)))
                 return err;
         }
@@ -721,9 +711,9 @@ dsa_err dsa_worker_step_run(dsa_worker_step *ws, const dsa_step_plan *plan,
     }
     dsa_batch b = {.n_tokens = T, .tokens = ws->tokens, .pos = ws->pos, .seq = ws->seq,
                    .n_seqs = plan->n_seqs, .block_tables = ws->bt, .n_logits = L + LP,
-                   .logit_rows = ws->logit_rows};
+                   .logit_rows = ws->logit_rows, .logits_on_backend = ws->dev_sampling};
     ws->n_last = 0;
-    if ((err = dsa_model_forward(ws->m, &b, ws->logits))) {
+    if ((err = dsa_model_forward(ws->m, &b, ws->dev_sampling ? ws->dev_raw : ws->logits))) {
         step_fail(res, err);
         return DSA_OK;
     }
@@ -733,11 +723,19 @@ dsa_err dsa_worker_step_run(dsa_worker_step *ws, const dsa_step_plan *plan,
      * rank that samples reports (ws->samples). */
     if (!ws->samples && !(ws->mtp && ws->w->has_head))
         return DSA_OK;
-    if (ws->samples && (err = prompt_logprobs(ws, plan, L, res))) {
+    if (ws->dev_sampling) {
+        if ((err = dsa_worker_dev_prompt_counts(ws, plan)) ||
+            (err = dsa_worker_dev_sample(ws, plan, L, LP, res))) {
+            if (err == DSA_NOMEM)
+                return err;
+            step_fail(res, err);
+            return DSA_OK;
+        }
+    } else if (ws->samples && (err = prompt_logprobs(ws, plan, L, res))) {
         step_fail(res, err);
         return DSA_OK;
     }
-    if (L > 0 && (err = sample_rows(ws, plan, L, res))) {
+    if (!ws->dev_sampling && L > 0 && (err = sample_rows(ws, plan, L, res))) {
         if (err == DSA_NOMEM)
             return err;
         step_fail(res, err);

@@ -56,7 +56,14 @@ typedef struct dsa_worker_step_params {
      * the caller, who destroys it after the worker. */
     dsa_err (*prepare)(void *user, void *stream, int64_t *n_blocks, struct dsa_comm **comm);
     void *prepare_user;
+    /* Where penalties, controls, sampling and logprobs run (step_sample.c):
+     * DSA_SAMPLING_AUTO on the backend when it is a GPU, on host copies of
+     * the logits on the CPU (the two give the same results; the host path
+     * keeps dsa_worker_step_logits working). */
+    int sampling;
 } dsa_worker_step_params;
+
+enum { DSA_SAMPLING_AUTO, DSA_SAMPLING_HOST, DSA_SAMPLING_BACKEND };
 
 typedef struct dsa_worker_step dsa_worker_step;
 
@@ -74,8 +81,9 @@ dsa_err dsa_worker_step_run(dsa_worker_step *ws, const dsa_step_plan *plan,
 /* The F32 logits [*n_rows, vocab_size] of the last run's sampling rows
  * (penalties applied, after the logit controls on rows with penalties; the
  * other rows' controls run on the backend's copy), or NULL on a rank that
- * does not sample.  Valid until
- * the next run.  For multi-rank parity tests and debugging. */
+ * does not sample; no rows when sampling runs on the backend (the logits
+ * never came to the host).  Valid until the next run.  For multi-rank
+ * parity tests and debugging. */
 const float *dsa_worker_step_logits(const dsa_worker_step *ws, int64_t *n_rows);
 /* Bytes of weights this rank holds (its shard's share). */
 uint64_t dsa_worker_step_weight_bytes(const dsa_worker_step *ws);

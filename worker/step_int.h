@@ -21,6 +21,7 @@ typedef struct seq_state {
     uint64_t seq_id;
     tok_count *map;    /* [cap], NULL until a penalty needs it */
     uint32_t cap, used;
+    int32_t slot1;     /* sampling on the backend: its count slot + 1; 0: none yet */
 } seq_state;
 
 struct dsa_worker_step {
@@ -52,6 +53,16 @@ struct dsa_worker_step {
     int32_t *m_first;  /* [n_seqs] first batch row of each plan sequence */
     float *m_logits;   /* [n_seqs, V] MTP logits */
     int64_t cap_spec, cap_mseqs;
+    /* Sampling on the backend (step_sample.c) */
+    int dev_sampling;
+    float *dev_raw;    /* [cap_raw, V] backend memory: the step's raw logit rows */
+    int64_t cap_raw, cap_ids;
+    dsa_token_counts counts; /* backend memory, a slot per penalised sequence */
+    uint8_t *slot_used;      /* [counts.n_slots] */
+    int32_t *d_slots, *d_ids; /* [cap_ids] count updates */
+    int32_t *d_k, *d_rank, *d_ntop, *d_top_ids; /* [cap_raw] (top_ids: x DSA_TOP_LOGPROBS_MAX) */
+    float *d_lp, *d_top_lps;
+    dsa_penalty_row *d_pen;  /* [cap_raw] */
 };
 
 /* The sampler state of sequence id (created on first use; NULL: no memory). */
@@ -69,5 +80,18 @@ dsa_err dsa_worker_spec_draft(dsa_worker_step *ws, const dsa_step_plan *plan,
  * output). */
 dsa_err dsa_worker_spec_finish(dsa_worker_step *ws, const dsa_step_plan *plan,
                                dsa_step_result *res);
+
+/* Sampling on the backend (step_sample.c). */
+int dsa_worker_dev_usable(const dsa_backend *be);
+void dsa_worker_dev_free(dsa_worker_step *ws);
+/* Raw rows for n logits and host arrays for n_ids count updates. */
+dsa_err dsa_worker_dev_reserve(dsa_worker_step *ws, int64_t n, int64_t n_ids);
+void dsa_worker_dev_slot_release(dsa_worker_step *ws, seq_state *s);
+/* The prompt tokens of the plan's chunks into their sequences' counts. */
+dsa_err dsa_worker_dev_prompt_counts(dsa_worker_step *ws, const dsa_step_plan *plan);
+/* Prompt logprobs, then the L sampling rows of ws->dev_raw (rows L..L+LP-1
+ * the prompt rows), as step.c's host path. */
+dsa_err dsa_worker_dev_sample(dsa_worker_step *ws, const dsa_step_plan *plan, int64_t L,
+                              int64_t LP, dsa_step_result *res);
 
 #endif
