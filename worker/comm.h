@@ -35,6 +35,12 @@ typedef struct dsa_comm_ops {
     dsa_err (*send_next)(dsa_comm *c, const void *buf, size_t bytes);
     dsa_err (*recv_prev)(dsa_comm *c, void *buf, size_t bytes);
     void (*destroy)(dsa_comm *c);
+    /* Optional (graph_safe communicators): on != 0 arms a watchdog for one
+     * step, bounded by timeout_s; on == 0 disarms it once the caller has
+     * waited for the step's work.  A step that outlives the bound has its
+     * communicators aborted by the watchdog (which ends NCCL kernels stuck
+     * on a dead peer), and watch(0) then fails with DSA_TIMEOUT. */
+    dsa_err (*watch)(dsa_comm *c, int on);
 } dsa_comm_ops;
 
 /* Seconds spent inside the ops, for the step breakdown (includes waiting
@@ -49,7 +55,12 @@ struct dsa_comm {
     const dsa_comm_ops *ops;
     int tp_rank, tp_size;
     int stage, n_stages;
-    double timeout_s;           /* bound on every op */
+    double timeout_s;           /* bound on every op (graph_safe: on every step) */
+    /* 1: the ops only queue work on the backend's stream, never wait on
+     * the host for it, so a captured decode graph may hold them; the
+     * bound is the watch op's.  0: every op completes before it returns
+     * (MPI on host memory). */
+    int graph_safe;
     dsa_comm_stats stats;
 };
 

@@ -16,18 +16,24 @@
  *
  * Nothing waits without a bound.  The communicators are non-blocking
  * (ncclConfig_t.blocking = 0): initialisation and every enqueue return at
- * once and are polled (ncclCommGetAsyncError) against timeout_s.  After an
- * op is queued, the stream is polled with cudaStreamQuery and the
- * communicator's asynchronous error, with sched_yield and a short sleep
- * between polls; past the deadline both communicators are aborted
- * (ncclCommAbort, which also ends the NCCL kernel stuck on the stream), the
- * op fails with DSA_TIMEOUT naming the op and the peer, and every later op
- * fails at once (the peers are out of step; the worker aborts the job).
+ * once and are polled (ncclCommGetAsyncError, a host call that stream
+ * capture allows) against timeout_s.  An op only queues its collective on
+ * the stream: it never waits for the stream, so the host runs ahead of the
+ * GPU across collectives and a CUDA graph can hold them (graph_safe; the
+ * model captures decode steps with the collectives and the PP hand-off
+ * inside).  The bound on the work itself is a watchdog thread per rank:
+ * the model arms it (watch(1)) when a step starts and disarms it once it
+ * has waited for the step (watch(0)); a step still running at the deadline
+ * has both communicators aborted by the watchdog (ncclCommAbort, which
+ * ends the NCCL kernel stuck on the stream, so the host's wait returns),
+ * watch(0) fails with DSA_TIMEOUT naming the step and the group, and every
+ * later op fails at once (the peers are out of step; the worker aborts the
+ * job).  The mutex makes the abort and an enqueue exclusive.
  *
- * Cost: waiting for the stream makes each collective a host synchronisation
- * point, so the host cannot run ahead of the GPU across a collective.  The
- * forward pass needs the result before its next op anyway; what is lost is
- * the launch overlap (tens of microseconds per collective).
+ * Before, each op polled the stream until its collective finished: one host
+ * synchronisation per collective (about 2 per layer), and no graphs in any
+ * layout with TP or PP.  Now: one per step, where the host needs the
+ * sampled ids anyway.
  *
  * NCCL is called directly here rather than through kernels/cuda/nccl_comm.h
  * because that wrapper has neither a non-blocking create nor an abort; its
@@ -35,6 +41,7 @@
 #include "worker/comm.h"
 
 #include <nccl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +58,14 @@ typedef struct comm_nccl {
     ncclComm_t pp;          /* this tp_rank across stages; NULL: one stage */
     cudaStream_t stream;    /* the backend's, borrowed */
     int broken;             /* aborted after a timeout or failure */
+    /* The watchdog: `mu` guards everything below and the communicators'
+     * enqueues against the watchdog's abort. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t watchdog;
+    int have_watchdog, stop;
+    double armed_until;     /* 0: no step running */
+    int fired;              /* the watchdog aborted a step */
 } comm_nccl;
 
 static void nap(int polls)
@@ -91,9 +106,9 @@ static dsa_err nccl_settle(ncclComm_t comm, double deadline, const char *what, i
     }
 }
 
-/* Completes an op queued on comm: the enqueue settles, then the stream
- * drains, watching comm for asynchronous errors.  On failure or timeout the
- * communicators are aborted. */
+/* Settles an op queued on comm (the enqueue itself, bounded; the work on
+ * the stream is the watchdog's to bound).  On failure the communicators
+ * are aborted.  Called with c->mu held. */
 static dsa_err op_wait(comm_nccl *c, ncclComm_t comm, ncclResult_t queued, double t0,
                        const char *what, int peer)
 {
@@ -101,31 +116,67 @@ static dsa_err op_wait(comm_nccl *c, ncclComm_t comm, ncclResult_t queued, doubl
     dsa_err err = DSA_NCCL_CHECK(queued);
     if (!err)
         err = nccl_settle(comm, deadline, what, peer);
-    for (int polls = 0; !err; polls++) {
-        cudaError_t q = cudaStreamQuery(c->stream);
-        if (q == cudaSuccess)
-            break;
-        if (q != cudaErrorNotReady) {
-            err = DSA_CUDA_CHECK(q);
-            break;
-        }
-        ncclResult_t st = ncclSuccess;
-        if ((err = DSA_NCCL_CHECK(ncclCommGetAsyncError(comm, &st))) ||
-            (st != ncclInProgress && (err = DSA_NCCL_CHECK(st))))
-            break;
-        if (dsa_time_now() > deadline) {
-            err = dsa_fail(DSA_TIMEOUT, "%s %d: no answer in %.1f s", what, peer,
-                           c->base.timeout_s);
-            break;
-        }
-        nap(polls);
-    }
     if (err) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", dsa_errmsg());
         abort_all(c);
         err = dsa_fail(err, "%s (NCCL communicators aborted)", msg);
     }
+    return err;
+}
+
+/* The watchdog thread: sleeps until a step is armed, then until its
+ * deadline; a step still armed then is aborted. */
+static void *watchdog_main(void *arg)
+{
+    comm_nccl *c = arg;
+    pthread_mutex_lock(&c->mu);
+    while (!c->stop) {
+        if (c->armed_until <= 0) {
+            pthread_cond_wait(&c->cv, &c->mu);
+            continue;
+        }
+        double now = dsa_time_now();
+        if (now >= c->armed_until) {
+            DSA_ERROR("NCCL stage %d tp %d: step still running after %.1f s: aborting the "
+                      "communicators", c->base.stage, c->base.tp_rank, c->base.timeout_s);
+            abort_all(c);
+            c->fired = 1;
+            c->armed_until = 0;
+            continue;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        double wait = c->armed_until - now;
+        ts.tv_sec += (time_t)wait;
+        ts.tv_nsec += (long)((wait - (double)(time_t)wait) * 1e9);
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+static dsa_err nc_watch(dsa_comm *c_, int on)
+{
+    comm_nccl *c = (comm_nccl *)c_;
+    dsa_err err = DSA_OK;
+    pthread_mutex_lock(&c->mu);
+    if (on) {
+        c->fired = 0;
+        c->armed_until = dsa_time_now() + (c_->timeout_s > 0 ? c_->timeout_s : 1e30);
+        pthread_cond_signal(&c->cv);
+    } else {
+        c->armed_until = 0;
+        if (c->fired)
+            err = dsa_fail(DSA_TIMEOUT, "step of stage %d tp %d: no answer from a peer in "
+                           "%.1f s (NCCL communicators aborted)", c_->stage, c_->tp_rank,
+                           c_->timeout_s);
+    }
+    pthread_mutex_unlock(&c->mu);
     return err;
 }
 
@@ -156,15 +207,17 @@ static dsa_err nc_all_reduce_sum(dsa_comm *c_, void *buf, int64_t n, dsa_dtype d
     comm_nccl *c = (comm_nccl *)c_;
     ncclDataType_t t = ncclFloat32;
     dsa_err err;
-    if ((err = check_usable(c, "all-reduce")))
-        return err;
     if (dt != DSA_DTYPE_F32 && dt != DSA_DTYPE_BF16)
         return dsa_fail(DSA_UNSUPPORTED, "NCCL all-reduce of %s", dsa_dtype_name(dt));
     if ((err = nccl_type(dt, &t)))
         return err;
     double t0 = dsa_time_now();
-    ncclResult_t r = ncclAllReduce(buf, buf, (size_t)n, t, ncclSum, c->tp, c->stream);
-    err = op_wait(c, c->tp, r, t0, "all-reduce of the TP group of stage", c_->stage);
+    pthread_mutex_lock(&c->mu);
+    if (!(err = check_usable(c, "all-reduce"))) {
+        ncclResult_t r = ncclAllReduce(buf, buf, (size_t)n, t, ncclSum, c->tp, c->stream);
+        err = op_wait(c, c->tp, r, t0, "all-reduce of the TP group of stage", c_->stage);
+    }
+    pthread_mutex_unlock(&c->mu);
     c_->stats.allreduce_s += dsa_time_now() - t0;
     c_->stats.n_allreduce++;
     c_->stats.bytes += (uint64_t)n * dsa_dtype_size(dt);
@@ -176,11 +229,15 @@ static dsa_err nc_all_gather(dsa_comm *c_, void *out, const void *in, int64_t n,
     comm_nccl *c = (comm_nccl *)c_;
     ncclDataType_t t = ncclFloat32;
     dsa_err err;
-    if ((err = check_usable(c, "all-gather")) || (err = nccl_type(dt, &t)))
+    if ((err = nccl_type(dt, &t)))
         return err;
     double t0 = dsa_time_now();
-    ncclResult_t r = ncclAllGather(in, out, (size_t)n, t, c->tp, c->stream);
-    err = op_wait(c, c->tp, r, t0, "all-gather of the TP group of stage", c_->stage);
+    pthread_mutex_lock(&c->mu);
+    if (!(err = check_usable(c, "all-gather"))) {
+        ncclResult_t r = ncclAllGather(in, out, (size_t)n, t, c->tp, c->stream);
+        err = op_wait(c, c->tp, r, t0, "all-gather of the TP group of stage", c_->stage);
+    }
+    pthread_mutex_unlock(&c->mu);
     c_->stats.allgather_s += dsa_time_now() - t0;
     c_->stats.n_allgather++;
     c_->stats.bytes += (uint64_t)n * dsa_dtype_size(dt) * (uint64_t)c_->tp_size;
@@ -191,17 +248,19 @@ static dsa_err p2p(dsa_comm *c_, void *buf, size_t bytes, int send)
 {
     comm_nccl *c = (comm_nccl *)c_;
     dsa_err err;
-    if ((err = check_usable(c, send ? "send" : "recv")))
-        return err;
     int stage = send ? c_->stage + 1 : c_->stage - 1;
     if (stage < 0 || stage >= c_->n_stages || !c->pp)
         return dsa_fail(DSA_INVAL, "no stage %d to %s", stage, send ? "send to" : "receive from");
     double t0 = dsa_time_now();
-    ncclResult_t r = send ? ncclSend(buf, bytes, ncclUint8, stage, c->pp, c->stream)
-                          : ncclRecv(buf, bytes, ncclUint8, stage, c->pp, c->stream);
-    /* Message names the stage; the peer is that stage's rank with our tp_rank. */
-    err = op_wait(c, c->pp, r, t0, send ? "activations to stage" : "activations from stage",
-                  stage);
+    pthread_mutex_lock(&c->mu);
+    if (!(err = check_usable(c, send ? "send" : "recv"))) {
+        ncclResult_t r = send ? ncclSend(buf, bytes, ncclUint8, stage, c->pp, c->stream)
+                              : ncclRecv(buf, bytes, ncclUint8, stage, c->pp, c->stream);
+        /* Message names the stage; the peer is that stage's rank with our tp_rank. */
+        err = op_wait(c, c->pp, r, t0, send ? "activations to stage" : "activations from stage",
+                      stage);
+    }
+    pthread_mutex_unlock(&c->mu);
     c_->stats.p2p_s += dsa_time_now() - t0;
     c_->stats.n_p2p++;
     c_->stats.bytes += bytes;
@@ -236,6 +295,15 @@ static void comm_close(ncclComm_t comm, double timeout_s, int stage)
 static void nc_destroy(dsa_comm *c_)
 {
     comm_nccl *c = (comm_nccl *)c_;
+    if (c->have_watchdog) {
+        pthread_mutex_lock(&c->mu);
+        c->stop = 1;
+        pthread_cond_signal(&c->cv);
+        pthread_mutex_unlock(&c->mu);
+        pthread_join(c->watchdog, NULL);
+    }
+    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->mu);
     comm_close(c->tp, c_->timeout_s, c_->stage);
     comm_close(c->pp, c_->timeout_s, c_->stage);
     free(c);
@@ -248,6 +316,7 @@ static const dsa_comm_ops nccl_ops = {
     .send_next = nc_send_next,
     .recv_prev = nc_recv_prev,
     .destroy = nc_destroy,
+    .watch = nc_watch,
 };
 
 /* Joins a non-blocking communicator of n ranks, bounded by the deadline. */
@@ -283,6 +352,9 @@ dsa_err dsa_comm_nccl_create(MPI_Comm tp_comm, MPI_Comm workers, int stage, int 
     if (!c)
         return dsa_fail(DSA_NOMEM, "communicator");
     c->base.ops = &nccl_ops;
+    c->base.graph_safe = 1;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
     MPI_Comm_rank(tp_comm, &c->base.tp_rank);
     MPI_Comm_size(tp_comm, &c->base.tp_size);
     c->base.stage = stage;
@@ -327,6 +399,11 @@ dsa_err dsa_comm_nccl_create(MPI_Comm tp_comm, MPI_Comm workers, int stage, int 
                                          "PP group of tp_rank", tp_rank, &c->pp)))
         goto fail;
     free(ids);
+    if (pthread_create(&c->watchdog, NULL, watchdog_main, c)) {
+        err = dsa_fail(DSA_NOMEM, "NCCL watchdog thread");
+        goto fail;
+    }
+    c->have_watchdog = 1;
     DSA_INFO("NCCL communicators: stage %d/%d tp %d/%d%s", stage, n_stages, tp_rank, tp,
              c->pp ? ", PP group across stages" : "");
     *out = &c->base;
@@ -335,6 +412,8 @@ fail:
     free(ids);
     if (c->tp || c->pp)
         abort_all(c);
+    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->mu);
     free(c);
     return err;
 }

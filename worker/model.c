@@ -249,9 +249,10 @@ dsa_err dsa_model_create(dsa_backend *be, const dsa_weights *w, const dsa_model_
         err = dsa_fail(DSA_NOMEM, "KV cache table");
         goto fail;
     }
-    /* Decode graphs need a single rank (the communicator's transfers are
-     * host calls) and one more block, past the caller's, for padded rows. */
-    m->graphs = dsa_backend_has_graphs(be) && !p->comm;
+    /* Decode graphs need a communicator whose ops only queue work on the
+     * backend's stream (graph_safe: NCCL; MPI's are host calls), and one
+     * more block, past the caller's, for padded rows. */
+    m->graphs = dsa_backend_has_graphs(be) && (!p->comm || p->comm->graph_safe);
     m->scratch_block = (int32_t)p->n_blocks;
     int64_t n_blocks = p->n_blocks + (m->graphs ? 1 : 0);
     int64_t width = c->kv_lora_rank + c->qk_rope_head_dim;
@@ -605,8 +606,9 @@ static dsa_err forward_compute(dsa_model *m, int64_t T, int64_t L, const int32_t
     if ((err = be->ops->add(be, &ap)))
         return err;
     if (!m->w->has_head) {
-        /* h -> the next stage (same tp_rank); no logits here */
-        if ((err = be->ops->sync(be)) ||
+        /* h -> the next stage (same tp_rank); no logits here.  A host
+         * communicator reads h from the host: the backend must be done. */
+        if ((!m->comm->graph_safe && (err = be->ops->sync(be))) ||
             (err = m->comm->ops->send_next(m->comm, s->h, (size_t)(T * D) * be->act_size)))
             return err;
         return DSA_OK;
@@ -824,7 +826,27 @@ static dsa_err forward_decode(dsa_model *m, const dsa_batch *b, int64_t B, float
 
 /* ---- The step --------------------------------------------------------------- */
 
+static dsa_err forward_step(dsa_model *m, const dsa_batch *b, float *logits);
+
+/* With a graph_safe communicator the collectives only queue work: the
+ * step is bounded by the communicator's watchdog, armed here and disarmed
+ * after the one host wait of the step (a dead peer aborts the
+ * communicators, which ends the wait with DSA_TIMEOUT). */
 dsa_err dsa_model_forward(dsa_model *m, const dsa_batch *b, float *logits)
+{
+    dsa_comm *c = m->comm;
+    if (!c || !c->graph_safe || !c->ops->watch)
+        return forward_step(m, b, logits);
+    dsa_err err = c->ops->watch(c, 1);
+    if (!err)
+        err = forward_step(m, b, logits);
+    if (!err)
+        err = m->be->ops->sync(m->be);
+    dsa_err werr = c->ops->watch(c, 0);
+    return werr ? werr : err;
+}
+
+static dsa_err forward_step(dsa_model *m, const dsa_batch *b, float *logits)
 {
     dsa_err err;
     if ((err = check_batch(m, b)))
