@@ -107,6 +107,8 @@ dsa_err dsa_cuda_pinned(dsa_cuda_backend *be, size_t bytes, void **out)
 dsa_err dsa_cuda_scratch(dsa_cuda_backend *be, int slot, size_t bytes, void **out)
 {
     if (bytes <= be->scr_cap[slot] && be->scr[slot]) {
+        if (be->capturing)
+            be->scr_in_graph |= 1u << slot;
         *out = be->scr[slot];
         return DSA_OK;
     }
@@ -121,14 +123,18 @@ dsa_err dsa_cuda_scratch(dsa_cuda_backend *be, int slot, size_t bytes, void **ou
         return err;
     if (be->scr[slot])
         (void)DSA_CUDA_CHECK(cudaFree(be->scr[slot]));
-    /* Captured graphs name the freed buffer: drop them all, so a replay
-     * finds no graph (DSA_NOTFOUND) and the caller captures again. */
-    for (int i = 0; i < be->n_graphs; i++)
-        (void)DSA_CUDA_CHECK(cudaGraphExecDestroy(be->graphs[i].exec));
-    if (be->n_graphs)
-        DSA_DEBUG("cuda backend: scratch slot %d grew to %zu bytes; %d graphs dropped", slot,
-                  cap, be->n_graphs);
-    be->n_graphs = 0;
+    /* Captured graphs may name the freed buffer: drop them all, so a replay
+     * finds no graph (DSA_NOTFOUND) and the caller captures again.  Slots
+     * no capture ever used (the sampling ops') leave the graphs alone. */
+    if (be->scr_in_graph & (1u << slot)) {
+        for (int i = 0; i < be->n_graphs; i++)
+            (void)DSA_CUDA_CHECK(cudaGraphExecDestroy(be->graphs[i].exec));
+        if (be->n_graphs)
+            DSA_DEBUG("cuda backend: scratch slot %d grew to %zu bytes; %d graphs dropped",
+                      slot, cap, be->n_graphs);
+        be->n_graphs = 0;
+        be->scr_in_graph = 0;
+    }
     be->scr[slot] = p;
     be->scr_cap[slot] = cap;
     *out = p;

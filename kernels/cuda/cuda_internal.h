@@ -103,6 +103,7 @@ typedef struct dsa_cuda_backend {
     int capturing;
     void *scr[DSA_CUDA_SCR_COUNT];
     size_t scr_cap[DSA_CUDA_SCR_COUNT];
+    unsigned scr_in_graph;      /* bit s: slot s was handed out during a capture */
     void *pinned;               /* host staging for small transfers */
     size_t pinned_cap;
     dsa_cuda_lt_plan *plans;    /* cuda_linear.c's plan cache */
