@@ -15,83 +15,13 @@
  * that fails sends its bucket back to eager execution for good (logged
  * once); it never fails the step. */
 #include "worker/model.h"
+#include "worker/model_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/log.h"
-#include "worker/model_dense.h"
-
-/* Decode batches are padded to 1, 2, 4, ..., GRAPH_BUCKET_MAX sequences. */
-#define GRAPH_BUCKET_MAX 256
-#define GRAPH_N_BUCKETS 9
-
-typedef enum bucket_state {
-    BUCKET_NEW,         /* never run: the next step runs eagerly */
-    BUCKET_WARM,        /* ran eagerly once: the next step captures */
-    BUCKET_CAPTURED,    /* graph recorded at generation `gen`: replay */
-    BUCKET_EAGER,       /* a graph op failed: always eager */
-} bucket_state;
-
-typedef struct graph_bucket {
-    bucket_state state;
-    uint64_t gen;       /* m->graph_gen when captured */
-} graph_bucket;
-
-/* Per-step activation buffers, sized for n_tokens_cap tokens and grown on
- * demand (backend memory, act dtype unless noted). */
-typedef struct scratch {
-    int64_t n_tokens_cap, n_seqs_cap, n_logits_cap;
-    void *h;        /* [T, D] residual stream */
-    void *xn;       /* [T, D] normalised input of a sub-block */
-    void *y;        /* [T, D] sub-block output (attention or FFN) */
-    void *qa;       /* [T, q_lora] */
-    void *q;        /* [T, Hl, nope + rope] */
-    void *kva;      /* [T, kv_rank + rope] */
-    void *ckv;      /* [T, kv_rank] normalised latent */
-    void *q_lat;    /* [T, Hl, kv_rank] absorbed queries */
-    void *obar;     /* [T, Hl, kv_rank] attention over latents */
-    void *o;        /* [T, Hl, v] per-head outputs */
-    void *g, *u;    /* [T, max FFN width] */
-    float *rlogits; /* [T, E] router logits, F32 */
-    int32_t *ids;   /* [T, k] routed experts */
-    float *rw;      /* [T, k] routing weights */
-    int32_t *tokens, *pos, *seq, *slots; /* [T] */
-    int32_t *block_tables; /* [n_seqs, max_blocks_per_seq] */
-    void *hl;       /* [n_logits, D] rows that produce logits */
-    float *logits;  /* [n_logits, logit_ld] F32, this rank's vocab slice */
-    float *logits_all;  /* [tp_size, n_logits, logit_ld] F32, gathered slices */
-    float *logits_full; /* [n_logits, vocab_size] F32, slices in vocab order */
-} scratch;
-
-struct dsa_model {
-    dsa_backend *be;
-    const dsa_weights *w;
-    dsa_model_params p;
-    int n_layers;
-    dsa_kv_layer *kv;       /* [n_layers] */
-    float *inv_freq;        /* [rope / 2] backend memory */
-    float scale;            /* softmax scale tau */
-    int64_t ffn_width;      /* widest FFN intermediate on this rank */
-    dsa_comm *comm;         /* borrowed; NULL: single rank */
-    int64_t logit_ld;       /* columns of s.logits: vocab_rows, or the
-                               padded ceil(V / tp) slice when gathering */
-    scratch s;
-    int32_t *host_slots;    /* [n_tokens_cap] */
-    /* Decode graphs (graphs != 0 only on a graph backend and one rank). */
-    int graphs;
-    int32_t scratch_block;  /* KV block of padded rows (= p.n_blocks) */
-    graph_bucket buckets[GRAPH_N_BUCKETS];
-    /* Bumped whenever a buffer a graph names may have moved: the model's
-     * scratch was reallocated, or a step ran more tokens than any before
-     * (the backend's own scratch grows with the token count). */
-    uint64_t graph_gen;
-    int64_t n_tokens_hwm;
-    int32_t *host_tokens, *host_pos, *host_seq, *host_bt; /* padded decode inputs */
-    dsa_model_graph_stats stats;
-    dsa_dense *dense;       /* Qwen2 / Llama attention and K/V cache, else NULL */
-};
 
 int64_t dsa_model_block_bytes(const dsa_config *cfg, int n_layers, int64_t block_size,
                               size_t act_size)
@@ -120,7 +50,7 @@ static dsa_err alloc_into(dsa_backend *be, void **p, int64_t n, size_t esize)
 }
 
 /* Makes the scratch hold T tokens, n_seqs sequences and L logit rows. */
-static dsa_err scratch_reserve(dsa_model *m, int64_t T, int64_t n_seqs, int64_t L)
+dsa_err dsa_model_scratch_reserve(dsa_model *m, int64_t T, int64_t n_seqs, int64_t L)
 {
     scratch *s = &m->s;
     if (T <= s->n_tokens_cap && n_seqs <= s->n_seqs_cap && L <= s->n_logits_cap)
@@ -521,7 +451,7 @@ static dsa_err check_batch(const dsa_model *m, const dsa_batch *b)
 
 /* Uploads T tokens' ids, positions, sequence rows and cache slots, and the
  * block tables of n_seqs sequences (the scratch holds them). */
-static dsa_err upload_inputs(dsa_model *m, int64_t T, const int32_t *tokens, const int32_t *pos,
+dsa_err dsa_model_upload_inputs(dsa_model *m, int64_t T, const int32_t *tokens, const int32_t *pos,
                              const int32_t *seq, int64_t n_seqs, const int32_t *block_tables)
 {
     dsa_backend *be = m->be;
@@ -545,7 +475,7 @@ static dsa_err upload_inputs(dsa_model *m, int64_t T, const int32_t *tokens, con
 
 /* A step of T tokens may grow the backend's own scratch: graphs recorded
  * before it may name freed memory, so they are recaptured. */
-static void note_tokens(dsa_model *m, int64_t T)
+void dsa_model_note_tokens(dsa_model *m, int64_t T)
 {
     if (T > m->n_tokens_hwm) {
         m->n_tokens_hwm = T;
@@ -560,7 +490,7 @@ static void note_tokens(dsa_model *m, int64_t T)
 /* Runs the T uploaded tokens through this shard's layers and, on the last
  * stage, the head: for the L tokens logit_rows names (gathered into hl), or
  * with logit_rows NULL for all of them (L == T), into s->logits. */
-static dsa_err forward_compute(dsa_model *m, int64_t T, int64_t L, const int32_t *logit_rows,
+dsa_err dsa_model_forward_compute(dsa_model *m, int64_t T, int64_t L, const int32_t *logit_rows,
                                const void *h_in)
 {
     dsa_backend *be = m->be;
@@ -639,7 +569,7 @@ static dsa_err forward_compute(dsa_model *m, int64_t T, int64_t L, const int32_t
 /* F32 logits [L, vocab] of rows `rows` of s->logits (NULL: rows 0..L-1)
  * into host memory, or with on_be into backend memory; with TP the vocab
  * slices are gathered first (rows NULL). */
-static dsa_err download_logits(dsa_model *m, int64_t L, const int32_t *rows, float *logits,
+dsa_err dsa_model_download_logits(dsa_model *m, int64_t L, const int32_t *rows, float *logits,
                                int on_be)
 {
     dsa_backend *be = m->be;
@@ -685,145 +615,6 @@ static dsa_err download_logits(dsa_model *m, int64_t L, const int32_t *rows, flo
     return on_be ? DSA_OK : be->ops->sync(be);
 }
 
-/* ---- Decode graphs ---------------------------------------------------------- */
-
-/* The bucket of a pure decode batch (sequence t brings token t, nothing
- * else), or 0 when the batch does not go through graphs. */
-static int64_t decode_bucket(const dsa_model *m, const dsa_batch *b)
-{
-    if (!m->graphs || b->h_in || b->n_tokens != b->n_seqs || b->n_seqs > GRAPH_BUCKET_MAX)
-        return 0;
-    for (int64_t t = 0; t < b->n_tokens; t++)
-        if (b->seq[t] != t)
-            return 0;
-    int64_t B = 1;
-    while (B < b->n_seqs)
-        B *= 2;
-    return B;
-}
-
-static int bucket_index(int64_t B)
-{
-    int i = 0;
-    while (((int64_t)1 << i) < B)
-        i++;
-    return i;
-}
-
-/* Host staging of a padded decode batch, GRAPH_BUCKET_MAX rows. */
-static dsa_err graph_inputs_alloc(dsa_model *m)
-{
-    if (m->host_bt)
-        return DSA_OK;
-    size_t n = GRAPH_BUCKET_MAX;
-    m->host_tokens = malloc(n * sizeof(int32_t));
-    m->host_pos = malloc(n * sizeof(int32_t));
-    m->host_seq = malloc(n * sizeof(int32_t));
-    m->host_bt = malloc(n * (size_t)m->p.max_blocks_per_seq * sizeof(int32_t));
-    if (!m->host_tokens || !m->host_pos || !m->host_seq || !m->host_bt) {
-        free(m->host_bt);
-        m->host_bt = NULL;
-        return dsa_fail(DSA_NOMEM, "decode graph inputs");
-    }
-    return DSA_OK;
-}
-
-/* Records bucket B's graph unless it has a current one. */
-static dsa_err graph_capture(dsa_model *m, graph_bucket *g, int64_t B)
-{
-    dsa_backend *be = m->be;
-    dsa_err err;
-    if (g->state == BUCKET_CAPTURED)
-        return DSA_OK;
-    if ((err = be->ops->graph_begin(be)))
-        return err;
-    err = forward_compute(m, B, B, NULL, NULL);
-    if (err) {
-        char msg[256];
-        snprintf(msg, sizeof msg, "%s", dsa_errmsg());
-        (void)be->ops->graph_end(be, B); /* ends the capture; the graph is unused */
-        return dsa_fail(err, "%s", msg);
-    }
-    if ((err = be->ops->graph_end(be, B)))
-        return err;
-    g->state = BUCKET_CAPTURED;
-    g->gen = m->graph_gen;
-    m->stats.n_captured++;
-    return DSA_OK;
-}
-
-/* Bucket B's compute phase through its graph: captured first when the
- * bucket has none that is current, then replayed.  Captured ops do not
- * run, so the replay is what computes this step.  A backend that moved a
- * buffer of its own (CUDA scratch) drops its graphs; the replay then finds
- * none (DSA_NOTFOUND) and the bucket is captured again, once. */
-static dsa_err graph_run(dsa_model *m, graph_bucket *g, int64_t B)
-{
-    dsa_backend *be = m->be;
-    dsa_err err;
-    for (int again = 0;; again++) {
-        if ((err = graph_capture(m, g, B)))
-            return err;
-        if (!(err = be->ops->graph_replay(be, B)))
-            break;
-        if (err != DSA_NOTFOUND || again)
-            return err;
-        g->state = BUCKET_WARM;
-        m->stats.n_dropped++;
-    }
-    m->stats.n_replayed++;
-    return DSA_OK;
-}
-
-/* A pure decode batch of n sequences padded to B rows: rows n..B-1 decode
- * token 0 at position 0 of a sequence whose table names only the scratch
- * block, and their logits are not returned. */
-static dsa_err forward_decode(dsa_model *m, const dsa_batch *b, int64_t B, float *logits)
-{
-    int64_t n = b->n_seqs, bps = m->p.max_blocks_per_seq;
-    dsa_err err;
-    if ((err = scratch_reserve(m, GRAPH_BUCKET_MAX, GRAPH_BUCKET_MAX, GRAPH_BUCKET_MAX)) ||
-        (err = graph_inputs_alloc(m)))
-        return err;
-    note_tokens(m, B);
-    memcpy(m->host_tokens, b->tokens, (size_t)n * sizeof(int32_t));
-    memcpy(m->host_pos, b->pos, (size_t)n * sizeof(int32_t));
-    memcpy(m->host_bt, b->block_tables, (size_t)(n * bps) * sizeof(int32_t));
-    for (int64_t t = 0; t < B; t++)
-        m->host_seq[t] = (int32_t)t;
-    for (int64_t t = n; t < B; t++) {
-        m->host_tokens[t] = 0;
-        m->host_pos[t] = 0;
-        for (int64_t j = 0; j < bps; j++)
-            m->host_bt[t * bps + j] = m->scratch_block;
-    }
-    if ((err = upload_inputs(m, B, m->host_tokens, m->host_pos, m->host_seq, B, m->host_bt)))
-        return err;
-
-    graph_bucket *g = &m->buckets[bucket_index(B)];
-    if (g->state == BUCKET_CAPTURED && g->gen != m->graph_gen)
-        g->state = BUCKET_WARM; /* buffers may have moved: recapture */
-    int ran = 0;
-    if (g->state == BUCKET_WARM || g->state == BUCKET_CAPTURED) {
-        if (!(err = graph_run(m, g, B))) {
-            ran = 1;
-        } else {
-            DSA_WARN("decode graph for %lld sequences failed (%s); running them eagerly",
-                     (long long)B, dsa_errmsg());
-            g->state = BUCKET_EAGER;
-            m->stats.n_fallbacks++;
-        }
-    }
-    if (!ran) {
-        if ((err = forward_compute(m, B, B, NULL, NULL)))
-            return err;
-        m->stats.n_eager++;
-        if (g->state == BUCKET_NEW)
-            g->state = BUCKET_WARM;
-    }
-    return download_logits(m, b->n_logits, b->logit_rows, logits, b->logits_on_backend);
-}
-
 /* ---- The step --------------------------------------------------------------- */
 
 static dsa_err forward_step(dsa_model *m, const dsa_batch *b, float *logits);
@@ -851,16 +642,16 @@ static dsa_err forward_step(dsa_model *m, const dsa_batch *b, float *logits)
     dsa_err err;
     if ((err = check_batch(m, b)))
         return err;
-    int64_t B = decode_bucket(m, b);
+    int64_t B = dsa_model_decode_bucket(m, b);
     if (B > 0)
-        return forward_decode(m, b, B, logits);
+        return dsa_model_forward_decode(m, b, B, logits);
     int64_t T = b->n_tokens, L = b->n_logits;
-    if ((err = scratch_reserve(m, T, b->n_seqs, L)))
+    if ((err = dsa_model_scratch_reserve(m, T, b->n_seqs, L)))
         return err;
-    note_tokens(m, T);
-    if ((err = upload_inputs(m, T, b->tokens, b->pos, b->seq, b->n_seqs, b->block_tables)) ||
-        (err = forward_compute(m, T, L, b->logit_rows, b->h_in)) ||
-        (err = download_logits(m, L, NULL, logits, b->logits_on_backend)))
+    dsa_model_note_tokens(m, T);
+    if ((err = dsa_model_upload_inputs(m, T, b->tokens, b->pos, b->seq, b->n_seqs, b->block_tables)) ||
+        (err = dsa_model_forward_compute(m, T, L, b->logit_rows, b->h_in)) ||
+        (err = dsa_model_download_logits(m, L, NULL, logits, b->logits_on_backend)))
         return err;
     return DSA_OK;
 }
