@@ -468,7 +468,8 @@ static void key_alt(dsa_gram *g, keybuf *k, int32_t p, int32_t *queue, int32_t *
     }
 }
 
-/* The structural key of position pos (NULL when it is not shared). */
+/* The structural key of position pos (NULL when it is not shared); *len
+ * is its length, or how far it got. */
 static uint8_t *pos_key(dsa_gram *g, int32_t pos, size_t *len)
 {
     if (!g->key_local) {
@@ -492,11 +493,11 @@ static uint8_t *pos_key(dsa_gram *g, int32_t pos, size_t *len)
     for (int32_t i = 0; i < n_queue; i++)
         g->key_local[queue[i]] = -1;
     free(queue);
+    *len = k.n; /* also when too long: the bytes written are work done */
     if (k.bad) {
         free(k.v);
         return NULL;
     }
-    *len = k.n;
     return k.v;
 }
 
