@@ -651,6 +651,8 @@ dsa_err dsa_gram_compile(const dsa_gram_params *p, dsa_gram **out)
     if (!err)
         err = gram_match_init(g);
     gx_arena_free(&a);
+    if (!err)
+        gram_classify_ahead(g, GRAM_CLASSIFY_BUDGET);
     for (int r = 0; r < g->n_rules; r++)
         g->rules[r].def = NULL;
     if (err)

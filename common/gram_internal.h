@@ -127,6 +127,10 @@ struct dsa_gram {
     uint64_t (*follow)[4];         /* per rule: bytes that may follow it, with el_rule */
     int32_t *key_local;            /* rule -> number in a position's key, -1 (gram_mask.c) */
     int32_t start;
+    /* classification ahead of the first mask (gram_classify_ahead) */
+    int64_t classify_work;         /* trie nodes walked + key bytes / 8 */
+    int64_t n_ahead, n_lazy;       /* positions resolved at compile / by masks */
+    int compiled;                  /* set once the compile's share is done */
     /* whole-state mask cache (direct mapped) */
     int32_t *mc_state;
     uint32_t *mc_mask;
@@ -208,5 +212,8 @@ struct dsa_gram_vocab {
 };
 
 void gram_pos_info_free(gram_pos_info *p);
+/* At compile: classify positions until the work passes budget. */
+#define GRAM_CLASSIFY_BUDGET (1 << 19)
+void gram_classify_ahead(dsa_gram *g, int64_t budget);
 
 #endif

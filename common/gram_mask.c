@@ -374,6 +374,7 @@ typedef struct classify {
     gram_pos_info *pi;
     uint32_t *acc; /* bitmap while classifying */
     const uint64_t *follow; /* bytes that may follow the position's rule */
+    int64_t n_nodes;        /* trie nodes walked */
     dsa_err err;
 } classify;
 
@@ -400,6 +401,7 @@ static void add_pop(classify *c, int32_t tn)
 static void dfs(classify *c, int32_t tn, int32_t state, int out)
 {
     const gram_trie_node *t = &c->v->trie[tn];
+    c->n_nodes++;
     for (int32_t i = t->tok_lo; i < t->tok_lo + t->n_end; i++) {
         int32_t id = c->v->sorted[i];
         c->acc[id >> 5] |= 1u << (id & 31);
@@ -466,7 +468,8 @@ static void key_alt(dsa_gram *g, keybuf *k, int32_t p, int32_t *queue, int32_t *
     }
 }
 
-/* The structural key of position pos (NULL when it is not shared). */
+/* The structural key of position pos (NULL when it is not shared); *len
+ * is its length, or how far it got. */
 static uint8_t *pos_key(dsa_gram *g, int32_t pos, size_t *len)
 {
     if (!g->key_local) {
@@ -490,11 +493,11 @@ static uint8_t *pos_key(dsa_gram *g, int32_t pos, size_t *len)
     for (int32_t i = 0; i < n_queue; i++)
         g->key_local[queue[i]] = -1;
     free(queue);
+    *len = k.n; /* also when too long: the bytes written are work done */
     if (k.bad) {
         free(k.v);
         return NULL;
     }
-    *len = k.n;
     return k.v;
 }
 
@@ -534,6 +537,9 @@ static dsa_err pos_info_get(dsa_gram *g, int32_t pos, gram_pos_info **out)
     size_t len = 0;
     uint8_t *key = pos_key(g, pos, &len);
     uint64_t h = key ? key_hash(key, len) : 0;
+    g->classify_work += (int64_t)len / 8;
+    if (g->compiled)
+        g->n_lazy++;
     if (key) {
         pthread_mutex_lock(&s->lock);
         share_slot *sl = share_slot_of(s, key, len, h);
@@ -547,8 +553,10 @@ static dsa_err pos_info_get(dsa_gram *g, int32_t pos, gram_pos_info **out)
     }
     gram_pos_info *pi = NULL;
     dsa_err err = pos_classify(g, pos, &pi);
-    if (err || !key) {
+    if (err || !key) { /* a key over KEY_MAX: the grammar keeps its own */
         free(key);
+        if (!err)
+            g->pos_info[pos] = *out = pi;
         return err;
     }
     pthread_mutex_lock(&s->lock);
@@ -582,6 +590,7 @@ static dsa_err pos_classify(dsa_gram *g, int32_t pos, gram_pos_info **out)
     if (!err) {
         dfs(&c, 0, s0, 0);
         err = c.err;
+        g->classify_work += c.n_nodes;
     }
     if (err)
         goto fail;
@@ -607,6 +616,33 @@ fail:
     free(c.acc);
     gram_pos_info_free(c.pi);
     return err;
+}
+
+/* Classifies the grammar's positions in order until the work spent
+ * (trie nodes walked plus key bytes / 8) passes budget; the rest stay lazy.
+ * g is not shared yet.  A failure (the memo's bounds) only ends it early:
+ * the first mask that needs the position meets it again. */
+void gram_classify_ahead(dsa_gram *g, int64_t budget)
+{
+    pthread_mutex_lock(&g->lock);
+    for (int32_t p = 0; p < g->n_el && g->classify_work < budget; p++) {
+        gram_pos_info *pi;
+        if (g->el[p].kind != GE_TERM || g->pos_info[p])
+            continue;
+        if (pos_info_get(g, p, &pi))
+            break;
+        g->n_ahead++;
+    }
+    g->compiled = 1;
+    pthread_mutex_unlock(&g->lock);
+}
+
+void dsa_gram_classify_stats(dsa_gram *g, int64_t *ahead, int64_t *lazily)
+{
+    pthread_mutex_lock(&g->lock);
+    *ahead = g->n_ahead;
+    *lazily = g->n_lazy;
+    pthread_mutex_unlock(&g->lock);
 }
 
 /* ---- masks ---- */

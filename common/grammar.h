@@ -122,6 +122,13 @@ int dsa_gram_is_terminated(dsa_gram *g, int32_t state);
 /* Writes the allowed-id bitmask of state (bit i of word i/32 = id i). */
 dsa_err dsa_gram_fill_mask(dsa_gram *g, int32_t state, uint32_t *mask);
 
+/* Token classification (the adaptive token-mask cache) happens when the
+ * grammar is compiled, up to a bound of work (a huge grammar classifies
+ * the rest lazily, at the first mask that needs it): the positions
+ * resolved at compile (classified, or found classified by an earlier
+ * grammar) and those resolved later by a mask.  Tests and benchmarks. */
+void dsa_gram_classify_stats(dsa_gram *g, int64_t *ahead, int64_t *lazily);
+
 /* Rules as GBNF text (debugging and tests); caller frees. */
 char *dsa_gram_dump(const dsa_gram *g);
 

@@ -370,8 +370,9 @@ static uint64_t note_scheduled(dsa_engine *e, dsa_sched_batch *b, int n)
         r->gram_states[0] = r->gram_state;
         q->mask = r->gram_mask;
         q->n_mask = r->gram_words;
-        if (e->filler && b == &e->sched.batch && e->n_jobs + n_pos <= e->cap_jobs) {
-            /* filled by the helper during the forward pass (run_step) */
+        if (((e->filler && b == &e->sched.batch) || e->late_masks) &&
+            e->n_jobs + n_pos <= e->cap_jobs) {
+            /* filled during the forward pass (run_step, run_pipelined) */
             for (int32_t j = 0; j < n_pos; j++) {
                 e->jobs[e->n_jobs] = (dsa_engine_mask_job){
                     .gram = r->gram, .state = r->gram_states[j],
@@ -518,7 +519,7 @@ static void run_step(dsa_engine *e)
     if (n == 0 && s->plan.n_finished == 0)
         return;
     uint64_t prompt_tokens = note_scheduled(e, &s->batch, n);
-    if (e->n_jobs) {
+    if (e->n_jobs && e->filler) {
         /* the in-process worker waits for the masks after its forward pass */
         dsa_engine_masker_start(e->filler, e->jobs, e->n_jobs);
         s->plan.mask_wait = dsa_engine_masker_wait_cb;
@@ -526,12 +527,17 @@ static void run_step(dsa_engine *e)
     }
     dsa_step_result res;
     wait_begin(e, 2);
-    dsa_err err = e->p.transport->ops->step(e->p.transport, &s->plan, &res);
+    dsa_transport *t = e->p.transport;
+    dsa_err err = !e->n_jobs || e->filler ? t->ops->step(t, &s->plan, &res)
+                  : dsa_engine_masks_submit(t, &s->plan, e->jobs, e->n_jobs);
+    if (!err && e->n_jobs && !e->filler)
+        err = t->ops->collect(t, &res);
     wait_end(e);
     if (e->n_jobs) {
         /* the masks are ours again before any state advances or any
          * request (and its mask) is retired */
-        dsa_engine_masker_wait(e->filler);
+        if (e->filler)
+            dsa_engine_masker_wait(e->filler);
         s->plan.mask_wait = NULL;
         s->plan.mask_user = NULL;
         for (int i = 0; i < e->n_jobs; i++)
@@ -561,7 +567,13 @@ static void run_pipelined(dsa_engine *e)
             break;
         e->fl_prompt[slot] = note_scheduled(e, b, n);
         e->fl_n[slot] = n;
-        dsa_err err = t->ops->submit(t, &b->plan);
+        dsa_err err = e->n_jobs ? dsa_engine_masks_submit(t, &b->plan, e->jobs, e->n_jobs)
+                                : t->ops->submit(t, &b->plan);
+        for (int i = 0; i < e->n_jobs; i++)
+            if (e->jobs[i].err)
+                e->job_reqs[i]->gram_words = -1; /* on_token fails the request */
+        atomic_fetch_add(&e->n_masks_overlapped, err ? 0 : e->n_jobs);
+        e->n_jobs = 0;
         if (err) {
             finish_step(e, b, n, err, NULL, 0);
             if (atomic_load(&e->fatal))
@@ -729,15 +741,18 @@ dsa_err dsa_engine_create(const dsa_engine_params *p, dsa_engine **out)
     atomic_init(&e->n_waiting, 0);
     atomic_init(&e->n_active, 0);
     atomic_init(&e->n_masks_overlapped, 0);
-    /* masks overlap the forward pass where the step runs on this process's
-     * memory one batch at a time; a pipelined (PP >= 2) engine fills them
-     * on the engine thread while the other micro-batch is on the workers */
-    if (!p->mask_sync && p->transport->ops->shares_plan && e->max_in_flight == 1) {
+    /* masks overlap the forward pass: where the step runs on this process's
+     * memory one batch at a time, on the helper thread; with MPI workers
+     * on the engine thread, between sending the plan and its masks */
+    e->late_masks = !p->mask_sync && p->transport->ops->send_masks &&
+                    p->transport->ops->submit && p->transport->ops->collect;
+    if (e->late_masks ||
+        (!p->mask_sync && p->transport->ops->shares_plan && e->max_in_flight == 1)) {
         /* one job per verified position of each sequence */
         e->cap_jobs = (p->max_num_seqs > 0 ? (int)p->max_num_seqs : 256) * (1 + p->spec_k);
         if (!(e->jobs = calloc((size_t)e->cap_jobs, sizeof *e->jobs)) ||
             !(e->job_reqs = calloc((size_t)e->cap_jobs, sizeof *e->job_reqs)) ||
-            dsa_engine_masker_create(&e->filler)) {
+            (!e->late_masks && dsa_engine_masker_create(&e->filler))) {
             free(e->jobs);
             free(e->job_reqs);
             dsa_sched_deinit(&e->sched);

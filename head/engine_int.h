@@ -42,10 +42,13 @@ struct dsa_engine {
     atomic_int wait_kind;
     double last_contact;        /* engine thread: the workers last answered */
     /* grammar masks filled during the forward pass (engine_mask.h): NULL
-     * when masks are filled before the step (mask_sync, or a transport
-     * that copies the plan); jobs[0..n_jobs) and job_reqs belong to the
-     * filler from start until wait */
+     * when masks are filled before the step (mask_sync) or by the engine
+     * thread after the plan is sent (late_masks); jobs[0..n_jobs) and
+     * job_reqs belong to the filler from start until wait */
     dsa_engine_masker *filler;
+    /* MPI workers (a transport with send_masks): the plan is sent first and
+     * the jobs are filled on the engine thread during the forward pass */
+    int late_masks;
     dsa_engine_mask_job *jobs;
     dsa_engine_req **job_reqs;
     int n_jobs, cap_jobs;

@@ -33,11 +33,7 @@ static void *filler_main(void *arg)
         int n = f->n_jobs;
         pthread_mutex_unlock(&f->mu);
         /* the jobs and their masks are this thread's until pending clears */
-        for (int i = 0; i < n; i++) {
-            jobs[i].err = dsa_gram_fill_mask(jobs[i].gram, jobs[i].state, jobs[i].mask);
-            if (jobs[i].err)
-                DSA_ERROR("structured output: %s", dsa_errmsg());
-        }
+        dsa_engine_masks_fill(jobs, n);
         pthread_mutex_lock(&f->mu);
         f->jobs = NULL;
         f->pending = 0;
@@ -97,7 +93,32 @@ void dsa_engine_masker_wait(dsa_engine_masker *f)
     pthread_mutex_unlock(&f->mu);
 }
 
-void dsa_engine_masker_wait_cb(void *f)
+dsa_err dsa_engine_masker_wait_cb(void *f)
 {
     dsa_engine_masker_wait(f);
+    return DSA_OK;
+}
+
+void dsa_engine_masks_fill(dsa_engine_mask_job *jobs, int n)
+{
+    for (int i = 0; i < n; i++) {
+        jobs[i].err = dsa_gram_fill_mask(jobs[i].gram, jobs[i].state, jobs[i].mask);
+        if (jobs[i].err)
+            DSA_ERROR("structured output: %s", dsa_errmsg());
+    }
+}
+
+dsa_err dsa_engine_masks_submit(dsa_transport *t, dsa_step_plan *plan,
+                                dsa_engine_mask_job *jobs, int n)
+{
+    plan->masks_later = 1;
+    dsa_err err = t->ops->submit(t, plan);
+    if (!err) {
+        /* the workers run the forward pass meanwhile */
+        dsa_engine_masks_fill(jobs, n);
+        if (t->ops->send_masks(t, plan))
+            DSA_ERROR("step %llu: %s", (unsigned long long)plan->step_id, dsa_errmsg());
+    }
+    plan->masks_later = 0;
+    return err;
 }

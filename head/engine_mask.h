@@ -27,6 +27,7 @@
 
 #include "common/error.h"
 #include "common/grammar.h"
+#include "proto/step.h"
 
 typedef struct dsa_engine_mask_job {
     dsa_gram *gram;     /* borrowed: the request holds a reference */
@@ -46,6 +47,18 @@ void dsa_engine_masker_start(dsa_engine_masker *f, dsa_engine_mask_job *jobs, in
  * none is pending (so calling it twice is harmless). */
 void dsa_engine_masker_wait(dsa_engine_masker *f);
 /* dsa_engine_masker_wait with a void * (dsa_step_plan.mask_wait). */
-void dsa_engine_masker_wait_cb(void *f);
+dsa_err dsa_engine_masker_wait_cb(void *f);
+
+/* Fills jobs[0..n) on the calling thread (errors in each job's err). */
+void dsa_engine_masks_fill(dsa_engine_mask_job *jobs, int n);
+/* The order for a transport with send_masks (MPI workers): submits plan
+ * with masks_later (its frame without the masks), fills the jobs on the
+ * calling thread while the workers run the forward pass, then sends the
+ * masks to the ranks that sample, which wait for them only when they
+ * sample (dsa_step_plan.mask_wait on the worker).  Returns submit's error
+ * (the plan is not in flight); once the plan is in flight a failure to
+ * send the masks is the transport's, returned by its collect. */
+dsa_err dsa_engine_masks_submit(dsa_transport *t, dsa_step_plan *plan,
+                                dsa_engine_mask_job *jobs, int n);
 
 #endif

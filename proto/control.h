@@ -17,7 +17,8 @@
 #include "common/error.h"
 #include "proto/step.h"
 
-/* Message types after DSA_MSG_STEP_PLAN (1) and DSA_MSG_STEP_RESULT (2). */
+/* Message types after DSA_MSG_STEP_PLAN (1) and DSA_MSG_STEP_RESULT (2);
+ * DSA_MSG_STEP_MASKS (8) is step.h's too. */
 enum {
     DSA_MSG_HELLO = 3,
     DSA_MSG_CONFIG = 4,

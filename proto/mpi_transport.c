@@ -229,6 +229,10 @@ typedef struct in_flight {
     uint64_t step_id;
     uint8_t *frame;          /* the plan, kept until every send completed */
     MPI_Request *reqs;       /* [n_workers] */
+    uint8_t *mframe;         /* its StepMasks frame (masks_later), likewise */
+    MPI_Request *mreqs;      /* [n_workers]: n_mreqs started */
+    int n_mreqs;
+    dsa_err merr;            /* sending the masks failed: collect's error */
 } in_flight;
 
 typedef struct mpi_transport {
@@ -241,6 +245,7 @@ typedef struct mpi_transport {
     in_flight q[DSA_MPI_IN_FLIGHT];
     int q_head, q_len;
     uint64_t nonce;
+    int64_t n_masks_sent;
 } mpi_transport;
 
 static dsa_err send_all(mpi_transport *t, const uint8_t *buf, size_t len, MPI_Request *reqs)
@@ -305,8 +310,19 @@ dsa_err dsa_mpi_transport_collect(dsa_transport *base, dsa_step_result *res)
     t->q_head = (t->q_head + 1) % DSA_MPI_IN_FLIGHT;
     t->q_len--;
     dsa_err err = wait_all(t, f->reqs, t->p.step_timeout_s);
+    for (int k = 0; k < f->n_mreqs; k++) {
+        dsa_err e2 = dsa_mpi_wait(&f->mreqs[k], NULL, t->p.step_timeout_s,
+                                  "sending grammar masks to worker rank", t->result_rank + k);
+        err = err ? err : e2;
+    }
     free(f->frame);
-    f->frame = NULL;
+    free(f->mframe);
+    f->frame = f->mframe = NULL;
+    f->n_mreqs = 0;
+    if (!err && f->merr)
+        err = dsa_fail(f->merr, "step %llu: its grammar masks were not sent",
+                       (unsigned long long)f->step_id);
+    f->merr = DSA_OK;
     if (err)
         return err;
     uint8_t *buf = NULL;
@@ -333,6 +349,36 @@ dsa_err dsa_mpi_transport_collect(dsa_transport *base, dsa_step_result *res)
     }
     free(buf);
     return err;
+}
+
+dsa_err dsa_mpi_transport_send_masks(dsa_transport *base, const dsa_step_plan *plan)
+{
+    mpi_transport *t = (mpi_transport *)base;
+    in_flight *f = &t->q[(t->q_head + t->q_len + DSA_MPI_IN_FLIGHT - 1) % DSA_MPI_IN_FLIGHT];
+    if (!t->q_len || f->step_id != plan->step_id || f->mframe || !plan->masks_later)
+        return dsa_fail(DSA_INVAL, "masks of step %llu: not the last plan sent with masks_later",
+                        (unsigned long long)plan->step_id);
+    size_t len = 0;
+    dsa_err err = dsa_step_masks_encode(plan, &f->mframe, &len);
+    if (!err && len > INT32_MAX)
+        err = dsa_fail(DSA_RANGE, "masks of %zu bytes", len);
+    /* every rank of the last stage: with drafts they all sample */
+    for (int k = 0; !err && k < t->tp; k++) {
+        if (MPI_Isend(f->mframe, (int)len, MPI_BYTE, t->result_rank + k, DSA_MPI_TAG_MASKS,
+                      MPI_COMM_WORLD, &f->mreqs[k]) != MPI_SUCCESS)
+            err = dsa_fail(DSA_IO, "MPI_Isend of masks to rank %d failed", t->result_rank + k);
+        else
+            f->n_mreqs++;
+    }
+    if (!err)
+        t->n_masks_sent++;
+    f->merr = err; /* the plan is in flight either way: its collect fails */
+    return err;
+}
+
+int64_t dsa_mpi_transport_n_masks_sent(const dsa_transport *base)
+{
+    return ((const mpi_transport *)base)->n_masks_sent;
 }
 
 static dsa_err mpi_step(dsa_transport *base, const dsa_step_plan *plan, dsa_step_result *res)
@@ -387,6 +433,8 @@ static void mpi_destroy(dsa_transport *base)
     for (int i = 0; i < DSA_MPI_IN_FLIGHT; i++) {
         free(t->q[i].frame);
         free(t->q[i].reqs);
+        free(t->q[i].mframe);
+        free(t->q[i].mreqs);
     }
     free(t->hellos);
     free(t);
@@ -404,6 +452,7 @@ static const dsa_transport_ops mpi_ops = {
     .submit = dsa_mpi_transport_submit,
     .collect = dsa_mpi_transport_collect,
     .ping = mpi_ping,
+    .send_masks = dsa_mpi_transport_send_masks,
 };
 
 /* Every worker's Hello: the ranks form a TP x PP grid, agree on the model,
@@ -456,9 +505,10 @@ dsa_err dsa_mpi_transport_create(const dsa_mpi_env *env, const dsa_mpi_transport
     dsa_hello *hellos = calloc((size_t)t->n_workers, sizeof *hellos);
     int *seen = calloc((size_t)t->n_workers, sizeof *seen);
     for (int i = 0; i < DSA_MPI_IN_FLIGHT && hellos; i++)
-        if (!(t->q[i].reqs = calloc((size_t)t->n_workers, sizeof(MPI_Request))))
+        if (!(t->q[i].reqs = calloc((size_t)t->n_workers, sizeof(MPI_Request))) ||
+            !(t->q[i].mreqs = calloc((size_t)t->n_workers, sizeof(MPI_Request))))
             break;
-    if (!hellos || !seen || !t->q[DSA_MPI_IN_FLIGHT - 1].reqs) {
+    if (!hellos || !seen || !t->q[DSA_MPI_IN_FLIGHT - 1].mreqs) {
         free(hellos);
         err = dsa_fail(DSA_NOMEM, "hellos");
         goto fail;

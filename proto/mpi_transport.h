@@ -26,7 +26,10 @@
 #include "proto/control.h"
 #include "proto/step.h"
 
-enum { DSA_MPI_TAG_CTRL = 1, DSA_MPI_TAG_REPLY = 2 };
+/* DSA_MPI_TAG_MASKS: a plan's grammar masks (StepMasks), head -> the last
+ * stage's ranks, after the plan (its own tag, so a worker takes it from
+ * inside its step while the next plan may already wait on CTRL). */
+enum { DSA_MPI_TAG_CTRL = 1, DSA_MPI_TAG_REPLY = 2, DSA_MPI_TAG_MASKS = 3 };
 
 typedef struct dsa_mpi_env {
     int rank, size;
@@ -89,6 +92,11 @@ dsa_err dsa_mpi_transport_create(const dsa_mpi_env *env, const dsa_mpi_transport
  * DSA_MPI_IN_FLIGHT plans may be outstanding (DSA_BUSY beyond). */
 #define DSA_MPI_IN_FLIGHT 8
 dsa_err dsa_mpi_transport_submit(dsa_transport *t, const dsa_step_plan *plan);
+/* The masks of the plan submitted last (it has masks_later) to the last
+ * stage's ranks, without waiting (the transport's send_masks op). */
+dsa_err dsa_mpi_transport_send_masks(dsa_transport *t, const dsa_step_plan *plan);
+/* StepMasks frames sent since creation (tests, logs). */
+int64_t dsa_mpi_transport_n_masks_sent(const dsa_transport *t);
 /* The result of the oldest outstanding plan (results come back in order). */
 dsa_err dsa_mpi_transport_collect(dsa_transport *t, dsa_step_result *res);
 /* Every worker's Hello, in world-rank order ([0] is rank 1). */

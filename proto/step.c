@@ -81,6 +81,7 @@ dsa_err dsa_step_plan_encode(const dsa_step_plan *p, uint8_t **buf, size_t *len)
     dsa_wire_w w = {0};
     w_header(&w, DSA_MSG_STEP_PLAN);
     dsa_wire_put_u64(&w, p->step_id);
+    dsa_wire_put_u32(&w, (uint32_t)(p->masks_later != 0));
     dsa_wire_put_u32(&w, (uint32_t)p->n_seqs);
     for (int32_t i = 0; i < p->n_seqs; i++) {
         const dsa_step_seq *s = &p->seqs[i];
@@ -116,7 +117,7 @@ dsa_err dsa_step_plan_encode(const dsa_step_plan *p, uint8_t **buf, size_t *len)
         dsa_wire_put_u32(&w, (uint32_t)s->n_draft);
         dsa_wire_put_u32(&w, (uint32_t)s->spec_k);
         dsa_wire_put_u32(&w, (uint32_t)s->n_mask);
-        int64_t n_words = dsa_step_seq_mask_words(s);
+        int64_t n_words = p->masks_later ? 0 : dsa_step_seq_mask_words(s);
         for (int64_t j = 0; j < n_words; j++)
             dsa_wire_put_u32(&w, s->mask[j]);
     }
@@ -152,6 +153,9 @@ dsa_err dsa_step_plan_decode(const uint8_t *buf, size_t len, dsa_step_plan *p)
     if (err)
         return err;
     p->step_id = dsa_wire_get_u64(&r);
+    p->masks_later = (int32_t)dsa_wire_get_u32(&r);
+    if (p->masks_later != 0 && p->masks_later != 1)
+        r.bad = 1;
     int32_t n = r_count(&r, MAX_SEQS, 100);
     if (n && !(p->seqs = calloc((size_t)n, sizeof *p->seqs)))
         return dsa_fail(DSA_NOMEM, "step plan: %d sequences", n);
@@ -205,8 +209,8 @@ dsa_err dsa_step_plan_decode(const uint8_t *buf, size_t len, dsa_step_plan *p)
         if (s->n_draft < 0 || s->n_draft > DSA_SPEC_TOKENS_MAX || s->spec_k < 0 ||
             s->spec_k > DSA_SPEC_TOKENS_MAX)
             r.bad = 1;
-        s->n_mask = r_count(&r, MAX_ITEMS, 4);
-        int64_t n_words = r.bad ? 0 : dsa_step_seq_mask_words(s);
+        s->n_mask = r_count(&r, MAX_ITEMS, p->masks_later ? 0 : 4);
+        int64_t n_words = r.bad || p->masks_later ? 0 : dsa_step_seq_mask_words(s);
         if ((size_t)n_words > r.left / 4) {
             r.bad = 1;
             n_words = s->n_mask = 0;
@@ -241,6 +245,57 @@ nomem:
 fail:
     dsa_step_plan_free(p);
     return err;
+}
+
+dsa_err dsa_step_masks_encode(const dsa_step_plan *p, uint8_t **buf, size_t *len)
+{
+    dsa_wire_w w = {0};
+    w_header(&w, DSA_MSG_STEP_MASKS);
+    dsa_wire_put_u64(&w, p->step_id);
+    dsa_wire_put_u32(&w, (uint32_t)p->n_seqs);
+    for (int32_t i = 0; i < p->n_seqs; i++) {
+        const dsa_step_seq *s = &p->seqs[i];
+        int64_t n_words = s->mask ? dsa_step_seq_mask_words(s) : 0;
+        dsa_wire_put_u32(&w, (uint32_t)n_words);
+        for (int64_t j = 0; j < n_words; j++)
+            dsa_wire_put_u32(&w, s->mask[j]);
+    }
+    return w_finish(&w, buf, len);
+}
+
+dsa_err dsa_step_masks_decode(const uint8_t *buf, size_t len, dsa_step_plan *p)
+{
+    dsa_wire_r r = {buf, len, 0};
+    dsa_err err = r_header(&r, DSA_MSG_STEP_MASKS);
+    if (err)
+        return err;
+    uint64_t step_id = dsa_wire_get_u64(&r);
+    int32_t n = r_count(&r, MAX_SEQS, 4);
+    if (r.bad || step_id != p->step_id || n != p->n_seqs || !p->masks_later)
+        return dsa_fail(DSA_FORMAT, "step masks of step %llu (%d sequences) for plan %llu "
+                        "(%d sequences%s)", (unsigned long long)step_id, n,
+                        (unsigned long long)p->step_id, p->n_seqs,
+                        p->masks_later ? "" : ", masks in the plan");
+    for (int32_t i = 0; i < n && !r.bad; i++) {
+        dsa_step_seq *s = &p->seqs[i];
+        int64_t n_words = (int64_t)dsa_wire_get_u32(&r);
+        if (r.bad || s->mask || (n_words && n_words != dsa_step_seq_mask_words(s)) ||
+            (size_t)n_words > r.left / 4)
+            return dsa_fail(DSA_FORMAT, "step masks of step %llu: sequence %d has %lld words, "
+                            "its plan %lld", (unsigned long long)step_id, i, (long long)n_words,
+                            (long long)dsa_step_seq_mask_words(s));
+        if (!n_words) {
+            s->n_mask = 0;
+            continue;
+        }
+        if (!(s->mask = malloc((size_t)n_words * 4)))
+            return dsa_fail(DSA_NOMEM, "step masks");
+        for (int64_t j = 0; j < n_words; j++)
+            s->mask[j] = dsa_wire_get_u32(&r);
+    }
+    if (r.bad || r.left)
+        return dsa_fail(DSA_FORMAT, "step masks: truncated or malformed body");
+    return DSA_OK;
 }
 
 dsa_err dsa_step_result_encode(const dsa_step_result *res, uint8_t **buf, size_t *len)

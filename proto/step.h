@@ -26,8 +26,9 @@
  * prompt logprobs in plans and results.  3: grammar masks in plans.
  * 4: speculative decoding (draft tokens and wanted drafts in plans;
  * accepted tokens and new drafts in results).  5: one grammar mask per
- * verified position of a sequence with drafts. */
-#define DSA_PROTO_VERSION 5
+ * verified position of a sequence with drafts.  6: masks_later: a plan
+ * may leave its masks to a StepMasks frame that follows it (MPI). */
+#define DSA_PROTO_VERSION 6
 #define DSA_TOP_LOGPROBS_MAX 20
 /* Most draft tokens per sequence and step (num_speculative_tokens). */
 #define DSA_SPEC_TOKENS_MAX 8
@@ -35,6 +36,8 @@
 typedef enum dsa_msg_type {
     DSA_MSG_STEP_PLAN = 1,
     DSA_MSG_STEP_RESULT = 2,
+    DSA_MSG_STEP_MASKS = 8, /* the grammar masks of a plan with masks_later
+                             * (3..7 are proto/control.h's) */
 } dsa_msg_type;
 
 /* Per-sequence sampling parameters (OpenAI/vLLM semantics).  Penalties:
@@ -118,11 +121,17 @@ typedef struct dsa_step_plan {
     dsa_step_seq *seqs;     /* [n_seqs] */
     int32_t n_finished;
     uint64_t *finished;     /* [n_finished] sequence ids to forget */
-    /* In-process only, never encoded: when set, the seqs' masks may still
-     * be being written by another thread, and the step calls
-     * mask_wait(mask_user) before it reads any of them.  The head sets it
-     * only for a transport with shares_plan. */
-    void (*mask_wait)(void *user);
+    /* 1: the plan frame carries each sequence's n_mask but no mask words;
+     * they follow in a StepMasks frame (dsa_step_masks_encode) sent to the
+     * ranks of the last stage only, so the head fills them while the
+     * workers run the forward pass.  A decoded plan has mask NULL until
+     * dsa_step_masks_decode. */
+    int32_t masks_later;
+    /* Never encoded: when set, the seqs' masks may not be there yet (being
+     * written by the head's helper thread in process, or still on the wire
+     * with masks_later), and the step calls mask_wait(mask_user) before it
+     * reads any of them; an error (the masks never came) fails the step. */
+    dsa_err (*mask_wait)(void *user);
     void *mask_user;
 } dsa_step_plan;
 
@@ -184,6 +193,12 @@ dsa_err dsa_step_result_encode(const dsa_step_result *r, uint8_t **buf, size_t *
 dsa_err dsa_step_plan_decode(const uint8_t *buf, size_t len, dsa_step_plan *p);
 dsa_err dsa_step_result_decode(const uint8_t *buf, size_t len, dsa_step_result *r);
 void dsa_step_plan_free(dsa_step_plan *p);
+/* StepMasks: step_id, then per sequence of the plan its mask words
+ * (dsa_step_seq_mask_words each, 0 for a sequence without a mask).
+ * decode fills the masks of a plan decoded with masks_later; the step id,
+ * sequence count and every word count must match it (DSA_FORMAT). */
+dsa_err dsa_step_masks_encode(const dsa_step_plan *p, uint8_t **buf, size_t *len);
+dsa_err dsa_step_masks_decode(const uint8_t *buf, size_t len, dsa_step_plan *p);
 void dsa_step_result_free(dsa_step_result *r);
 
 /* What the workers report at start (Hello). */
@@ -220,6 +235,10 @@ typedef struct dsa_transport_ops {
     /* 1 when step reads the plan in place on the calling thread (the
      * in-process worker) and honours dsa_step_plan.mask_wait. */
     int shares_plan;
+    /* Optional (NULL in-process): after submit of a plan with masks_later,
+     * sends its masks (the plan's current mask words) to the ranks that
+     * sample; the buffers are copied.  An error is a transport error. */
+    dsa_err (*send_masks)(dsa_transport *t, const dsa_step_plan *plan);
 } dsa_transport_ops;
 
 struct dsa_transport {

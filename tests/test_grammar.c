@@ -505,3 +505,63 @@ Test(grammar, shared_classifications_per_grammar, .timeout = 300)
         dsa_gram_destroy(g);
     }
 }
+
+/* Positions are classified when a grammar is compiled (the adaptive
+ * token-mask cache built ahead, as xgrammar does), so the first masks of a
+ * new grammar classify nothing; a huge grammar stops at a bound of work
+ * and classifies the rest lazily, with the same masks. */
+Test(grammar, classified_at_compile, .timeout = 300)
+{
+    dsa_gram *g = compile(DSA_GRAM_JSON_SCHEMA,
+                          "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\"},"
+                          "\"n\":{\"type\":\"integer\"},\"tag\":{\"enum\":[\"red\",\"blue\"]}},"
+                          "\"required\":[\"name\",\"n\",\"tag\"]}", 1);
+    int64_t ahead = 0, lazily = 0;
+    dsa_gram_classify_stats(g, &ahead, &lazily);
+    cr_expect_gt(ahead, 20, "%lld positions classified at compile", (long long)ahead);
+    cr_expect_eq(lazily, 0);
+    static const char *const doc[] = {"{\"", "name", "\": \"", "Ada Love", "lace\", \"n\": ",
+                                      "-12", ", \"tag\": \"", "blue", "\"}"};
+    size_t nw = dsa_gram_mask_words(voc);
+    uint32_t *mask = calloc(nw, sizeof *mask);
+    cr_assert(mask);
+    int32_t st = dsa_gram_start(g);
+    for (size_t i = 0; i < sizeof doc / sizeof doc[0]; i++) {
+        cr_assert_eq(dsa_gram_fill_mask(g, st, mask), DSA_OK);
+        cr_assert_eq(dsa_gram_accept_bytes(g, &st, doc[i], strlen(doc[i])), DSA_OK, "%s", doc[i]);
+    }
+    cr_assert_eq(dsa_gram_fill_mask(g, st, mask), DSA_OK);
+    cr_assert(dsa_gram_is_complete(g, st));
+    dsa_gram_classify_stats(g, &ahead, &lazily);
+    cr_expect_eq(lazily, 0, "the first walk classified %lld positions", (long long)lazily);
+    dsa_gram_destroy(g);
+
+    /* an object of 2,000 required properties: over the bound */
+    size_t cap = 2000 * 64 + 64, n = 0, dcap = 2000 * 16 + 16, dn = 0;
+    char *schema = malloc(cap), *prefix = malloc(dcap);
+    cr_assert(schema && prefix);
+    n += (size_t)snprintf(schema + n, cap - n, "{\"type\":\"object\",\"properties\":{");
+    for (int i = 0; i < 2000; i++)
+        n += (size_t)snprintf(schema + n, cap - n, "%s\"p%d\":{\"type\":\"integer\"}",
+                              i ? "," : "", i);
+    n += (size_t)snprintf(schema + n, cap - n, "},\"required\":[");
+    for (int i = 0; i < 2000; i++)
+        n += (size_t)snprintf(schema + n, cap - n, "%s\"p%d\"", i ? "," : "", i);
+    snprintf(schema + n, cap - n, "]}");
+    dn += (size_t)snprintf(prefix + dn, dcap - dn, "{");
+    for (int i = 0; i < 1999; i++)
+        dn += (size_t)snprintf(prefix + dn, dcap - dn, "\"p%d\": %d, ", i, i);
+    snprintf(prefix + dn, dcap - dn, "\"p1999\": ");
+    g = compile(DSA_GRAM_JSON_SCHEMA, schema, 1);
+    dsa_gram_classify_stats(g, &ahead, &lazily);
+    cr_expect_gt(ahead, 0);
+    cr_expect_eq(lazily, 0);
+    mask_matches_tokens(g, prefix);
+    dsa_gram_classify_stats(g, &ahead, &lazily);
+    cr_expect_gt(lazily, 0, "a huge grammar classified everything at compile");
+    mask_matches_tokens(g, "{\"p0\": 7");
+    dsa_gram_destroy(g);
+    free(schema);
+    free(prefix);
+    free(mask);
+}

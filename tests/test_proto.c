@@ -166,3 +166,59 @@ Test(proto, result_round_trip_and_truncation)
     }
     free(buf);
 }
+
+/* masks_later (protocol 6): the plan frame holds each sequence's n_mask
+ * but no words, and is smaller by them; a StepMasks frame brings them to
+ * the decoded plan; a frame of another step, a count that does not fit
+ * the plan, truncation and a second delivery are refused. */
+Test(proto, masks_after_the_plan)
+{
+    int32_t toks[] = {5, 6, 7, 8};
+    int32_t blocks[] = {3, 4, 5};
+    uint64_t fin[] = {1, 2};
+    dsa_step_plan p = sample_plan(toks, blocks, fin), q;
+    uint8_t *full, *buf, *mbuf;
+    size_t full_len, len, mlen;
+    cr_assert_eq(dsa_step_plan_encode(&p, &full, &full_len), DSA_OK);
+    p.masks_later = 1;
+    cr_assert_eq(dsa_step_plan_encode(&p, &buf, &len), DSA_OK);
+    cr_assert_eq(len, full_len - (6 + 3) * 4);
+    cr_assert_eq(dsa_step_masks_encode(&p, &mbuf, &mlen), DSA_OK);
+    cr_assert_eq(dsa_step_plan_decode(buf, len, &q), DSA_OK);
+    cr_assert_eq(q.masks_later, 1);
+    cr_assert_eq(q.seqs[0].n_mask, 2);
+    cr_assert_eq(q.seqs[1].n_mask, 3);
+    cr_assert_null(q.seqs[0].mask);
+    cr_assert_null(q.seqs[1].mask);
+    /* every truncation of the masks frame fails and leaves no mask */
+    for (size_t n = 0; n < mlen; n++) {
+        uint8_t *t = malloc(n ? n : 1);
+        memcpy(t, mbuf, n);
+        dsa_step_plan c;
+        cr_assert_eq(dsa_step_plan_decode(buf, len, &c), DSA_OK);
+        cr_assert_neq(dsa_step_masks_decode(t, n, &c), DSA_OK, "length %zu", n);
+        dsa_step_plan_free(&c);
+        free(t);
+    }
+    /* another step's masks */
+    dsa_step_plan other = p;
+    other.step_id = 43;
+    uint8_t *obuf;
+    size_t olen;
+    cr_assert_eq(dsa_step_masks_encode(&other, &obuf, &olen), DSA_OK);
+    cr_assert_eq(dsa_step_masks_decode(obuf, olen, &q), DSA_FORMAT);
+    free(obuf);
+    cr_assert_eq(dsa_step_masks_decode(mbuf, mlen, &q), DSA_OK);
+    cr_assert_eq(memcmp(q.seqs[0].mask, spec_mask, sizeof spec_mask), 0);
+    cr_assert_eq(memcmp(q.seqs[1].mask, gram_mask, sizeof gram_mask), 0);
+    cr_assert_eq(dsa_step_masks_decode(mbuf, mlen, &q), DSA_FORMAT); /* twice */
+    dsa_step_plan_free(&q);
+    /* a plan that carries its masks takes no StepMasks frame */
+    cr_assert_eq(dsa_step_plan_decode(full, full_len, &q), DSA_OK);
+    cr_assert_eq(q.masks_later, 0);
+    cr_assert_eq(dsa_step_masks_decode(mbuf, mlen, &q), DSA_FORMAT);
+    dsa_step_plan_free(&q);
+    free(full);
+    free(buf);
+    free(mbuf);
+}

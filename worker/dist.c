@@ -60,7 +60,45 @@ static int64_t rss_bytes(void)
 typedef struct step_times {
     uint64_t n;
     double compute_s, comm_s, control_s, idle_s;
+    uint64_t n_late_masks;      /* StepMasks frames taken (masks_later) */
+    double mask_wait_s;         /* spent waiting for them inside steps */
 } step_times;
+
+/* A plan with masks_later on a rank of the last stage: its StepMasks frame
+ * is taken when the step first needs a mask (dsa_step_plan.mask_wait,
+ * after the forward pass), or after the step when it sampled nothing. */
+typedef struct late_masks {
+    dsa_step_plan *plan;
+    double timeout_s;
+    int got, failed;
+    char msg[256];              /* why, when failed */
+    step_times *st;
+} late_masks;
+
+static dsa_err late_masks_recv(void *user)
+{
+    late_masks *lm = user;
+    if (lm->got || lm->failed)
+        return lm->got ? DSA_OK : DSA_TIMEOUT;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    double t0 = dsa_time_now();
+    dsa_err err = dsa_mpi_recv_frame(MPI_COMM_WORLD, 0, DSA_MPI_TAG_MASKS, lm->timeout_s, &buf,
+                                     &len, NULL);
+    if (!err)
+        err = dsa_step_masks_decode(buf, len, lm->plan);
+    free(buf);
+    lm->st->mask_wait_s += dsa_time_now() - t0;
+    if (err) {
+        lm->failed = 1;
+        snprintf(lm->msg, sizeof lm->msg, "the grammar masks of step %llu from the head: %s",
+                 (unsigned long long)lm->plan->step_id, dsa_errmsg());
+        return dsa_fail(err == DSA_NOMEM ? err : DSA_TIMEOUT, "%s", lm->msg);
+    }
+    lm->got = 1;
+    lm->st->n_late_masks++;
+    return DSA_OK;
+}
 
 static double comm_total(const dsa_comm *c)
 {
@@ -246,10 +284,24 @@ int dsa_dist_worker_main(const dsa_mpi_env *env, const dsa_dist_params *p)
                 dsa_mpi_abort(env, 2, "bad plan from the head: %s", dsa_errmsg());
             free(buf);
             buf = NULL;
+            late_masks lm = {.plan = &plan, .timeout_s = p->timeout_s, .st = &st};
+            int masks_here = plan.masks_later && stage == pp - 1;
+            if (masks_here) {
+                plan.mask_wait = late_masks_recv;
+                plan.mask_user = &lm;
+            }
             double c0 = comm_total(comm), t2 = dsa_time_now();
             if (dsa_worker_step_run(ws, &plan, &res))
                 dsa_mpi_abort(env, 2, "step %llu: %s", (unsigned long long)plan.step_id,
                               dsa_errmsg());
+            /* a step that sampled nothing here leaves its masks on the wire;
+             * masks that never came (or did not fit the plan) end the job as
+             * a late peer does: the step failed with DSA_TIMEOUT */
+            if (masks_here && !lm.got)
+                late_masks_recv(&lm);
+            if (lm.failed)
+                dsa_mpi_abort(env, 3, "step %llu: %s", (unsigned long long)plan.step_id,
+                              lm.msg);
             double t3 = dsa_time_now(), dc = comm_total(comm) - c0;
             /* A collective that failed leaves the peers out of step. */
             if (res.status == DSA_TIMEOUT || res.status == DSA_IO)
@@ -301,6 +353,10 @@ int dsa_dist_worker_main(const dsa_mpi_env *env, const dsa_dist_params *p)
     free(buf);
     if (dump)
         fclose(dump);
+    if (st.n_late_masks)
+        DSA_INFO("rank %d (%s): grammar masks of %llu steps came after their plan; "
+                 "%.3f ms waited for them per such step", r, env->host,
+                 (unsigned long long)st.n_late_masks, 1e3 * st.mask_wait_s / st.n_late_masks);
     if (st.n)
         DSA_INFO("rank %d (%s) stage %d tp %d: %llu steps; per step compute %.3f ms, "
                  "collectives %.3f ms (%llu all-reduce, %llu all-gather, %llu p2p, %.2f MB), "

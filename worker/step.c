@@ -477,8 +477,8 @@ static dsa_err sample_rows(dsa_worker_step *ws, const dsa_step_plan *plan, int64
      * masks the row it samples); the host rows that logprobs read get the
      * same mask below.  The controls and penalties applied in between
      * commute with it: -inf stays -inf under bias, bans and penalties. */
-    if (plan->mask_wait) /* the head may still be filling the masks */
-        plan->mask_wait(plan->mask_user);
+    if (plan->mask_wait && (err = plan->mask_wait(plan->mask_user))) /* masks may lag */
+        return err;
     int64_t n_masked = 0, n_ctl = 0;
     for (int64_t l = 0; l < L; l++) {
         const dsa_step_seq *s = &plan->seqs[ws->row_seq[l]];

@@ -14,7 +14,10 @@
  * logits the sampling rank dumped are compared (max |a - b| / max |b| per
  * row <= --tol), as are the sampled tokens and the prompt logprobs (ids,
  * ranks, logprobs within --tol absolute).  --loop-seconds S instead repeats the workload for S
- * seconds without checking (the fault tests kill a worker meanwhile). */
+ * seconds without checking (the fault tests kill a worker meanwhile).
+ * --masks 1: the first sequence of each micro-batch samples under a grammar
+ * mask (ids divisible by 3) that follows its plan in a StepMasks frame
+ * (masks_later); --masks 2 never sends those frames (the job must fail). */
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -35,7 +38,7 @@
 
 typedef struct opts {
     const char *model, *dump, *ready_file;
-    long long decode;
+    long long decode, masks;
     double tol, loop_seconds, step_timeout, hello_timeout, preflight_timeout;
 } opts;
 
@@ -47,6 +50,8 @@ static const dsa_option options[] = {
     {"ready-file", DSA_OPT_STRING, O(ready_file), 0, 0, NULL, "FILE",
      "created once every worker said Hello", 0},
     {"decode", DSA_OPT_INT, O(decode), 0, 16, "3", "N", "decode steps after the prefill", 0},
+    {"masks", DSA_OPT_INT, O(masks), 0, 2, "0", "N",
+     "1: grammar masks after the plans; 2: announced and never sent", 0},
     {"tol", DSA_OPT_DOUBLE, O(tol), 0, 1, "1e-5", "X", "relative logit tolerance", 0},
     {"loop-seconds", DSA_OPT_DOUBLE, O(loop_seconds), 0, 3600, "0", "S",
      "repeat the workload this long, no checks", 0},
@@ -76,6 +81,7 @@ typedef struct rec_plan {
 
 static int32_t allowed_ids[256];        /* even ids, see build_plan */
 static int32_t bias_id = 5;
+static uint32_t mask3[64];              /* ids divisible by 3, see build_plan */
 static float bias_value = 3.0f;
 
 typedef struct seq_run {
@@ -85,7 +91,8 @@ typedef struct seq_run {
 } seq_run;
 
 static void build_plan(rec_plan *rp, uint64_t step_id, int mb, seq_run *runs, int decode,
-                       uint64_t round, int64_t V, const uint64_t *finish, int n_finish)
+                       uint64_t round, int64_t V, const uint64_t *finish, int n_finish,
+                       int masks)
 {
     memset(rp, 0, sizeof *rp);
     rp->plan.step_id = step_id;
@@ -124,6 +131,13 @@ static void build_plan(rec_plan *rp, uint64_t step_id, int mb, seq_run *runs, in
             q->n_bias = 1;
             q->bias_ids = &bias_id;
             q->bias_values = &bias_value;
+        }
+        if (masks && j == 0 && V <= 64 * 32) {
+            for (int64_t id = 0; id < V; id += 3)
+                mask3[id >> 5] |= 1u << (id & 31);
+            q->n_mask = (int32_t)((V + 31) / 32);
+            q->mask = mask3;
+            rp->plan.masks_later = 1;
         }
         if (s == 3) {
             for (int i = 0; i < 256; i++)
@@ -309,10 +323,12 @@ int main(int argc, char **argv)
                                                                      : &plans[n_plans++];
                 build_plan(rp[mb], ++step_id, mb, runs, k > 0, round, V,
                            k == 0 ? finish + mb * SEQS_PER_MB : NULL,
-                           k == 0 && round ? SEQS_PER_MB : 0);
+                           k == 0 && round ? SEQS_PER_MB : 0, (int)o.masks);
                 /* both micro-batches in flight before the first result */
                 if (dsa_mpi_transport_submit(t, &rp[mb]->plan))
                     dsa_mpi_abort(&env, 3, "submit: %s", dsa_errmsg());
+                if (o.masks == 1 && dsa_mpi_transport_send_masks(t, &rp[mb]->plan))
+                    dsa_mpi_abort(&env, 3, "masks: %s", dsa_errmsg());
             }
             for (int mb = 0; mb < N_MB; mb++) {
                 dsa_step_result res;
@@ -335,7 +351,7 @@ int main(int argc, char **argv)
                     if (np)
                         memcpy(rp[mb]->plps[j], res.seqs[j].prompt_lps,
                                (size_t)np * sizeof *res.seqs[j].prompt_lps);
-                    if (r->last < 0 || r->last >= V)
+                    if (r->last < 0 || r->last >= V || (o.masks && j == 0 && r->last % 3))
                         dsa_mpi_abort(&env, 3, "step %llu: token %d",
                                       (unsigned long long)res.step_id, r->last);
                 }
@@ -348,6 +364,9 @@ int main(int argc, char **argv)
     } while (o.loop_seconds > 0 && dsa_time_now() - t0 < o.loop_seconds);
     printf("%d steps of %d micro-batches: %.2f ms per step (wall, both in flight)\n", n_steps,
            N_MB, 1e3 * t_steps / n_steps);
+    if (o.masks)
+        printf("%lld StepMasks frames sent after their plans\n",
+               (long long)dsa_mpi_transport_n_masks_sent(t));
     int64_t n_blocks = t->info.n_blocks;
     dsa_transport_destroy(t);
     int bad = 0;

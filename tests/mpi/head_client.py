@@ -5,6 +5,10 @@
   head_client.py greedy PORT OUT           greedy streamed completions of a
                                            few prompts, as JSON, to OUT; their
                                            prompt logprobs to OUT.plp
+  head_client.py structured PORT OUT       grammar-constrained completions
+                                           (JSON schema, regex, choice; greedy
+                                           and seeded), sent at once, checked
+                                           against their grammars, to OUT
   head_client.py plpcmp A B                prompt logprobs of two runs agree
                                            (same ids and ranks, logprobs
                                            within 1e-4)
@@ -19,6 +23,7 @@ Exit 1 with a message on failure."""
 import http.client
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -150,6 +155,72 @@ def prompt_logprobs(port):
     return out
 
 
+SCHEMA = {"type": "object", "properties": {"a": {"type": "integer", "minimum": 0,
+                                                   "maximum": 999},
+                                             "b": {"enum": ["x", "yy"]}},
+          "required": ["a", "b"], "additionalProperties": False}
+REGEX = "[a-c]{3,12}x"
+CHOICE = ["alpha", "beta", "gamma"]
+STRUCTURED = [  # (prompt, extra fields)
+    ("Hello", {"structured_outputs": {"json": SCHEMA, "disable_any_whitespace": True}}),
+    ("The quick brown fox", {"structured_outputs": {"json": SCHEMA,
+                                                    "disable_any_whitespace": True},
+                             "temperature": 1, "seed": 5}),
+    ("1 2 3 4", {"guided_regex": REGEX}),
+    ("a b", {"guided_regex": REGEX, "temperature": 1, "seed": 9}),
+    ("Hello", {"guided_choice": CHOICE, "temperature": 1, "seed": 3}),
+    ("a b", {"structured_outputs": {"json": SCHEMA, "disable_any_whitespace": True},
+             "temperature": 0.8, "seed": 11}),
+]
+
+
+def structured(port):
+    """The STRUCTURED requests at once; [{prompt, text, finish}] or an error."""
+    res = [None] * len(STRUCTURED)
+
+    def one(i):
+        prompt, extra = STRUCTURED[i]
+        body = {"model": "m", "prompt": prompt, "max_tokens": 40, "temperature": 0}
+        body.update(extra)
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+            c.request("POST", "/v1/completions", json.dumps(body),
+                      {"Content-Type": "application/json"})
+            r = c.getresponse()
+            data = r.read()
+            c.close()
+            if r.status != 200:
+                res[i] = "HTTP %d %s" % (r.status, data[:300])
+                return
+            ch = json.loads(data)["choices"][0]
+            res[i] = {"prompt": prompt, "text": ch["text"], "finish": ch["finish_reason"]}
+        except (OSError, http.client.HTTPException, ValueError, KeyError) as e:
+            res[i] = "request %d: %r" % (i, e)
+
+    ts = [threading.Thread(target=one, args=(i,)) for i in range(len(STRUCTURED))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    for (prompt, extra), r in zip(STRUCTURED, res):
+        if not isinstance(r, dict):
+            raise RuntimeError(str(r))
+        text = r["text"]
+        if r["finish"] != "stop":  # 40 tokens always close these grammars here
+            raise RuntimeError("%r: finish %s, text %r" % (extra, r["finish"], text))
+        if "guided_regex" in extra:
+            ok = re.fullmatch(REGEX, text) is not None
+        elif "guided_choice" in extra:
+            ok = text in CHOICE
+        else:
+            v = json.loads(text)
+            ok = (set(v) == {"a", "b"} and isinstance(v["a"], int) and 0 <= v["a"] <= 999
+                  and v["b"] in ("x", "yy"))
+        if not ok:
+            raise RuntimeError("%r: %r breaks its grammar" % (extra, text))
+    return res
+
+
 def plp_equal(a, b, tol=1e-4):
     """Same structure, ids and ranks; floats within tol."""
     if isinstance(a, float) or isinstance(b, float):
@@ -215,6 +286,15 @@ def main():
             return 1
         with open(sys.argv[3] + ".plp", "w") as f:
             json.dump(plp, f)
+        return 0
+    if mode == "structured":
+        try:
+            out = structured(port)
+        except RuntimeError as e:
+            print("structured: %s" % e, file=sys.stderr)
+            return 1
+        with open(sys.argv[3], "w") as f:
+            json.dump(out, f, indent=1)
         return 0
     if mode == "fault":
         pid, sig = int(sys.argv[3]), getattr(signal, sys.argv[4])

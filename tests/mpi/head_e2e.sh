@@ -8,6 +8,13 @@
 #   head_e2e.sh BUILD SRC spec      with --speculative-config (k = 2) on the
 #                                   head and the workers, greedy completions
 #                                   equal the single-process server's without
+#   head_e2e.sh BUILD SRC structured  grammar-constrained completions (JSON
+#                                   schema, regex, choice; greedy and
+#                                   seeded) equal the single-process
+#                                   server's under TP=4 x PP=1 (one batch in
+#                                   flight) and TP=2 x PP=2 (two), and the
+#                                   sampling ranks took the masks in their
+#                                   own frame after each plan (protocol 6)
 #   head_e2e.sh BUILD SRC kill      kill -9 a worker mid-stream: the client
 #                                   gets an SSE error event and [DONE] within
 #                                   10 s, the job exits non-zero, nothing left
@@ -132,6 +139,39 @@ spec)
         exit 1
     fi
     echo "speculative (k=2, $drafts draft tokens) TP=2 x PP=2 = single process without drafts"
+    ;;
+structured)
+    "$HEAD" $HARGS --distributed off >"$TMP/single.log" 2>&1 &
+    SPID=$!
+    port=$($CLIENT wait "$TMP/port" 60) || { cat "$TMP/single.log"; exit 1; }
+    $CLIENT structured "$port" "$TMP/single.json" || { tail "$TMP/single.log"; exit 1; }
+    kill -TERM "$SPID"
+    wait "$SPID"
+    SPID=
+    for layout in "4 1" "2 2"; do
+        set -- $layout
+        WARGS=$(echo "$WARGS" | sed "s/--tp [0-9]*/--tp $1/")
+        start_job --tensor-parallel-size "$1" --pipeline-parallel-size "$2"
+        port=$($CLIENT wait "$TMP/port" 90) || { cat "$TMP/job.log"; exit 1; }
+        $CLIENT structured "$port" "$TMP/dist.json" || { tail -30 "$TMP/job.log"; exit 1; }
+        hpid=$(pgrep -f "^$HEAD --model $TMP/model")
+        kill -TERM $hpid
+        wait_job 30
+        no_leftovers
+        [ "$RC" -eq 0 ] || { tail -20 "$TMP/job.log"; echo "FAIL: the job exited $RC"; exit 1; }
+        if ! cmp -s "$TMP/single.json" "$TMP/dist.json"; then
+            diff "$TMP/single.json" "$TMP/dist.json"
+            echo "FAIL: TP=$1 x PP=$2 constrained completions differ from the single process"
+            exit 1
+        fi
+        # the last stage's ranks (tp of them) took each constrained step's
+        # masks from a StepMasks frame after its plan
+        n=$(grep -c "grammar masks of [1-9][0-9]* steps came after their plan" "$TMP/job.log")
+        [ "$n" -eq "$1" ] || { cat "$TMP/job.log"; echo "FAIL: $n ranks report late masks, want $1"; exit 1; }
+        grep "grammar masks of" "$TMP/job.log"
+        echo "structured TP=$1 x PP=$2 = single process; masks after the plan"
+    done
+    cat "$TMP/dist.json"
     ;;
 kill | stall)
     if [ "$MODE" = kill ]; then

@@ -3,6 +3,13 @@
 # memory), oversubscribed.  Usage:
 #   run.sh BUILD SRC logits TP PP [MODEL]
 #                                   logits of TP x PP workers = single rank
+#   run.sh BUILD SRC masks          TP=2 x PP=2 with grammar masks that
+#                                   follow their plans (StepMasks): logits
+#                                   and tokens = single rank, tokens masked
+#   run.sh BUILD SRC nomasks        masks announced and never sent: the
+#                                   sampling ranks fail the step naming the
+#                                   masks within their --timeout, the job
+#                                   ends non-zero, nothing left
 #   run.sh BUILD SRC kill           kill -9 a worker mid-run: the job ends
 #                                   non-zero within 10 s, nothing left
 #   run.sh BUILD SRC badmodel       one rank's --model is wrong: clear error
@@ -59,6 +66,30 @@ logits)
     [ "$RC" -eq 0 ] || { echo "FAIL: TP=$TP PP=$PP exit $RC after $ELAPSED s"; exit 1; }
     grep -q "dist_logits: .*: ok" "$TMP/out.log" || { echo "FAIL: no comparison"; exit 1; }
     echo "TP=$TP PP=$PP: ok in $ELAPSED s"
+    ;;
+masks)
+    run_job 85 -np 1 "$DRIVER" $DARGS --masks 1 --dump "$TMP/logits.f32" : \
+        -np 4 "$WORKER" $WARGS --tp 2 --dump-logits "$TMP/logits.f32"
+    cat "$TMP/out.log"
+    no_leftovers
+    [ "$RC" -eq 0 ] || { echo "FAIL: exit $RC after $ELAPSED s"; exit 1; }
+    grep -q "dist_logits: .*: ok" "$TMP/out.log" || { echo "FAIL: no comparison"; exit 1; }
+    grep -q "^8 StepMasks frames sent after their plans" "$TMP/out.log" ||
+        { echo "FAIL: not 8 StepMasks frames (4 steps x 2 micro-batches)"; exit 1; }
+    n=$(grep -c "grammar masks of 8 steps came after their plan" "$TMP/out.log")
+    [ "$n" -eq 2 ] || { echo "FAIL: $n last-stage ranks took 8 StepMasks frames, want 2"; exit 1; }
+    echo "masks after the plans, TP=2 PP=2: ok in $ELAPSED s"
+    ;;
+nomasks)
+    run_job 60 -np 1 "$DRIVER" $DARGS --masks 2 --step-timeout 30 : \
+        -np 4 "$WORKER" $WARGS --tp 2 --timeout 3
+    tail -15 "$TMP/out.log"
+    no_leftovers
+    [ "$RC" -ne 0 ] || { echo "FAIL: exit 0 without masks"; exit 1; }
+    [ "$ELAPSED" -le 25 ] || { echo "FAIL: the job took $ELAPSED s to end"; exit 1; }
+    grep -q "dsa: rank [34] (.*): step 1: the grammar masks of step 1 from the head: .*nothing in 3.0 s" \
+        "$TMP/out.log" || { echo "FAIL: no message naming the missing masks"; exit 1; }
+    echo "masks never sent: the job failed with exit $RC in $ELAPSED s, message names them"
     ;;
 kill | stall)
     start=$(date +%s)

@@ -9,8 +9,13 @@ streamed token - time of the first), so prefill and connection set-up are
 left out.  Prints per-mode medians and means and the slowdown; --json
 writes every run.
 
+--mpi N --worker build/worker/dsa-worker runs the head under mpirun with
+N dsa-worker ranks (TP=N x PP=1: one batch in flight), as one oversubscribed
+job on this machine.
+
 Usage: python tools/bench/structured.py --head build/head/dsa-head \
-           --model DIR [--rounds 8] [--max-tokens 128] [--json OUT]"""
+           --model DIR [--rounds 8] [--max-tokens 128] [--json OUT] \
+           [--mpi N --worker build/worker/dsa-worker]"""
 import argparse
 import json
 import os
@@ -40,13 +45,25 @@ SCHEMAS = {
 PROMPT = "Write a long JSON document about the weather in Lisbon."
 
 
-def start(head, model):
+def start(head, model, mpi=0, worker=None):
     tmp = tempfile.mkdtemp(prefix="dsa-bench-structured-")
     port_file = os.path.join(tmp, "port")
     log = open(os.path.join(tmp, "log"), "w")
-    proc = subprocess.Popen([head, "--model", model, "--port", "0", "--port-file", port_file,
-                             "--served-model-name", "bench"],
-                            stdout=log, stderr=subprocess.STDOUT)
+    cmd = [head, "--model", model, "--port", "0", "--port-file", port_file,
+           "--served-model-name", "bench"]
+    env = None
+    if mpi:
+        # one machine, oversubscribed, shared memory (as tests/mpi/common.sh)
+        env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+                   OMPI_MCA_rmaps_base_oversubscribe="1", OMPI_MCA_mpi_yield_when_idle="1",
+                   OMPI_MCA_btl="self,vader", OMPI_MCA_btl_vader_single_copy_mechanism="none",
+                   OMPI_MCA_hwloc_base_binding_policy="none", OMPI_MCA_plm_rsh_agent="false")
+        common = ["--block-size", "16", "--max-model-len", "2048"]
+        cmd = (["mpirun", "--oversubscribe", "-np", "1"] + cmd + common +
+               ["--tensor-parallel-size", str(mpi), "--pipeline-parallel-size", "1",
+                ":", "-np", str(mpi), worker, "--model", model, "--tp", str(mpi),
+                "--threads", "1"] + common)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     deadline = time.time() + 600
     while time.time() < deadline:
         if proc.poll() is not None:
@@ -100,8 +117,14 @@ def main():
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--json")
+    ap.add_argument("--mpi", type=int, default=0)
+    ap.add_argument("--worker")
+    ap.add_argument("--schemas", help="comma-separated names of SCHEMAS (default: all)")
     a = ap.parse_args()
-    proc, c = start(a.head, a.model)
+    if a.schemas:
+        for k in set(SCHEMAS) - set(a.schemas.split(",")):
+            del SCHEMAS[k]
+    proc, c = start(a.head, a.model, a.mpi, a.worker)
     runs = []
     try:
         one(c, 8, None)  # warm-up: page the weights in
