@@ -12,7 +12,8 @@
  * - large m (prefill): a panel of 16 rows is dequantised to F32 in the
  *   thread's scratch (W = e4m3(q) * S, rounded once as dsa_weight_get) and
  *   multiplied by every token with the same register tile.
- * A scalar fallback is compiled when AVX-512 is absent. */
+ * Without AVX-512, cpu_linear_avx2.c runs on AVX2 machines (with its own,
+ * batch-invariant accumulation order) and a scalar fallback elsewhere. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -506,7 +507,7 @@ void dsa_cpu_dot_tile(const float *const *rows, int nr, const float *x, int64_t 
 }
 
 /* Scalar fallback: one dequantised row at a time. */
-#ifndef __AVX512F__
+#if !defined(__AVX512F__) && !DSA_CPU_AVX2
 static dsa_err gemm_scalar(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa_cpu_scratch *s)
 {
     const dsa_weight *w = g->w;
@@ -532,6 +533,8 @@ dsa_err dsa_cpu_gemm_rows(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa_cpu
     if (g->w->dtype == DSA_DTYPE_F32 || g->m < LIN_PANEL_M_MIN)
         return gemm_small(g, r0, r1, s);
     return gemm_panel(g, r0, r1, s);
+#elif DSA_CPU_AVX2
+    return dsa_cpu_gemm_rows_avx2(g, r0, r1, s);
 #else
     return gemm_scalar(g, r0, r1, s);
 #endif
