@@ -223,6 +223,7 @@ typedef struct avx2_rows {
     const dsa_weight *w8;       /* FP8 weight for the scales, else NULL */
 } avx2_rows;
 
+/* Rows outer: each weight row is read from memory once for all tokens. */
 static void rows_run(const dsa_cpu_gemm *g, const avx2_rows *rs, int nr_max, int mb_max)
 {
     float res[AVX2_NR_MAX][AVX2_MB_MAX];
@@ -263,9 +264,22 @@ static dsa_err gemm_panel(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa_cpu
         int64_t n = r1 - i < AVX2_PANEL_ROWS ? r1 - i : AVX2_PANEL_ROWS;
         for (int64_t r = 0; r < n; r++)
             dsa_cpu_weight_row(w, i + r, panel + r * kp);
-        avx2_rows rs = {.dt = DSA_DTYPE_F32, .base = (const char *)panel,
-                        .row_bytes = (size_t)kp * sizeof(float), .n_rows = n, .n0 = i, .K = K};
-        rows_run(g, &rs, 2, 3);
+        /* tokens outer: the panel stays in L2 and each token triple in L1,
+         * instead of every token streaming past each pair of rows */
+        float res[AVX2_NR_MAX][AVX2_MB_MAX];
+        const void *wr[AVX2_NR_MAX];
+        for (int64_t t0 = 0; t0 < g->m; t0 += 3) {
+            int mb = g->m - t0 < 3 ? (int)(g->m - t0) : 3;
+            for (int64_t r = 0; r < n; r += 2) {
+                int nr = n - r < 2 ? 1 : 2;
+                wr[0] = panel + r * kp;
+                wr[1] = panel + (r + nr - 1) * kp;
+                tile_run(DSA_DTYPE_F32, nr, mb, wr, NULL, g->x + t0 * g->ld_x, g->ld_x, K, res);
+                for (int rr = 0; rr < nr; rr++)
+                    for (int t = 0; t < mb; t++)
+                        out_store(g, t0 + t, i + r + rr, res[rr][t]);
+            }
+        }
     }
     return DSA_OK;
 }
