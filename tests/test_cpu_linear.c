@@ -252,3 +252,66 @@ Test(cpu_linear, conversions_exact)
     free(out);
     dsa_backend_destroy(be);
 }
+
+/* The routed experts through the moe op: a token's output must be the bits
+ * it gets alone, whether its expert has 1 token (register path) or 12 (the
+ * panel path), for each weight dtype, with and without accumulate.  This
+ * failed when the weighted accumulating store was contracted into an FMA in
+ * one path and not the other. */
+Test(cpu_linear, moe_token_alone_equals_batched)
+{
+    enum { D = 64, I = 48, E = 3, T = 12, TOPK = 2 };
+    static const dsa_dtype dts[] = {DSA_DTYPE_F32, DSA_DTYPE_BF16, DSA_DTYPE_F8_E4M3};
+    uint64_t s = 5;
+    dsa_backend *be = NULL;
+    cr_assert_eq(dsa_backend_cpu_create(2, &be), DSA_OK);
+    for (size_t d = 0; d < sizeof dts / sizeof dts[0]; d++) {
+        tw tg[E], tu[E], td[E];
+        dsa_expert ex[E];
+        for (int e = 0; e < E; e++) {
+            tw_make(&tg[e], dts[d], I, D, &s);
+            tw_make(&tu[e], dts[d], I, D, &s);
+            tw_make(&td[e], dts[d], D, I, &s);
+            ex[e] = (dsa_expert){.gate = tw_slice(&tg[e], 0, 0, I, D),
+                                 .up = tw_slice(&tu[e], 0, 0, I, D),
+                                 .down = tw_slice(&td[e], 0, 0, D, I)};
+        }
+        float x[T * D], base[T * D], alone[T * D], all[T * D], wts[T * TOPK];
+        int32_t ids[T * TOPK];
+        for (int i = 0; i < T * D; i++) {
+            x[i] = rng_f(&s);
+            base[i] = rng_f(&s);
+        }
+        for (int t = 0; t < T; t++) { /* every token uses expert 0, and 1 or 2 */
+            ids[t * TOPK] = 0;
+            ids[t * TOPK + 1] = 1 + t % 2;
+            wts[t * TOPK] = 0.5f + 0.3f * rng_f(&s);
+            wts[t * TOPK + 1] = 0.7f + 0.2f * rng_f(&s);
+        }
+        for (int acc = 0; acc <= 1; acc++) {
+            memcpy(alone, base, sizeof alone);
+            memcpy(all, base, sizeof all);
+            for (int t = 0; t < T; t++) {
+                dsa_moe_params p = {.out = alone + t * D, .x = x + t * D, .ids = ids + t * TOPK,
+                                    .weights = wts + t * TOPK, .experts = ex, .n_tokens = 1,
+                                    .dim = D, .inter = I, .n_experts = E, .top_k = TOPK,
+                                    .accumulate = acc};
+                cr_assert_eq(be->ops->moe(be, &p), DSA_OK);
+            }
+            dsa_moe_params p = {.out = all, .x = x, .ids = ids, .weights = wts, .experts = ex,
+                                .n_tokens = T, .dim = D, .inter = I, .n_experts = E,
+                                .top_k = TOPK, .accumulate = acc};
+            cr_assert_eq(be->ops->moe(be, &p), DSA_OK);
+            for (int i = 0; i < T * D; i++)
+                cr_assert(same_bits(all[i], alone[i]),
+                          "dtype %d accumulate %d token %d col %d: %a alone %a", (int)dts[d], acc,
+                          i / D, i % D, all[i], alone[i]);
+        }
+        for (int e = 0; e < E; e++) {
+            tw_free(&tg[e]);
+            tw_free(&tu[e]);
+            tw_free(&td[e]);
+        }
+    }
+    dsa_backend_destroy(be);
+}

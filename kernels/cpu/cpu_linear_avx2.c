@@ -18,6 +18,7 @@
  * tile of up to 2 rows x 4 tokens; larger batches dequantise a panel of 16
  * rows to F32 once and run a 2 x 3 register tile over the tokens, so the
  * decoding is shared by every token. */
+#include <math.h>
 #include <string.h>
 
 #include "kernels/cpu/cpu_internal.h"
@@ -203,13 +204,16 @@ static void tile_run(int dt, int nr, int mb, const void *const *wr, const avx2_f
     }
 }
 
+/* The store spelt out so that every path rounds the same way: left to
+ * itself the compiler contracts *dst + v * alpha into an FMA in some
+ * inlined copies and not in others, and an MoE token's output then
+ * depended on how many tokens its expert had (panel or not). */
 static inline void out_store(const dsa_cpu_gemm *g, int64_t t, int64_t n, float v)
 {
     int64_t r = g->out_rows ? g->out_rows[t] : t;
     float *dst = g->out + r * g->ld_out + n;
-    if (g->alpha)
-        v *= g->alpha[t];
-    *dst = g->accumulate ? *dst + v : v;
+    float a = g->alpha ? g->alpha[t] : 1.0f;
+    *dst = g->accumulate ? fmaf(v, a, *dst) : v * a;
 }
 
 /* Rows [i0, i0 + n_rows) of a row set (row i at base + i * row_bytes, its
