@@ -143,6 +143,35 @@ Test(awq, linear_matches_naive_product)
     dsa_backend_destroy(be);
 }
 
+/* Below 4 tokens every token shares each weight read, and its outputs must
+ * be the bits it gets alone (speculative verification of 2-3 positions
+ * reproduces plain decoding). */
+Test(awq, word_kernel_batch_invariant)
+{
+    dsa_backend *be;
+    cr_assert_eq(dsa_backend_cpu_create(2, &be), DSA_OK);
+    awq_mat a;
+    awq_make(&a, 200, 96, 32);
+    dsa_weight w = awq_view(&a, 0, 200, 0, 96);
+    float x[3 * 96], alone[3 * 200], y[3 * 200];
+    for (int i = 0; i < 3 * 96; i++)
+        x[i] = rndf();
+    for (int t = 0; t < 3; t++) {
+        dsa_linear_params p = {.out = alone + t * 200, .x = x + t * 96, .w = &w, .m = 1,
+                               .ld_x = 96, .ld_out = 200};
+        cr_assert_eq(be->ops->linear(be, &p), DSA_OK);
+    }
+    for (int m = 2; m <= 3; m++) {
+        dsa_linear_params p = {.out = y, .x = x, .w = &w, .m = m, .ld_x = 96, .ld_out = 200};
+        cr_assert_eq(be->ops->linear(be, &p), DSA_OK);
+        for (int i = 0; i < m * 200; i++)
+            cr_assert(memcmp(&y[i], &alone[i], sizeof(float)) == 0,
+                      "m %d token %d row %d: %a alone %a", m, i / 200, i % 200, y[i], alone[i]);
+    }
+    awq_free(&a);
+    dsa_backend_destroy(be);
+}
+
 Test(awq, gqa_attention_matches_naive)
 {
     dsa_backend *be;

@@ -27,7 +27,8 @@ typedef float v8f __attribute__((vector_size(32)));
 /* AutoAWQ's packing: nibble k of a word holds column order[k]. */
 static const int awq_order[8] = {0, 2, 4, 6, 1, 3, 5, 7};
 
-/* Below this many tokens the word kernel runs; from it rows are dequantised. */
+/* Below this many tokens the word kernel runs (all of them sharing each
+ * weight read); from it rows are dequantised. */
 #define AWQ_WORD_M_MAX 4
 
 void dsa_cpu_awq_row(const dsa_weight *w, int64_t i, float *dst)
@@ -67,38 +68,53 @@ static inline void storef(float *p, v8f v)
     memcpy(p, &v, sizeof v);
 }
 
-/* Outputs of words [wa, wb) for token t.  Each input row's words are read
- * as one contiguous run (rows are R/2 bytes apart), so the weights stream;
- * acc and out are [8][nw] (nibble position major), sf [nw * 8]. */
-static void awq_words(const dsa_cpu_gemm *g, int64_t t, int64_t wa, int64_t wb, float *acc,
-                      float *out, float *sf)
+/* Outputs of words [wa, wb) for tokens [t0, t0 + mt), mt < AWQ_WORD_M_MAX.
+ * Each input row's words are read as one contiguous run (rows are R/2
+ * bytes apart), so the weights stream, and each word's nibbles are
+ * converted once for all mt tokens; every token's sums are formed in the
+ * same order as when it runs alone.  acc and out are [mt][8][nw] (nibble
+ * position major), sf [nw * 8]. */
+static void awq_words(const dsa_cpu_gemm *g, int64_t t0, int mt, int64_t wa, int64_t wb,
+                      float *acc, float *out, float *sf)
 {
     const dsa_weight *w = g->w;
     int64_t ld = w->ld, grp = w->awq_group, nw = wb - wa, nv = nw & ~(int64_t)7;
-    const float *x = g->x + t * g->ld_x;
+    int64_t tstride = 8 * nw;
     const int32_t *qw = (const int32_t *)w->data;
-    memset(out, 0, (size_t)(8 * nw) * sizeof(float));
+    float xs[AWQ_WORD_M_MAX];
+    memset(out, 0, (size_t)(mt * tstride) * sizeof(float));
     for (int64_t j = 0; j < w->cols;) {
         int64_t n0 = w->col0 + j, gi = n0 / grp, end = (gi + 1) * grp - w->col0;
         if (end > w->cols)
             end = w->cols;
-        memset(acc, 0, (size_t)(8 * nw) * sizeof(float));
-        float xs = 0.0f;
+        memset(acc, 0, (size_t)(mt * tstride) * sizeof(float));
+        for (int t = 0; t < mt; t++)
+            xs[t] = 0.0f;
         for (; j < end; j++) {
             const int32_t *row = qw + (w->col0 + j) * ld + wa;
-            float xj = x[j];
-            xs += xj;
-            v8f xv = {xj, xj, xj, xj, xj, xj, xj, xj};
+            v8f xv[AWQ_WORD_M_MAX];
+            float xj[AWQ_WORD_M_MAX];
+            for (int t = 0; t < mt; t++) {
+                xj[t] = g->x[(t0 + t) * g->ld_x + j];
+                xs[t] += xj[t];
+                xv[t] = (v8f){xj[t], xj[t], xj[t], xj[t], xj[t], xj[t], xj[t], xj[t]};
+            }
             for (int64_t c = 0; c < nv; c += 8) {
                 v8i q = load8(row + c);
                 for (int k = 0; k < 8; k++) {
-                    float *a = acc + k * nw + c;
-                    storef(a, loadf(a) + xv * __builtin_convertvector((q >> (4 * k)) & 15, v8f));
+                    v8f qf = __builtin_convertvector((q >> (4 * k)) & 15, v8f);
+                    for (int t = 0; t < mt; t++) {
+                        float *a = acc + t * tstride + k * nw + c;
+                        storef(a, loadf(a) + xv[t] * qf);
+                    }
                 }
             }
             for (int64_t c = nv; c < nw; c++)
-                for (int k = 0; k < 8; k++)
-                    acc[k * nw + c] += xj * (float)(((uint32_t)row[c] >> (4 * k)) & 15u);
+                for (int k = 0; k < 8; k++) {
+                    float qf = (float)(((uint32_t)row[c] >> (4 * k)) & 15u);
+                    for (int t = 0; t < mt; t++)
+                        acc[t * tstride + k * nw + c] += xj[t] * qf;
+                }
         }
         /* fold the group: out += s * (acc - z * xs) */
         const int32_t *zrow = w->awq_zeros + gi * ld + wa;
@@ -110,22 +126,27 @@ static void awq_words(const dsa_cpu_gemm *g, int64_t t, int64_t wa, int64_t wb, 
 #endif
         for (; i < nw * 8; i++)
             sf[i] = dsa_f16_to_f32(srow[i]);
-        for (int64_t c = 0; c < nw; c++) {
-            uint32_t z = (uint32_t)zrow[c];
-            for (int k = 0; k < 8; k++)
-                out[k * nw + c] += sf[c * 8 + awq_order[k]] *
-                                   (acc[k * nw + c] - (float)((z >> (4 * k)) & 15u) * xs);
-        }
+        for (int t = 0; t < mt; t++)
+            for (int64_t c = 0; c < nw; c++) {
+                uint32_t z = (uint32_t)zrow[c];
+                for (int k = 0; k < 8; k++)
+                    out[t * tstride + k * nw + c] +=
+                        sf[c * 8 + awq_order[k]] *
+                        (acc[t * tstride + k * nw + c] - (float)((z >> (4 * k)) & 15u) * xs[t]);
+            }
     }
     /* output o = (wa + c) * 8 + order[k], row o - row0 of this slice */
-    float alpha = g->alpha ? g->alpha[t] : 1.0f;
-    float *y = g->out + (g->out_rows ? g->out_rows[t] : t) * g->ld_out - w->row0;
-    for (int64_t c = 0; c < nw; c++)
-        for (int k = 0; k < 8; k++) {
-            float *d = y + (wa + c) * 8 + awq_order[k];
-            float v = out[k * nw + c] * alpha;
-            *d = g->accumulate ? *d + v : v;
-        }
+    for (int t = 0; t < mt; t++) {
+        int64_t tt = t0 + t;
+        float alpha = g->alpha ? g->alpha[tt] : 1.0f;
+        float *y = g->out + (g->out_rows ? g->out_rows[tt] : tt) * g->ld_out - w->row0;
+        for (int64_t c = 0; c < nw; c++)
+            for (int k = 0; k < 8; k++) {
+                float *d = y + (wa + c) * 8 + awq_order[k];
+                float v = out[t * tstride + k * nw + c] * alpha;
+                *d = g->accumulate ? *d + v : v;
+            }
+    }
 }
 
 /* dst[r][j] = W[i + r, j] for the 8 * nwb rows of the nwb words from the
@@ -167,11 +188,11 @@ dsa_err dsa_cpu_awq_gemm_rows(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa
     if (g->m < AWQ_WORD_M_MAX && (w->row0 + r0) % 8 == 0 && (r1 == w->rows || r1 % 8 == 0) &&
         w->row0 % 8 == 0 && w->rows % 8 == 0) {
         int64_t wa = (w->row0 + r0) / 8, wb = (w->row0 + r1 + 7) / 8, nw = wb - wa;
-        float *buf = dsa_cpu_scratch_get(s, DSA_CPU_SCR_PANEL, (size_t)(24 * nw));
+        int mt = (int)g->m;
+        float *buf = dsa_cpu_scratch_get(s, DSA_CPU_SCR_PANEL, (size_t)((16 * mt + 8) * nw));
         if (!buf)
             return DSA_NOMEM;
-        for (int64_t t = 0; t < g->m; t++)
-            awq_words(g, t, wa, wb, buf, buf + 8 * nw, buf + 16 * nw);
+        awq_words(g, 0, mt, wa, wb, buf, buf + 8 * mt * nw, buf + 16 * mt * nw);
         return DSA_OK;
     }
     /* rows dequantised once, then every token: up to 8 words (64 rows) at

@@ -12,14 +12,15 @@
  * - large m (prefill): a panel of 16 rows is dequantised to F32 in the
  *   thread's scratch (W = e4m3(q) * S, rounded once as dsa_weight_get) and
  *   multiplied by every token with the same register tile.
- * A scalar fallback is compiled when AVX-512 is absent. */
+ * Without AVX-512, cpu_linear_avx2.c runs on AVX2 machines (with its own,
+ * batch-invariant accumulation order) and a scalar fallback elsewhere. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/cpu/cpu_internal.h"
 
-#if defined(__AVX512F__) || defined(__F16C__)
+#if defined(__AVX512F__) || defined(__F16C__) || DSA_CPU_AVX2
 #include <immintrin.h>
 #endif
 
@@ -185,7 +186,18 @@ static void f8_row_seg(const uint8_t *q, int64_t j0, int64_t j1, float s, float 
                               _mm512_mul_ps(w_load_mask(DSA_DTYPE_F8_E4M3, q, j, m), sv));
     }
 #else
-    for (int64_t j = j0; j < j1; j++)
+    int64_t j = j0;
+#if DSA_CPU_AVX2
+    /* as cpu_linear_avx2.c decodes e4m3: an F16 worth value * 2^-8, times
+     * 256 * s (exact), so each product is rounded once as below */
+    __m256 sv = _mm256_set1_ps(s * 256.0f);
+    for (; j + 8 <= j1; j += 8) {
+        __m128i h = _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(q + j)));
+        h = _mm_and_si128(_mm_slli_epi16(h, 7), _mm_set1_epi16((short)0xBF80));
+        _mm256_storeu_ps(dst + j, _mm256_mul_ps(_mm256_cvtph_ps(h), sv));
+    }
+#endif
+    for (; j < j1; j++)
         dst[j] = dsa_e4m3_to_f32(q[j]) * s;
 #endif
 }
@@ -211,6 +223,12 @@ void dsa_cpu_weight_row(const dsa_weight *w, int64_t i, float *dst)
                 _mm512_storeu_ps(dst + j, w_load(DSA_DTYPE_BF16, h, j));
 #else
         if (w->dtype == DSA_DTYPE_BF16) { /* BF16 is the top half of an F32 */
+#if DSA_CPU_AVX2
+            for (; j + 8 <= n; j += 8)
+                _mm256_storeu_si256((__m256i *)(dst + j),
+                                    _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(
+                                                          (const __m128i *)(h + j))), 16));
+#endif
             for (; j < n; j++) {
                 uint32_t u = (uint32_t)h[j] << 16;
                 memcpy(dst + j, &u, sizeof u);
@@ -506,7 +524,7 @@ void dsa_cpu_dot_tile(const float *const *rows, int nr, const float *x, int64_t 
 }
 
 /* Scalar fallback: one dequantised row at a time. */
-#ifndef __AVX512F__
+#if !defined(__AVX512F__) && !DSA_CPU_AVX2
 static dsa_err gemm_scalar(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa_cpu_scratch *s)
 {
     const dsa_weight *w = g->w;
@@ -532,6 +550,8 @@ dsa_err dsa_cpu_gemm_rows(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa_cpu
     if (g->w->dtype == DSA_DTYPE_F32 || g->m < LIN_PANEL_M_MIN)
         return gemm_small(g, r0, r1, s);
     return gemm_panel(g, r0, r1, s);
+#elif DSA_CPU_AVX2
+    return dsa_cpu_gemm_rows_avx2(g, r0, r1, s);
 #else
     return gemm_scalar(g, r0, r1, s);
 #endif

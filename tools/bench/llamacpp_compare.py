@@ -165,7 +165,9 @@ def write_gguf(path, w, layers):
     g.add_tokenizer_pre("default")
     g.add_token_list([f"<t{i}>" for i in range(c["vocab_size"])])
     g.add_token_types([gguf.TokenType.NORMAL] * c["vocab_size"])
-    g.add_token_merges([])
+    # llama.cpp refuses a BPE vocabulary without a merges array, and the
+    # writer leaves an empty one out: one dummy merge
+    g.add_token_merges(["<t1> <t2>"])
     g.add_bos_token_id(151643)
     g.add_eos_token_id(151643)
     names = {"input_layernorm.weight": "attn_norm.weight",
