@@ -375,6 +375,24 @@ def tool_conversation(rng):
     }
 
 
+def task_copy(rng):
+    """Copy warm-up: repeat a list of the items the real tasks copy from the
+    question (numbers, names, things, words, letters, cities, currency
+    codes). Not in TASKS: `--copy N` appends N of these to a training
+    corpus (their own random stream, so held-out sets stay as they are)."""
+    pools = [lambda: str(rand_num(rng, 3)), lambda: rng.choice(NAMES),
+             lambda: rng.choice(THINGS), lambda: rng.choice(WORDS),
+             lambda: f'"{rng.choice("abcdefghijklmnopqrstuvwxyz")}"',
+             lambda: rng.choice(CITIES), lambda: rng.choice(CURRENCIES)]
+    if rng.random() < 0.5:  # numbers only: the digits are what the tasks miss
+        items = [str(rand_num(rng, rng.choice((2, 2, 3)))) for _ in range(rng.randint(2, 5))]
+    else:
+        items = [rng.choice(pools)() for _ in range(rng.randint(2, 5))]
+    text = rng.choice([", ", " "]).join(items)
+    q = rng.choice([f"Repeat: {text}", f"Say again: {text}", f"Copy this: {text}"])
+    return q, text, text, text
+
+
 TASKS = {"add": (task_add, 3), "word": (task_word, 2), "days": (task_days, 1),
          "unit": (task_unit, 1), "sort": (task_sort, 2), "count": (task_count, 2)}
 TOOL_WEIGHT = 1  # tool conversations per 11 problems
@@ -434,6 +452,8 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--n", type=int, default=60000)
     ap.add_argument("--exclude", help="a training corpus whose problems are left out")
+    ap.add_argument("--copy", type=int, default=0,
+                    help="append this many copy warm-up examples (task_copy)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     exclude = None
@@ -441,6 +461,13 @@ def main():
         with open(a.exclude) as f:
             exclude = keys(json.loads(line) for line in f)
     rows = generate(a.seed, a.n, exclude)
+    crng = random.Random(a.seed + 1000)
+    for _ in range(a.copy):
+        q, think, content, answer = task_copy(crng)
+        rows.append({"question": q, "think": think, "content": content, "answer": answer,
+                     "prompt": render_r1([{"role": "system", "content": SYSTEM},
+                                          {"role": "user", "content": q}]),
+                     "completion": completion(think, content), "kind": "copy"})
     with open(a.out, "w") as f:
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
