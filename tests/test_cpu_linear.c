@@ -13,73 +13,8 @@
 #include <string.h>
 
 #include "kernels/backend.h"
+#include "tests/test_weights.h"
 #include "kernels/cpu/cpu_internal.h"
-
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static float rng_f(uint64_t *s)
-{
-    return (float)((double)(rng_next(s) >> 11) * 0x1.0p-53 * 2.0 - 1.0);
-}
-
-/* A stored [R, C] tensor of dtype dt (FP8: 128x128 block scales). */
-typedef struct tw {
-    void *data;
-    float *scale;
-    dsa_dtype dt;
-    int64_t R, C;
-} tw;
-
-static void tw_make(tw *t, dsa_dtype dt, int64_t R, int64_t C, uint64_t *s)
-{
-    *t = (tw){.dt = dt, .R = R, .C = C};
-    size_t n = (size_t)(R * C);
-    t->data = malloc(n * dsa_dtype_size(dt) + 1);
-    cr_assert_not_null(t->data);
-    for (size_t i = 0; i < n; i++) {
-        float v = rng_f(s);
-        switch (dt) {
-        case DSA_DTYPE_F32: ((float *)t->data)[i] = v; break;
-        case DSA_DTYPE_F16: ((uint16_t *)t->data)[i] = dsa_f32_to_f16(v); break;
-        case DSA_DTYPE_BF16: ((uint16_t *)t->data)[i] = dsa_f32_to_bf16(v); break;
-        default: {
-            uint8_t b = (uint8_t)rng_next(s);
-            if ((b & 0x7f) == 0x7f) /* NaN codes never occur in checkpoints */
-                b ^= 1;
-            ((uint8_t *)t->data)[i] = b;
-        }
-        }
-    }
-    if (dt == DSA_DTYPE_F8_E4M3) {
-        int64_t sr = (R + 127) / 128, sc = (C + 127) / 128;
-        t->scale = malloc((size_t)(sr * sc) * sizeof(float));
-        cr_assert_not_null(t->scale);
-        for (int64_t i = 0; i < sr * sc; i++)
-            t->scale[i] = (1.5f + rng_f(s)) / 256.0f;
-    }
-}
-
-static void tw_free(tw *t)
-{
-    free(t->data);
-    free(t->scale);
-}
-
-static dsa_weight tw_slice(const tw *t, int64_t r0, int64_t c0, int64_t rows, int64_t cols)
-{
-    return (dsa_weight){
-        .dtype = t->dt, .rows = rows, .cols = cols, .ld = t->C,
-        .data = (const char *)t->data + (size_t)(r0 * t->C + c0) * dsa_dtype_size(t->dt),
-        .scale = t->scale, .scale_ld = (t->C + 127) / 128,
-        .row0 = r0, .col0 = c0, .block_rows = 128, .block_cols = 128,
-    };
-}
 
 /* cpu_linear_avx2.c's order in scalar C: chunks of 8 (zero-padded) into
  * accumulator c & 1 by FMA, then lanes l + (l+4), then (0+2) + (1+3). */
@@ -144,7 +79,7 @@ static void check_weight(dsa_backend *be, const dsa_weight *w, uint64_t *s, cons
     float *out = malloc((size_t)(M_MAX * w->rows) * sizeof(float));
     cr_assert(x && one && out);
     for (int64_t i = 0; i < M_MAX * ld_x; i++)
-        x[i] = rng_f(s);
+        x[i] = dsa_test_rng_f(s);
     for (int64_t t = 0; t < M_MAX; t++)
         run_linear(be, w, x + t * ld_x, ld_x, 1, one + t * w->rows);
     if (DSA_CPU_AVX2)
@@ -180,15 +115,15 @@ Test(cpu_linear, batch_invariant_and_exact)
         cr_assert_eq(dsa_backend_cpu_create(th, &be), DSA_OK);
         for (size_t d = 0; d < sizeof dts / sizeof dts[0]; d++)
             for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
-                tw t;
+                dsa_test_tw t;
                 int64_t rows = 5 + (int64_t)ki * 7; /* odd and even row counts */
-                tw_make(&t, dts[d], rows, ks[ki], &s);
-                dsa_weight w = tw_slice(&t, 0, 0, rows, ks[ki]);
+                dsa_test_tw_make(&t, dts[d], rows, ks[ki], &s);
+                dsa_weight w = dsa_test_tw_slice(&t, 0, 0, rows, ks[ki]);
                 char what[96];
                 snprintf(what, sizeof what, "dtype %d K %lld threads %d", (int)dts[d],
                          (long long)ks[ki], th);
                 check_weight(be, &w, &s, what);
-                tw_free(&t);
+                dsa_test_tw_free(&t);
             }
         dsa_backend_destroy(be);
     }
@@ -200,20 +135,20 @@ Test(cpu_linear, fp8_slices)
 {
     static const int64_t c0s[] = {0, 8, 16, 120, 136};
     uint64_t s = 11;
-    tw t;
-    tw_make(&t, DSA_DTYPE_F8_E4M3, 300, 420, &s);
+    dsa_test_tw t;
+    dsa_test_tw_make(&t, DSA_DTYPE_F8_E4M3, 300, 420, &s);
     dsa_backend *be = NULL;
     cr_assert_eq(dsa_backend_cpu_create(2, &be), DSA_OK);
     for (size_t i = 0; i < sizeof c0s / sizeof c0s[0]; i++) {
         int64_t c0 = c0s[i], cols = 420 - c0 - (int64_t)i * 9;
-        dsa_weight w = tw_slice(&t, 100 + (int64_t)i, c0, 61, cols);
+        dsa_weight w = dsa_test_tw_slice(&t, 100 + (int64_t)i, c0, 61, cols);
         char what[64];
         snprintf(what, sizeof what, "fp8 slice col0 %lld cols %lld", (long long)c0,
                  (long long)cols);
         check_weight(be, &w, &s, what);
     }
     dsa_backend_destroy(be);
-    tw_free(&t);
+    dsa_test_tw_free(&t);
 }
 
 /* Each weight dtype's conversion in registers against dsa_weight_get: a
@@ -231,8 +166,8 @@ Test(cpu_linear, conversions_exact)
     float *out = malloc((size_t)M * 3 * sizeof(float));
     cr_assert(x && out);
     for (size_t d = 0; d < sizeof dts / sizeof dts[0]; d++) {
-        tw t;
-        tw_make(&t, dts[d], 3, K, &s);
+        dsa_test_tw t;
+        dsa_test_tw_make(&t, dts[d], 3, K, &s);
         if (dts[d] == DSA_DTYPE_F8_E4M3)
             for (int64_t j = 0; j < 3 * K; j++) {
                 int c = (int)(j % 254);
@@ -240,8 +175,8 @@ Test(cpu_linear, conversions_exact)
             }
         if (dts[d] == DSA_DTYPE_F16) /* F16 subnormals and extremes */
             for (int64_t j = 0; j < 3 * K; j += 5)
-                ((uint16_t *)t.data)[j] = (uint16_t)(rng_next(&s) & 0x7bff);
-        dsa_weight w = tw_slice(&t, 0, 0, 3, K);
+                ((uint16_t *)t.data)[j] = (uint16_t)(dsa_test_rng_next(&s) & 0x7bff);
+        dsa_weight w = dsa_test_tw_slice(&t, 0, 0, 3, K);
         for (int64_t j0 = 0; j0 < K; j0 += M) {
             for (int64_t t2 = 0; t2 < M; t2++) {
                 memset(x + t2 * K, 0, K * sizeof(float));
@@ -264,7 +199,7 @@ Test(cpu_linear, conversions_exact)
                 }
             }
         }
-        tw_free(&t);
+        dsa_test_tw_free(&t);
     }
     free(x);
     free(out);
@@ -284,27 +219,27 @@ Test(cpu_linear, moe_token_alone_equals_batched)
     dsa_backend *be = NULL;
     cr_assert_eq(dsa_backend_cpu_create(2, &be), DSA_OK);
     for (size_t d = 0; d < sizeof dts / sizeof dts[0]; d++) {
-        tw tg[E], tu[E], td[E];
+        dsa_test_tw tg[E], tu[E], td[E];
         dsa_expert ex[E];
         for (int e = 0; e < E; e++) {
-            tw_make(&tg[e], dts[d], I, D, &s);
-            tw_make(&tu[e], dts[d], I, D, &s);
-            tw_make(&td[e], dts[d], D, I, &s);
-            ex[e] = (dsa_expert){.gate = tw_slice(&tg[e], 0, 0, I, D),
-                                 .up = tw_slice(&tu[e], 0, 0, I, D),
-                                 .down = tw_slice(&td[e], 0, 0, D, I)};
+            dsa_test_tw_make(&tg[e], dts[d], I, D, &s);
+            dsa_test_tw_make(&tu[e], dts[d], I, D, &s);
+            dsa_test_tw_make(&td[e], dts[d], D, I, &s);
+            ex[e] = (dsa_expert){.gate = dsa_test_tw_slice(&tg[e], 0, 0, I, D),
+                                 .up = dsa_test_tw_slice(&tu[e], 0, 0, I, D),
+                                 .down = dsa_test_tw_slice(&td[e], 0, 0, D, I)};
         }
         float x[T * D], base[T * D], alone[T * D], all[T * D], wts[T * TOPK];
         int32_t ids[T * TOPK];
         for (int i = 0; i < T * D; i++) {
-            x[i] = rng_f(&s);
-            base[i] = rng_f(&s);
+            x[i] = dsa_test_rng_f(&s);
+            base[i] = dsa_test_rng_f(&s);
         }
         for (int t = 0; t < T; t++) { /* every token uses expert 0, and 1 or 2 */
             ids[t * TOPK] = 0;
             ids[t * TOPK + 1] = 1 + t % 2;
-            wts[t * TOPK] = 0.5f + 0.3f * rng_f(&s);
-            wts[t * TOPK + 1] = 0.7f + 0.2f * rng_f(&s);
+            wts[t * TOPK] = 0.5f + 0.3f * dsa_test_rng_f(&s);
+            wts[t * TOPK + 1] = 0.7f + 0.2f * dsa_test_rng_f(&s);
         }
         for (int acc = 0; acc <= 1; acc++) {
             memcpy(alone, base, sizeof alone);
@@ -326,9 +261,9 @@ Test(cpu_linear, moe_token_alone_equals_batched)
                           i / D, i % D, all[i], alone[i]);
         }
         for (int e = 0; e < E; e++) {
-            tw_free(&tg[e]);
-            tw_free(&tu[e]);
-            tw_free(&td[e]);
+            dsa_test_tw_free(&tg[e]);
+            dsa_test_tw_free(&tu[e]);
+            dsa_test_tw_free(&td[e]);
         }
     }
     dsa_backend_destroy(be);

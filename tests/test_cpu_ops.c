@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "kernels/backend.h"
+#include "tests/test_weights.h"
 
 /* Weights are dequantised exactly (F16/BF16/e4m3 fit in F32), so every
  * dtype is held to F32 accumulation error. */
@@ -24,24 +25,10 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-/* Uniform in [-1, 1). */
-static float rng_f(uint64_t *s)
-{
-    return (float)((double)(rng_next(s) >> 11) * 0x1.0p-53 * 2.0 - 1.0);
-}
-
 static void fill(float *x, int64_t n, uint64_t *s)
 {
     for (int64_t i = 0; i < n; i++)
-        x[i] = rng_f(s);
+        x[i] = dsa_test_rng_f(s);
 }
 
 static double tol_of(dsa_dtype dt)
@@ -52,68 +39,6 @@ static double tol_of(dsa_dtype dt)
     case DSA_DTYPE_F8_E4M3: return TOL_F8;
     default: return TOL_F32;
     }
-}
-
-/* A stored weight tensor [R, C] and its FP8 scales. */
-typedef struct tw {
-    void *data;
-    float *scale;
-    dsa_dtype dt;
-    int64_t R, C;
-} tw;
-
-static void tw_make(tw *t, dsa_dtype dt, int64_t R, int64_t C, uint64_t *s)
-{
-    t->dt = dt;
-    t->R = R;
-    t->C = C;
-    t->scale = NULL;
-    size_t n = (size_t)(R * C);
-    t->data = malloc(n * dsa_dtype_size(dt) + 1);
-    cr_assert_not_null(t->data);
-    for (size_t i = 0; i < n; i++) {
-        float v = rng_f(s);
-        switch (dt) {
-        case DSA_DTYPE_F32: ((float *)t->data)[i] = v; break;
-        case DSA_DTYPE_F16: ((uint16_t *)t->data)[i] = dsa_f32_to_f16(v); break;
-        case DSA_DTYPE_BF16: ((uint16_t *)t->data)[i] = dsa_f32_to_bf16(v); break;
-        default: {
-            uint8_t b = (uint8_t)rng_next(s);
-            if ((b & 0x7f) == 0x7f) /* NaN codes never occur in checkpoints */
-                b ^= 1;
-            ((uint8_t *)t->data)[i] = b;
-        }
-        }
-    }
-    if (dt == DSA_DTYPE_F8_E4M3) {
-        int64_t sr = (R + 127) / 128, sc = (C + 127) / 128;
-        t->scale = malloc((size_t)(sr * sc) * sizeof(float));
-        cr_assert_not_null(t->scale);
-        for (int64_t i = 0; i < sr * sc; i++)
-            t->scale[i] = (1.5f + rng_f(s)) / 256.0f;
-    }
-}
-
-static void tw_free(tw *t)
-{
-    free(t->data);
-    free(t->scale);
-}
-
-static dsa_weight tw_slice(const tw *t, int64_t r0, int64_t c0, int64_t rows, int64_t cols)
-{
-    dsa_weight w = {
-        .dtype = t->dt, .rows = rows, .cols = cols, .ld = t->C,
-        .data = (const char *)t->data + (size_t)(r0 * t->C + c0) * dsa_dtype_size(t->dt),
-        .scale = t->scale, .scale_ld = (t->C + 127) / 128,
-        .row0 = r0, .col0 = c0, .block_rows = 128, .block_cols = 128,
-    };
-    return w;
-}
-
-static dsa_weight tw_full(const tw *t)
-{
-    return tw_slice(t, 0, 0, t->R, t->C);
 }
 
 static dsa_backend *be_new(int n_threads)
@@ -143,16 +68,16 @@ static void check_close(const float *got, const double *ref, const double *mag, 
 Test(cpu_ops, weight_get_fp8_slice)
 {
     uint64_t s = 1;
-    tw t;
-    tw_make(&t, DSA_DTYPE_F8_E4M3, 300, 270, &s);
-    dsa_weight w = tw_slice(&t, 100, 120, 150, 140);
+    dsa_test_tw t;
+    dsa_test_tw_make(&t, DSA_DTYPE_F8_E4M3, 300, 270, &s);
+    dsa_weight w = dsa_test_tw_slice(&t, 100, 120, 150, 140);
     for (int64_t i = 0; i < w.rows; i += 7)
         for (int64_t j = 0; j < w.cols; j += 3) {
             uint8_t q = ((const uint8_t *)t.data)[(100 + i) * 270 + 120 + j];
             float want = dsa_e4m3_to_f32(q) * t.scale[((100 + i) / 128) * 3 + (120 + j) / 128];
             cr_assert_eq(dsa_weight_get(&w, i, j), want);
         }
-    tw_free(&t);
+    dsa_test_tw_free(&t);
 }
 
 /* ---- linear --------------------------------------------------------------- */
@@ -204,16 +129,16 @@ Test(cpu_ops, linear_all_dtypes_shapes)
         dsa_backend *be = be_new(threads[ti]);
         for (size_t d = 0; d < 4; d++)
             for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
-                tw t;
-                tw_make(&t, dts[d], shapes[si][0], shapes[si][1], &s);
-                dsa_weight w = tw_full(&t);
+                dsa_test_tw t;
+                dsa_test_tw_make(&t, dts[d], shapes[si][0], shapes[si][1], &s);
+                dsa_weight w = dsa_test_tw_full(&t);
                 for (size_t mi = 0; mi < sizeof ms / sizeof ms[0]; mi++) {
                     snprintf(what, sizeof what, "linear %s %lldx%lld m=%lld thr=%d",
                              dsa_dtype_name(dts[d]), (long long)w.rows, (long long)w.cols,
                              (long long)ms[mi], threads[ti]);
                     check_linear(be, &w, ms[mi], (int)(mi & 1), &s, what);
                 }
-                tw_free(&t);
+                dsa_test_tw_free(&t);
             }
         dsa_backend_destroy(be);
     }
@@ -228,25 +153,25 @@ Test(cpu_ops, linear_fp8_slices)
                                     {299, 519, 1, 1}, {5, 130, 129, 7}, {250, 3, 50, 517}};
     static const int64_t ms[] = {1, 3, 4, 9, 20};
     uint64_t s = 7;
-    tw t;
-    tw_make(&t, DSA_DTYPE_F8_E4M3, 300, 520, &s);
+    dsa_test_tw t;
+    dsa_test_tw_make(&t, DSA_DTYPE_F8_E4M3, 300, 520, &s);
     dsa_backend *be = be_new(2);
     char what[128];
     for (size_t i = 0; i < sizeof sl / sizeof sl[0]; i++) {
-        dsa_weight w = tw_slice(&t, sl[i][0], sl[i][1], sl[i][2], sl[i][3]);
+        dsa_weight w = dsa_test_tw_slice(&t, sl[i][0], sl[i][1], sl[i][2], sl[i][3]);
         for (size_t mi = 0; mi < sizeof ms / sizeof ms[0]; mi++) {
             snprintf(what, sizeof what, "fp8 slice %zu m=%lld", i, (long long)ms[mi]);
             check_linear(be, &w, ms[mi], 0, &s, what);
         }
     }
     /* Same for BF16: slices just move the pointer. */
-    tw b;
-    tw_make(&b, DSA_DTYPE_BF16, 300, 520, &s);
-    dsa_weight w = tw_slice(&b, 37, 70, 200, 300);
+    dsa_test_tw b;
+    dsa_test_tw_make(&b, DSA_DTYPE_BF16, 300, 520, &s);
+    dsa_weight w = dsa_test_tw_slice(&b, 37, 70, 200, 300);
     check_linear(be, &w, 5, 1, &s, "bf16 slice");
-    tw_free(&b);
+    dsa_test_tw_free(&b);
     dsa_backend_destroy(be);
-    tw_free(&t);
+    dsa_test_tw_free(&t);
 }
 
 /* ---- embed, rmsnorm, rope, silu_mul, add, kv_store ------------------------- */
@@ -257,9 +182,9 @@ Test(cpu_ops, embed)
     dsa_backend *be = be_new(2);
     static const dsa_dtype dts[] = {DSA_DTYPE_F32, DSA_DTYPE_BF16, DSA_DTYPE_F8_E4M3};
     for (size_t d = 0; d < 3; d++) {
-        tw t;
-        tw_make(&t, dts[d], 50, 130, &s);
-        dsa_weight w = tw_full(&t);
+        dsa_test_tw t;
+        dsa_test_tw_make(&t, dts[d], 50, 130, &s);
+        dsa_weight w = dsa_test_tw_full(&t);
         int32_t ids[5] = {100, 149, 99, 150, 120};
         float out[5 * 130];
         dsa_embed_params p = {.out = out, .table = &w, .ids = ids, .n_tokens = 5, .row_begin = 100};
@@ -270,7 +195,7 @@ Test(cpu_ops, embed)
                 float want = r >= 0 && r < 50 ? dsa_weight_get(&w, r, j) : 0.0f;
                 cr_assert_eq(out[i * 130 + j], want, "embed %s token %d col %d", dsa_dtype_name(dts[d]), i, j);
             }
-        tw_free(&t);
+        dsa_test_tw_free(&t);
     }
     dsa_backend_destroy(be);
 }
@@ -283,9 +208,9 @@ Test(cpu_ops, rmsnorm)
     for (size_t di = 0; di < 5; di++)
         for (int with_res = 0; with_res < 2; with_res++) {
             int64_t d = dims[di], n = 5, ld = d + 2;
-            tw t;
-            tw_make(&t, DSA_DTYPE_BF16, 1, d, &s);
-            dsa_weight w = tw_full(&t);
+            dsa_test_tw t;
+            dsa_test_tw_make(&t, DSA_DTYPE_BF16, 1, d, &s);
+            dsa_weight w = dsa_test_tw_full(&t);
             float *x = malloc((size_t)(n * ld) * sizeof(float));
             float *res = malloc((size_t)(n * d) * sizeof(float));
             float *res0 = malloc((size_t)(n * d) * sizeof(float));
@@ -328,7 +253,7 @@ Test(cpu_ops, rmsnorm)
             free(ref);
             free(mag);
             free(got);
-            tw_free(&t);
+            dsa_test_tw_free(&t);
         }
     dsa_backend_destroy(be);
 }
@@ -420,9 +345,9 @@ static void mla_case(dsa_dtype dt, int n_threads, uint64_t seed)
     static const int32_t tpos[NT] = {4, 5, 0, 6, 7, 8, 9, 10, 11, 12, 36};
     uint64_t s = seed;
     dsa_backend *be = be_new(n_threads);
-    tw kvb;
-    tw_make(&kvb, dt, H * (NOPE + V), R, &s);
-    dsa_weight w = tw_full(&kvb);
+    dsa_test_tw kvb;
+    dsa_test_tw_make(&kvb, dt, H * (NOPE + V), R, &s);
+    dsa_weight w = dsa_test_tw_full(&kvb);
 
     /* Paged cache with a random, non-contiguous block table. */
     int max_blocks = 8, n_blocks = NSEQ * max_blocks + 5;
@@ -432,7 +357,7 @@ static void mla_case(dsa_dtype dt, int n_threads, uint64_t seed)
     for (int i = 0; i < n_blocks; i++)
         perm[i] = i;
     for (int i = n_blocks - 1; i > 0; i--) {
-        int j = (int)(rng_next(&s) % (uint64_t)(i + 1));
+        int j = (int)(dsa_test_rng_next(&s) % (uint64_t)(i + 1));
         int32_t tmp = perm[i];
         perm[i] = perm[j];
         perm[j] = tmp;
@@ -543,7 +468,7 @@ static void mla_case(dsa_dtype dt, int n_threads, uint64_t seed)
     free(kpe);
     free(slots);
     be->ops->free(be, cache.data);
-    tw_free(&kvb);
+    dsa_test_tw_free(&kvb);
     dsa_backend_destroy(be);
 }
 
@@ -679,15 +604,15 @@ static void moe_case(dsa_dtype dt, int64_t T, int64_t D, int64_t I, int64_t E, i
 {
     uint64_t s = seed;
     dsa_backend *be = be_new(n_threads);
-    tw *g = malloc((size_t)E * sizeof *g), *u = malloc((size_t)E * sizeof *u), *d = malloc((size_t)E * sizeof *d);
+    dsa_test_tw *g = malloc((size_t)E * sizeof *g), *u = malloc((size_t)E * sizeof *u), *d = malloc((size_t)E * sizeof *d);
     dsa_expert *ex = malloc((size_t)E * sizeof *ex);
     for (int64_t e = 0; e < E; e++) {
-        tw_make(&g[e], dt, I, D, &s);
-        tw_make(&u[e], dt, I, D, &s);
-        tw_make(&d[e], dt, D, I, &s);
-        ex[e].gate = tw_full(&g[e]);
-        ex[e].up = tw_full(&u[e]);
-        ex[e].down = tw_full(&d[e]);
+        dsa_test_tw_make(&g[e], dt, I, D, &s);
+        dsa_test_tw_make(&u[e], dt, I, D, &s);
+        dsa_test_tw_make(&d[e], dt, D, I, &s);
+        ex[e].gate = dsa_test_tw_full(&g[e]);
+        ex[e].up = dsa_test_tw_full(&u[e]);
+        ex[e].down = dsa_test_tw_full(&d[e]);
     }
     float *x = malloc((size_t)(T * D) * sizeof(float)), *out = malloc((size_t)(T * D) * sizeof(float));
     int32_t *ids = malloc((size_t)(T * topk) * sizeof(int32_t));
@@ -699,13 +624,13 @@ static void moe_case(dsa_dtype dt, int64_t T, int64_t D, int64_t I, int64_t E, i
             int32_t e;
             int dup;
             do {
-                e = (int32_t)(rng_next(&s) % (uint64_t)E);
+                e = (int32_t)(dsa_test_rng_next(&s) % (uint64_t)E);
                 dup = 0;
                 for (int kk = 0; kk < k; kk++)
                     dup |= ids[t * topk + kk] == e;
             } while (dup);
             ids[t * topk + k] = e;
-            wt[t * topk + k] = 0.5f + rng_f(&s);
+            wt[t * topk + k] = 0.5f + dsa_test_rng_f(&s);
         }
     double *ref = calloc((size_t)(T * D), sizeof(double)), *mag = calloc((size_t)(T * D), sizeof(double));
     double *h = malloc((size_t)I * sizeof(double)), *hm = malloc((size_t)I * sizeof(double));
@@ -743,9 +668,9 @@ static void moe_case(dsa_dtype dt, int64_t T, int64_t D, int64_t I, int64_t E, i
     cr_assert_eq(be->ops->moe(be, &p), DSA_OK);
     check_close(out, ref, mag, T * D, tol_of(dt), "moe");
     for (int64_t e = 0; e < E; e++) {
-        tw_free(&g[e]);
-        tw_free(&u[e]);
-        tw_free(&d[e]);
+        dsa_test_tw_free(&g[e]);
+        dsa_test_tw_free(&u[e]);
+        dsa_test_tw_free(&d[e]);
     }
     free(g);
     free(u);
@@ -814,7 +739,7 @@ Test(cpu_ops, sample_reproducible_and_batch_independent)
     dsa_backend *be = be_new(3);
     float *l = malloc((size_t)N * V * sizeof(float));
     for (int64_t i = 0; i < (int64_t)N * V; i++)
-        l[i] = 4.0f * rng_f(&s);
+        l[i] = 4.0f * dsa_test_rng_f(&s);
     dsa_sample_row rows[N] = {
         {.temperature = 0.8f, .top_p = 0.9f, .top_k = 0, .seed = 1, .step = 0},
         {.temperature = 1.0f, .top_p = 1.0f, .top_k = 50, .seed = 2, .step = 7},
@@ -937,7 +862,7 @@ Test(cpu_ops, sample_top_p_large_vocab)
     double *srt = malloc(2 * V * sizeof(double));
     char *kept = calloc(V, 1);
     for (int i = 0; i < V; i++)
-        l[i] = 6.0f * rng_f(&s);
+        l[i] = 6.0f * dsa_test_rng_f(&s);
     static const float tops[] = {0.5f, 0.9f};
     static const float mins[] = {0.0f, 0.3f};
     for (int c = 0; c < 2; c++) {
@@ -1046,10 +971,10 @@ Test(cpu_ops, mask_bitmask_rows)
     uint32_t bits[W] = {0}, bits_short[W_SHORT] = {0};
     unsigned char allow[2][V] = {{0}};
     for (int i = 0; i < 3 * V; i++)
-        ref[i] = l[i] = 4.0f * rng_f(&s);
+        ref[i] = l[i] = 4.0f * dsa_test_rng_f(&s);
     for (int i = 0; i < V; i++) {
-        allow[0][i] = rng_next(&s) % 5 == 0;
-        allow[1][i] = i < W_SHORT * 32 && rng_next(&s) % 3 == 0;
+        allow[0][i] = dsa_test_rng_next(&s) % 5 == 0;
+        allow[1][i] = i < W_SHORT * 32 && dsa_test_rng_next(&s) % 3 == 0;
         bits[i / 32] |= (uint32_t)allow[0][i] << (i % 32);
         if (i < W_SHORT * 32)
             bits_short[i / 32] |= (uint32_t)allow[1][i] << (i % 32);

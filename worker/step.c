@@ -545,14 +545,10 @@ static dsa_err sample_rows(dsa_worker_step *ws, const dsa_step_plan *plan, int64
     for (int64_t l = 0; l < L;) {
         int32_t i = ws->row_seq[l];
         const dsa_step_seq *s = &plan->seqs[i];
-        const int32_t *drafts = s->tokens + s->n_tokens - s->n_draft;
-        int32_t a = 0;
-        while (a < s->n_draft && ws->ids[l + a] == drafts[a])
-            a++;
         dsa_step_out *o = &res->seqs[i];
-        if (a > 0 && !(o->extra = calloc((size_t)a, sizeof *o->extra)))
-            return dsa_fail(DSA_NOMEM, "accepted tokens");
-        o->n_extra = a;
+        int32_t a;
+        if ((err = dsa_worker_accept_drafts(s, ws->ids + l, o, &a)))
+            return err;
         for (int32_t j = 0; j <= a; j++) {
             int32_t id = ws->ids[l + j];
             float *raw = ws->logits + (l + j) * V;

@@ -81,6 +81,11 @@ dsa_err dsa_worker_spec_draft(dsa_worker_step *ws, const dsa_step_plan *plan,
 dsa_err dsa_worker_spec_finish(dsa_worker_step *ws, const dsa_step_plan *plan,
                                dsa_step_result *res);
 
+/* How many of s's drafts the ids sampled at its verified rows accept
+ * (o->extra allocated for them). */
+dsa_err dsa_worker_accept_drafts(const dsa_step_seq *s, const int32_t *ids, dsa_step_out *o,
+                                 int32_t *a_out);
+
 /* Sampling on the backend (step_sample.c). */
 int dsa_worker_dev_usable(const dsa_backend *be);
 void dsa_worker_dev_free(dsa_worker_step *ws);

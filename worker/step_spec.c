@@ -184,3 +184,22 @@ out:
     free(last);
     return err;
 }
+
+/* The drafts of s that the sampled ids (ids[0..n_draft], the row of each
+ * verified position) confirm: the longest prefix of them equal to the id
+ * sampled before it.  *a_out of them are accepted; o->extra gets room for
+ * the tokens after the first (o->token). */
+dsa_err dsa_worker_accept_drafts(const dsa_step_seq *s, const int32_t *ids, dsa_step_out *o,
+                                 int32_t *a_out)
+{
+    const int32_t *drafts = s->tokens + s->n_tokens - s->n_draft;
+    int32_t a = 0;
+    while (a < s->n_draft && ids[a] == drafts[a])
+        a++;
+    *a_out = 0;
+    if (a > 0 && !(o->extra = calloc((size_t)a, sizeof *o->extra)))
+        return dsa_fail(DSA_NOMEM, "accepted tokens");
+    o->n_extra = a;
+    *a_out = a;
+    return DSA_OK;
+}
