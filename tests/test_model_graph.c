@@ -29,7 +29,7 @@ static char *find_golden(const char *dtype)
     return dir;
 }
 
-enum { N_BLOCKS = 64, BLOCK = 4, BPS = 16, MAX_SEQS = 4 };
+enum { N_BLOCKS = 160, BLOCK = 4, BPS = 16, MAX_SEQS = 10 };
 
 typedef struct fixture {
     dsa_weights *w;             /* shared: CPU weights need no preparing */
@@ -138,14 +138,15 @@ Test(model_graph, padded_decode_captures_and_replays_like_the_cpu)
 {
     fixture f;
     fixture_open(&f, "f32");
-    int len[MAX_SEQS] = {5, 11, 2, 0};
-    int ids3[3] = {0, 1, 2};
-    for (int i = 0; i < 3; i++)
+    int len[MAX_SEQS] = {5, 11, 2, 3, 4, 6, 7, 8, 9};
+    int ids9[9] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
+    for (int i = 0; i < 9; i++)
         prefill(&f, i, len[i]);
 
-    /* 3 sequences -> bucket 4: eager (warm-up), capture + replay, replays */
+    /* 9 sequences -> bucket 16 (7 padded rows): eager (warm-up), capture +
+     * replay, replays */
     for (int step = 0; step < 5; step++)
-        decode(&f, ids3, 3, len, NULL, 0, step);
+        decode(&f, ids9, 9, len, NULL, 0, step);
     dsa_model_graph_stats st;
     dsa_model_graph_stats_get(f.gm, &st);
     cr_expect_eq(st.n_eager, 1);
@@ -159,29 +160,36 @@ Test(model_graph, padded_decode_captures_and_replays_like_the_cpu)
 
     /* only some rows sample (rows 2 and 0, out of order) */
     int32_t rows[2] = {2, 0};
-    decode(&f, ids3, 3, len, rows, 2, 5);
-    int32_t tail[2] = {1, 2};
-    decode(&f, ids3, 3, len, tail, 2, 6);
+    decode(&f, ids9, 9, len, rows, 2, 5);
+    int32_t tail[2] = {1, 8};
+    decode(&f, ids9, 9, len, tail, 2, 6);
 
-    /* another bucket: 2 sequences (no padding), 1 sequence */
-    int ids2[2] = {2, 0}, ids1[1] = {1};
+    /* other buckets: 3 sequences (bucket 3: no padding, where powers of
+     * two padded to 4), 1 sequence */
+    int ids3[3] = {2, 0, 5}, ids1[1] = {1};
     for (int step = 7; step < 10; step++)
-        decode(&f, ids2, 2, len, NULL, 0, step);
+        decode(&f, ids3, 3, len, NULL, 0, step);
     for (int step = 10; step < 13; step++)
         decode(&f, ids1, 1, len, NULL, 0, step);
     dsa_model_graph_stats_get(f.gm, &st);
     cr_expect_eq(st.n_captured, 3);
     cr_expect_eq(st.n_replayed, 6 + 2 + 2);
     cr_expect_eq(st.n_fallbacks, 0);
+    cr_assert_eq(f.rb->n_graphs, 3);
+    int64_t keys[3] = {16, 3, 1}; /* the buckets, in capture order */
+    for (int i = 0; i < 3; i++)
+        cr_expect_eq(f.rb->graphs[i].key, keys[i], "graph %d: bucket %lld", i,
+                     (long long)f.rb->graphs[i].key);
 
-    /* a longer step than any before may move buffers: bucket 4 recaptures
-     * (without another eager warm-up) and still agrees */
-    prefill(&f, 3, 17);
-    len[3] = 17;
-    int ids4[4] = {3, 1, 0, 2};
+    /* a longer step than any before may move buffers: bucket 16 recaptures
+     * (without another eager warm-up) and still agrees; 10 sequences share
+     * the bucket of 9 */
+    prefill(&f, 9, 17);
+    len[9] = 17;
+    int ids10[10] = {9, 1, 0, 2, 3, 4, 5, 6, 7, 8};
     int64_t eager = st.n_eager;
     for (int step = 13; step < 16; step++)
-        decode(&f, ids4, 4, len, NULL, 0, step);
+        decode(&f, ids10, 10, len, NULL, 0, step);
     dsa_model_graph_stats_get(f.gm, &st);
     cr_expect_eq(st.n_captured, 4);
     cr_expect_eq(st.n_eager, eager);

@@ -5,10 +5,11 @@
  * A step runs in three phases: inputs (host checks, then every per-step
  * input uploaded into fixed scratch buffers), compute (backend ops only,
  * nothing host-side), and logits (to host).  On a backend with graphs
- * (dsa_backend_has_graphs) and a single rank, pure decode steps (one token
+ * (dsa_backend_has_graphs), on a single rank or with a communicator whose
+ * collectives only queue work (graph_safe), pure decode steps (one token
  * per sequence, at most GRAPH_BUCKET_MAX sequences) are padded up to a
- * power-of-two bucket and their compute phase is captured once per bucket
- * and replayed afterwards: the first step of a bucket runs eagerly (it
+ * bucket (every size to 8, multiples of 8 to 64, of 32 to 256) and their
+ * compute phase is captured once per bucket and replayed afterwards: the first step of a bucket runs eagerly (it
  * warms the backend's scratch), the second captures, the rest replay.
  * Padded rows decode token 0 at position 0 into a KV block reserved for
  * them (one block past n_blocks) and their logits are dropped.  A graph op

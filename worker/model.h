@@ -59,9 +59,10 @@ void dsa_model_destroy(dsa_model *m); /* NULL: no-op */
  * (ids within the vocabulary, positions within max_blocks_per_seq *
  * block_size, block ids within n_blocks) and fails with DSA_RANGE.
  *
- * On a backend with graphs (dsa_backend_has_graphs) and without a
- * communicator, a pure decode batch (seq[t] == t, one token per sequence,
- * at most 256 sequences) is padded to a power-of-two bucket and its compute
+ * On a backend with graphs (dsa_backend_has_graphs), without a
+ * communicator or with a graph_safe one, a pure decode batch (seq[t] == t,
+ * one token per sequence, at most 256 sequences) is padded to a bucket
+ * (every size to 8, multiples of 8 to 64, of 32 to 256) and its compute
  * is captured as graph `bucket` on the bucket's second step and replayed
  * from the third on (model.c); the model then holds one KV block more than
  * n_blocks for the padded rows.  The logits are the same either way. */

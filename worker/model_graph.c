@@ -9,6 +9,28 @@
 
 /* ---- Decode graphs ---------------------------------------------------------- */
 
+/* Decode buckets: every batch size up to 8, then multiples of 8 up to 64,
+ * then multiples of 32 up to GRAPH_BUCKET_MAX (GRAPH_N_BUCKETS = 21), so a
+ * batch is padded by at most 7 rows up to 64 sequences and 31 above (with
+ * powers of two a batch of 129 ran 256 rows). */
+static int64_t bucket_round(int64_t n)
+{
+    if (n <= 8)
+        return n;
+    if (n <= 64)
+        return (n + 7) / 8 * 8;
+    return (n + 31) / 32 * 32;
+}
+
+static int bucket_index(int64_t B)
+{
+    if (B <= 8)
+        return (int)B - 1;                /* 1..8 -> 0..7 */
+    if (B <= 64)
+        return 8 + (int)(B / 8) - 2;      /* 16..64 -> 8..14 */
+    return 15 + (int)(B / 32) - 3;        /* 96..256 -> 15..20 */
+}
+
 /* The bucket of a pure decode batch (sequence t brings token t, nothing
  * else), or 0 when the batch does not go through graphs. */
 int64_t dsa_model_decode_bucket(const dsa_model *m, const dsa_batch *b)
@@ -18,18 +40,7 @@ int64_t dsa_model_decode_bucket(const dsa_model *m, const dsa_batch *b)
     for (int64_t t = 0; t < b->n_tokens; t++)
         if (b->seq[t] != t)
             return 0;
-    int64_t B = 1;
-    while (B < b->n_seqs)
-        B *= 2;
-    return B;
-}
-
-static int bucket_index(int64_t B)
-{
-    int i = 0;
-    while (((int64_t)1 << i) < B)
-        i++;
-    return i;
+    return bucket_round(b->n_seqs);
 }
 
 /* Host staging of a padded decode batch, GRAPH_BUCKET_MAX rows. */

@@ -6,9 +6,10 @@
 #include "worker/model.h"
 #include "worker/model_dense.h"
 
-/* Decode batches are padded to 1, 2, 4, ..., GRAPH_BUCKET_MAX sequences. */
+/* Decode batches are padded to 1..8, 16..64 by 8, 96..GRAPH_BUCKET_MAX by
+ * 32 sequences (model_graph.c). */
 #define GRAPH_BUCKET_MAX 256
-#define GRAPH_N_BUCKETS 9
+#define GRAPH_N_BUCKETS 21
 
 typedef enum bucket_state {
     BUCKET_NEW,         /* never run: the next step runs eagerly */
