@@ -37,7 +37,7 @@ clang -g -O1 -std=gnu11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
   $(pkg-config --cflags libcjson libuv) \
   "$SRC/tests/fuzz/fuzz_head_request.c" "$SRC/head/api.c" "$SRC/head/api_params.c" \
   "$SRC/head/api_logits.c" "$SRC/head/api_struct.c" "$SRC/head/json_in.c" "$SRC/head/http.c" \
-  "$SRC/head/tools.c" "$SRC/common/toolcall.c" "$SRC/common/chat.c" "$SRC/common/pyjson.c" \
+  "$SRC/head/tools.c" "$SRC/common/toolcall.c" "$SRC/common/chat.c" "$SRC/common/chat_tools.c" "$SRC/common/pyjson.c" \
   "$SRC"/common/tokenizer.c "$SRC"/common/tok_*.c "$SRC"/common/gram_*.c \
   "$SRC/common/error.c" "$SRC/common/log.c" "$OUT/llhttp.a" \
   $(pkg-config --libs libcjson libuv libpcre2-8) -lm -lpthread -o "$OUT/fuzz_head_request" \
