@@ -86,6 +86,10 @@ dsa_err dsa_worker_spec_finish(dsa_worker_step *ws, const dsa_step_plan *plan,
 dsa_err dsa_worker_accept_drafts(const dsa_step_seq *s, const int32_t *ids, dsa_step_out *o,
                                  int32_t *a_out);
 
+/* How many of s's positions score a prompt logprob this step, with
+ * o->prompt_lps allocated for them. */
+dsa_err dsa_worker_prompt_lps_alloc(const dsa_step_seq *s, dsa_step_out *o, int32_t *n_out);
+
 /* Sampling on the backend (step_sample.c). */
 int dsa_worker_dev_usable(const dsa_backend *be);
 void dsa_worker_dev_free(dsa_worker_step *ws);

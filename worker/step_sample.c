@@ -219,15 +219,13 @@ static dsa_err prompt_lps(dsa_worker_step *ws, const dsa_step_plan *plan, int64_
     lp = 0;
     for (int32_t i = 0; i < plan->n_seqs; i++) {
         const dsa_step_seq *s = &plan->seqs[i];
-        int32_t n = 0;
-        while (s->prompt_lps && n < s->n_tokens && s->pos + n + 1 < s->n_prompt)
-            n++;
+        dsa_step_out *o = &res->seqs[i];
+        int32_t n;
+        dsa_err aerr = dsa_worker_prompt_lps_alloc(s, o, &n);
+        if (aerr)
+            return aerr;
         if (!n)
             continue;
-        dsa_step_out *o = &res->seqs[i];
-        if (!(o->prompt_lps = calloc((size_t)n, sizeof *o->prompt_lps)))
-            return dsa_fail(DSA_NOMEM, "prompt logprobs");
-        o->n_prompt_lps = n;
         for (int32_t j = 0; j < n; j++, lp++) {
             dsa_prompt_lp *e = &o->prompt_lps[j];
             *e = (dsa_prompt_lp){.pos = s->pos + j + 1, .token = ws->plp_target[lp],

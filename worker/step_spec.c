@@ -11,7 +11,10 @@
  * overwritten by the next step, which recomputes the positions with the
  * tokens that were accepted.  A chain stops where the sequence's block
  * table ends (the head gives it room for k - 1 positions past the
- * verified ones). */
+ * verified ones).
+ *
+ * Also here, shared by the host and the backend sampling paths: which
+ * drafts the sampled ids accept, and the room for prompt logprobs. */
 #include "worker/step_int.h"
 
 #include <stdlib.h>
@@ -201,5 +204,21 @@ dsa_err dsa_worker_accept_drafts(const dsa_step_seq *s, const int32_t *ids, dsa_
         return dsa_fail(DSA_NOMEM, "accepted tokens");
     o->n_extra = a;
     *a_out = a;
+    return DSA_OK;
+}
+
+/* The prompt positions of s whose logprobs this step scores (those of its
+ * tokens that have a next prompt token: *n_out of them), with room for
+ * their entries in o->prompt_lps. */
+dsa_err dsa_worker_prompt_lps_alloc(const dsa_step_seq *s, dsa_step_out *o, int32_t *n_out)
+{
+    int32_t n = 0;
+    while (s->prompt_lps && n < s->n_tokens && s->pos + n + 1 < s->n_prompt)
+        n++;
+    *n_out = 0;
+    if (n && !(o->prompt_lps = calloc((size_t)n, sizeof *o->prompt_lps)))
+        return dsa_fail(DSA_NOMEM, "prompt logprobs");
+    o->n_prompt_lps = n;
+    *n_out = n;
     return DSA_OK;
 }
