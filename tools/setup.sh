@@ -22,6 +22,12 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# The CUDA backend's library headers (FlashInfer, CUTLASS: pinned wheels,
+# hash-checked), only where nvcc is present.
+if command -v nvcc > /dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
+  tools/gpu/headers.sh
+fi
+
 BUILD="${1:-build}"
 if [ ! -f "$BUILD/build.ninja" ]; then
   meson setup "$BUILD" --buildtype=release -Db_ndebug=false
