@@ -534,6 +534,8 @@ dsa_err dsa_backend_cuda_create(int device, double mem_fraction, dsa_backend **o
     be->last_path = "none";
     const char *nolt = getenv("DSA_CUDA_NO_LT");
     be->lt_disabled = nolt && *nolt && strcmp(nolt, "0") != 0;
+    const char *mla = getenv("DSA_CUDA_MLA");
+    be->mla_portable = mla && strcmp(mla, "portable") == 0;
     dsa_err err;
     size_t free_b = 0;
     if ((err = DSA_CUDA_CHECK(cudaSetDevice(device))) ||
