@@ -102,6 +102,7 @@ typedef struct dsa_cuda_backend {
     int lt_disabled;            /* DSA_CUDA_NO_LT set: dequant kernels only */
     int mla_portable;           /* DSA_CUDA_MLA=portable: our MLA kernel only */
     const char *last_path;
+    const char *last_attn_path; /* "fi-mla-hopper" or "mla-portable" */
     int capturing;
     void *scr[DSA_CUDA_SCR_COUNT];
     size_t scr_cap[DSA_CUDA_SCR_COUNT];

@@ -206,8 +206,11 @@ extern "C" dsa_err dsa_cuda_mla_attn(dsa_backend *be_, const dsa_mla_attn_params
     /* V3/R1's shape goes to FlashInfer's Hopper kernel; this file's kernel
      * takes the rest (smaller latent ranks: the test models) and
      * DSA_CUDA_MLA=portable forces it (A/B runs). */
-    if (!be->mla_portable && dsa_fi_mla_applies(p))
+    if (!be->mla_portable && dsa_fi_mla_applies(p)) {
+        be->last_attn_path = "fi-mla-hopper";
         return dsa_fi_mla_attn(be_, p);
+    }
+    be->last_attn_path = "mla-portable";
     int64_t W = p->kv_rank + p->rope_dim;
     if (p->kv_rank > MA_RMAX || W > MA_WMAX || W % 2 || p->cache->width % 2 ||
         p->cache->width < W)
