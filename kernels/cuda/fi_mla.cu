@@ -28,30 +28,22 @@
  *     range of the tile's rows (<= n_sm merge CTAs in all, as in MLAPlan);
  *   - work item w goes to CTA w mod n_sm (items are at most kv_limit long,
  *     so round robin balances within one item per CTA).
- * The workspace sizes depend only on n_tokens and n_sm (bounds below), so a
- * graph bucket allocates them when it is recorded and never again. */
+ * The workspace sizes depend only on n_tokens and n_sm (fi_mla_plan.h's
+ * bounds), so a graph bucket allocates them when it is recorded. */
 #include <flashinfer/attention/mla_hopper.cuh>
 
 #include <cstring>
 
 #include "kernels/cuda/cuda_internal.h"
 #include "kernels/cuda/fi_mla.h"
+#include "kernels/cuda/fi_mla_plan.h"
 
 typedef __nv_bfloat16 fi_bf16;
 typedef flashinfer::MLAParams<fi_bf16, fi_bf16, fi_bf16, int32_t> fi_mla_params;
 
 #define FI_CKV 512
 #define FI_KPE 64
-#define FI_TILE_Q 64
 #define FI_PLAN_THREADS 1024
-
-/* The plan's arrays in one int32 workspace: n_work = max work items. */
-typedef struct fi_mla_plan {
-    int32_t *q_indptr, *kv_indptr, *partial_indptr, *q_len, *kv_len, *q_start, *kv_start,
-        *kv_end;                                   /* [n_work] */
-    int32_t *work_indptr;                          /* [n_cta + 1] */
-    int32_t *m_start, *m_end, *m_pstart, *m_pend, *m_stride; /* [n_cta] merge CTAs */
-} fi_mla_plan;
 
 typedef struct fi_plan_args {
     fi_mla_plan pl;
@@ -60,25 +52,10 @@ typedef struct fi_plan_args {
     int n_tokens, n_heads, n_tiles, n_cta;
 } fi_plan_args;
 
-/* MLAPlan's kv chunk length for an average of x entries per CTA. */
-static __device__ int fi_kv_limit(int64_t x)
-{
-    if (x <= 8)
-        return 32;
-    if (x <= 16)
-        return 64;
-    if (x <= 32)
-        return 128;
-    if (x <= 64)
-        return 192;
-    return (int)((x + 255) / 256 * 256);
-}
-
-/* In-place exclusive scan of v[0..n) by one block; returns the total. */
+/* In-place exclusive scan of v[0..n) by the block; returns the total.
+ * Thread i sums a contiguous run, thread 0 scans the 1024 run sums. */
 static __device__ int64_t fi_block_scan(int64_t *v, int n, int64_t *carry)
 {
-    /* Thread i owns a contiguous run; the run sums are scanned serially
-     * (1024 values) by thread 0, then each run is rewritten. */
     int per = (n + FI_PLAN_THREADS - 1) / FI_PLAN_THREADS;
     int b = threadIdx.x * per, e = min(n, b + per);
     int64_t s = 0;
@@ -107,15 +84,16 @@ static __device__ int64_t fi_block_scan(int64_t *v, int n, int64_t *carry)
     return total;
 }
 
-/* scratch: 3 * n_items int64 (chunk, partial-row and merge-CTA offsets). */
+/* One block: counts per (token, tile) item, three scans, then each item
+ * writes its work items and merge entries (fi_mla_plan.h).  scratch:
+ * 3 * n_items int64. */
 static __global__ void __launch_bounds__(FI_PLAN_THREADS)
     fi_mla_plan_kernel(fi_plan_args a, int64_t *scratch)
 {
     __shared__ int64_t carry[FI_PLAN_THREADS + 1];
-    __shared__ int64_t kv_total;
-    int n_items = a.n_tokens * a.n_tiles;    /* (token, head tile) */
-    int64_t *chunk_off = scratch, *prow_off = scratch + n_items, *merge_off = scratch + 2 * n_items;
-    const fi_mla_plan &pl = a.pl;
+    __shared__ unsigned long long kv_total;
+    int n_items = a.n_tokens * a.n_tiles;
+    int64_t *w_off = scratch, *p_off = scratch + n_items, *m_off = scratch + 2 * n_items;
 
     if (threadIdx.x == 0)
         kv_total = 0;
@@ -123,76 +101,31 @@ static __global__ void __launch_bounds__(FI_PLAN_THREADS)
     int64_t part = 0;
     for (int i = threadIdx.x; i < a.n_tokens; i += FI_PLAN_THREADS)
         part += (int64_t)a.pos[i] + 1;
-    atomicAdd((unsigned long long *)&kv_total, (unsigned long long)(part * a.n_tiles));
+    atomicAdd(&kv_total, (unsigned long long)(part * a.n_tiles));
     __syncthreads();
-    int64_t avg = (kv_total + a.n_cta - 1) / a.n_cta;
-    int limit = fi_kv_limit(avg < 1 ? 1 : avg);
+    int64_t avg = ((int64_t)kv_total + a.n_cta - 1) / a.n_cta;
+    int limit = fi_plan_kv_limit(avg);
 
     for (int i = threadIdx.x; i < n_items; i += FI_PLAN_THREADS) {
         int t = i / a.n_tiles, tile = i % a.n_tiles;
-        int kv_len = a.pos[t] + 1;
-        int rows = min(FI_TILE_Q, a.n_heads - tile * FI_TILE_Q);
-        int chunks = (kv_len + limit - 1) / limit;
-        int split = kv_len > limit;
-        chunk_off[i] = chunks;
-        prow_off[i] = split ? (int64_t)chunks * rows : 0;
-        if (split) {
-            int m = max(kv_len / limit, 1);
-            int rc = (rows + m - 1) / m;
-            merge_off[i] = (rows + rc - 1) / rc;
-        } else {
-            merge_off[i] = 0;
-        }
+        fi_plan_item_counts(a.pos[t] + 1, fi_plan_rows(a.n_heads, tile), limit, &w_off[i],
+                            &p_off[i], &m_off[i]);
     }
     __syncthreads();
-    int64_t n_work = fi_block_scan(chunk_off, n_items, carry);
-    fi_block_scan(prow_off, n_items, carry);
-    int64_t n_merge = fi_block_scan(merge_off, n_items, carry);
+    int64_t n_work = fi_block_scan(w_off, n_items, carry);
+    fi_block_scan(p_off, n_items, carry);
+    int64_t n_merge = fi_block_scan(m_off, n_items, carry);
 
-    /* CTA c runs items c, c + n_cta, ...: ceil((n_work - c) / n_cta) of them. */
-    for (int c = threadIdx.x; c <= a.n_cta; c += FI_PLAN_THREADS) {
-        int64_t before = 0;
-        /* sum over c' < c of ceil((n_work - c') / n_cta), in closed form */
-        int64_t q = n_work / a.n_cta, r = n_work % a.n_cta;
-        before = (int64_t)c * q + min((int64_t)c, r);
-        pl.work_indptr[c] = (int32_t)before;
-    }
+    for (int c = threadIdx.x; c <= a.n_cta; c += FI_PLAN_THREADS)
+        a.pl.work_indptr[c] = (int32_t)fi_plan_work_begin(c, n_work, a.n_cta);
     for (int c = threadIdx.x + (int)n_merge; c < a.n_cta; c += FI_PLAN_THREADS)
-        pl.m_start[c] = pl.m_end[c] = pl.m_pstart[c] = pl.m_pend[c] = pl.m_stride[c] = 0;
-    int64_t q = n_work / a.n_cta, r = n_work % a.n_cta;
-
+        a.pl.m_start[c] = a.pl.m_end[c] = a.pl.m_pstart[c] = a.pl.m_pend[c] =
+            a.pl.m_stride[c] = 0;
     for (int i = threadIdx.x; i < n_items; i += FI_PLAN_THREADS) {
         int t = i / a.n_tiles, tile = i % a.n_tiles;
-        int kv_len = a.pos[t] + 1;
-        int rows = min(FI_TILE_Q, a.n_heads - tile * FI_TILE_Q);
-        int chunks = (kv_len + limit - 1) / limit;
-        int split = kv_len > limit;
-        int64_t w0 = chunk_off[i], p0 = prow_off[i];
-        for (int k = 0; k < chunks; k++) {
-            int64_t w = w0 + k, c = w % a.n_cta;
-            int64_t slot = c * q + min(c, r) + w / a.n_cta;
-            pl.q_indptr[slot] = t;
-            pl.kv_indptr[slot] = (int32_t)(a.seq[t] * a.ld_block_table);
-            pl.partial_indptr[slot] = split ? (int32_t)(p0 + (int64_t)k * rows) : -1;
-            pl.q_len[slot] = 1;
-            pl.kv_len[slot] = kv_len;
-            pl.q_start[slot] = tile * FI_TILE_Q;
-            pl.kv_start[slot] = k * limit;
-            pl.kv_end[slot] = min((k + 1) * limit, kv_len);
-        }
-        if (split) {
-            int m = max(kv_len / limit, 1);
-            int rc = (rows + m - 1) / m;
-            int64_t mc = merge_off[i];
-            for (int off = 0; off < rows; off += rc, mc++) {
-                int32_t base = t * a.n_heads + tile * FI_TILE_Q;
-                pl.m_start[mc] = base + off;
-                pl.m_end[mc] = base + min(off + rc, rows);
-                pl.m_pstart[mc] = (int32_t)(p0 + off);
-                pl.m_pend[mc] = (int32_t)(p0 + (int64_t)chunks * rows);
-                pl.m_stride[mc] = rows;
-            }
-        }
+        fi_plan_item_emit(&a.pl, t, tile, a.n_heads, a.pos[t] + 1,
+                          (int32_t)(a.seq[t] * a.ld_block_table), limit, n_work, a.n_cta,
+                          w_off[i], p_off[i], m_off[i]);
     }
 }
 
@@ -207,17 +140,16 @@ extern "C" int dsa_fi_mla_applies(const dsa_mla_attn_params *p)
            p->n_tokens * p->n_heads * FI_CKV < ((int64_t)1 << 31) && p->n_heads <= 128;
 }
 
-/* Bounds on the plan (n_items = n_tokens * n_tiles):
- *   work items  <= total kv / kv_limit + n_items <= n_cta + n_items
- *   partial rows <= 64 * (n_cta + n_items)  (chunks * rows of split tiles). */
+/* The workspaces are sized by fi_mla_plan.h's bounds for n_tokens, so a
+ * graph bucket grows them once, when it is recorded. */
 extern "C" dsa_err dsa_fi_mla_attn(dsa_backend *be_, const dsa_mla_attn_params *p)
 {
     dsa_cuda_backend *be = dsa_cuda_be(be_);
     int n_cta = be->n_sm;
     int64_t n_tiles = (p->n_heads + FI_TILE_Q - 1) / FI_TILE_Q;
     int64_t n_items = p->n_tokens * n_tiles;
-    int64_t n_work = n_cta + n_items;
-    int64_t n_prow = (int64_t)FI_TILE_Q * (n_cta + n_items);
+    int64_t n_work = fi_plan_work_max(n_items, n_cta);
+    int64_t n_prow = fi_plan_prow_max(n_items, n_cta);
     /* int workspace: 8 arrays of n_work, work_indptr n_cta + 1, 5 merge
      * arrays of n_cta; then 3 * n_items int64 of plan scratch. */
     int64_t n_int = 8 * n_work + (n_cta + 1) + 5 * n_cta;
