@@ -75,7 +75,7 @@ enum {
     DSA_CUDA_SCR_MASK,      /* structured-output bitmasks */
     DSA_CUDA_SCR_PENALTY,   /* penalty rows and count updates */
     DSA_CUDA_SCR_LOGPROBS,  /* logprob requests and results */
-    DSA_CUDA_SCR_MLA_PLAN,  /* FlashInfer MLA work partition (fi_mla.cu) */
+    DSA_CUDA_SCR_FI_PLAN,   /* FlashInfer work lists (fi_mla.cu, fi_prefill.cu) */
     DSA_CUDA_SCR_COUNT
 };
 

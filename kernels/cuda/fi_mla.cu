@@ -159,7 +159,7 @@ extern "C" dsa_err dsa_fi_mla_attn(dsa_backend *be_, const dsa_mla_attn_params *
     size_t lse_bytes = (size_t)n_prow * sizeof(float);
     void *ws_int, *ws_f;
     dsa_err err;
-    if ((err = dsa_cuda_scratch(be, DSA_CUDA_SCR_MLA_PLAN, int_bytes + scr_bytes, &ws_int)) ||
+    if ((err = dsa_cuda_scratch(be, DSA_CUDA_SCR_FI_PLAN, int_bytes + scr_bytes, &ws_int)) ||
         (err = dsa_cuda_scratch(be, DSA_CUDA_SCR_ATTN, part_bytes + lse_bytes, &ws_f)))
         return err;
 

@@ -14,7 +14,12 @@
  *
  * The sequences' block tables are rotations over one shared pool of random
  * cache blocks (as prefix sharing would make them), so 128 contexts of
- * 32768 entries need one 32768-entry cache, not 128. */
+ * 32768 entries need one 32768-entry cache, not 128.
+ *
+ * Group "prefill": the non-absorbed causal prefill kernel (fi_prefill.h,
+ * FlashInfer's FA3: q/k 192, v 128, 16 heads) on prompts of 1, 500 and 8192
+ * tokens and a ragged batch of chunks after cached context, against
+ * attention computed here in double on sampled rows, per row. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +27,7 @@
 #include <time.h>
 
 #include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda/fi_prefill.h"
 #include "tests/gpu/gpu_harness.h"
 
 #define FI_H 16
@@ -191,4 +197,121 @@ void gh_group_fi_mla(gh *h)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         fi_run_case(h, &cases[i]);
+}
+
+/* ---- group "prefill": FA3 ragged causal prefill ---------------------------- */
+
+typedef struct fp_case {
+    const char *name;
+    int n_seqs;
+    int qo_len[4], kv_len[4];
+} fp_case;
+
+static void fp_run_case(gh *h, const fp_case *c)
+{
+    const int64_t H = 16, QK = DSA_FI_PREFILL_QK, VO = DSA_FI_PREFILL_VO;
+    int32_t qo_ip[5] = {0}, kv_ip[5] = {0};
+    for (int s = 0; s < c->n_seqs; s++) {
+        qo_ip[s + 1] = qo_ip[s] + c->qo_len[s];
+        kv_ip[s + 1] = kv_ip[s] + c->kv_len[s];
+    }
+    int64_t nq = qo_ip[c->n_seqs], nkv = kv_ip[c->n_seqs];
+    float *q = gh_rand(h, nq * H * QK, 1.0f), *k = gh_rand(h, nkv * H * QK, 1.0f);
+    float *v = gh_rand(h, nkv * H * VO, 1.0f);
+    void *gq = gh_act(h, h->gpu, q, nq * H * QK), *gk = gh_act(h, h->gpu, k, nkv * H * QK);
+    void *gv = gh_act(h, h->gpu, v, nkv * H * VO);
+    void *gqi = gh_bytes(h, h->gpu, qo_ip, sizeof qo_ip), *gki = gh_bytes(h, h->gpu, kv_ip, sizeof kv_ip);
+    float *zero = calloc((size_t)(nq * H * VO), 4);
+    void *go = gh_act(h, h->gpu, zero, nq * H * VO);
+    unsigned char *ff = malloc((size_t)(nq * H * VO) * 2);
+    memset(ff, 0xff, (size_t)(nq * H * VO) * 2);
+    fi_die(h->gpu->ops->upload(h->gpu, go, ff, (size_t)(nq * H * VO) * 2), "poison");
+    free(ff);
+    float scale = 1.0f / sqrtf((float)QK);
+    dsa_fi_prefill_params p = {.out = go, .q = gq, .k = gk, .v = gv,
+                               .ld_o_token = H * VO, .ld_o_head = VO,
+                               .ld_q_token = H * QK, .ld_q_head = QK,
+                               .ld_k_token = H * QK, .ld_k_head = QK,
+                               .ld_v_token = H * VO, .ld_v_head = VO,
+                               .qo_indptr = gqi, .kv_indptr = gki, .n_seqs = c->n_seqs,
+                               .n_heads = H, .n_q = nq, .n_kv = nkv, .scale = scale};
+    fi_die(dsa_fi_prefill(h->gpu, &p), "fi prefill");
+    fi_die(h->gpu->ops->sync(h->gpu), "sync");
+    float *got = gh_get(h, h->gpu, go, nq * H * VO);
+    double t0 = fi_now();
+    for (int i = 0; i < 5; i++)
+        fi_die(dsa_fi_prefill(h->gpu, &p), "fi prefill");
+    fi_die(h->gpu->ops->sync(h->gpu), "sync");
+    double us = (fi_now() - t0) / 5 * 1e6;
+
+    /* reference rows: per sequence its first, middle and last query row */
+    double worst = 0;
+    int64_t worst_r = -1, worst_h = -1, n_bad = 0, n_rows = 0;
+    double *sc = malloc((size_t)nkv * sizeof *sc);
+    for (int s = 0; s < c->n_seqs; s++) {
+        int ql = c->qo_len[s], kl = c->kv_len[s];
+        int rows[3] = {0, ql / 2, ql - 1};
+        for (int ri = 0; ri < 3; ri++) {
+            if (ri > 0 && rows[ri] == rows[ri - 1])
+                continue;
+            int64_t r = qo_ip[s] + rows[ri];
+            int n_keys = rows[ri] + kl - ql + 1;
+            for (int64_t hh = 0; hh < H; hh++) {
+                const float *qq = q + (r * H + hh) * QK;
+                double mx = -INFINITY;
+                for (int j = 0; j < n_keys; j++) {
+                    const float *kk = k + ((kv_ip[s] + j) * H + hh) * QK;
+                    double d = 0;
+                    for (int e = 0; e < QK; e++)
+                        d += (double)qq[e] * kk[e];
+                    sc[j] = d * scale;
+                    mx = sc[j] > mx ? sc[j] : mx;
+                }
+                double o[DSA_FI_PREFILL_VO] = {0}, z = 0;
+                for (int j = 0; j < n_keys; j++) {
+                    double pj = exp(sc[j] - mx);
+                    z += pj;
+                    const float *vv = v + ((kv_ip[s] + j) * H + hh) * VO;
+                    for (int e = 0; e < VO; e++)
+                        o[e] += pj * vv[e];
+                }
+                double num = 0, den = 0;
+                const float *a = got + (r * H + hh) * VO;
+                for (int e = 0; e < VO; e++) {
+                    double d = a[e] - o[e] / z;
+                    num += d * d;
+                    den += o[e] / z * (o[e] / z);
+                }
+                double err = sqrt(num / (den > 0 ? den : 1));
+                if (!isfinite(err))
+                    err = INFINITY;
+                n_rows++;
+                if (!(err <= TOL_ATTN))
+                    n_bad++;
+                if (!(err <= worst) || worst_r < 0)
+                    worst = err, worst_r = r, worst_h = hh;
+            }
+        }
+    }
+    char shape[96], note[160];
+    snprintf(shape, sizeof shape, "%s H=16 q=%lld kv=%lld", c->name, (long long)nq, (long long)nkv);
+    snprintf(note, sizeof note, "%.0fus worst row r=%lld h=%lld, %lld/%lld rows > tol", us,
+             (long long)worst_r, (long long)worst_h, (long long)n_bad, (long long)n_rows);
+    gh_report(h, "fi_prefill", shape, note, worst, TOL_ATTN, n_bad == 0);
+    free(sc), free(got), free(q), free(k), free(v), free(zero);
+    void *gb[] = {gq, gk, gv, gqi, gki, go};
+    for (size_t i = 0; i < sizeof gb / sizeof gb[0]; i++)
+        gh_free(h->gpu, gb[i]);
+}
+
+void gh_group_fi_prefill(gh *h)
+{
+    static const fp_case cases[] = {
+        {"prompt 1", 1, {1}, {1}},
+        {"prompt 500", 1, {500}, {500}},
+        {"prompt 8192", 1, {8192}, {8192}},
+        {"chunks after context", 4, {300, 1, 129, 2048}, {1000, 77, 129, 6000}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        fp_run_case(h, &cases[i]);
 }

@@ -161,7 +161,7 @@ export kit bin src out
 export -f device_info
 run device 20 device_info
 
-groups="basic linear attn moe sample graph mla model"
+groups="basic linear attn moe sample graph mla prefill model"
 # The binary names its groups without a GPU: a group added there and not
 # here (or removed there) fails the dry run.
 if [ -x "$bin/test_gpu_ops" ] && ! ldd "$bin/test_gpu_ops" | grep -q "not found"; then
@@ -176,6 +176,7 @@ for g in $groups; do
     # reference on sampled rows, seconds of CPU per case
     limit=60
     [ "$g" = mla ] && limit=120
+    [ "$g" = prefill ] && limit=90
     run "parity-$g" $limit "$bin/test_gpu_ops" --group "$g" "$out/parity-$g.json"
 done
 run parity-nolt 60 env DSA_CUDA_NO_LT=1 "$bin/test_gpu_ops" --group linear "$out/parity-nolt.json"
