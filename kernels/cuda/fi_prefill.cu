@@ -24,8 +24,8 @@
 
 #include "kernels/cuda/cuda_internal.h"
 #include "kernels/cuda/fi_prefill.h"
+#include "kernels/cuda/fi_prefill_plan.h"
 
-#define FP_TILE_Q 128   /* FA3's query tile at head_dim_vo 128 */
 #define FP_PLAN_THREADS 1024
 
 typedef cutlass::bfloat16_t fp_bf16;
@@ -53,17 +53,6 @@ struct fp_params {
     bool causal;
 };
 
-typedef struct fp_plan {
-    int32_t *tile, *qo_indptr, *kv_indptr, *qo_len, *kv_len, *head, *batch; /* [n_work_max] */
-    int32_t *work_indptr;                                                    /* [n_cta + 1] */
-} fp_plan;
-
-static __host__ __device__ int64_t fp_work_begin(int64_t c, int64_t n_work, int n_cta)
-{
-    int64_t q = n_work / n_cta, r = n_work % n_cta;
-    return c * q + (c < r ? c : r);
-}
-
 /* scratch: n_seqs + 1 int32, the sequences' first tile (exclusive scan). */
 static __global__ void __launch_bounds__(FP_PLAN_THREADS)
     fp_plan_kernel(fp_plan pl, const int32_t *qo_indptr, const int32_t *kv_indptr, int n_seqs,
@@ -75,7 +64,7 @@ static __global__ void __launch_bounds__(FP_PLAN_THREADS)
     int b = threadIdx.x * per, e = min(n_seqs, b + per);
     int64_t s = 0;
     for (int i = b; i < e; i++)
-        s += (qo_indptr[i + 1] - qo_indptr[i] + FP_TILE_Q - 1) / FP_TILE_Q;
+        s += fp_plan_tiles(qo_indptr[i + 1] - qo_indptr[i]);
     carry[threadIdx.x] = s;
     __syncthreads();
     if (threadIdx.x == 0) {
@@ -91,7 +80,7 @@ static __global__ void __launch_bounds__(FP_PLAN_THREADS)
     int64_t acc = carry[threadIdx.x];
     for (int i = b; i < e; i++) {
         tile0[i] = (int32_t)acc;
-        acc += (qo_indptr[i + 1] - qo_indptr[i] + FP_TILE_Q - 1) / FP_TILE_Q;
+        acc += fp_plan_tiles(qo_indptr[i + 1] - qo_indptr[i]);
     }
     int64_t n_tiles = carry[FP_PLAN_THREADS];
     if (threadIdx.x == 0)
@@ -99,31 +88,9 @@ static __global__ void __launch_bounds__(FP_PLAN_THREADS)
     __syncthreads();
     int64_t n_work = n_tiles * n_heads;
     for (int c = threadIdx.x; c <= n_cta; c += FP_PLAN_THREADS)
-        pl.work_indptr[c] = (int32_t)fp_work_begin(c, n_work, n_cta);
-    for (int64_t w = threadIdx.x; w < n_work; w += FP_PLAN_THREADS) {
-        int64_t g = w / n_heads;
-        int h = (int)(w % n_heads);
-        int lo = 0, hi = n_seqs - 1;    /* the sequence whose tiles hold g */
-        while (lo < hi) {
-            int mid = (lo + hi + 1) / 2;
-            if (tile0[mid] <= g)
-                lo = mid;
-            else
-                hi = mid - 1;
-        }
-        int sq = lo;
-        int qo_len = qo_indptr[sq + 1] - qo_indptr[sq];
-        int n_t = (qo_len + FP_TILE_Q - 1) / FP_TILE_Q;
-        int tile = n_t - 1 - (int)(g - tile0[sq]);   /* last tile first */
-        int64_t slot = fp_work_begin(w % n_cta, n_work, n_cta) + w / n_cta;
-        pl.tile[slot] = tile;
-        pl.qo_indptr[slot] = qo_indptr[sq];
-        pl.kv_indptr[slot] = kv_indptr[sq];
-        pl.qo_len[slot] = qo_len;
-        pl.kv_len[slot] = kv_indptr[sq + 1] - kv_indptr[sq];
-        pl.head[slot] = h;
-        pl.batch[slot] = sq;
-    }
+        pl.work_indptr[c] = (int32_t)fp_plan_work_begin(c, n_work, n_cta);
+    for (int64_t w = threadIdx.x; w < n_work; w += FP_PLAN_THREADS)
+        fp_plan_item_emit(&pl, w, qo_indptr, kv_indptr, tile0, n_seqs, n_heads, n_work, n_cta);
 }
 
 static int fp_aligned(const void *p, int64_t a, int64_t b)
@@ -143,7 +110,7 @@ extern "C" dsa_err dsa_fi_prefill(dsa_backend *be_, const dsa_fi_prefill_params 
         p->n_q > INT32_MAX / 2 || p->n_kv > INT32_MAX / 2 || p->n_seqs > INT32_MAX / 2)
         return dsa_fail(DSA_UNSUPPORTED, "fi prefill: unaligned rows or sizes out of range");
     int n_cta = be->n_sm;
-    int64_t n_work = p->n_heads * ((p->n_q + FP_TILE_Q - 1) / FP_TILE_Q + p->n_seqs);
+    int64_t n_work = fp_plan_work_max(p->n_q, p->n_seqs, p->n_heads);
     size_t bytes = (size_t)(7 * n_work + (n_cta + 1) + (p->n_seqs + 1)) * sizeof(int32_t);
     void *ws;
     dsa_err err;
