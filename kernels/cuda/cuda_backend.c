@@ -532,8 +532,11 @@ dsa_err dsa_backend_cuda_create(int device, double mem_fraction, dsa_backend **o
     be->device = device;
     be->mem_fraction = mem_fraction;
     be->last_path = "none";
+    be->last_attn_path = "none";
     const char *nolt = getenv("DSA_CUDA_NO_LT");
     be->lt_disabled = nolt && *nolt && strcmp(nolt, "0") != 0;
+    const char *mla = getenv("DSA_CUDA_MLA");
+    be->mla_portable = mla && strcmp(mla, "portable") == 0;
     dsa_err err;
     size_t free_b = 0;
     if ((err = DSA_CUDA_CHECK(cudaSetDevice(device))) ||
@@ -573,6 +576,11 @@ size_t dsa_cuda_kv_bytes(dsa_backend *be_, size_t reserve_bytes)
 const char *dsa_cuda_last_linear_path(dsa_backend *be)
 {
     return dsa_cuda_be(be)->last_path;
+}
+
+const char *dsa_cuda_last_attn_path(dsa_backend *be)
+{
+    return dsa_cuda_be(be)->last_attn_path;
 }
 
 int dsa_cuda_lt_fp8_enabled(dsa_backend *be)

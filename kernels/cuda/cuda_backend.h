@@ -37,6 +37,9 @@ size_t dsa_cuda_kv_bytes(dsa_backend *be, size_t reserve_bytes);
 /* Name of the path the last linear took ("lt-fp8", "lt-bf16", "dequant"),
  * for tests and benchmarks. */
 const char *dsa_cuda_last_linear_path(dsa_backend *be);
+/* Which kernel the last mla_attn ran: "fi-mla-hopper" (FlashInfer) or
+ * "mla-portable" (ours); "none" before the first.  For the parity suite. */
+const char *dsa_cuda_last_attn_path(dsa_backend *be);
 
 /* 1 when the cuBLASLt FP8 block-scaled path passed its self-test at
  * creation (else FP8 linears use the dequantising kernel). */

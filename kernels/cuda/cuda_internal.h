@@ -75,6 +75,7 @@ enum {
     DSA_CUDA_SCR_MASK,      /* structured-output bitmasks */
     DSA_CUDA_SCR_PENALTY,   /* penalty rows and count updates */
     DSA_CUDA_SCR_LOGPROBS,  /* logprob requests and results */
+    DSA_CUDA_SCR_FI_PLAN,   /* FlashInfer work lists (fi_mla.cu, fi_prefill.cu) */
     DSA_CUDA_SCR_COUNT
 };
 
@@ -99,7 +100,9 @@ typedef struct dsa_cuda_backend {
     int lt_fp8;                 /* FP8 block-scaled path passed its self-test */
     int lt_act_scale_kmajor;    /* activation scale layout that passed */
     int lt_disabled;            /* DSA_CUDA_NO_LT set: dequant kernels only */
+    int mla_portable;           /* DSA_CUDA_MLA=portable: our MLA kernel only */
     const char *last_path;
+    const char *last_attn_path; /* "fi-mla-hopper" or "mla-portable" */
     int capturing;
     void *scr[DSA_CUDA_SCR_COUNT];
     size_t scr_cap[DSA_CUDA_SCR_COUNT];

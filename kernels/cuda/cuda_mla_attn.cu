@@ -15,6 +15,7 @@
  * cache must hold entries 0..pos of every token (causal prefill and decode
  * in one kernel).  Limits: kv_rank <= 512, kv_rank + rope <= 576, even. */
 #include "kernels/cuda/cuda_common.cuh"
+#include "kernels/cuda/fi_mla.h"
 
 #define MA_HB 16
 #define MA_JC 16
@@ -202,6 +203,14 @@ extern "C" dsa_err dsa_cuda_mla_attn(dsa_backend *be_, const dsa_mla_attn_params
     dsa_cuda_backend *be = dsa_cuda_be(be_);
     if (p->n_tokens <= 0 || p->n_heads <= 0)
         return DSA_OK;
+    /* V3/R1's shape goes to FlashInfer's Hopper kernel; this file's kernel
+     * takes the rest (smaller latent ranks: the test models) and
+     * DSA_CUDA_MLA=portable forces it (A/B runs). */
+    if (!be->mla_portable && dsa_fi_mla_applies(p)) {
+        be->last_attn_path = "fi-mla-hopper";
+        return dsa_fi_mla_attn(be_, p);
+    }
+    be->last_attn_path = "mla-portable";
     int64_t W = p->kv_rank + p->rope_dim;
     if (p->kv_rank > MA_RMAX || W > MA_WMAX || W % 2 || p->cache->width % 2 ||
         p->cache->width < W)

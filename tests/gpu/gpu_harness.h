@@ -73,5 +73,9 @@ int gh_report(gh *h, const char *op, const char *shape, const char *note, double
 /* The op suites (test_gpu_ops.c, test_gpu_model.c). */
 void gh_suite_ops(gh *h);
 void gh_suite_model(gh *h, const char *golden_root);
+/* Group "mla": MLA attention at V3/R1's real shapes (test_gpu_fi.c). */
+void gh_group_fi_mla(gh *h);
+/* Group "prefill": FlashInfer's FA3 ragged causal prefill (test_gpu_fi.c). */
+void gh_group_fi_prefill(gh *h);
 
 #endif

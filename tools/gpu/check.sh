@@ -9,8 +9,11 @@
 # <section>.txt in OUTDIR/results.tar.gz:
 #   device     nvidia-smi, nvcc, where cuBLASLt and NCCL were found;
 #   parity-*   the parity suite (tests/gpu), one process per group, so a
-#              crash in one group does not hide the others; then the linear
-#              group again with DSA_CUDA_NO_LT=1 (the dequantising kernels);
+#              crash in one group does not hide the others (mla: MLA
+#              attention at V3's real shapes, FlashInfer's kernel); then the
+#              linear group again with DSA_CUDA_NO_LT=1 (the dequantising
+#              kernels), and last, if time is left, the mla group on our own
+#              MLA kernel (DSA_CUDA_MLA=portable);
 #   sanitizer  compute-sanitizer memcheck over two short groups;
 #   bench      the op benchmarks and the shard step, its per-op breakdown;
 #   serve      dsa-head --device cuda on the tiny MTP golden model (it has
@@ -158,7 +161,7 @@ export kit bin src out
 export -f device_info
 run device 20 device_info
 
-groups="basic linear attn moe sample graph model"
+groups="basic linear attn moe sample graph mla prefill model"
 # The binary names its groups without a GPU: a group added there and not
 # here (or removed there) fails the dry run.
 if [ -x "$bin/test_gpu_ops" ] && ! ldd "$bin/test_gpu_ops" | grep -q "not found"; then
@@ -169,7 +172,12 @@ if [ -x "$bin/test_gpu_ops" ] && ! ldd "$bin/test_gpu_ops" | grep -q "not found"
     fi
 fi
 for g in $groups; do
-    run "parity-$g" 60 "$bin/test_gpu_ops" --group "$g" "$out/parity-$g.json"
+    # mla: real shapes (contexts to 32768, 8192-token prefill) with a CPU
+    # reference on sampled rows, seconds of CPU per case
+    limit=60
+    [ "$g" = mla ] && limit=120
+    [ "$g" = prefill ] && limit=90
+    run "parity-$g" $limit "$bin/test_gpu_ops" --group "$g" "$out/parity-$g.json"
 done
 run parity-nolt 60 env DSA_CUDA_NO_LT=1 "$bin/test_gpu_ops" --group linear "$out/parity-nolt.json"
 # memcheck is ~10-50x slower: two short groups only
@@ -207,6 +215,10 @@ EOF
 }
 export -f serve
 run serve 40 serve
+# Last, with what is left of the budget: the mla group's shapes on our own
+# MLA kernel, for its times side by side with FlashInfer's.
+run parity-mla-ours 120 env DSA_CUDA_MLA=portable "$bin/test_gpu_ops" --group mla \
+    "$out/parity-mla-ours.json"
 
 summary+=("total: $(($(date +%s) - t_start))s of the ${budget_s}s budget")
 ((dry)) || pack

@@ -19,7 +19,8 @@ DEST=.deps/gpu-headers
 # .complete names the versions unpacked; kernels/cuda/meson.build refuses
 # to configure without it.
 STAMP="$DEST/.complete"
-WANT="flashinfer-python $FLASHINFER_VERSION, nvidia-cutlass $CUTLASS_VERSION"
+# (the layout number changes when what is unpacked changes)
+WANT="flashinfer-python $FLASHINFER_VERSION, nvidia-cutlass $CUTLASS_VERSION, layout 2"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ]; then
   exit 0
 fi
@@ -66,6 +67,8 @@ plan = [
     (f"flashinfer_python-{fi_ver}-py3-none-any.whl", [
         ("flashinfer/data/include/", "flashinfer/include/"),
         ("flashinfer/data/cutlass/include/", "flashinfer/cutlass/include/"),
+        # cutlass/util/*.h: FlashInfer's FA3 prefill includes them
+        ("flashinfer/data/cutlass/tools/util/include/", "flashinfer/cutlass/tools/util/include/"),
         ("flashinfer/data/cccl/", "flashinfer/cccl/"),
         (f"flashinfer_python-{fi_ver}.dist-info/licenses/", "flashinfer/licenses/"),
     ]),
