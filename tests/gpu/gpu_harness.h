@@ -70,6 +70,10 @@ int gh_check(gh *h, const char *op, const char *shape, const char *note, const f
 int gh_report(gh *h, const char *op, const char *shape, const char *note, double err, double tol,
               int pass);
 
+/* The real-shape groups (test_gpu_real.c): "linear-real", "moe-real". */
+void gh_group_linear_real(gh *h);
+void gh_group_moe_real(gh *h);
+
 /* The op suites (test_gpu_ops.c, test_gpu_model.c). */
 void gh_suite_ops(gh *h);
 void gh_suite_model(gh *h, const char *golden_root);
