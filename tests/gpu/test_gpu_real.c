@@ -12,11 +12,15 @@
  * row): a row fails when its relative L2 error exceeds the tolerance; the
  * worst row's relative and absolute error are printed, and every failing
  * row (up to 8) by index.  Each case also checks that the path it meant to
- * test is the one that ran (a silent fallback fails). */
+ * test is the one that ran (a silent fallback fails).  moe-real ends with a
+ * measurement, not a check: both expert paths timed at 1..64 tokens under
+ * balanced routing (the data for DSA_MOE_GEMV_TOKENS_MAX). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <cuda_runtime_api.h>
 
 #include "kernels/cuda/cuda_backend.h"
 #include "tests/gpu/gpu_harness.h"
@@ -260,6 +264,75 @@ static void real_moe(gh *h, re_experts *ex, int64_t T)
         gh_free(h->gpu, gb[i]), gh_free(h->cpu, cb[i]);
 }
 
+/* Mean time of one moe call on the GPU over `reps` (after a warm-up), in
+ * microseconds, with CUDA events on the backend's stream. */
+static double moe_time_us(gh *h, const dsa_moe_params *p, int reps)
+{
+    cudaStream_t st = (cudaStream_t)dsa_cuda_stream(h->gpu);
+    cudaEvent_t ev[2];
+    float ms = 0.0f;
+    must(h->gpu->ops->moe(h->gpu, p), "gpu moe");
+    if (cudaEventCreate(&ev[0]) != cudaSuccess || cudaEventCreate(&ev[1]) != cudaSuccess)
+        must(DSA_DEVICE, "cudaEventCreate");
+    cudaEventRecord(ev[0], st);
+    for (int r = 0; r < reps; r++)
+        must(h->gpu->ops->moe(h->gpu, p), "gpu moe");
+    cudaEventRecord(ev[1], st);
+    if (cudaEventSynchronize(ev[1]) != cudaSuccess ||
+        cudaEventElapsedTime(&ms, ev[0], ev[1]) != cudaSuccess)
+        must(DSA_DEVICE, "cuda events");
+    cudaEventDestroy(ev[0]);
+    cudaEventDestroy(ev[1]);
+    return 1e3 * ms / reps;
+}
+
+/* The crossover data: both FP8 paths at T tokens, balanced routing (8
+ * distinct uniform experts per token), printed only. */
+static void moe_crossover(gh *h, re_experts *ex)
+{
+    static const int64_t Ts[] = {1, 2, 4, 8, 16, 32, 64};
+    printf("  moe-cross (measured, not a check): us per call, E=%d k=%d D=%d I=%d\n", RE_E,
+           RE_K, RE_D, RE_I);
+    for (size_t i = 0; i < sizeof Ts / sizeof Ts[0]; i++) {
+        int64_t T = Ts[i];
+        int32_t *ids = malloc((size_t)(T * RE_K) * 4);
+        float *wt = malloc((size_t)(T * RE_K) * 4);
+        int hit[RE_E] = {0}, n_hit = 0;
+        for (int64_t t = 0; t < T; t++)
+            for (int j = 0; j < RE_K; j++) {
+                int32_t e;
+                int dup;
+                do {
+                    e = (int32_t)(gh_next(h) % RE_E);
+                    dup = 0;
+                    for (int q = 0; q < j; q++)
+                        dup |= ids[t * RE_K + q] == e;
+                } while (dup);
+                ids[t * RE_K + j] = e;
+                wt[t * RE_K + j] = 0.125f;
+                n_hit += !hit[e]++;
+            }
+        float *x = gh_rand(h, T * RE_D, 1.0f);
+        void *gx = gh_act(h, h->gpu, x, T * RE_D), *go = gh_act(h, h->gpu, x, T * RE_D);
+        size_t ib = (size_t)(T * RE_K) * 4;
+        void *gi = gh_bytes(h, h->gpu, ids, ib), *gw = gh_bytes(h, h->gpu, wt, ib);
+        dsa_moe_params p = {.out = go, .x = gx, .ids = gi, .weights = gw, .experts = ex->gpu,
+                            .n_tokens = T, .dim = RE_D, .inter = RE_I, .n_experts = RE_E,
+                            .top_k = RE_K};
+        dsa_cuda_moe_force(h->gpu, DSA_CUDA_MOE_GEMV);
+        double tg = moe_time_us(h, &p, 10);
+        dsa_cuda_moe_force(h->gpu, DSA_CUDA_MOE_CUTLASS);
+        double tc = moe_time_us(h, &p, 10);
+        double mb = (double)n_hit * 3 * RE_I * RE_D / 1e6;   /* expert weights touched */
+        printf("  moe-cross T=%-3lld experts %3d (%6.1f MB): gemv %8.1f us (%5.0f GB/s), "
+               "cutlass %8.1f us (%5.0f GB/s)\n", (long long)T, n_hit, mb, tg, 1e3 * mb / tg,
+               tc, 1e3 * mb / tc);
+        free(ids), free(wt), free(x);
+        gh_free(h->gpu, gx), gh_free(h->gpu, go), gh_free(h->gpu, gi), gh_free(h->gpu, gw);
+    }
+    dsa_cuda_moe_force(h->gpu, DSA_CUDA_MOE_AUTO);
+}
+
 void gh_group_moe_real(gh *h)
 {
     re_experts ex;
@@ -267,5 +340,6 @@ void gh_group_moe_real(gh *h)
     static const int64_t Ts[] = {1, 64, 256};
     for (size_t i = 0; i < sizeof Ts / sizeof Ts[0]; i++)
         real_moe(h, &ex, Ts[i]);
+    moe_crossover(h, &ex);
     re_free(h, &ex);
 }
