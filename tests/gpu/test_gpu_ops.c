@@ -545,7 +545,7 @@ static void test_moe(gh *h, dsa_dtype dt, int64_t T, int64_t E, int k, int64_t D
     const char *path = dsa_cuda_last_moe_path(h->gpu);
     snprintf(note, sizeof note, "%s sliced%s %s", dt_name(dt), accumulate ? " acc" : "", path);
     gh_check(h, "moe", shape, note, a, b, T * D,
-             strcmp(path, "moe-cutlass") == 0 ? TOL_GEMM_FP8 : TOL_MOE);
+             strcmp(path, "moe-cutlass") == 0 ? TOL_MOE_FP8 : TOL_MOE);
     free(a), free(b), free(x), free(y0), free(ids), free(wt);
     void *gb[] = {gx, go, gi, gw}, *cb[] = {cx, co, ci, cw};
     for (int i = 0; i < 4; i++)
