@@ -144,19 +144,49 @@ typedef struct re_experts {
     dsa_expert *cpu, *gpu;
 } re_experts;
 
+/* An FP8 weight [rows, cols] with random codes (no NaN) and 128x128 scales
+ * over 2^-9..2^-4, as gh_weight_make makes them but filled 8 bytes per draw
+ * (the 768 expert weights are 1.4 GB), prepared for the GPU. */
+static void re_weight_make(gh *h, gh_weight *w, int64_t rows, int64_t cols)
+{
+    memset(w, 0, sizeof *w);
+    size_t n = (size_t)(rows * cols);
+    uint8_t *d = malloc(n);
+    int64_t sld = (cols + 127) / 128, ns = ((rows + 127) / 128) * sld;
+    float *sc = malloc((size_t)ns * sizeof *sc);
+    if (!d || !sc)
+        must(DSA_NOMEM, "expert weights");
+    for (size_t i = 0; i < n; i += 8) {
+        uint64_t r = gh_next(h);
+        for (size_t b = 0; b < 8 && i + b < n; b++) {
+            uint8_t v = (uint8_t)(r >> (8 * b));
+            d[i + b] = (v & 0x7f) == 0x7f ? (uint8_t)(v ^ 1) : v;
+        }
+    }
+    for (int64_t i = 0; i < ns; i++)
+        sc[i] = ldexpf(1.0f + 0.5f * gh_uniform(h), -5 - (int)(gh_next(h) % 5));
+    dsa_weight dw = {.dtype = DSA_DTYPE_F8_E4M3, .rows = rows, .cols = cols, .ld = cols,
+                     .data = d, .scale = sc, .scale_ld = sld, .block_rows = 128,
+                     .block_cols = 128};
+    w->data = d;
+    w->scale = sc;
+    w->cpu = dw;
+    w->gpu = dw;
+    must(h->gpu->ops->weight_prepare(h->gpu, &w->gpu), "weight_prepare");
+}
+
 static void re_make(gh *h, re_experts *x)
 {
     x->w = calloc(3 * RE_E, sizeof *x->w);
     x->cpu = calloc(RE_E, sizeof *x->cpu);
     x->gpu = calloc(RE_E, sizeof *x->gpu);
     for (int e = 0; e < RE_E; e++) {
-        /* rank 1's slice of a 2048-wide expert (8 ranks): a block-aligned
-         * origin in the stored tensor, as the loader gives */
-        gh_weight_make(h, &x->w[3 * e], DSA_DTYPE_F8_E4M3, 2 * RE_I, RE_D, RE_I, 0, RE_I, RE_D);
-        gh_weight_make(h, &x->w[3 * e + 1], DSA_DTYPE_F8_E4M3, 2 * RE_I, RE_D, RE_I, 0, RE_I,
-                       RE_D);
-        gh_weight_make(h, &x->w[3 * e + 2], DSA_DTYPE_F8_E4M3, RE_D, 2 * RE_I, 0, RE_I, RE_D,
-                       RE_I);
+        /* one rank's slice of each expert: gate and up [I, D], down [D, I]
+         * (the loader's TP slices start on 128 boundaries, which
+         * weight_prepare reduces to origin (0, 0) on the device) */
+        re_weight_make(h, &x->w[3 * e], RE_I, RE_D);
+        re_weight_make(h, &x->w[3 * e + 1], RE_I, RE_D);
+        re_weight_make(h, &x->w[3 * e + 2], RE_D, RE_I);
         x->cpu[e] = (dsa_expert){x->w[3 * e].cpu, x->w[3 * e + 1].cpu, x->w[3 * e + 2].cpu};
         x->gpu[e] = (dsa_expert){x->w[3 * e].gpu, x->w[3 * e + 1].gpu, x->w[3 * e + 2].gpu};
     }
