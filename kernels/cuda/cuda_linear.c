@@ -308,9 +308,12 @@ static dsa_err linear_cutlass(dsa_cuda_backend *be, const dsa_linear_params *p, 
  * (one warm-up, TUNE_REPS timed with events), checks that they agree
  * (relative L2 < TUNE_AGREE: a CUTLASS result that disagrees with the
  * self-tested cuBLASLt path is never chosen) and records the faster.  A key
- * first met while capturing takes cuBLASLt and is tuned later.  The table
+ * first met while capturing takes cuBLASLt and is tuned later; a key whose
+ * outputs exceed TUNE_BYTES_MAX (M in the thousands: prefill) is not tuned
+ * and takes cuBLASLt.  The table
  * is small (a model has a dozen linear shapes times the M buckets). */
 enum { TUNE_SLOTS = 512, TUNE_REPS = 3 };
+#define TUNE_BYTES_MAX ((size_t)64 << 20)
 #define TUNE_AGREE 0.02
 
 typedef struct tune_entry {
@@ -465,10 +468,21 @@ static dsa_err linear_pick(dsa_cuda_backend *be, const dsa_linear_params *p, int
     if (!t)
         return DSA_OK;
     if (!t->ms[0] && !t->ms[1]) {
-        dsa_err err = tune_run(be, p, t);
+        /* Tuning is an optimisation: a shape whose two private outputs would
+         * exceed TUNE_BYTES_MAX (prefill-sized M), or a tuning run that
+         * fails (no memory left beside the KV cache, say), keeps cuBLASLt,
+         * and the linear itself goes on. */
+        dsa_err err = (size_t)(p->m * p->w->rows) * 4 > TUNE_BYTES_MAX
+                          ? DSA_UNSUPPORTED
+                          : tune_run(be, p, t);
         if (err) {
+            if (err != DSA_UNSUPPORTED)
+                DSA_WARN("cuda linear: tuning M=%lld N=%lld K=%lld failed (%s): cuBLASLt kept",
+                         (long long)p->m, (long long)p->w->rows, (long long)p->w->cols,
+                         dsa_errmsg());
+            (void)cudaGetLastError();
+            t->impl = DSA_CUDA_LINEAR_LT;
             t->ms[0] = t->ms[1] = -1.0f; /* not retried */
-            return err;
         }
     }
     *impl = t->impl;

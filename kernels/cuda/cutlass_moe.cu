@@ -91,7 +91,8 @@ static size_t align256(size_t n)
 }
 
 /* Carves the scratch for g_max groups; returns the bytes used. */
-static size_t groups_carve(char *base, int64_t g_max, size_t packed_floats, size_t ws_bytes, Groups *g)
+static size_t groups_carve(char *base, int64_t g_max, size_t n_packed, size_t ws_bytes,
+                           Groups *g)
 {
     size_t o = 0;
     size_t n = (size_t)g_max;
@@ -110,7 +111,7 @@ static size_t groups_carve(char *base, int64_t g_max, size_t packed_floats, size
     t.sta = (StrideA *)take(n * sizeof(StrideA));
     t.stb = (StrideB *)take(n * sizeof(StrideB));
     t.std_ = (StrideD *)take(n * sizeof(StrideD));
-    t.sfb_packed = (float *)take(packed_floats * sizeof(float));
+    t.sfb_packed = (float *)take(n_packed * sizeof(float));
     t.workspace = take(ws_bytes);
     if (g)
         *g = t;
