@@ -76,9 +76,9 @@ static void real_linear(gh *h, int64_t M, int64_t N, int64_t K)
 {
     gh_weight w;
     gh_weight_make(h, &w, DSA_DTYPE_F8_E4M3, N, K, 0, 0, N, K);
-    float *x = gh_rand(h, M * K, 1.0f);
+    float *x = gh_rand(h, M * K, 1.0f), *y0 = gh_rand(h, M * N, 1.0f);
     void *gx = gh_act(h, h->gpu, x, M * K), *cx = gh_act(h, h->cpu, x, M * K);
-    void *go = gh_act(h, h->gpu, x, M * N), *co = gh_act(h, h->cpu, x, M * N);
+    void *go = gh_act(h, h->gpu, y0, M * N), *co = gh_act(h, h->cpu, y0, M * N);
     dsa_linear_params pc = {.out = co, .x = cx, .w = &w.cpu, .m = M, .ld_x = K, .ld_out = N};
     dsa_linear_params pg = pc;
     pg.out = go, pg.x = gx, pg.w = &w.gpu;
@@ -121,7 +121,7 @@ static void real_linear(gh *h, int64_t M, int64_t N, int64_t K)
         free(got);
     }
     dsa_cuda_linear_force(h->gpu, DSA_CUDA_LINEAR_AUTO);
-    free(ref), free(x);
+    free(ref), free(x), free(y0);
     gh_free(h->gpu, gx), gh_free(h->cpu, cx), gh_free(h->gpu, go), gh_free(h->cpu, co);
     gh_weight_free(h, &w);
 }
