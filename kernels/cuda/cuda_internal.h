@@ -103,6 +103,10 @@ typedef struct dsa_cuda_backend {
     int mla_portable;           /* DSA_CUDA_MLA=portable: our MLA kernel only */
     const char *last_path;
     const char *last_attn_path; /* "fi-mla-hopper" or "mla-portable" */
+    int moe_force;              /* dsa_cuda_moe_path: 0 picks by token count */
+    const char *last_moe_path;
+    int linear_force;           /* dsa_cuda_linear_impl: 0 picks by the tuning table */
+    struct dsa_cuda_tune *tune; /* cuda_linear_tune.c: fastest FP8 GEMM per shape */
     int capturing;
     void *scr[DSA_CUDA_SCR_COUNT];
     size_t scr_cap[DSA_CUDA_SCR_COUNT];
@@ -186,6 +190,21 @@ typedef struct dsa_cuda_gemm {
     int out_f32;
 } dsa_cuda_gemm;
 dsa_err dsa_cuda_gemm_run(dsa_cuda_backend *be, const dsa_cuda_gemm *g);
+
+/* Dense FP8 linear through CUTLASS (cutlass_gemm.cu): out[m, w.rows]
+ * (=|+=) (xq * xs) (W * sw)^T, BF16 out of row stride ld_out; xq e4m3
+ * [m, w.cols] compact, xs its 1x128 scales K-major (xs[i * cols/128 + kb]);
+ * W FP8 128x128 blocks at origin (0, 0).  *done = 0 when CUTLASS declines
+ * the shape (the caller takes another path). */
+typedef struct dsa_cutlass_gemm {
+    void *out;
+    const uint8_t *xq;
+    const float *xs;
+    dsa_cuda_w w;
+    int64_t m, ld_out;
+    int accumulate;
+} dsa_cutlass_gemm;
+dsa_err dsa_cutlass_gemm_run(dsa_cuda_backend *be, const dsa_cutlass_gemm *g, int *done);
 
 #ifdef __cplusplus
 }

@@ -7,6 +7,10 @@
  *   the activations' 1x128 scales (..._VEC128_32F on B), F32 accumulation,
  *   BF16 out (F32 with out_f32: router and lm_head logits), beta = 1 for
  *   accumulate: MODEL_SPEC.md §8's FP8 path.
+ * - The same FP8 linears (BF16 out) have a second implementation, CUTLASS's
+ *   blockwise-scaled GEMM (cutlass_gemm.cu); which one runs is decided per
+ *   (M bucket, N, K) by timing both once on the device, outside graph
+ *   capture, and cached (the tuning table below).
  * - BF16 weights: cuBLASLt BF16 x BF16, F32 compute.
  * - Anything else (F32/F16 weights, K not a multiple of 128, a slice whose
  *   origin is not block-aligned, misaligned pointers or strides, or a shape
@@ -48,8 +52,11 @@ static void plan_destroy(dsa_cuda_lt_plan *p)
     memset(p, 0, sizeof *p);
 }
 
+static void tune_free(dsa_cuda_backend *be);
+
 void dsa_cuda_plans_free(dsa_cuda_backend *be)
 {
+    tune_free(be);
     for (int i = 0; i < be->cap_plans; i++)
         if (be->plans[i].kind)
             plan_destroy(&be->plans[i]);
@@ -269,6 +276,235 @@ static dsa_err linear_lt_bf16(dsa_cuda_backend *be, const dsa_linear_params *p, 
     return DSA_OK;
 }
 
+/* FP8 through CUTLASS (BF16 out); *done = 0 when this shape must take
+ * another path. */
+static dsa_err linear_cutlass(dsa_cuda_backend *be, const dsa_linear_params *p, int *done)
+{
+    const dsa_weight *w = p->w;
+    int64_t N = w->rows, K = w->cols, M = p->m;
+    *done = 0;
+    if (p->out_f32 || K % 128 || w->ld % 16 || w->row0 || w->col0 || w->block_rows != 128 ||
+        w->block_cols != 128 || p->ld_out % 8 || !aligned16(p->out) || !aligned16(w->data) ||
+        N > INT32_MAX || M > INT32_MAX)
+        return DSA_OK;
+    void *q, *s;
+    size_t qbytes = (size_t)(M * K), sbytes = (size_t)(M * (K / 128)) * sizeof(float);
+    dsa_err err;
+    if ((err = dsa_cuda_scratch(be, DSA_CUDA_SCR_QACT, qbytes, &q)) ||
+        (err = dsa_cuda_scratch(be, DSA_CUDA_SCR_QSCALE, sbytes, &s)) ||
+        (err = dsa_cuda_quant_fp8(be, q, K, s, p->x, p->ld_x, M, K, 1)))
+        return err;
+    dsa_cutlass_gemm g = {.out = p->out, .xq = q, .xs = s, .w = dsa_cuda_w_of(w), .m = M,
+                          .ld_out = p->ld_out, .accumulate = p->accumulate};
+    if ((err = dsa_cutlass_gemm_run(be, &g, done)) || !*done)
+        return err;
+    be->last_path = "cutlass-fp8";
+    return DSA_OK;
+}
+
+/* ---- Which FP8 implementation per shape -----------------------------------
+ * Keyed by (M rounded up to a power of two, N, K): the first call of a key
+ * outside graph capture runs both implementations into a private buffer
+ * (one warm-up, TUNE_REPS timed with events), checks that they agree
+ * (relative L2 < TUNE_AGREE: a CUTLASS result that disagrees with the
+ * self-tested cuBLASLt path is never chosen) and records the faster.  A key
+ * first met while capturing takes cuBLASLt and is tuned later; a key whose
+ * outputs exceed TUNE_BYTES_MAX (M in the thousands: prefill) is not tuned
+ * and takes cuBLASLt.  The table
+ * is small (a model has a dozen linear shapes times the M buckets). */
+enum { TUNE_SLOTS = 512, TUNE_REPS = 3 };
+#define TUNE_BYTES_MAX ((size_t)64 << 20)
+#define TUNE_AGREE 0.02
+
+typedef struct tune_entry {
+    int64_t m_bucket, n, k;     /* m_bucket 0: free slot */
+    int impl;                   /* DSA_CUDA_LINEAR_LT or _CUTLASS */
+    float ms[2];                /* mean time of each, ms (-1: declined) */
+} tune_entry;
+
+struct dsa_cuda_tune {
+    tune_entry e[TUNE_SLOTS];
+    int n;
+};
+
+static void tune_free(dsa_cuda_backend *be)
+{
+    free(be->tune);
+    be->tune = NULL;
+}
+
+static int64_t tune_bucket(int64_t m)
+{
+    int64_t b = 1;
+    while (b < m)
+        b <<= 1;
+    return b;
+}
+
+static tune_entry *tune_find(dsa_cuda_backend *be, int64_t mb, int64_t n, int64_t k, int add)
+{
+    if (!be->tune && !(add && (be->tune = calloc(1, sizeof *be->tune))))
+        return NULL;
+    uint64_t h = ((uint64_t)mb * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)n * 0xC2B2AE3D27D4EB4Full) ^
+                 (uint64_t)k;
+    for (int i = 0; i < TUNE_SLOTS; i++) {
+        tune_entry *t = &be->tune->e[(h + (uint64_t)i) % TUNE_SLOTS];
+        if (t->m_bucket == mb && t->n == n && t->k == k)
+            return t;
+        if (!t->m_bucket) {
+            if (!add || be->tune->n >= TUNE_SLOTS / 2)
+                return NULL;
+            t->m_bucket = mb;
+            t->n = n;
+            t->k = k;
+            be->tune->n++;
+            return t;
+        }
+    }
+    return NULL;
+}
+
+typedef dsa_err (*linear_impl_fn)(dsa_cuda_backend *be, const dsa_linear_params *p, int *done);
+
+static dsa_err lt_impl(dsa_cuda_backend *be, const dsa_linear_params *p, int *done)
+{
+    return linear_lt_fp8(be, p, be->lt_act_scale_kmajor, done);
+}
+
+/* Mean time of TUNE_REPS runs of fn on p (after one warm-up) in ms, or -1
+ * when fn declines the shape; the result is left in p->out. */
+static dsa_err tune_time(dsa_cuda_backend *be, linear_impl_fn fn, const dsa_linear_params *p,
+                         cudaEvent_t ev[2], float *ms)
+{
+    int done = 0;
+    dsa_err err = fn(be, p, &done);
+    *ms = -1.0f;
+    if (err || !done)
+        return err;
+    if ((err = DSA_CUDA_CHECK(cudaEventRecord(ev[0], be->stream))))
+        return err;
+    for (int r = 0; r < TUNE_REPS && !err; r++)
+        err = fn(be, p, &done);
+    if (err || (err = DSA_CUDA_CHECK(cudaEventRecord(ev[1], be->stream))) ||
+        (err = DSA_CUDA_CHECK(cudaEventSynchronize(ev[1]))) ||
+        (err = DSA_CUDA_CHECK(cudaEventElapsedTime(ms, ev[0], ev[1]))))
+        return err;
+    *ms /= TUNE_REPS;
+    return DSA_OK;
+}
+
+/* Times both implementations on this call's operands into a private
+ * output and fills t; the call itself then runs the chosen one. */
+static dsa_err tune_run(dsa_cuda_backend *be, const dsa_linear_params *p, tune_entry *t)
+{
+    int64_t M = p->m, N = p->w->rows;
+    size_t bytes = (size_t)(M * N) * 2;
+    void *out[2] = {NULL, NULL};
+    uint16_t *h = malloc(2 * bytes);
+    cudaEvent_t ev[2] = {NULL, NULL};
+    dsa_err err = h ? DSA_OK : dsa_fail(DSA_NOMEM, "cuda linear: tuning buffers");
+    t->impl = DSA_CUDA_LINEAR_LT;
+    if (err || (err = DSA_CUDA_CHECK(cudaMalloc(&out[0], bytes))) ||
+        (err = DSA_CUDA_CHECK(cudaMalloc(&out[1], bytes))) ||
+        (err = DSA_CUDA_CHECK(cudaEventCreate(&ev[0]))) ||
+        (err = DSA_CUDA_CHECK(cudaEventCreate(&ev[1]))))
+        goto done;
+    linear_impl_fn fn[2] = {lt_impl, linear_cutlass};
+    for (int i = 0; i < 2; i++) {
+        dsa_linear_params q = *p;
+        q.out = out[i];
+        q.ld_out = N;
+        q.accumulate = 0;
+        if ((err = tune_time(be, fn[i], &q, ev, &t->ms[i])))
+            goto done;
+    }
+    if (t->ms[0] < 0 || t->ms[1] < 0) {
+        t->impl = t->ms[1] < 0 ? DSA_CUDA_LINEAR_LT : DSA_CUDA_LINEAR_CUTLASS;
+        goto done;
+    }
+    if ((err = DSA_CUDA_CHECK(cudaMemcpy(h, out[0], bytes, cudaMemcpyDeviceToHost))) ||
+        (err = DSA_CUDA_CHECK(cudaMemcpy(h + M * N, out[1], bytes, cudaMemcpyDeviceToHost))))
+        goto done;
+    double num = 0.0, den = 0.0;
+    for (int64_t i = 0; i < M * N; i++) {
+        double a = dsa_bf16_to_f32(h[i]), b = dsa_bf16_to_f32(h[M * N + i]);
+        num += (a - b) * (a - b);
+        den += a * a;
+    }
+    double rel = sqrt(num / (den > 0 ? den : 1));
+    if (!(rel < TUNE_AGREE))
+        DSA_WARN("cuda linear: CUTLASS and cuBLASLt FP8 disagree at M=%lld N=%lld K=%lld (rel "
+                 "%.3g): cuBLASLt kept", (long long)M, (long long)N, (long long)p->w->cols, rel);
+    else if (t->ms[1] < t->ms[0])
+        t->impl = DSA_CUDA_LINEAR_CUTLASS;
+    DSA_INFO("cuda linear: FP8 M<=%lld N=%lld K=%lld: cuBLASLt %.1f us, CUTLASS %.1f us -> %s",
+             (long long)t->m_bucket, (long long)N, (long long)p->w->cols, 1e3 * t->ms[0],
+             1e3 * t->ms[1], t->impl == DSA_CUDA_LINEAR_CUTLASS ? "CUTLASS" : "cuBLASLt");
+done:
+    if (ev[0])
+        cudaEventDestroy(ev[0]);
+    if (ev[1])
+        cudaEventDestroy(ev[1]);
+    if (out[0])
+        cudaFree(out[0]);
+    if (out[1])
+        cudaFree(out[1]);
+    free(h);
+    return err;
+}
+
+/* The FP8 implementation for this call: forced, tuned, or cuBLASLt. */
+static dsa_err linear_pick(dsa_cuda_backend *be, const dsa_linear_params *p, int *impl)
+{
+    *impl = DSA_CUDA_LINEAR_LT;
+    if (be->linear_force) {
+        *impl = be->linear_force;
+        return DSA_OK;
+    }
+    if (p->out_f32 || !be->lt_fp8)
+        return DSA_OK;
+    int64_t mb = tune_bucket(p->m);
+    tune_entry *t = tune_find(be, mb, p->w->rows, p->w->cols, !be->capturing);
+    if (!t)
+        return DSA_OK;
+    if (!t->ms[0] && !t->ms[1]) {
+        /* Tuning is an optimisation: a shape whose two private outputs would
+         * exceed TUNE_BYTES_MAX (prefill-sized M), or a tuning run that
+         * fails (no memory left beside the KV cache, say), keeps cuBLASLt,
+         * and the linear itself goes on. */
+        dsa_err err = (size_t)(p->m * p->w->rows) * 4 > TUNE_BYTES_MAX
+                          ? DSA_UNSUPPORTED
+                          : tune_run(be, p, t);
+        if (err) {
+            if (err != DSA_UNSUPPORTED)
+                DSA_WARN("cuda linear: tuning M=%lld N=%lld K=%lld failed (%s): cuBLASLt kept",
+                         (long long)p->m, (long long)p->w->rows, (long long)p->w->cols,
+                         dsa_errmsg());
+            (void)cudaGetLastError();
+            t->impl = DSA_CUDA_LINEAR_LT;
+            t->ms[0] = t->ms[1] = -1.0f; /* not retried */
+        }
+    }
+    *impl = t->impl;
+    return DSA_OK;
+}
+
+void dsa_cuda_linear_force(dsa_backend *be, dsa_cuda_linear_impl impl)
+{
+    dsa_cuda_be(be)->linear_force = (int)impl;
+}
+
+int dsa_cuda_linear_tuned(dsa_backend *be_, int64_t m, int64_t n, int64_t k, float ms[2])
+{
+    dsa_cuda_backend *be = dsa_cuda_be(be_);
+    tune_entry *t = tune_find(be, tune_bucket(m), n, k, 0);
+    if (!t || (!t->ms[0] && !t->ms[1]))
+        return 0;
+    ms[0] = t->ms[0];
+    ms[1] = t->ms[1];
+    return t->impl;
+}
+
 static dsa_err linear_fallback(dsa_cuda_backend *be, const dsa_linear_params *p)
 {
     dsa_cuda_gemm g = {.out = p->out, .x = p->x, .w = dsa_cuda_w_of(p->w), .m = p->m,
@@ -285,10 +521,16 @@ dsa_err dsa_cuda_linear(dsa_backend *be_, const dsa_linear_params *p)
         return DSA_OK;
     int done = 0;
     dsa_err err = DSA_OK;
-    if (!be->lt_disabled) {
-        if (p->w->dtype == DSA_DTYPE_F8_E4M3 && be->lt_fp8)
+    if (p->w->dtype == DSA_DTYPE_F8_E4M3) {
+        int impl = DSA_CUDA_LINEAR_LT;
+        if ((err = linear_pick(be, p, &impl)))
+            return err;
+        if (impl == DSA_CUDA_LINEAR_CUTLASS)
+            err = linear_cutlass(be, p, &done);
+        else if (impl == DSA_CUDA_LINEAR_LT && be->lt_fp8 && !be->lt_disabled)
             err = linear_lt_fp8(be, p, be->lt_act_scale_kmajor, &done);
-        else if (p->w->dtype == DSA_DTYPE_BF16)
+    } else if (!be->lt_disabled) {
+        if (p->w->dtype == DSA_DTYPE_BF16)
             err = linear_lt_bf16(be, p, &done);
     }
     if (err || done)

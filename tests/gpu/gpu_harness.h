@@ -19,6 +19,9 @@
  *   activations to e4m3 per 1x128 block (3 mantissa bits: ~2-3% relative);
  * - TOL_ATTN: MLA attention (BF16 q and cache, F32 softmax);
  * - TOL_MOE: routed experts (BF16 x and intermediate h, F32 accumulation);
+ * - TOL_MOE_FP8: routed experts on the CUTLASS path, which quantises both
+ *   x and h to e4m3 per 1x128 block: two FP8 roundings in series, each
+ *   ~2.5-3% relative, adding in quadrature to ~4%;
  * - TOL_MODEL: whole-model logits of the tiny checkpoints, BF16 activations
  *   through every layer against the CPU's F32;
  * - TOL_EXACT: results that must agree to F32 rounding (router weights,
@@ -28,6 +31,7 @@
 #define TOL_GEMM_FP8 6e-2
 #define TOL_ATTN 2e-2
 #define TOL_MOE 2e-2
+#define TOL_MOE_FP8 8e-2
 #define TOL_MODEL 5e-2
 #define TOL_EXACT 1e-4
 
@@ -69,6 +73,10 @@ int gh_check(gh *h, const char *op, const char *shape, const char *note, const f
 /* Records a pass/fail with a measured value and a description. */
 int gh_report(gh *h, const char *op, const char *shape, const char *note, double err, double tol,
               int pass);
+
+/* The real-shape groups (test_gpu_real.c): "linear-real", "moe-real". */
+void gh_group_linear_real(gh *h);
+void gh_group_moe_real(gh *h);
 
 /* The op suites (test_gpu_ops.c, test_gpu_model.c). */
 void gh_suite_ops(gh *h);
