@@ -35,8 +35,8 @@ int64_t dsa_model_block_bytes(const dsa_config *cfg, int n_layers, int64_t block
 
 static void scratch_free(dsa_backend *be, scratch *s)
 {
-    void *bufs[] = {s->h, s->xn, s->y, s->qa, s->q, s->kva, s->ckv, s->q_lat, s->obar, s->o,
-                    s->g, s->u, s->rlogits, s->ids, s->rw, s->tokens, s->pos, s->seq,
+    void *bufs[] = {s->h, s->xn, s->y, s->qa, s->q, s->qkva, s->ckv, s->q_lat, s->obar, s->o,
+                    s->g, s->rlogits, s->ids, s->rw, s->tokens, s->pos, s->seq,
                     s->slots, s->block_tables, s->hl, s->logits, s->logits_all,
                     s->logits_full};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
@@ -72,7 +72,7 @@ dsa_err dsa_model_scratch_reserve(dsa_model *m, int64_t T, int64_t n_seqs, int64
     size_t a = be->act_size;
     int64_t D = c->hidden_size, Hl = m->w->n_heads_local;
     int64_t qk = c->qk_nope_head_dim + c->qk_rope_head_dim;
-    int64_t kvr = c->kv_lora_rank, rope = c->qk_rope_head_dim;
+    int64_t kvr = c->kv_lora_rank;
     int64_t E = c->n_routed_experts > 0 ? c->n_routed_experts : 1;
     int64_t k = c->n_experts_per_tok > 0 ? c->n_experts_per_tok : 1;
     int64_t ql = c->q_lora_rank > 0 ? c->q_lora_rank : 1;
@@ -80,13 +80,12 @@ dsa_err dsa_model_scratch_reserve(dsa_model *m, int64_t T, int64_t n_seqs, int64
     if ((err = alloc_into(be, &s->h, T * D, a)) || (err = alloc_into(be, &s->xn, T * D, a)) ||
         (err = alloc_into(be, &s->y, T * D, a)) || (err = alloc_into(be, &s->qa, T * ql, a)) ||
         (err = alloc_into(be, &s->q, T * Hl * qk, a)) ||
-        (err = alloc_into(be, &s->kva, T * (kvr + rope), a)) ||
+        (err = alloc_into(be, &s->qkva, T * m->qkv_ld, a)) ||
         (err = alloc_into(be, &s->ckv, T * kvr, a)) ||
         (err = alloc_into(be, &s->q_lat, T * Hl * kvr, a)) ||
         (err = alloc_into(be, &s->obar, T * Hl * kvr, a)) ||
         (err = alloc_into(be, &s->o, T * Hl * c->v_head_dim, a)) ||
-        (err = alloc_into(be, &s->g, T * m->ffn_width, a)) ||
-        (err = alloc_into(be, &s->u, T * m->ffn_width, a)) ||
+        (err = alloc_into(be, &s->g, T * m->gu_ld, a)) ||
         (err = alloc_into(be, (void **)&s->rlogits, T * E, sizeof(float))) ||
         (err = alloc_into(be, (void **)&s->ids, T * k, sizeof(int32_t))) ||
         (err = alloc_into(be, (void **)&s->rw, T * k, sizeof(float))) ||
@@ -160,6 +159,10 @@ dsa_err dsa_model_create(dsa_backend *be, const dsa_weights *w, const dsa_model_
             m->ffn_width = w->moe_inter_local;
         if (lw->is_moe && lw->shared_inter > m->ffn_width)
             m->ffn_width = lw->shared_inter;
+        int64_t qkv = c->q_lora_rank > 0 ? lw->qkv_a.width : c->kv_lora_rank + c->qk_rope_head_dim;
+        int64_t gu = lw->is_moe ? lw->shared_gate_up.width : lw->gate_up.width;
+        m->qkv_ld = qkv > m->qkv_ld ? qkv : m->qkv_ld;
+        m->gu_ld = gu > m->gu_ld ? gu : m->gu_ld;
     }
     int64_t half = dsa_config_rope_dim(c) / 2;
     float *freqs = malloc((size_t)(half > 0 ? half : 1) * sizeof *freqs);
@@ -252,6 +255,22 @@ static dsa_err linear(dsa_model *m, void *out, int64_t ld_out, const void *x, in
     return m->be->ops->linear(m->be, &p);
 }
 
+/* [a x | b x] = pair x into out's pair layout (a at column 0, b at
+ * p->off_b; row stride p->width): one linear when the pair is fused, else
+ * the two parts into the same columns. */
+static dsa_err linear_pair(dsa_model *m, void *out, const void *x, int64_t ld_x,
+                           const dsa_weight_pair *p, const dsa_weight *a, const dsa_weight *b,
+                           int64_t T)
+{
+    dsa_err err;
+    if (p->w.data)
+        return linear(m, out, p->width, x, ld_x, &p->w, T, 0);
+    if ((err = linear(m, out, p->width, x, ld_x, a, T, 0)) ||
+        (err = linear(m, act_at(m, out, p->off_b), p->width, x, ld_x, b, T, 0)))
+        return err;
+    return DSA_OK;
+}
+
 /* The same into F32 logits (router, lm_head: MODEL_SPEC.md keeps them F32). */
 static dsa_err linear_logits(dsa_model *m, float *out, int64_t ld_out, const void *x,
                              const dsa_weight *w, int64_t T)
@@ -303,34 +322,40 @@ static dsa_err attention(dsa_model *m, int l, int64_t T)
         return dsa_dense_attention(m->dense, &ds);
     }
 
-    /* q = W_qb RMSNorm_q(W_qa x), or W_q x without q compression: [T, Hl, nope|rope] */
+    /* [q_a x | kv_a x] in one GEMM (the layer's qkv_a pair); a = the kv_a
+     * part at column kvo: [T, kv_rank | rope] (row stride qld) */
+    int64_t qld = ql > 0 ? lw->qkv_a.width : kvr + rope, kvo = ql > 0 ? lw->qkv_a.off_b : 0;
+    void *kva = act_at(m, s->qkva, kvo);
     if (ql > 0) {
-        if ((err = linear(m, s->qa, ql, s->xn, D, &lw->q_a, T, 0)) ||
-            (err = rmsnorm_eps(m, s->qa, ql, s->qa, ql, NULL, &lw->q_a_norm, T, ql,
+        /* q = W_qb RMSNorm_q(W_qa x): [T, Hl, nope|rope] */
+        if ((err = linear_pair(m, s->qkva, s->xn, D, &lw->qkv_a, &lw->q_a, &lw->kv_a, T)) ||
+            (err = rmsnorm_eps(m, s->qa, ql, s->qkva, qld, NULL, &lw->q_a_norm, T, ql,
                                LATENT_NORM_EPS)) ||
             (err = linear(m, s->q, Hl * qk, s->qa, ql, &lw->q_b, T, 0)))
             return err;
-    } else if ((err = linear(m, s->q, Hl * qk, s->xn, D, &lw->q_proj, T, 0))) {
+    } else if ((err = linear(m, s->q, Hl * qk, s->xn, D, &lw->q_proj, T, 0)) ||
+               (err = linear(m, kva, qld, s->xn, D, &lw->kv_a, T, 0))) {
+        /* q = W_q x without q compression; a = W_kva x */
         return err;
     }
-    /* a = W_kva x: [T, kv_rank | rope]; c_kv = RMSNorm_kv(a[:kv_rank]) */
-    if ((err = linear(m, s->kva, kvr + rope, s->xn, D, &lw->kv_a, T, 0)) ||
-        (err = rmsnorm_eps(m, s->ckv, kvr, s->kva, kvr + rope, NULL, &lw->kv_a_norm, T, kvr,
+    /* c_kv = RMSNorm_kv(a[:kv_rank]) */
+    if ((err = rmsnorm_eps(m, s->ckv, kvr, kva, qld, NULL, &lw->kv_a_norm, T, kvr,
                            LATENT_NORM_EPS)))
         return err;
     /* q_pe = RoPE(q[:, :, nope:]), k_pe = RoPE(a[kv_rank:]) at each token's position */
     dsa_rope_params rq = {.x = act_at(m, s->q, nope), .positions = s->pos,
                           .inv_freq = m->inv_freq, .n_tokens = T, .n_heads = Hl,
                           .rot_dim = rope, .ld_token = Hl * qk, .ld_head = qk};
-    dsa_rope_params rk = {.x = act_at(m, s->kva, kvr), .positions = s->pos,
+    dsa_rope_params rk = {.x = act_at(m, s->qkva, kvo + kvr), .positions = s->pos,
                           .inv_freq = m->inv_freq, .n_tokens = T, .n_heads = 1,
-                          .rot_dim = rope, .ld_token = kvr + rope, .ld_head = rope};
+                          .rot_dim = rope, .ld_token = qld, .ld_head = rope};
     if ((err = be->ops->rope(be, &rq)) || (err = be->ops->rope(be, &rk)))
         return err;
     /* cache[slot] = [c_kv | k_pe] */
-    dsa_kv_store_params st = {.cache = &m->kv[l], .c_kv = s->ckv, .k_pe = act_at(m, s->kva, kvr),
-                              .slots = s->slots, .n_tokens = T, .kv_rank = kvr,
-                              .rope_dim = rope, .ld_c = kvr, .ld_k = kvr + rope};
+    dsa_kv_store_params st = {.cache = &m->kv[l], .c_kv = s->ckv,
+                              .k_pe = act_at(m, s->qkva, kvo + kvr), .slots = s->slots,
+                              .n_tokens = T, .kv_rank = kvr, .rope_dim = rope, .ld_c = kvr,
+                              .ld_k = qld};
     if ((err = be->ops->kv_store(be, &st)))
         return err;
     /* q~_h = W_UK,h^T q_nope,h (absorbed form) */
@@ -358,21 +383,23 @@ static dsa_err attention(dsa_model *m, int l, int64_t T)
     return DSA_OK;
 }
 
-/* y = down(silu(gate x) * up x) for one expert-shaped MLP; accumulate adds.
- * The weights are the model's own: an op's params may be kept for a graph
+/* y = down(silu(gate x) * up x) for one expert-shaped MLP of `width`
+ * intermediate values, gate and up as the pair gu; accumulate adds.  The
+ * weights are the model's own: an op's params may be kept for a graph
  * replay, so nothing they point at may live on the stack. */
-static dsa_err mlp(dsa_model *m, const dsa_weight *gate, const dsa_weight *up,
-                   const dsa_weight *down, int64_t width, int64_t T, int accumulate)
+static dsa_err mlp(dsa_model *m, const dsa_weight_pair *gu, const dsa_weight *gate,
+                   const dsa_weight *up, const dsa_weight *down, int64_t width, int64_t T,
+                   int accumulate)
 {
     scratch *s = &m->s;
     int64_t D = m->w->cfg.hidden_size;
-    dsa_silu_mul_params sm = {.out = s->g, .gate = s->g, .up = s->u, .n_rows = T, .dim = width,
-                              .ld = width};
+    /* [gate x | up x] in one GEMM; g = silu(gate x) * up x in the gate columns */
+    dsa_silu_mul_params sm = {.out = s->g, .gate = s->g, .up = act_at(m, s->g, gu->off_b),
+                              .n_rows = T, .dim = width, .ld = gu->width};
     dsa_err err;
-    if ((err = linear(m, s->g, width, s->xn, D, gate, T, 0)) ||
-        (err = linear(m, s->u, width, s->xn, D, up, T, 0)) ||
+    if ((err = linear_pair(m, s->g, s->xn, D, gu, gate, up, T)) ||
         (err = m->be->ops->silu_mul(m->be, &sm)) ||
-        (err = linear(m, s->y, D, s->g, width, down, T, accumulate)))
+        (err = linear(m, s->y, D, s->g, gu->width, down, T, accumulate)))
         return err;
     return DSA_OK;
 }
@@ -385,7 +412,7 @@ static dsa_err ffn(dsa_model *m, int l, int64_t T)
     const dsa_layer_weights *lw = &m->w->layers[l];
     scratch *s = &m->s;
     if (!lw->is_moe)
-        return mlp(m, &lw->gate, &lw->up, &lw->down, m->w->inter_local, T, 0);
+        return mlp(m, &lw->gate_up, &lw->gate, &lw->up, &lw->down, m->w->inter_local, T, 0);
     int64_t D = c->hidden_size, E = c->n_routed_experts;
     dsa_err err;
     /* router: sigma = sigmoid(W_g x); grouped top-k on sigma + bias; weights */
@@ -411,8 +438,8 @@ static dsa_err ffn(dsa_model *m, int l, int64_t T)
         return err;
     /* y += shared experts(x) (all-reduce across TP ranks) */
     if (lw->shared_inter > 0)
-        return mlp(m, &lw->shared.gate, &lw->shared.up, &lw->shared.down, lw->shared_inter,
-                   T, 1);
+        return mlp(m, &lw->shared_gate_up, &lw->shared.gate, &lw->shared.up, &lw->shared.down,
+                   lw->shared_inter, T, 1);
     return DSA_OK;
 }
 

@@ -30,14 +30,16 @@ typedef struct scratch {
     void *h;        /* [T, D] residual stream */
     void *xn;       /* [T, D] normalised input of a sub-block */
     void *y;        /* [T, D] sub-block output (attention or FFN) */
-    void *qa;       /* [T, q_lora] */
+    void *qa;       /* [T, q_lora] normalised q latent */
     void *q;        /* [T, Hl, nope + rope] */
-    void *kva;      /* [T, kv_rank + rope] */
+    void *qkva;     /* [T, qkv_ld]: q_a | kv_a outputs (the layer's qkv_a pair
+                       layout: q_a at 0, kv_a's kv_rank | rope at off_b) */
     void *ckv;      /* [T, kv_rank] normalised latent */
     void *q_lat;    /* [T, Hl, kv_rank] absorbed queries */
     void *obar;     /* [T, Hl, kv_rank] attention over latents */
     void *o;        /* [T, Hl, v] per-head outputs */
-    void *g, *u;    /* [T, max FFN width] */
+    void *g;        /* [T, gu_ld]: gate | up outputs (pair layout); silu_mul
+                       leaves its product in the gate columns */
     float *rlogits; /* [T, E] router logits, F32 */
     int32_t *ids;   /* [T, k] routed experts */
     float *rw;      /* [T, k] routing weights */
@@ -58,6 +60,7 @@ struct dsa_model {
     float *inv_freq;        /* [rope / 2] backend memory */
     float scale;            /* softmax scale tau */
     int64_t ffn_width;      /* widest FFN intermediate on this rank */
+    int64_t qkv_ld, gu_ld;  /* widest q_a | kv_a and gate | up pair outputs */
     dsa_comm *comm;         /* borrowed; NULL: single rank */
     int64_t logit_ld;       /* columns of s.logits: vocab_rows, or the
                                padded ceil(V / tp) slice when gathering */

@@ -1,0 +1,212 @@
+/* test_fuse.c - weights fused at load (worker/loader_fuse.c): q_a | kv_a
+ * and gate | up as one weight give every output value bit for bit as the
+ * two parts apart, for each stored dtype, for TP slices whose FP8 blocks
+ * start mid-block, and through the whole forward pass. */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/support.h"
+#include "tests/test_weights.h"
+#include "worker/loader_internal.h"
+#include "worker/model.h"
+
+/* x W^T of m rows on the CPU backend into out (row stride ld_out). */
+static void cpu_linear(dsa_backend *be, float *out, int64_t ld_out, const float *x, int64_t m,
+                       const dsa_weight *w)
+{
+    dsa_linear_params p = {.out = out, .x = x, .w = w, .m = m, .ld_x = w->cols,
+                           .ld_out = ld_out};
+    cr_assert_eq(be->ops->linear(be, &p), DSA_OK, "%s", dsa_errmsg());
+}
+
+/* Rows [ra, ra+na) of a stored [R, C] tensor and rows [rb, rb+nb) of another,
+ * fused and apart. */
+static void check_pair(dsa_dtype dt, int64_t R, int64_t C, int64_t ra, int64_t na, int64_t rb,
+                       int64_t nb)
+{
+    uint64_t seed = 0x5eed + (uint64_t)(dt * 131 + ra * 7 + nb);
+    dsa_test_tw ta, tb;
+    dsa_test_tw_make(&ta, dt, R, C, &seed);
+    dsa_test_tw_make(&tb, dt, R, C, &seed);
+    dsa_weight a = dsa_test_tw_slice(&ta, ra, 0, na, C);
+    dsa_weight b = dsa_test_tw_slice(&tb, rb, 0, nb, C);
+    dsa_weight_pair p;
+    cr_assert_eq(dsa_weight_pair_make(&a, &b, &p), DSA_OK, "%s", dsa_errmsg());
+    cr_assert_not_null(p.w.data, "%s pair not fused", dsa_dtype_name(dt));
+    cr_assert_geq(p.off_b, na);
+    cr_assert_eq(p.w.rows, p.width);
+    cr_assert_geq(p.width, p.off_b + nb);
+    if (dt == DSA_DTYPE_F8_E4M3)
+        cr_expect_eq((p.w.row0 + p.off_b) % 128, rb % 128, "b keeps its place in its block");
+    else
+        cr_expect_eq(p.off_b, na, "packed back to back");
+
+    dsa_backend *be;
+    cr_assert_eq(dsa_backend_cpu_create(2, &be), DSA_OK);
+    int64_t M = 5, W = p.width;
+    float *x = malloc((size_t)(M * C) * sizeof *x);
+    float *fused = calloc((size_t)(M * W), sizeof *fused);
+    float *apart = calloc((size_t)(M * W), sizeof *apart);
+    cr_assert(x && fused && apart);
+    for (int64_t i = 0; i < M * C; i++)
+        x[i] = dsa_test_rng_f(&seed);
+    cpu_linear(be, fused, W, x, M, &p.w);
+    cpu_linear(be, apart, W, x, M, &a);
+    cpu_linear(be, apart + p.off_b, W, x, M, &b);
+    for (int64_t t = 0; t < M; t++) {
+        cr_expect_eq(memcmp(fused + t * W, apart + t * W, (size_t)na * sizeof(float)), 0,
+                     "%s: row %lld of a differs", dsa_dtype_name(dt), (long long)t);
+        cr_expect_eq(memcmp(fused + t * W + p.off_b, apart + t * W + p.off_b,
+                            (size_t)nb * sizeof(float)), 0,
+                     "%s: row %lld of b differs", dsa_dtype_name(dt), (long long)t);
+        for (int64_t j = na; j < p.off_b; j++)
+            cr_expect_eq(fused[t * W + j], 0.0f, "padding column %lld", (long long)j);
+    }
+    free(x);
+    free(fused);
+    free(apart);
+    dsa_backend_destroy(be);
+    free(p.owned);
+    free(p.scale_owned);
+    dsa_test_tw_free(&ta);
+    dsa_test_tw_free(&tb);
+}
+
+/* q_a (1536 rows: whole blocks) | kv_a (576), scaled down: 256 | 72 */
+Test(fuse, whole_tensors_every_dtype)
+{
+    dsa_dtype dts[] = {DSA_DTYPE_F32, DSA_DTYPE_F16, DSA_DTYPE_BF16, DSA_DTYPE_F8_E4M3};
+    for (size_t i = 0; i < sizeof dts / sizeof dts[0]; i++) {
+        check_pair(dts[i], 256, 200, 0, 256, 0, 72);
+        check_pair(dts[i], 256, 200, 0, 160, 0, 112); /* a ends mid-block */
+    }
+}
+
+/* TP slices of gate and up: rank 1 of 2 over 300 rows starts at row 150,
+ * 22 rows into its second block; rank 2 of 3 over 390 at 260. */
+Test(fuse, tp_slices_mid_block)
+{
+    check_pair(DSA_DTYPE_F8_E4M3, 300, 200, 150, 150, 150, 150);
+    check_pair(DSA_DTYPE_F8_E4M3, 390, 130, 260, 130, 260, 130);
+    check_pair(DSA_DTYPE_BF16, 300, 200, 150, 150, 150, 150);
+}
+
+Test(fuse, refuses_what_it_cannot_fuse)
+{
+    uint64_t seed = 7;
+    dsa_test_tw ta, tb;
+    dsa_test_tw_make(&ta, DSA_DTYPE_F32, 8, 16, &seed);
+    dsa_test_tw_make(&tb, DSA_DTYPE_BF16, 8, 16, &seed);
+    dsa_weight a = dsa_test_tw_full(&ta), b = dsa_test_tw_full(&tb);
+    dsa_weight_pair p;
+    cr_assert_eq(dsa_weight_pair_make(&a, &b, &p), DSA_OK);
+    cr_expect_null(p.w.data, "mixed dtypes are run apart");
+    cr_expect_eq(p.off_b, 8);
+    cr_expect_eq(p.width, 16);
+    dsa_weight c = dsa_test_tw_slice(&ta, 0, 4, 8, 12); /* a column slice */
+    cr_assert_eq(dsa_weight_pair_make(&c, &c, &p), DSA_OK);
+    cr_expect_null(p.w.data, "column slices are run apart");
+    dsa_test_tw_free(&ta);
+    dsa_test_tw_free(&tb);
+}
+
+/* The loaded pair holds, value for value, the parts' dequantised weights:
+ * each TP rank fuses its own slices. */
+static void expect_pair_holds(const dsa_weight_pair *p, const dsa_weight *a, const dsa_weight *b,
+                              const char *what, int rank)
+{
+    cr_assert_not_null(p->w.data, "%s not fused on rank %d", what, rank);
+    for (int64_t i = 0; i < a->rows; i++)
+        for (int64_t j = 0; j < a->cols; j += 7)
+            cr_assert_eq(dsa_weight_get(&p->w, i, j), dsa_weight_get(a, i, j),
+                         "%s rank %d a(%lld, %lld)", what, rank, (long long)i, (long long)j);
+    for (int64_t i = 0; i < b->rows; i++)
+        for (int64_t j = 0; j < b->cols; j += 7)
+            cr_assert_eq(dsa_weight_get(&p->w, p->off_b + i, j), dsa_weight_get(b, i, j),
+                         "%s rank %d b(%lld, %lld)", what, rank, (long long)i, (long long)j);
+}
+
+Test(fuse, loader_fuses_each_rank_slices)
+{
+    char *src = dsa_test_golden_dir("fp8");
+    cr_assert_not_null(src);
+    for (int r = 0; r < 2; r++) {
+        dsa_shard s = {.tp_rank = r, .tp_size = 2, .layer_begin = 0, .layer_end = 2};
+        dsa_weights *w;
+        cr_assert_eq(dsa_weights_load(src, &s, &w), DSA_OK, "%s", dsa_errmsg());
+        const dsa_layer_weights *d = &w->layers[0], *e = &w->layers[1];
+        cr_assert_eq(d->is_moe, 0);
+        cr_assert_eq(e->is_moe, 1);
+        expect_pair_holds(&d->qkv_a, &d->q_a, &d->kv_a, "q_a | kv_a", r);
+        expect_pair_holds(&d->gate_up, &d->gate, &d->up, "gate | up", r);
+        expect_pair_holds(&e->shared_gate_up, &e->shared.gate, &e->shared.up,
+                          "shared gate | up", r);
+        dsa_weights_free(w);
+    }
+    free(src);
+}
+
+/* Logits of a prefill and a decode step with the pairs fused and with them
+ * run apart (the fallback), compared bit for bit. */
+static void forward_logits(dsa_weights *w, float *out)
+{
+    dsa_backend *be;
+    dsa_model *m;
+    cr_assert_eq(dsa_backend_cpu_create(2, &be), DSA_OK);
+    dsa_model_params mp = {.n_blocks = 8, .block_size = 16, .max_blocks_per_seq = 4};
+    cr_assert_eq(dsa_model_create(be, w, &mp, &m), DSA_OK, "%s", dsa_errmsg());
+    int64_t V = w->cfg.vocab_size;
+    int32_t tokens[6] = {3, 17, 5, 42, 9, 11}, pos[6] = {0, 1, 2, 3, 4, 5}, seq[6] = {0};
+    int32_t bt[4] = {0, 1, 2, 3}, rows[2] = {3, 4};
+    dsa_batch b = {.n_tokens = 5, .tokens = tokens, .pos = pos, .seq = seq, .n_seqs = 1,
+                   .block_tables = bt, .n_logits = 2, .logit_rows = rows};
+    cr_assert_eq(dsa_model_forward(m, &b, out), DSA_OK, "%s", dsa_errmsg());
+    dsa_batch d = {.n_tokens = 1, .tokens = tokens + 5, .pos = pos + 5, .seq = seq,
+                   .n_seqs = 1, .block_tables = bt, .n_logits = 1, .logit_rows = seq};
+    cr_assert_eq(dsa_model_forward(m, &d, out + 2 * V), DSA_OK, "%s", dsa_errmsg());
+    dsa_model_destroy(m);
+    dsa_backend_destroy(be);
+}
+
+static void check_forward(const char *dtype)
+{
+    char *src = dsa_test_golden_dir(dtype);
+    cr_assert_not_null(src);
+    dsa_weights *w;
+    cr_assert_eq(dsa_weights_load(src, NULL, &w), DSA_OK, "%s", dsa_errmsg());
+    int64_t V = w->cfg.vocab_size;
+    float *fused = malloc((size_t)(3 * V) * sizeof(float));
+    float *apart = malloc((size_t)(3 * V) * sizeof(float));
+    cr_assert(fused && apart);
+    forward_logits(w, fused);
+    int n_fused = 0;
+    const void **saved = calloc((size_t)(3 * w->cfg.n_layers), sizeof *saved);
+    cr_assert_not_null(saved);
+    for (int l = 0; l < w->cfg.n_layers; l++) {
+        dsa_weight_pair *ps[3] = {&w->layers[l].qkv_a, &w->layers[l].gate_up,
+                                  &w->layers[l].shared_gate_up};
+        for (int k = 0; k < 3; k++) {
+            saved[3 * l + k] = ps[k]->w.data;
+            n_fused += ps[k]->w.data != NULL;
+            ps[k]->w.data = NULL;
+        }
+    }
+    cr_expect_eq(n_fused, 4, "%s: q_a|kv_a on both layers, dense and shared gate|up", dtype);
+    forward_logits(w, apart);
+    cr_expect_eq(memcmp(fused, apart, (size_t)(3 * V) * sizeof(float)), 0,
+                 "%s: fused and apart logits differ", dtype);
+    for (int l = 0; l < w->cfg.n_layers; l++) {
+        w->layers[l].qkv_a.w.data = saved[3 * l];
+        w->layers[l].gate_up.w.data = saved[3 * l + 1];
+        w->layers[l].shared_gate_up.w.data = saved[3 * l + 2];
+    }
+    free(saved);
+    free(fused);
+    free(apart);
+    dsa_weights_free(w);
+    free(src);
+}
+
+Test(fuse, forward_bit_identical_f32) { check_forward("f32"); }
+Test(fuse, forward_bit_identical_fp8) { check_forward("fp8"); }
