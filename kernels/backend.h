@@ -200,6 +200,16 @@ typedef struct dsa_add_params {
     int64_t n;
 } dsa_add_params;
 
+/* The TP ranks' lm_head slices in vocabulary order, one op instead of a
+ * copy per (row, rank): in holds the all-gathered padded slices, rank r's
+ * [n_rows, ld] block at r * n_rows * ld, and
+ *   out[i, v] = in[(v / ld) * n_rows * ld + i * ld + v % ld],  v < vocab. */
+typedef struct dsa_vocab_gather_params {
+    float *out;                 /* [n_rows, vocab] F32 backend memory */
+    const float *in;            /* [n_parts, n_rows, ld] F32 backend memory */
+    int64_t n_rows, ld, n_parts, vocab; /* vocab <= n_parts * ld */
+} dsa_vocab_gather_params;
+
 /* MoE routing (MODEL_SPEC.md §5) from the gate's logits. */
 typedef struct dsa_router_params {
     int32_t *ids;               /* [n_tokens, top_k] chosen experts */
@@ -405,6 +415,8 @@ typedef struct dsa_backend_ops {
     /* Dense GQA architectures (NULL on a backend without them). */
     dsa_err (*gqa_attn)(dsa_backend *be, const dsa_gqa_attn_params *p);
     dsa_err (*bias_add)(dsa_backend *be, const dsa_bias_add_params *p);
+    /* Optional (NULL: the model copies the slices row by row). */
+    dsa_err (*vocab_gather)(dsa_backend *be, const dsa_vocab_gather_params *p);
     /* Waits for queued work (GPU stream); CPU: no-op. */
     dsa_err (*sync)(dsa_backend *be);
 

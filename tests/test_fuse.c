@@ -1,11 +1,13 @@
-/* test_fuse.c - weights fused at load (worker/loader_fuse.c): q_a | kv_a
- * and gate | up as one weight give every output value bit for bit as the
- * two parts apart, for each stored dtype, for TP slices whose FP8 blocks
- * start mid-block, and through the whole forward pass. */
+/* test_fuse.c - fewer launches, same results: weights fused at load
+ * (worker/loader_fuse.c: q_a | kv_a and gate | up as one weight give every
+ * output value bit for bit as the two parts apart, for each stored dtype,
+ * for TP slices whose FP8 blocks start mid-block, and through the whole
+ * forward pass), and the fused ops' CPU references (vocab_gather). */
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/rec_backend.h"
 #include "tests/support.h"
 #include "tests/test_weights.h"
 #include "worker/loader_internal.h"
@@ -210,3 +212,78 @@ static void check_forward(const char *dtype)
 
 Test(fuse, forward_bit_identical_f32) { check_forward("f32"); }
 Test(fuse, forward_bit_identical_fp8) { check_forward("fp8"); }
+
+/* The gathered slices of 3 ranks, ld 7, vocabularies that end inside the
+ * last slice, on its edge, and before it (an empty last rank). */
+Test(fuse, vocab_gather_orders_the_slices)
+{
+    dsa_backend *be;
+    cr_assert_eq(dsa_backend_cpu_create(1, &be), DSA_OK);
+    cr_assert_not_null(be->ops->vocab_gather);
+    enum { P = 3, LD = 7, N = 4 };
+    float in[P * N * LD];
+    for (int i = 0; i < P * N * LD; i++)
+        in[i] = (float)i;
+    int64_t vocabs[] = {19, 21, 14, 13};
+    for (size_t k = 0; k < sizeof vocabs / sizeof vocabs[0]; k++) {
+        int64_t V = vocabs[k];
+        float out[N * P * LD + 1];
+        for (int i = 0; i < N * P * LD + 1; i++)
+            out[i] = -1.0f;
+        dsa_vocab_gather_params p = {.out = out, .in = in, .n_rows = N, .ld = LD, .n_parts = P,
+                                     .vocab = V};
+        cr_assert_eq(be->ops->vocab_gather(be, &p), DSA_OK);
+        for (int64_t i = 0; i < N; i++)
+            for (int64_t v = 0; v < V; v++)
+                cr_assert_eq(out[i * V + v], (float)((v / LD) * N * LD + i * LD + v % LD),
+                             "vocab %lld: out[%lld, %lld]", (long long)V, (long long)i,
+                             (long long)v);
+        cr_expect_eq(out[N * V], -1.0f, "vocab %lld: wrote past the rows", (long long)V);
+    }
+    dsa_backend_destroy(be);
+}
+
+/* The last sub-block's residual add fused into the final norm (a decode
+ * step on a backend with graphs asks for every row's logits) against the
+ * add and the norm apart (the CPU backend, rows named): the same bits. */
+Test(fuse, final_add_norm_bit_identical)
+{
+    char *src = dsa_test_golden_dir("fp8");
+    cr_assert_not_null(src);
+    dsa_weights *w;
+    cr_assert_eq(dsa_weights_load(src, NULL, &w), DSA_OK, "%s", dsa_errmsg());
+    int64_t V = w->cfg.vocab_size;
+    enum { S = 3 };
+    float *out[2];
+    for (int k = 0; k < 2; k++) {
+        rec_backend *rb = k ? rec_create() : NULL;
+        dsa_backend *be = NULL;
+        if (!rb)
+            cr_assert_eq(dsa_backend_cpu_create(2, &be), DSA_OK);
+        dsa_model *m;
+        dsa_model_params mp = {.n_blocks = 4, .block_size = 16, .max_blocks_per_seq = 1};
+        cr_assert_eq(dsa_model_create(rb ? &rb->base : be, w, &mp, &m), DSA_OK, "%s",
+                     dsa_errmsg());
+        /* three sequences, one token each: a pure decode batch */
+        int32_t tokens[S] = {7, 1, 30}, pos[S] = {0, 0, 0}, seq[S] = {0, 1, 2};
+        int32_t bt[S] = {0, 1, 2}, rows[S] = {0, 1, 2};
+        out[k] = malloc((size_t)(S * V) * sizeof(float));
+        cr_assert_not_null(out[k]);
+        dsa_batch b = {.n_tokens = S, .tokens = tokens, .pos = pos, .seq = seq, .n_seqs = S,
+                       .block_tables = bt, .n_logits = S, .logit_rows = rows};
+        cr_assert_eq(dsa_model_forward(m, &b, out[k]), DSA_OK, "%s", dsa_errmsg());
+        dsa_model_graph_stats st;
+        dsa_model_graph_stats_get(m, &st);
+        cr_expect_eq(st.n_eager, k, "the graph backend ran the decode path");
+        dsa_model_destroy(m);
+        if (rb)
+            dsa_backend_destroy(&rb->base);
+        else
+            dsa_backend_destroy(be);
+    }
+    cr_expect_eq(memcmp(out[0], out[1], (size_t)(S * V) * sizeof(float)), 0);
+    free(out[0]);
+    free(out[1]);
+    dsa_weights_free(w);
+    free(src);
+}

@@ -515,6 +515,14 @@ void dsa_model_note_tokens(dsa_model *m, int64_t T)
  * Backend ops only (plus the pipeline transfers of a stage without the
  * embedding or the head, which never runs under a graph). */
 
+/* s->logits = lm_head(hl) for the L rows of hl (this rank's vocab slice). */
+static dsa_err logits_of_hl(dsa_model *m, int64_t L)
+{
+    if (m->w->vocab_rows == 0)
+        return DSA_OK;
+    return linear_logits(m, m->s.logits, m->logit_ld, m->s.hl, &m->w->lm_head, L);
+}
+
 /* Runs the T uploaded tokens through this shard's layers and, on the last
  * stage, the head: for the L tokens logit_rows names (gathered into hl), or
  * with logit_rows NULL for all of them (L == T), into s->logits. */
@@ -559,6 +567,13 @@ dsa_err dsa_model_forward_compute(dsa_model *m, int64_t T, int64_t L, const int3
         if ((err = tp_all_reduce(m, s->y, T * D)))
             return err;
     }
+    if (m->w->has_head && L > 0 && !logit_rows) {
+        /* h += last FFN output; hl = RMSNorm_final(h): one op; then
+         * logits = lm_head(hl) */
+        if ((err = rmsnorm(m, s->hl, D, s->y, D, s->h, &m->w->final_norm, T, D)))
+            return err;
+        return logits_of_hl(m, L);
+    }
     /* h += last FFN output */
     dsa_add_params ap = {.out = s->h, .a = s->h, .b = s->y, .n = T * D};
     if ((err = be->ops->add(be, &ap)))
@@ -585,11 +600,7 @@ dsa_err dsa_model_forward_compute(dsa_model *m, int64_t T, int64_t L, const int3
     } else {
         err = rmsnorm(m, s->hl, D, s->h, D, NULL, &m->w->final_norm, L, D);
     }
-    int64_t Vr = m->w->vocab_rows;
-    if (err || (Vr > 0 &&
-                (err = linear_logits(m, s->logits, m->logit_ld, s->hl, &m->w->lm_head, L))))
-        return err;
-    return DSA_OK;
+    return err ? err : logits_of_hl(m, L);
 }
 
 /* ---- Phase (c): logits ------------------------------------------------------ */
@@ -623,19 +634,31 @@ dsa_err dsa_model_download_logits(dsa_model *m, int64_t L, const int32_t *rows, 
         return on_be ? DSA_OK : be->ops->sync(be); /* on the backend: ordered on its stream */
     }
     /* logits[i, r*ld + j] = rank r's logits[i, j] (vocab-parallel lm_head:
-     * all-gather of the padded slices, then reordered into vocab order) */
+     * all-gather of the padded slices, then reordered into vocab order by
+     * one op, or a copy per row and rank where the backend has none).  A
+     * graph_safe communicator queues the gather on the backend's stream; a
+     * host one reads the slices from the host, so the backend finishes
+     * first. */
     int64_t V = m->w->cfg.vocab_size, tp = m->comm->tp_size;
-    if ((err = be->ops->sync(be)) ||
+    if ((!m->comm->graph_safe && (err = be->ops->sync(be))) ||
         (err = m->comm->ops->all_gather(m->comm, s->logits_all, s->logits, L * ld,
                                         DSA_DTYPE_F32)))
         return err;
     float *full = on_be ? logits : s->logits_full;
-    for (int64_t r = 0; r < tp; r++) {
-        int64_t begin = r * ld, n = begin + ld <= V ? ld : V - begin;
-        for (int64_t i = 0; i < L && n > 0; i++)
-            if ((err = be->ops->copy(be, full + i * V + begin, s->logits_all + (r * L + i) * ld,
-                                     (size_t)n * sizeof(float))))
-                return err;
+    dsa_vocab_gather_params vg = {.out = full, .in = s->logits_all, .n_rows = L, .ld = ld,
+                                  .n_parts = tp, .vocab = V};
+    if (be->ops->vocab_gather) {
+        if ((err = be->ops->vocab_gather(be, &vg)))
+            return err;
+    } else {
+        for (int64_t r = 0; r < tp; r++) {
+            int64_t begin = r * ld, n = begin + ld <= V ? ld : V - begin;
+            for (int64_t i = 0; i < L && n > 0; i++)
+                if ((err = be->ops->copy(be, full + i * V + begin,
+                                         s->logits_all + (r * L + i) * ld,
+                                         (size_t)n * sizeof(float))))
+                    return err;
+        }
     }
     if (!on_be &&
         (err = be->ops->download(be, logits, s->logits_full, (size_t)(L * V) * sizeof(float))))

@@ -307,6 +307,7 @@ static const dsa_backend_ops cpu_ops = {
     .logprobs = dsa_cpu_logprobs,
     .gqa_attn = dsa_cpu_gqa_attn,
     .bias_add = dsa_cpu_bias_add,
+    .vocab_gather = dsa_cpu_vocab_gather,
     .sync = cpu_sync,
 };
 

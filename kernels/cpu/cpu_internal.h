@@ -134,5 +134,6 @@ dsa_err dsa_cpu_mask(dsa_backend *be, const dsa_logit_mask_params *p);
 dsa_err dsa_cpu_count_add(dsa_backend *be, const dsa_count_add_params *p);
 dsa_err dsa_cpu_penalties(dsa_backend *be, const dsa_penalty_params *p);
 dsa_err dsa_cpu_logprobs(dsa_backend *be, const dsa_logprobs_params *p);
+dsa_err dsa_cpu_vocab_gather(dsa_backend *be, const dsa_vocab_gather_params *p); /* cpu_fused.c */
 
 #endif
