@@ -79,6 +79,15 @@ typedef struct dsa_rmsnorm_params {
     const dsa_weight *weight;   /* [1, dim] */
     int64_t n_rows, dim, ld_x, ld_out;
     float eps;
+    /* Optional (NULL: not written): out as stored, quantised for the FP8
+     * linear that reads it next (MODEL_SPEC.md §8, DeepSeek's act_quant):
+     * per 1x128 block of a row, amax clamped to >= 1e-4, scale = amax /
+     * 448, q = e4m3(out / scale) round-to-nearest with saturation.
+     * out_q [n_rows, dim] bytes; out_scale [n_rows * ceil(dim / 128)] F32
+     * in the layout the backend's linear reads as x_scale (CPU: row-major,
+     * [row][block]). */
+    uint8_t *out_q;
+    float *out_scale;
 } dsa_rmsnorm_params;
 
 /* out[m, n] = sum_k x[m, k] * W[n, k]  (y = x W^T), F32 accumulation.
@@ -93,6 +102,12 @@ typedef struct dsa_linear_params {
     int64_t m, ld_x, ld_out;
     int accumulate;
     int out_f32;
+    /* Optional: x as the rmsnorm that wrote it quantised it (out_q,
+     * out_scale of dsa_rmsnorm_params; x is then [m, w->cols] contiguous).
+     * Read only by a backend with norm_quant set, whose FP8 path would
+     * otherwise quantise x itself into the same values. */
+    const uint8_t *x_q;
+    const float *x_scale;
 } dsa_linear_params;
 
 /* Rotates rot_dim values of each head in place as interleaved pairs
@@ -436,6 +451,11 @@ struct dsa_backend {
     const dsa_backend_ops *ops;
     dsa_dtype act_dtype;        /* F32 (CPU) or BF16 (GPU) */
     size_t act_size;            /* bytes per activation element */
+    /* 1: the FP8 linears read dsa_linear_params.x_q and the rmsnorm writes
+     * out_q, so the model has its norms quantise the activations the next
+     * FP8 linear takes (one launch fewer per such linear); 0: the linears
+     * quantise their inputs themselves (the CPU computes in F32). */
+    int norm_quant;
 };
 
 /* Creates the CPU backend with n_threads workers (0: one per core). */

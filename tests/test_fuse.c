@@ -4,6 +4,7 @@
  * for TP slices whose FP8 blocks start mid-block, and through the whole
  * forward pass), and the fused ops' CPU references (vocab_gather). */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -282,6 +283,131 @@ Test(fuse, final_add_norm_bit_identical)
             dsa_backend_destroy(be);
     }
     cr_expect_eq(memcmp(out[0], out[1], (size_t)(S * V) * sizeof(float)), 0);
+    free(out[0]);
+    free(out[1]);
+    dsa_weights_free(w);
+    free(src);
+}
+
+/* ---- Activation quantisation inside the norm ---------------------------- */
+
+/* The 1x128 quantisation of one F32 row, written out from MODEL_SPEC.md §8
+ * (act_quant) for the comparison: q and scale of n values. */
+static void quant_ref(const float *x, int64_t n, uint8_t *q, float *scale)
+{
+    for (int64_t b = 0; b * 128 < n; b++) {
+        float amax = 0.0f;
+        for (int64_t j = b * 128; j < n && j < b * 128 + 128; j++)
+            amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
+        scale[b] = (amax > 1e-4f ? amax : 1e-4f) / 448.0f;
+        for (int64_t j = b * 128; j < n && j < b * 128 + 128; j++)
+            q[j] = dsa_f32_to_e4m3(x[j] / scale[b]);
+    }
+}
+
+Test(fuse, rmsnorm_quantises_its_output)
+{
+    dsa_backend *be;
+    cr_assert_eq(dsa_backend_cpu_create(2, &be), DSA_OK);
+    uint64_t seed = 11;
+    int64_t dims[] = {300, 128, 7};
+    for (size_t k = 0; k < sizeof dims / sizeof dims[0]; k++) {
+        int64_t R = 3, d = dims[k], nkb = (d + 127) / 128;
+        float *x = malloc((size_t)(R * d) * sizeof *x), *res = malloc((size_t)(R * d) * sizeof *res);
+        float *out = malloc((size_t)(R * d) * sizeof *out), *w = malloc((size_t)d * sizeof *w);
+        uint8_t *q = malloc((size_t)(R * d)), *qr = malloc((size_t)d);
+        float *sc = malloc((size_t)(R * nkb) * sizeof *sc), *scr = malloc((size_t)nkb * sizeof *scr);
+        cr_assert(x && res && out && w && q && qr && sc && scr);
+        for (int64_t i = 0; i < R * d; i++) {
+            x[i] = 3.0f * dsa_test_rng_f(&seed);
+            res[i] = dsa_test_rng_f(&seed);
+        }
+        for (int64_t i = 0; i < d; i++)
+            w[i] = 0.5f + dsa_test_rng_f(&seed);
+        dsa_weight wt = {.dtype = DSA_DTYPE_F32, .rows = 1, .cols = d, .ld = d, .data = w};
+        dsa_rmsnorm_params p = {.out = out, .x = x, .residual = res, .weight = &wt, .n_rows = R,
+                                .dim = d, .ld_x = d, .ld_out = d, .eps = 1e-6f, .out_q = q,
+                                .out_scale = sc};
+        cr_assert_eq(be->ops->rmsnorm(be, &p), DSA_OK);
+        for (int64_t r = 0; r < R; r++) {
+            quant_ref(out + r * d, d, qr, scr);
+            cr_expect_eq(memcmp(q + r * d, qr, (size_t)d), 0, "dim %lld row %lld: codes",
+                         (long long)d, (long long)r);
+            cr_expect_eq(memcmp(sc + r * nkb, scr, (size_t)nkb * sizeof(float)), 0,
+                         "dim %lld row %lld: scales", (long long)d, (long long)r);
+            for (int64_t j = 0; j < d; j++) {
+                float back = dsa_e4m3_to_f32(q[r * d + j]) * sc[r * nkb + j / 128];
+                cr_assert_leq(fabsf(back - out[r * d + j]),
+                              fabsf(out[r * d + j]) / 16.0f + sc[r * nkb + j / 128],
+                              "dim %lld (%lld, %lld): %g for %g", (long long)d, (long long)r,
+                              (long long)j, back, out[r * d + j]);
+            }
+        }
+        free(x), free(res), free(out), free(w), free(q), free(qr), free(sc), free(scr);
+    }
+    dsa_backend_destroy(be);
+}
+
+/* A backend that takes quantised activations from the norms: every linear
+ * handed x_q must get exactly its x quantised. */
+static int g_quant_checked;
+
+static dsa_err checking_linear(dsa_backend *be, const dsa_linear_params *p)
+{
+    if (p->x_q) {
+        int64_t K = p->w->cols, nkb = (K + 127) / 128;
+        uint8_t *qr = malloc((size_t)K);
+        float *scr = malloc((size_t)nkb * sizeof *scr);
+        cr_assert(qr && scr);
+        for (int64_t t = 0; t < p->m; t++) {
+            quant_ref((const float *)p->x + t * p->ld_x, K, qr, scr);
+            cr_assert_eq(memcmp(p->x_q + t * K, qr, (size_t)K), 0, "row %lld codes",
+                         (long long)t);
+            cr_assert_eq(memcmp(p->x_scale + t * nkb, scr, (size_t)nkb * sizeof(float)), 0,
+                         "row %lld scales", (long long)t);
+        }
+        free(qr);
+        free(scr);
+        g_quant_checked++;
+    }
+    return rec_linear(be, p);
+}
+
+Test(fuse, norms_hand_the_linears_their_quantised_input)
+{
+    char *src = dsa_test_golden_dir("fp8");
+    cr_assert_not_null(src);
+    dsa_weights *w;
+    cr_assert_eq(dsa_weights_load(src, NULL, &w), DSA_OK, "%s", dsa_errmsg());
+    int64_t V = w->cfg.vocab_size;
+    float *out[2];
+    int n_checked = 0;
+    for (int k = 0; k < 2; k++) {
+        rec_backend *rb = rec_create();
+        if (k) {
+            rb->ops.linear = checking_linear;
+            rb->base.norm_quant = 1;
+        }
+        dsa_model *m;
+        dsa_model_params mp = {.n_blocks = 4, .block_size = 16, .max_blocks_per_seq = 2};
+        cr_assert_eq(dsa_model_create(&rb->base, w, &mp, &m), DSA_OK, "%s", dsa_errmsg());
+        int32_t tokens[4] = {7, 1, 30, 2}, pos[4] = {0, 1, 2, 3}, seq[4] = {0}, bt[2] = {0, 1};
+        int32_t rows[2] = {2, 3};
+        out[k] = malloc((size_t)(2 * V) * sizeof(float));
+        cr_assert_not_null(out[k]);
+        dsa_batch b = {.n_tokens = 4, .tokens = tokens, .pos = pos, .seq = seq, .n_seqs = 1,
+                       .block_tables = bt, .n_logits = 2, .logit_rows = rows};
+        g_quant_checked = 0;
+        cr_assert_eq(dsa_model_forward(m, &b, out[k]), DSA_OK, "%s", dsa_errmsg());
+        n_checked += g_quant_checked;
+        dsa_model_destroy(m);
+        dsa_backend_destroy(&rb->base);
+    }
+    /* per layer: q_a | kv_a after attn_norm, q_b after q_a_norm, gate | up
+     * (dense, or the shared expert's) after ffn_norm */
+    cr_expect_eq(n_checked, 3 * w->cfg.n_layers);
+    cr_expect_eq(memcmp(out[0], out[1], (size_t)(2 * V) * sizeof(float)), 0,
+                 "the CPU linear computes from x either way");
     free(out[0]);
     free(out[1]);
     dsa_weights_free(w);

@@ -36,7 +36,7 @@ int64_t dsa_model_block_bytes(const dsa_config *cfg, int n_layers, int64_t block
 static void scratch_free(dsa_backend *be, scratch *s)
 {
     void *bufs[] = {s->h, s->xn, s->y, s->qa, s->q, s->qkva, s->ckv, s->q_lat, s->obar, s->o,
-                    s->g, s->rlogits, s->ids, s->rw, s->tokens, s->pos, s->seq,
+                    s->g, s->xq, s->xs, s->rlogits, s->ids, s->rw, s->tokens, s->pos, s->seq,
                     s->slots, s->block_tables, s->hl, s->logits, s->logits_all,
                     s->logits_full};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
@@ -97,6 +97,11 @@ dsa_err dsa_model_scratch_reserve(dsa_model *m, int64_t T, int64_t n_seqs, int64
                           sizeof(int32_t))) ||
         (err = alloc_into(be, &s->hl, L * D, a)) ||
         (err = alloc_into(be, (void **)&s->logits, L * m->logit_ld, sizeof(float))))
+        goto fail;
+    int64_t kq = D > ql ? D : ql;
+    if (be->norm_quant &&
+        ((err = alloc_into(be, (void **)&s->xq, T * kq, 1)) ||
+         (err = alloc_into(be, (void **)&s->xs, T * ((kq + 127) / 128), sizeof(float)))))
         goto fail;
     if (dsa_comm_tp(m->comm) && m->w->has_head &&
         ((err = alloc_into(be, (void **)&s->logits_all, m->comm->tp_size * L * m->logit_ld,
@@ -246,13 +251,25 @@ static dsa_err tp_all_reduce(dsa_model *m, void *buf, int64_t n)
     return m->comm->ops->all_reduce_sum(m->comm, buf, n, m->be->act_dtype);
 }
 
-/* y = W x for the T rows of x (row stride ld_x), into out (stride ld_out). */
-static dsa_err linear(dsa_model *m, void *out, int64_t ld_out, const void *x, int64_t ld_x,
-                      const dsa_weight *w, int64_t T, int accumulate)
+/* y = W x for the T rows of x (row stride ld_x), into out (stride ld_out);
+ * with quant, x is the output of the norm just before, which left its FP8
+ * form in s->xq / s->xs for the linear to take (be->norm_quant). */
+static dsa_err linear_x(dsa_model *m, void *out, int64_t ld_out, const void *x, int64_t ld_x,
+                        const dsa_weight *w, int64_t T, int accumulate, int quant)
 {
     dsa_linear_params p = {.out = out, .x = x, .w = w, .m = T, .ld_x = ld_x, .ld_out = ld_out,
                            .accumulate = accumulate};
+    if (quant && m->s.xq) {
+        p.x_q = m->s.xq;
+        p.x_scale = m->s.xs;
+    }
     return m->be->ops->linear(m->be, &p);
+}
+
+static dsa_err linear(dsa_model *m, void *out, int64_t ld_out, const void *x, int64_t ld_x,
+                      const dsa_weight *w, int64_t T, int accumulate)
+{
+    return linear_x(m, out, ld_out, x, ld_x, w, T, accumulate, 0);
 }
 
 /* [a x | b x] = pair x into out's pair layout (a at column 0, b at
@@ -260,13 +277,13 @@ static dsa_err linear(dsa_model *m, void *out, int64_t ld_out, const void *x, in
  * the two parts into the same columns. */
 static dsa_err linear_pair(dsa_model *m, void *out, const void *x, int64_t ld_x,
                            const dsa_weight_pair *p, const dsa_weight *a, const dsa_weight *b,
-                           int64_t T)
+                           int64_t T, int quant)
 {
     dsa_err err;
     if (p->w.data)
-        return linear(m, out, p->width, x, ld_x, &p->w, T, 0);
-    if ((err = linear(m, out, p->width, x, ld_x, a, T, 0)) ||
-        (err = linear(m, act_at(m, out, p->off_b), p->width, x, ld_x, b, T, 0)))
+        return linear_x(m, out, p->width, x, ld_x, &p->w, T, 0, quant);
+    if ((err = linear_x(m, out, p->width, x, ld_x, a, T, 0, quant)) ||
+        (err = linear_x(m, act_at(m, out, p->off_b), p->width, x, ld_x, b, T, 0, quant)))
         return err;
     return DSA_OK;
 }
@@ -281,14 +298,28 @@ static dsa_err linear_logits(dsa_model *m, float *out, int64_t ld_out, const voi
     return m->be->ops->linear(m->be, &p);
 }
 
-static dsa_err rmsnorm_eps(dsa_model *m, void *out, int64_t ld_out, const void *x,
-                           int64_t ld_x, void *residual, const dsa_weight *w, int64_t T,
-                           int64_t dim, double eps)
+/* out = RMSNorm(x) (with residual: residual += x first).  With quant the
+ * norm also leaves out's FP8 form in s->xq / s->xs for the FP8 linear that
+ * reads out next (out contiguous: ld_out == dim; be->norm_quant only). */
+static dsa_err rmsnorm_q(dsa_model *m, void *out, int64_t ld_out, const void *x, int64_t ld_x,
+                         void *residual, const dsa_weight *w, int64_t T, int64_t dim,
+                         double eps, int quant)
 {
     dsa_rmsnorm_params p = {.out = out, .x = x, .residual = residual, .weight = w,
                             .n_rows = T, .dim = dim, .ld_x = ld_x, .ld_out = ld_out,
                             .eps = (float)eps};
+    if (quant && m->s.xq && ld_out == dim) {
+        p.out_q = m->s.xq;
+        p.out_scale = m->s.xs;
+    }
     return m->be->ops->rmsnorm(m->be, &p);
+}
+
+static dsa_err rmsnorm_eps(dsa_model *m, void *out, int64_t ld_out, const void *x,
+                           int64_t ld_x, void *residual, const dsa_weight *w, int64_t T,
+                           int64_t dim, double eps)
+{
+    return rmsnorm_q(m, out, ld_out, x, ld_x, residual, w, T, dim, eps, 0);
 }
 
 /* The block norms use config.rms_norm_eps. */
@@ -328,13 +359,13 @@ static dsa_err attention(dsa_model *m, int l, int64_t T)
     void *kva = act_at(m, s->qkva, kvo);
     if (ql > 0) {
         /* q = W_qb RMSNorm_q(W_qa x): [T, Hl, nope|rope] */
-        if ((err = linear_pair(m, s->qkva, s->xn, D, &lw->qkv_a, &lw->q_a, &lw->kv_a, T)) ||
-            (err = rmsnorm_eps(m, s->qa, ql, s->qkva, qld, NULL, &lw->q_a_norm, T, ql,
-                               LATENT_NORM_EPS)) ||
-            (err = linear(m, s->q, Hl * qk, s->qa, ql, &lw->q_b, T, 0)))
+        if ((err = linear_pair(m, s->qkva, s->xn, D, &lw->qkv_a, &lw->q_a, &lw->kv_a, T, 1)) ||
+            (err = rmsnorm_q(m, s->qa, ql, s->qkva, qld, NULL, &lw->q_a_norm, T, ql,
+                             LATENT_NORM_EPS, 1)) ||
+            (err = linear_x(m, s->q, Hl * qk, s->qa, ql, &lw->q_b, T, 0, 1)))
             return err;
-    } else if ((err = linear(m, s->q, Hl * qk, s->xn, D, &lw->q_proj, T, 0)) ||
-               (err = linear(m, kva, qld, s->xn, D, &lw->kv_a, T, 0))) {
+    } else if ((err = linear_x(m, s->q, Hl * qk, s->xn, D, &lw->q_proj, T, 0, 1)) ||
+               (err = linear_x(m, kva, qld, s->xn, D, &lw->kv_a, T, 0, 1))) {
         /* q = W_q x without q compression; a = W_kva x */
         return err;
     }
@@ -397,7 +428,7 @@ static dsa_err mlp(dsa_model *m, const dsa_weight_pair *gu, const dsa_weight *ga
     dsa_silu_mul_params sm = {.out = s->g, .gate = s->g, .up = act_at(m, s->g, gu->off_b),
                               .n_rows = T, .dim = width, .ld = gu->width};
     dsa_err err;
-    if ((err = linear_pair(m, s->g, s->xn, D, gu, gate, up, T)) ||
+    if ((err = linear_pair(m, s->g, s->xn, D, gu, gate, up, T, 1)) ||
         (err = m->be->ops->silu_mul(m->be, &sm)) ||
         (err = linear(m, s->y, D, s->g, gu->width, down, T, accumulate)))
         return err;
@@ -552,15 +583,16 @@ dsa_err dsa_model_forward_compute(dsa_model *m, int64_t T, int64_t L, const int3
     for (int l = 0; l < m->n_layers; l++) {
         const dsa_layer_weights *lw = &m->w->layers[l];
         /* h += y (previous sub-block); xn = RMSNorm_attn(h) */
+        double eps = m->w->cfg.rms_norm_eps;
         if (l == 0)
-            err = rmsnorm(m, s->xn, D, s->h, D, NULL, &lw->attn_norm, T, D);
+            err = rmsnorm_q(m, s->xn, D, s->h, D, NULL, &lw->attn_norm, T, D, eps, 1);
         else
-            err = rmsnorm(m, s->xn, D, s->y, D, s->h, &lw->attn_norm, T, D);
+            err = rmsnorm_q(m, s->xn, D, s->y, D, s->h, &lw->attn_norm, T, D, eps, 1);
         /* y = sum_r W_o,r o_r (row-parallel o_proj: all-reduce over TP) */
         if (err || (err = attention(m, l, T)) || (err = tp_all_reduce(m, s->y, T * D)))
             return err;
         /* h += attention; xn = RMSNorm_ffn(h) */
-        if ((err = rmsnorm(m, s->xn, D, s->y, D, s->h, &lw->ffn_norm, T, D)) ||
+        if ((err = rmsnorm_q(m, s->xn, D, s->y, D, s->h, &lw->ffn_norm, T, D, eps, 1)) ||
             (err = ffn(m, l, T)))
             return err;
         /* y = sum_r (routed_r + shared_r) or sum_r down_r (all-reduce over TP) */

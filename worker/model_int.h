@@ -40,6 +40,8 @@ typedef struct scratch {
     void *o;        /* [T, Hl, v] per-head outputs */
     void *g;        /* [T, gu_ld]: gate | up outputs (pair layout); silu_mul
                        leaves its product in the gate columns */
+    uint8_t *xq;    /* [T, max(D, q_lora)] the last norm's output as FP8 and */
+    float *xs;      /* its 1x128 scales (be->norm_quant only, else NULL) */
     float *rlogits; /* [T, E] router logits, F32 */
     int32_t *ids;   /* [T, k] routed experts */
     float *rw;      /* [T, k] routing weights */

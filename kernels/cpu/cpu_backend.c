@@ -188,6 +188,8 @@ static void rms_range(void *ctx, int64_t b, int64_t e, int tid)
         float inv = 1.0f / sqrtf(ss / (float)d + p->eps);
         for (int64_t i = 0; i < d; i++)
             o[i] = j->w[i] * (x[i] * inv);
+        if (p->out_q)
+            dsa_cpu_quant_row(p->out_q + r * d, p->out_scale + r * ((d + 127) / 128), o, d);
     }
 }
 

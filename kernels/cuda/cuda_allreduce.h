@@ -17,12 +17,12 @@
 
 #include <stdint.h>
 
-#include "common/dtype.h"
-#include "common/error.h"
-
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+#include "common/dtype.h"
+#include "common/error.h"
 
 #define DSA_CUDA_AR_MAX_RANKS 8
 #define DSA_CUDA_AR_MAX_BLOCKS 64
