@@ -29,6 +29,7 @@ struct dsa_cuda_ar {
     char *area;                 /* this rank's shared area (exported) */
     char *peer[DSA_CUDA_AR_MAX_RANKS]; /* every rank's area, mapped here */
     uint32_t *epoch;            /* [MAX_BLOCKS] this rank's call counts (not shared) */
+    int local;                  /* peers linked in-process: nothing to close */
 };
 
 typedef struct ar_args {
@@ -182,7 +183,7 @@ extern "C" void dsa_cuda_ar_destroy(dsa_cuda_ar *ar)
 {
     if (!ar)
         return;
-    for (int r = 0; r < ar->n_ranks; r++)
+    for (int r = 0; r < ar->n_ranks && !ar->local; r++)
         if (ar->peer[r] && r != ar->rank)
             (void)cudaIpcCloseMemHandle(ar->peer[r]);
     if (ar->area)
@@ -190,6 +191,26 @@ extern "C" void dsa_cuda_ar_destroy(dsa_cuda_ar *ar)
     if (ar->epoch)
         (void)cudaFree(ar->epoch);
     free(ar);
+}
+
+extern "C" dsa_err dsa_cuda_ar_create_local(int n_ranks, double timeout_s, dsa_cuda_ar **ars)
+{
+    unsigned char handle[DSA_CUDA_AR_HANDLE_BYTES];
+    dsa_err err = DSA_OK;
+    for (int r = 0; r < n_ranks; r++)
+        ars[r] = NULL;
+    for (int r = 0; r < n_ranks && !err; r++)
+        if (!(err = dsa_cuda_ar_create(r, n_ranks, timeout_s, &ars[r], handle)))
+            ars[r]->local = 1;
+    if (err) {
+        for (int r = 0; r < n_ranks; r++)
+            dsa_cuda_ar_destroy(ars[r]);
+        return err;
+    }
+    for (int r = 0; r < n_ranks; r++)
+        for (int p = 0; p < n_ranks; p++)
+            ars[r]->peer[p] = ars[p]->area;
+    return DSA_OK;
 }
 
 extern "C" dsa_err dsa_cuda_ar_sum(dsa_cuda_ar *ar, void *buf, int64_t n, dsa_dtype dt,

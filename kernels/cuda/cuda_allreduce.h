@@ -39,6 +39,11 @@ dsa_err dsa_cuda_ar_create(int rank, int n_ranks, double timeout_s, dsa_cuda_ar 
 dsa_err dsa_cuda_ar_open(dsa_cuda_ar *ar, int rank, const unsigned char *handle);
 void dsa_cuda_ar_destroy(dsa_cuda_ar *ar); /* NULL: no-op */
 
+/* n_ranks "ranks" on the current device in this process, their areas
+ * linked directly rather than through IPC (the single-GPU parity test of
+ * the protocol: each rank's calls go on its own stream).  ars[n_ranks]. */
+dsa_err dsa_cuda_ar_create_local(int n_ranks, double timeout_s, dsa_cuda_ar **ars);
+
 /* buf[0..n) = sum over the ranks of their buf, in place, queued on stream.
  * n * element size <= DSA_CUDA_AR_BYTES_MAX and a multiple of 16; dt BF16
  * or F32; every rank calls it with the same n in the same order. */

@@ -73,5 +73,6 @@ int gh_report(gh *h, const char *op, const char *shape, const char *note, double
 /* The op suites (test_gpu_ops.c, test_gpu_model.c). */
 void gh_suite_ops(gh *h);
 void gh_suite_model(gh *h, const char *golden_root);
+void gh_suite_fused(gh *h); /* test_gpu_fused.c */
 
 #endif

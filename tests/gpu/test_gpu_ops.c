@@ -949,6 +949,7 @@ static const struct {
 } groups[] = {
     {"basic", group_basic},   {"linear", group_linear}, {"attn", group_attn},
     {"moe", group_moe},       {"sample", group_sample}, {"graph", test_graph},
+    {"fused", gh_suite_fused},
 };
 
 void gh_suite_ops(gh *h)
