@@ -10,6 +10,11 @@
  * 32 sequences (model_graph.c). */
 #define GRAPH_BUCKET_MAX 256
 #define GRAPH_N_BUCKETS 21
+/* Steps of q tokens per sequence (a decode step verifying q - 1 drafts, the
+ * same number for every sequence) have buckets of their own, q up to
+ * GRAPH_Q_MAX (1 + DSA_SPEC_TOKENS_MAX), with at most GRAPH_BUCKET_MAX
+ * tokens in all. */
+#define GRAPH_Q_MAX 9
 
 typedef enum bucket_state {
     BUCKET_NEW,         /* never run: the next step runs eagerly */
@@ -71,7 +76,7 @@ struct dsa_model {
     /* Decode graphs (graphs != 0 only on a graph backend and one rank). */
     int graphs;
     int32_t scratch_block;  /* KV block of padded rows (= p.n_blocks) */
-    graph_bucket buckets[GRAPH_N_BUCKETS];
+    graph_bucket buckets[GRAPH_Q_MAX][GRAPH_N_BUCKETS]; /* [q - 1][sequence bucket] */
     /* Bumped whenever a buffer a graph names may have moved: the model's
      * scratch was reallocated, or a step ran more tokens than any before
      * (the backend's own scratch grows with the token count). */
@@ -97,9 +102,10 @@ dsa_err dsa_model_forward_compute(dsa_model *m, int64_t T, int64_t L, const int3
 dsa_err dsa_model_download_logits(dsa_model *m, int64_t L, const int32_t *rows, float *logits,
                                   int on_be);
 
-/* model_graph.c: the bucket of a pure decode batch, or 0 (no graph) */
+/* model_graph.c: the sequence bucket of a decode batch of q tokens per
+ * sequence (q = n_tokens / n_seqs), or 0 (no graph) */
 int64_t dsa_model_decode_bucket(const dsa_model *m, const dsa_batch *b);
-/* model_graph.c: a pure decode batch padded to B rows, through its graph */
+/* model_graph.c: a decode batch padded to B sequences, through its graph */
 dsa_err dsa_model_forward_decode(dsa_model *m, const dsa_batch *b, int64_t B, float *logits);
 
 #endif
