@@ -6,9 +6,10 @@
  * input uploaded into fixed scratch buffers), compute (backend ops only,
  * nothing host-side), and logits (to host).  On a backend with graphs
  * (dsa_backend_has_graphs), on a single rank or with a communicator whose
- * collectives only queue work (graph_safe), pure decode steps (one token
- * per sequence, at most GRAPH_BUCKET_MAX sequences) are padded up to a
- * bucket (every size to 8, multiples of 8 to 64, of 32 to 256) and their
+ * collectives only queue work (graph_safe), decode steps (one token per
+ * sequence, or q tokens per sequence verifying q - 1 drafts each with every
+ * row's logits; at most GRAPH_BUCKET_MAX tokens) are padded up to a
+ * bucket of sequences (every size to 8, multiples of 8 to 64, of 32 to 256) and their
  * compute phase is captured once per bucket and replayed afterwards: the first step of a bucket runs eagerly (it
  * warms the backend's scratch), the second captures, the rest replay.
  * Padded rows decode token 0 at position 0 into a KV block reserved for
