@@ -34,8 +34,8 @@ static void check_pair(dsa_dtype dt, int64_t R, int64_t C, int64_t ra, int64_t n
     dsa_test_tw_make(&tb, dt, R, C, &seed);
     dsa_weight a = dsa_test_tw_slice(&ta, ra, 0, na, C);
     dsa_weight b = dsa_test_tw_slice(&tb, rb, 0, nb, C);
-    dsa_weight_pair p;
-    cr_assert_eq(dsa_weight_pair_make(&a, &b, &p), DSA_OK, "%s", dsa_errmsg());
+    dsa_weights_pair p;
+    cr_assert_eq(dsa_loader_pair_make(&a, &b, &p), DSA_OK, "%s", dsa_errmsg());
     cr_assert_not_null(p.w.data, "%s pair not fused", dsa_dtype_name(dt));
     cr_assert_geq(p.off_b, na);
     cr_assert_eq(p.w.rows, p.width);
@@ -102,13 +102,13 @@ Test(fuse, refuses_what_it_cannot_fuse)
     dsa_test_tw_make(&ta, DSA_DTYPE_F32, 8, 16, &seed);
     dsa_test_tw_make(&tb, DSA_DTYPE_BF16, 8, 16, &seed);
     dsa_weight a = dsa_test_tw_full(&ta), b = dsa_test_tw_full(&tb);
-    dsa_weight_pair p;
-    cr_assert_eq(dsa_weight_pair_make(&a, &b, &p), DSA_OK);
+    dsa_weights_pair p;
+    cr_assert_eq(dsa_loader_pair_make(&a, &b, &p), DSA_OK);
     cr_expect_null(p.w.data, "mixed dtypes are run apart");
     cr_expect_eq(p.off_b, 8);
     cr_expect_eq(p.width, 16);
     dsa_weight c = dsa_test_tw_slice(&ta, 0, 4, 8, 12); /* a column slice */
-    cr_assert_eq(dsa_weight_pair_make(&c, &c, &p), DSA_OK);
+    cr_assert_eq(dsa_loader_pair_make(&c, &c, &p), DSA_OK);
     cr_expect_null(p.w.data, "column slices are run apart");
     dsa_test_tw_free(&ta);
     dsa_test_tw_free(&tb);
@@ -116,7 +116,7 @@ Test(fuse, refuses_what_it_cannot_fuse)
 
 /* The loaded pair holds, value for value, the parts' dequantised weights:
  * each TP rank fuses its own slices. */
-static void expect_pair_holds(const dsa_weight_pair *p, const dsa_weight *a, const dsa_weight *b,
+static void expect_pair_holds(const dsa_weights_pair *p, const dsa_weight *a, const dsa_weight *b,
                               const char *what, int rank)
 {
     cr_assert_not_null(p->w.data, "%s not fused on rank %d", what, rank);
@@ -187,7 +187,7 @@ static void check_forward(const char *dtype)
     const void **saved = calloc((size_t)(3 * w->cfg.n_layers), sizeof *saved);
     cr_assert_not_null(saved);
     for (int l = 0; l < w->cfg.n_layers; l++) {
-        dsa_weight_pair *ps[3] = {&w->layers[l].qkv_a, &w->layers[l].gate_up,
+        dsa_weights_pair *ps[3] = {&w->layers[l].qkv_a, &w->layers[l].gate_up,
                                   &w->layers[l].shared_gate_up};
         for (int k = 0; k < 3; k++) {
             saved[3 * l + k] = ps[k]->w.data;

@@ -35,7 +35,7 @@
  * layout with TP or PP.  Now: one per step, where the host needs the
  * sampled ids anyway.
  *
- * All-reduces of decode size (dsa_ar_use_oneshot: at most 256 KiB) inside
+ * All-reduces of decode size (dsa_comm_ar_oneshot: at most 256 KiB) inside
  * one node take the one-shot kernel (kernels/cuda/cuda_allreduce.h) on the
  * same stream when the whole TP group agreed at setup that it can (one
  * host, peer access between every pair of devices, every shared area
@@ -68,7 +68,7 @@ typedef struct comm_nccl {
     cudaStream_t stream;    /* the backend's, borrowed */
     int broken;             /* aborted after a timeout or failure */
     dsa_cuda_ar *ar;        /* the one-shot all-reduce; NULL: NCCL only */
-    dsa_ar_caps ar_caps;    /* what the TP group agreed it can take */
+    dsa_comm_ar_caps ar_caps;    /* what the TP group agreed it can take */
     uint64_t n_oneshot;     /* all-reduces that took it */
     /* The watchdog: `mu` guards everything below and the communicators'
      * enqueues against the watchdog's abort. */
@@ -226,7 +226,7 @@ static dsa_err nc_all_reduce_sum(dsa_comm *c_, void *buf, int64_t n, dsa_dtype d
     double t0 = dsa_time_now();
     pthread_mutex_lock(&c->mu);
     if (!(err = check_usable(c, "all-reduce"))) {
-        if (dsa_ar_use_oneshot(&c->ar_caps, n, dt)) {
+        if (dsa_comm_ar_oneshot(&c->ar_caps, n, dt)) {
             c->n_oneshot++;
             err = dsa_cuda_ar_sum(c->ar, buf, n, dt, c->stream);
         } else {
@@ -425,7 +425,7 @@ static dsa_err oneshot_setup(comm_nccl *c, MPI_Comm tp_comm)
                             c->base.stage)))
         goto done;
     if (agreed)
-        c->ar_caps = (dsa_ar_caps){.n_ranks = tp, .bytes_max = DSA_CUDA_AR_BYTES_MAX};
+        c->ar_caps = (dsa_comm_ar_caps){.n_ranks = tp, .bytes_max = DSA_CUDA_AR_BYTES_MAX};
     DSA_INFO("stage %d tp %d/%d: one-shot all-reduce %s", c->base.stage, me, tp,
              agreed ? "on for up to 256 KiB (NCCL above)" : "off (NCCL for every size)");
 done:

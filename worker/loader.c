@@ -407,7 +407,7 @@ static int weights_visit(dsa_weights *w, int (*fn)(dsa_weight *wt, void *user), 
 }
 
 /* The padding rows of the fused pairs, which the reading-in touches too. */
-static uint64_t pair_extra(const dsa_weight_pair *p, const dsa_weight *a, const dsa_weight *b)
+static uint64_t pair_extra(const dsa_weights_pair *p, const dsa_weight *a, const dsa_weight *b)
 {
     if (!p->w.data)
         return 0;

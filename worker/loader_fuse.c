@@ -1,5 +1,5 @@
 /* loader_fuse.c - weights that read the same input made one weight at load
- * (loader.h dsa_weight_pair): q_a_proj | kv_a_proj_with_mqa, and the
+ * (loader.h dsa_weights_pair): q_a_proj | kv_a_proj_with_mqa, and the
  * gate_proj | up_proj slices of the dense MLP and the shared expert, so
  * each pair is one GEMM launch over the activations instead of two.
  *
@@ -55,7 +55,7 @@ static void copy_part(const dsa_weight *x, char *data, float *scale, int64_t at,
                (size_t)scale_ld * sizeof(float));
 }
 
-dsa_err dsa_weight_pair_make(const dsa_weight *a, const dsa_weight *b, dsa_weight_pair *p)
+dsa_err dsa_loader_pair_make(const dsa_weight *a, const dsa_weight *b, dsa_weights_pair *p)
 {
     memset(p, 0, sizeof *p);
     p->off_b = a->rows;
@@ -99,7 +99,7 @@ dsa_err dsa_weight_pair_make(const dsa_weight *a, const dsa_weight *b, dsa_weigh
     return DSA_OK;
 }
 
-static void pair_free(dsa_weight_pair *p)
+static void pair_free(dsa_weights_pair *p)
 {
     free(p->owned);
     free(p->scale_owned);
@@ -109,12 +109,12 @@ static void pair_free(dsa_weight_pair *p)
 dsa_err dsa_loader_fuse_layer(dsa_layer_weights *lw)
 {
     dsa_err err;
-    if (lw->q_a.data && (err = dsa_weight_pair_make(&lw->q_a, &lw->kv_a, &lw->qkv_a)))
+    if (lw->q_a.data && (err = dsa_loader_pair_make(&lw->q_a, &lw->kv_a, &lw->qkv_a)))
         goto fail;
-    if (lw->gate.data && (err = dsa_weight_pair_make(&lw->gate, &lw->up, &lw->gate_up)))
+    if (lw->gate.data && (err = dsa_loader_pair_make(&lw->gate, &lw->up, &lw->gate_up)))
         goto fail;
     if (lw->shared_inter > 0 &&
-        (err = dsa_weight_pair_make(&lw->shared.gate, &lw->shared.up, &lw->shared_gate_up)))
+        (err = dsa_loader_pair_make(&lw->shared.gate, &lw->shared.up, &lw->shared_gate_up)))
         goto fail;
     return DSA_OK;
 fail:

@@ -41,6 +41,6 @@ void dsa_loader_fuse_free(dsa_layer_weights *lw);
 
 /* The pair a | b (tests and loader_fuse.c): fills p, fusing when a and b
  * have the same dtype (not AWQ), columns and block shape. */
-dsa_err dsa_weight_pair_make(const dsa_weight *a, const dsa_weight *b, dsa_weight_pair *p);
+dsa_err dsa_loader_pair_make(const dsa_weight *a, const dsa_weight *b, dsa_weights_pair *p);
 
 #endif

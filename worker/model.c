@@ -277,7 +277,7 @@ static dsa_err linear(dsa_model *m, void *out, int64_t ld_out, const void *x, in
  * p->off_b; row stride p->width): one linear when the pair is fused, else
  * the two parts into the same columns. */
 static dsa_err linear_pair(dsa_model *m, void *out, const void *x, int64_t ld_x,
-                           const dsa_weight_pair *p, const dsa_weight *a, const dsa_weight *b,
+                           const dsa_weights_pair *p, const dsa_weight *a, const dsa_weight *b,
                            int64_t T, int quant)
 {
     dsa_err err;
@@ -419,7 +419,7 @@ static dsa_err attention(dsa_model *m, int l, int64_t T)
  * intermediate values, gate and up as the pair gu; accumulate adds.  The
  * weights are the model's own: an op's params may be kept for a graph
  * replay, so nothing they point at may live on the stack. */
-static dsa_err mlp(dsa_model *m, const dsa_weight_pair *gu, const dsa_weight *gate,
+static dsa_err mlp(dsa_model *m, const dsa_weights_pair *gu, const dsa_weight *gate,
                    const dsa_weight *up, const dsa_weight *down, int64_t width, int64_t T,
                    int accumulate)
 {
