@@ -79,6 +79,15 @@ typedef struct dsa_rmsnorm_params {
     const dsa_weight *weight;   /* [1, dim] */
     int64_t n_rows, dim, ld_x, ld_out;
     float eps;
+    /* Optional (NULL: not written): out as stored, quantised for the FP8
+     * linear that reads it next (MODEL_SPEC.md §8, DeepSeek's act_quant):
+     * per 1x128 block of a row, amax clamped to >= 1e-4, scale = amax /
+     * 448, q = e4m3(out / scale) round-to-nearest with saturation.
+     * out_q [n_rows, dim] bytes; out_scale [n_rows * ceil(dim / 128)] F32
+     * in the layout the backend's linear reads as x_scale (CPU: row-major,
+     * [row][block]). */
+    uint8_t *out_q;
+    float *out_scale;
 } dsa_rmsnorm_params;
 
 /* out[m, n] = sum_k x[m, k] * W[n, k]  (y = x W^T), F32 accumulation.
@@ -93,6 +102,12 @@ typedef struct dsa_linear_params {
     int64_t m, ld_x, ld_out;
     int accumulate;
     int out_f32;
+    /* Optional: x as the rmsnorm that wrote it quantised it (out_q,
+     * out_scale of dsa_rmsnorm_params; x is then [m, w->cols] contiguous).
+     * Read only by a backend with norm_quant set, whose FP8 path would
+     * otherwise quantise x itself into the same values. */
+    const uint8_t *x_q;
+    const float *x_scale;
 } dsa_linear_params;
 
 /* Rotates rot_dim values of each head in place as interleaved pairs
@@ -199,6 +214,16 @@ typedef struct dsa_add_params {
     const void *a, *b;
     int64_t n;
 } dsa_add_params;
+
+/* The TP ranks' lm_head slices in vocabulary order, one op instead of a
+ * copy per (row, rank): in holds the all-gathered padded slices, rank r's
+ * [n_rows, ld] block at r * n_rows * ld, and
+ *   out[i, v] = in[(v / ld) * n_rows * ld + i * ld + v % ld],  v < vocab. */
+typedef struct dsa_vocab_gather_params {
+    float *out;                 /* [n_rows, vocab] F32 backend memory */
+    const float *in;            /* [n_parts, n_rows, ld] F32 backend memory */
+    int64_t n_rows, ld, n_parts, vocab; /* vocab <= n_parts * ld */
+} dsa_vocab_gather_params;
 
 /* MoE routing (MODEL_SPEC.md §5) from the gate's logits. */
 typedef struct dsa_router_params {
@@ -405,6 +430,8 @@ typedef struct dsa_backend_ops {
     /* Dense GQA architectures (NULL on a backend without them). */
     dsa_err (*gqa_attn)(dsa_backend *be, const dsa_gqa_attn_params *p);
     dsa_err (*bias_add)(dsa_backend *be, const dsa_bias_add_params *p);
+    /* Optional (NULL: the model copies the slices row by row). */
+    dsa_err (*vocab_gather)(dsa_backend *be, const dsa_vocab_gather_params *p);
     /* Waits for queued work (GPU stream); CPU: no-op. */
     dsa_err (*sync)(dsa_backend *be);
 
@@ -424,6 +451,11 @@ struct dsa_backend {
     const dsa_backend_ops *ops;
     dsa_dtype act_dtype;        /* F32 (CPU) or BF16 (GPU) */
     size_t act_size;            /* bytes per activation element */
+    /* 1: the FP8 linears read dsa_linear_params.x_q and the rmsnorm writes
+     * out_q, so the model has its norms quantise the activations the next
+     * FP8 linear takes (one launch fewer per such linear); 0: the linears
+     * quantise their inputs themselves (the CPU computes in F32). */
+    int norm_quant;
 };
 
 /* Creates the CPU backend with n_threads workers (0: one per core). */

@@ -30,7 +30,8 @@
     X(silu_mul, dsa_silu_mul_params)                \
     X(add, dsa_add_params)                          \
     X(router, dsa_router_params)                    \
-    X(moe, dsa_moe_params)
+    X(moe, dsa_moe_params)                          \
+    X(vocab_gather, dsa_vocab_gather_params)
 
 typedef enum rec_kind {
 #define X(name, type) REC_##name,

@@ -70,6 +70,29 @@ static inline void dsa_comm_destroy(dsa_comm *c)
         c->ops->destroy(c);
 }
 
+/* What a TP group's one-shot all-reduce (kernels/cuda/cuda_allreduce.h)
+ * can do, agreed by every rank at setup: n_ranks all on one node (the same
+ * host name), every pair of their devices peer-accessible, every peer's
+ * shared area mapped; bytes_max 0 when any of it fails (or it is switched
+ * off), and then NCCL takes every all-reduce. */
+typedef struct dsa_comm_ar_caps {
+    int n_ranks;
+    int64_t bytes_max;          /* largest buffer it takes; 0: none */
+} dsa_comm_ar_caps;
+
+/* 1 when an all-reduce of n values of dt goes to the one-shot kernel, 0
+ * when to NCCL: BF16 or F32, a whole number of 16-byte vectors, at most
+ * bytes_max (decode sizes: 7168 BF16 values per token, so batches up to
+ * 18 at 256 KiB; prefill and large batches are NCCL's, whose ring is
+ * bandwidth-optimal there).  Every rank decides alike: same n, same caps. */
+static inline int dsa_comm_ar_oneshot(const dsa_comm_ar_caps *c, int64_t n, dsa_dtype dt)
+{
+    int64_t es = dt == DSA_DTYPE_BF16 ? 2 : dt == DSA_DTYPE_F32 ? 4 : 0;
+    int64_t bytes = n * es;
+    return c && c->n_ranks > 1 && es > 0 && bytes > 0 && bytes % 16 == 0 &&
+           bytes <= c->bytes_max;
+}
+
 /* 1 when the communicator spans more than this rank's TP slice. */
 static inline int dsa_comm_tp(const dsa_comm *c)
 {

@@ -35,6 +35,13 @@
  * layout with TP or PP.  Now: one per step, where the host needs the
  * sampled ids anyway.
  *
+ * All-reduces of decode size (dsa_comm_ar_oneshot: at most 256 KiB) inside
+ * one node take the one-shot kernel (kernels/cuda/cuda_allreduce.h) on the
+ * same stream when the whole TP group agreed at setup that it can (one
+ * host, peer access between every pair of devices, every shared area
+ * mapped); larger ones, and every all-reduce of a group spread over nodes,
+ * go to NCCL.  DSA_CUDA_NO_ONESHOT=1 sends them all to NCCL.
+ *
  * NCCL is called directly here rather than through kernels/cuda/nccl_comm.h
  * because that wrapper has neither a non-blocking create nor an abort; its
  * error macro (DSA_NCCL_CHECK) and id helper are used. */
@@ -46,8 +53,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/log.h"
+#include "kernels/cuda/cuda_allreduce.h"
 #include "kernels/cuda/cuda_internal.h" /* DSA_CUDA_CHECK (STYLE.md rule 11) */
 #include "kernels/cuda/nccl_comm.h"
 #include "proto/mpi_transport.h"
@@ -58,6 +67,9 @@ typedef struct comm_nccl {
     ncclComm_t pp;          /* this tp_rank across stages; NULL: one stage */
     cudaStream_t stream;    /* the backend's, borrowed */
     int broken;             /* aborted after a timeout or failure */
+    dsa_cuda_ar *ar;        /* the one-shot all-reduce; NULL: NCCL only */
+    dsa_comm_ar_caps ar_caps;    /* what the TP group agreed it can take */
+    uint64_t n_oneshot;     /* all-reduces that took it */
     /* The watchdog: `mu` guards everything below and the communicators'
      * enqueues against the watchdog's abort. */
     pthread_mutex_t mu;
@@ -214,8 +226,13 @@ static dsa_err nc_all_reduce_sum(dsa_comm *c_, void *buf, int64_t n, dsa_dtype d
     double t0 = dsa_time_now();
     pthread_mutex_lock(&c->mu);
     if (!(err = check_usable(c, "all-reduce"))) {
-        ncclResult_t r = ncclAllReduce(buf, buf, (size_t)n, t, ncclSum, c->tp, c->stream);
-        err = op_wait(c, c->tp, r, t0, "all-reduce of the TP group of stage", c_->stage);
+        if (dsa_comm_ar_oneshot(&c->ar_caps, n, dt)) {
+            c->n_oneshot++;
+            err = dsa_cuda_ar_sum(c->ar, buf, n, dt, c->stream);
+        } else {
+            ncclResult_t r = ncclAllReduce(buf, buf, (size_t)n, t, ncclSum, c->tp, c->stream);
+            err = op_wait(c, c->tp, r, t0, "all-reduce of the TP group of stage", c_->stage);
+        }
     }
     pthread_mutex_unlock(&c->mu);
     c_->stats.allreduce_s += dsa_time_now() - t0;
@@ -306,6 +323,10 @@ static void nc_destroy(dsa_comm *c_)
     pthread_mutex_destroy(&c->mu);
     comm_close(c->tp, c_->timeout_s, c_->stage);
     comm_close(c->pp, c_->timeout_s, c_->stage);
+    if (c->ar)
+        DSA_INFO("stage %d tp %d: %llu all-reduces one-shot", c_->stage, c_->tp_rank,
+                 (unsigned long long)c->n_oneshot);
+    dsa_cuda_ar_destroy(c->ar);
     free(c);
 }
 
@@ -340,6 +361,80 @@ static dsa_err comm_join(const dsa_nccl_id *id, int n, int rank, double deadline
         return dsa_fail(err, "joining NCCL: %s", msg);
     }
     return DSA_OK;
+}
+
+/* What each TP rank tells the others about its one-shot all-reduce. */
+typedef struct ar_hello {
+    char host[64];
+    int device;
+    int ok;                 /* its area exists and it may take part */
+    unsigned char handle[DSA_CUDA_AR_HANDLE_BYTES];
+} ar_hello;
+
+/* Sets up the one-shot all-reduce when the whole TP group can use it
+ * (comm_nccl.c's header); otherwise c->ar stays NULL and NCCL takes every
+ * all-reduce.  Two bounded exchanges over tp_comm: the hellos, then the
+ * agreement (the minimum of every rank's verdict), so no rank uses the
+ * kernel unless all of them do.  Fails only when an exchange does. */
+static dsa_err oneshot_setup(comm_nccl *c, MPI_Comm tp_comm)
+{
+    int tp = c->base.tp_size, me = c->base.tp_rank;
+    double timeout_s = c->base.timeout_s;
+    ar_hello mine;
+    memset(&mine, 0, sizeof mine);
+    (void)gethostname(mine.host, sizeof mine.host - 1);
+    const char *off = getenv("DSA_CUDA_NO_ONESHOT");
+    mine.ok = tp <= DSA_CUDA_AR_MAX_RANKS && !(off && *off && strcmp(off, "0") != 0) &&
+              !DSA_CUDA_CHECK(cudaGetDevice(&mine.device));
+    if (mine.ok && dsa_cuda_ar_create(me, tp, timeout_s, &c->ar, mine.handle)) {
+        DSA_WARN("one-shot all-reduce unavailable on tp %d: %s", me, dsa_errmsg());
+        mine.ok = 0;
+    }
+    ar_hello *all = calloc((size_t)tp, sizeof *all);
+    if (!all)
+        return dsa_fail(DSA_NOMEM, "one-shot all-reduce setup");
+    dsa_err err = DSA_OK;
+    int ok = mine.ok, agreed = 0;
+    MPI_Request req;
+    if (MPI_Iallgather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE,
+                       tp_comm, &req) != MPI_SUCCESS) {
+        err = dsa_fail(DSA_IO, "MPI_Iallgather of the one-shot all-reduce handles failed");
+        goto done;
+    }
+    if ((err = dsa_mpi_wait(&req, NULL, timeout_s, "one-shot all-reduce setup of stage",
+                            c->base.stage)))
+        goto done;
+    for (int r = 0; r < tp && ok; r++) {
+        int can = 0;
+        ok = all[r].ok && strcmp(all[r].host, mine.host) == 0;
+        if (ok && r != me)
+            ok = !DSA_CUDA_CHECK(cudaDeviceCanAccessPeer(&can, mine.device, all[r].device)) &&
+                 can;
+    }
+    for (int r = 0; r < tp && ok; r++)
+        if (r != me && dsa_cuda_ar_open(c->ar, r, all[r].handle)) {
+            DSA_WARN("one-shot all-reduce: tp %d cannot map tp %d's area: %s", me, r,
+                     dsa_errmsg());
+            ok = 0;
+        }
+    if (MPI_Iallreduce(&ok, &agreed, 1, MPI_INT, MPI_MIN, tp_comm, &req) != MPI_SUCCESS) {
+        err = dsa_fail(DSA_IO, "MPI_Iallreduce of the one-shot all-reduce verdicts failed");
+        goto done;
+    }
+    if ((err = dsa_mpi_wait(&req, NULL, timeout_s, "one-shot all-reduce agreement of stage",
+                            c->base.stage)))
+        goto done;
+    if (agreed)
+        c->ar_caps = (dsa_comm_ar_caps){.n_ranks = tp, .bytes_max = DSA_CUDA_AR_BYTES_MAX};
+    DSA_INFO("stage %d tp %d/%d: one-shot all-reduce %s", c->base.stage, me, tp,
+             agreed ? "on for up to 256 KiB (NCCL above)" : "off (NCCL for every size)");
+done:
+    if (err || !agreed) {
+        dsa_cuda_ar_destroy(c->ar);
+        c->ar = NULL;
+    }
+    free(all);
+    return err;
 }
 
 dsa_err dsa_comm_nccl_create(MPI_Comm tp_comm, MPI_Comm workers, int stage, int n_stages,
@@ -399,6 +494,9 @@ dsa_err dsa_comm_nccl_create(MPI_Comm tp_comm, MPI_Comm workers, int stage, int 
                                          "PP group of tp_rank", tp_rank, &c->pp)))
         goto fail;
     free(ids);
+    ids = NULL;
+    if (tp > 1 && (err = oneshot_setup(c, tp_comm)))
+        goto fail;
     if (pthread_create(&c->watchdog, NULL, watchdog_main, c)) {
         err = dsa_fail(DSA_NOMEM, "NCCL watchdog thread");
         goto fail;
@@ -410,6 +508,7 @@ dsa_err dsa_comm_nccl_create(MPI_Comm tp_comm, MPI_Comm workers, int stage, int 
     return DSA_OK;
 fail:
     free(ids);
+    dsa_cuda_ar_destroy(c->ar);
     if (c->tp || c->pp)
         abort_all(c);
     pthread_cond_destroy(&c->cv);

@@ -328,6 +328,14 @@ static int weights_visit(dsa_weights *w, int (*fn)(dsa_weight *wt, void *user), 
 #define VISIT(x) \
     if ((rc = fn(&(x), user))) \
         return rc
+    /* a fused pair stands for its two parts, which the model no longer reads */
+#define VISIT_PAIR(p, a, b) \
+    if ((p).w.data) { \
+        VISIT((p).w); \
+    } else { \
+        VISIT(a); \
+        VISIT(b); \
+    }
     if (w->has_embed)
         VISIT(w->embed);
     for (int i = 0; i < w->shard.layer_end - w->shard.layer_begin; i++) {
@@ -335,10 +343,9 @@ static int weights_visit(dsa_weights *w, int (*fn)(dsa_weight *wt, void *user), 
         VISIT(lw->attn_norm);
         VISIT(lw->ffn_norm);
         VISIT(lw->q_proj);
-        VISIT(lw->q_a);
+        VISIT_PAIR(lw->qkv_a, lw->q_a, lw->kv_a);
         VISIT(lw->q_a_norm);
         VISIT(lw->q_b);
-        VISIT(lw->kv_a);
         VISIT(lw->kv_a_norm);
         VISIT(lw->kv_b);
         VISIT(lw->o);
@@ -347,8 +354,7 @@ static int weights_visit(dsa_weights *w, int (*fn)(dsa_weight *wt, void *user), 
         VISIT(lw->q_bias);
         VISIT(lw->k_bias);
         VISIT(lw->v_bias);
-        VISIT(lw->gate);
-        VISIT(lw->up);
+        VISIT_PAIR(lw->gate_up, lw->gate, lw->up);
         VISIT(lw->down);
         VISIT(lw->router);
         if (lw->is_moe && lw->experts)
@@ -357,8 +363,7 @@ static int weights_visit(dsa_weights *w, int (*fn)(dsa_weight *wt, void *user), 
                 VISIT(lw->experts[e].up);
                 VISIT(lw->experts[e].down);
             }
-        VISIT(lw->shared.gate);
-        VISIT(lw->shared.up);
+        VISIT_PAIR(lw->shared_gate_up, lw->shared.gate, lw->shared.up);
         VISIT(lw->shared.down);
         if (i == w->shard.layer_end - w->shard.layer_begin - 1 && w->has_mtp) {
             /* the MTP module after the last main layer */
@@ -371,15 +376,13 @@ static int weights_visit(dsa_weights *w, int (*fn)(dsa_weight *wt, void *user), 
             VISIT(ml->attn_norm);
             VISIT(ml->ffn_norm);
             VISIT(ml->q_proj);
-            VISIT(ml->q_a);
+            VISIT_PAIR(ml->qkv_a, ml->q_a, ml->kv_a);
             VISIT(ml->q_a_norm);
             VISIT(ml->q_b);
-            VISIT(ml->kv_a);
             VISIT(ml->kv_a_norm);
             VISIT(ml->kv_b);
             VISIT(ml->o);
-            VISIT(ml->gate);
-            VISIT(ml->up);
+            VISIT_PAIR(ml->gate_up, ml->gate, ml->up);
             VISIT(ml->down);
             VISIT(ml->router);
             if (ml->is_moe && ml->experts)
@@ -388,8 +391,7 @@ static int weights_visit(dsa_weights *w, int (*fn)(dsa_weight *wt, void *user), 
                     VISIT(ml->experts[e].up);
                     VISIT(ml->experts[e].down);
                 }
-            VISIT(ml->shared.gate);
-            VISIT(ml->shared.up);
+            VISIT_PAIR(ml->shared_gate_up, ml->shared.gate, ml->shared.up);
             VISIT(ml->shared.down);
             VISIT(t->head_norm);
             VISIT(t->head);
@@ -399,8 +401,33 @@ static int weights_visit(dsa_weights *w, int (*fn)(dsa_weight *wt, void *user), 
         VISIT(w->final_norm);
         VISIT(w->lm_head);
     }
+#undef VISIT_PAIR
 #undef VISIT
     return 0;
+}
+
+/* The padding rows of the fused pairs, which the reading-in touches too. */
+static uint64_t pair_extra(const dsa_weights_pair *p, const dsa_weight *a, const dsa_weight *b)
+{
+    if (!p->w.data)
+        return 0;
+    return (uint64_t)(p->w.rows - a->rows - b->rows) * (uint64_t)p->w.cols *
+           dsa_dtype_size(p->w.dtype);
+}
+
+static uint64_t layer_extra(const dsa_layer_weights *lw)
+{
+    return pair_extra(&lw->qkv_a, &lw->q_a, &lw->kv_a) +
+           pair_extra(&lw->gate_up, &lw->gate, &lw->up) +
+           pair_extra(&lw->shared_gate_up, &lw->shared.gate, &lw->shared.up);
+}
+
+static uint64_t fused_extra_bytes(const dsa_weights *w)
+{
+    uint64_t n = w->has_mtp ? layer_extra(&w->mtp.layer) : 0;
+    for (int i = 0; i < w->shard.layer_end - w->shard.layer_begin; i++)
+        n += layer_extra(&w->layers[i]);
+    return n;
 }
 
 static int touch_one(dsa_weight *wt, void *user)
@@ -554,6 +581,12 @@ dsa_err dsa_weights_load(const char *dir, const dsa_shard *shard, dsa_weights **
     }
     if (w->has_head && s->with_mtp && (err = load_mtp(&c)))
         goto fail;
+    for (int i = 0; i < n; i++)
+        if ((err = dsa_loader_fuse_layer(&w->layers[i])))
+            goto fail;
+    if (w->has_mtp && (err = dsa_loader_fuse_layer(&w->mtp.layer)))
+        goto fail;
+    w->bytes += fused_extra_bytes(w);
     touch_all(w);
     DSA_INFO("shard tp %d/%d layers [%d, %d): %.1f MB of weights", s->tp_rank, s->tp_size,
              s->layer_begin, s->layer_end, (double)w->bytes / 1e6);
@@ -573,11 +606,13 @@ void dsa_weights_free(dsa_weights *w)
         {
             free(w->layers[i].experts);
             free(w->layers[i].router_bias_owned);
+            dsa_loader_fuse_free(&w->layers[i]);
         }
         free(w->layers);
     }
     free(w->mtp.layer.experts);
     free(w->mtp.layer.router_bias_owned);
+    dsa_loader_fuse_free(&w->mtp.layer);
     dsa_st_model_close(w->st);
     free(w->dir);
     free(w);

@@ -24,6 +24,22 @@ typedef struct dsa_shard {
     int with_mtp;               /* 1: the last stage also loads the MTP module */
 } dsa_shard;
 
+/* Two weights that read the same input, made one weight at load
+ * (loader_fuse.c) so one linear computes both: the output columns
+ * [0, a.rows) are a's, [off_b, off_b + b.rows) are b's, `width` in all
+ * (the result's row stride).  The stored tensor behind w is a copy owned
+ * here: FP8 parts keep their row offset inside a 128-row scale block (a
+ * part starts at its slice's row0 % 128; b's block starts on a block
+ * boundary), the rows between are zero.  Each output value is the same
+ * dot product as with a and b apart.  w.data == NULL: not fused (AWQ or
+ * mixed dtypes), and the model runs a and b into the same layout. */
+typedef struct dsa_weights_pair {
+    dsa_weight w;               /* [rows, cols] the pair as one weight */
+    int64_t off_b, width;       /* b's first output column; output width */
+    void *owned;                /* the copy's rows (w.data points inside) */
+    float *scale_owned;         /* FP8: the copy's block scales */
+} dsa_weights_pair;
+
 typedef struct dsa_layer_weights {
     int is_moe;
     dsa_weight attn_norm, ffn_norm; /* [1, D] */
@@ -35,6 +51,7 @@ typedef struct dsa_layer_weights {
     dsa_weight kv_a;        /* [kv_rank + rope, D] replicated */
     dsa_weight kv_a_norm;   /* [1, kv_rank] */
     dsa_weight kv_b;        /* [Hl*(nope+v), kv_rank] */
+    dsa_weights_pair qkv_a;  /* q_a | kv_a as one weight (q_lora_rank > 0) */
     dsa_weight o;           /* [D, Hl*v] column slice (row-parallel); dense: [D, Hl*hd] */
     /* dense GQA attention (Qwen2, Llama): q_proj [Hl*hd, D] above, and */
     dsa_weight k_proj, v_proj;          /* [KVl*hd, D] this rank's kv heads */
@@ -42,6 +59,7 @@ typedef struct dsa_layer_weights {
     /* dense FFN (layer < first_k_dense_replace) */
     dsa_weight gate, up;    /* [I/tp, D] */
     dsa_weight down;        /* [D, I/tp] column slice */
+    dsa_weights_pair gate_up; /* this rank's gate | up slices as one weight */
     /* MoE FFN */
     dsa_weight router;      /* [E, D] replicated */
     const float *router_bias; /* [E] F32 or NULL */
@@ -49,6 +67,7 @@ typedef struct dsa_layer_weights {
     dsa_expert *experts;    /* [E], each [I_moe/tp, D] / [D, I_moe/tp] */
     dsa_expert shared;      /* [n_shared*I_moe/tp, D] / [D, n_shared*I_moe/tp] */
     int64_t shared_inter;   /* rows of shared.gate (0: none) */
+    dsa_weights_pair shared_gate_up; /* shared.gate | shared.up as one weight */
 } dsa_layer_weights;
 
 /* DeepSeek-V3's multi-token-prediction module, stored as layer

@@ -33,4 +33,14 @@ dsa_err dsa_loader_dense_layer(dsa_load_ctx *c, int l, dsa_layer_weights *lw);
 void dsa_loader_dense_kv_heads(const dsa_config *cfg, const dsa_shard *s, int64_t *n_local,
                                int64_t *begin);
 
+/* loader_fuse.c: the layer's weight pairs (q_a | kv_a, gate | up, the
+ * shared expert's gate | up) made one weight each where the two parts
+ * allow it, and freed. */
+dsa_err dsa_loader_fuse_layer(dsa_layer_weights *lw);
+void dsa_loader_fuse_free(dsa_layer_weights *lw);
+
+/* The pair a | b (tests and loader_fuse.c): fills p, fusing when a and b
+ * have the same dtype (not AWQ), columns and block shape. */
+dsa_err dsa_loader_pair_make(const dsa_weight *a, const dsa_weight *b, dsa_weights_pair *p);
+
 #endif

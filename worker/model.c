@@ -6,9 +6,10 @@
  * input uploaded into fixed scratch buffers), compute (backend ops only,
  * nothing host-side), and logits (to host).  On a backend with graphs
  * (dsa_backend_has_graphs), on a single rank or with a communicator whose
- * collectives only queue work (graph_safe), pure decode steps (one token
- * per sequence, at most GRAPH_BUCKET_MAX sequences) are padded up to a
- * bucket (every size to 8, multiples of 8 to 64, of 32 to 256) and their
+ * collectives only queue work (graph_safe), decode steps (one token per
+ * sequence, or q tokens per sequence verifying q - 1 drafts each with every
+ * row's logits; at most GRAPH_BUCKET_MAX tokens) are padded up to a
+ * bucket of sequences (every size to 8, multiples of 8 to 64, of 32 to 256) and their
  * compute phase is captured once per bucket and replayed afterwards: the first step of a bucket runs eagerly (it
  * warms the backend's scratch), the second captures, the rest replay.
  * Padded rows decode token 0 at position 0 into a KV block reserved for
@@ -35,8 +36,8 @@ int64_t dsa_model_block_bytes(const dsa_config *cfg, int n_layers, int64_t block
 
 static void scratch_free(dsa_backend *be, scratch *s)
 {
-    void *bufs[] = {s->h, s->xn, s->y, s->qa, s->q, s->kva, s->ckv, s->q_lat, s->obar, s->o,
-                    s->g, s->u, s->rlogits, s->ids, s->rw, s->tokens, s->pos, s->seq,
+    void *bufs[] = {s->h, s->xn, s->y, s->qa, s->q, s->qkva, s->ckv, s->q_lat, s->obar, s->o,
+                    s->g, s->xq, s->xs, s->rlogits, s->ids, s->rw, s->tokens, s->pos, s->seq,
                     s->slots, s->block_tables, s->hl, s->logits, s->logits_all,
                     s->logits_full};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
@@ -72,7 +73,7 @@ dsa_err dsa_model_scratch_reserve(dsa_model *m, int64_t T, int64_t n_seqs, int64
     size_t a = be->act_size;
     int64_t D = c->hidden_size, Hl = m->w->n_heads_local;
     int64_t qk = c->qk_nope_head_dim + c->qk_rope_head_dim;
-    int64_t kvr = c->kv_lora_rank, rope = c->qk_rope_head_dim;
+    int64_t kvr = c->kv_lora_rank;
     int64_t E = c->n_routed_experts > 0 ? c->n_routed_experts : 1;
     int64_t k = c->n_experts_per_tok > 0 ? c->n_experts_per_tok : 1;
     int64_t ql = c->q_lora_rank > 0 ? c->q_lora_rank : 1;
@@ -80,13 +81,12 @@ dsa_err dsa_model_scratch_reserve(dsa_model *m, int64_t T, int64_t n_seqs, int64
     if ((err = alloc_into(be, &s->h, T * D, a)) || (err = alloc_into(be, &s->xn, T * D, a)) ||
         (err = alloc_into(be, &s->y, T * D, a)) || (err = alloc_into(be, &s->qa, T * ql, a)) ||
         (err = alloc_into(be, &s->q, T * Hl * qk, a)) ||
-        (err = alloc_into(be, &s->kva, T * (kvr + rope), a)) ||
+        (err = alloc_into(be, &s->qkva, T * m->qkv_ld, a)) ||
         (err = alloc_into(be, &s->ckv, T * kvr, a)) ||
         (err = alloc_into(be, &s->q_lat, T * Hl * kvr, a)) ||
         (err = alloc_into(be, &s->obar, T * Hl * kvr, a)) ||
         (err = alloc_into(be, &s->o, T * Hl * c->v_head_dim, a)) ||
-        (err = alloc_into(be, &s->g, T * m->ffn_width, a)) ||
-        (err = alloc_into(be, &s->u, T * m->ffn_width, a)) ||
+        (err = alloc_into(be, &s->g, T * m->gu_ld, a)) ||
         (err = alloc_into(be, (void **)&s->rlogits, T * E, sizeof(float))) ||
         (err = alloc_into(be, (void **)&s->ids, T * k, sizeof(int32_t))) ||
         (err = alloc_into(be, (void **)&s->rw, T * k, sizeof(float))) ||
@@ -98,6 +98,11 @@ dsa_err dsa_model_scratch_reserve(dsa_model *m, int64_t T, int64_t n_seqs, int64
                           sizeof(int32_t))) ||
         (err = alloc_into(be, &s->hl, L * D, a)) ||
         (err = alloc_into(be, (void **)&s->logits, L * m->logit_ld, sizeof(float))))
+        goto fail;
+    int64_t kq = D > ql ? D : ql;
+    if (be->norm_quant &&
+        ((err = alloc_into(be, (void **)&s->xq, T * kq, 1)) ||
+         (err = alloc_into(be, (void **)&s->xs, T * ((kq + 127) / 128), sizeof(float)))))
         goto fail;
     if (dsa_comm_tp(m->comm) && m->w->has_head &&
         ((err = alloc_into(be, (void **)&s->logits_all, m->comm->tp_size * L * m->logit_ld,
@@ -160,6 +165,10 @@ dsa_err dsa_model_create(dsa_backend *be, const dsa_weights *w, const dsa_model_
             m->ffn_width = w->moe_inter_local;
         if (lw->is_moe && lw->shared_inter > m->ffn_width)
             m->ffn_width = lw->shared_inter;
+        int64_t qkv = c->q_lora_rank > 0 ? lw->qkv_a.width : c->kv_lora_rank + c->qk_rope_head_dim;
+        int64_t gu = lw->is_moe ? lw->shared_gate_up.width : lw->gate_up.width;
+        m->qkv_ld = qkv > m->qkv_ld ? qkv : m->qkv_ld;
+        m->gu_ld = gu > m->gu_ld ? gu : m->gu_ld;
     }
     int64_t half = dsa_config_rope_dim(c) / 2;
     float *freqs = malloc((size_t)(half > 0 ? half : 1) * sizeof *freqs);
@@ -243,13 +252,41 @@ static dsa_err tp_all_reduce(dsa_model *m, void *buf, int64_t n)
     return m->comm->ops->all_reduce_sum(m->comm, buf, n, m->be->act_dtype);
 }
 
-/* y = W x for the T rows of x (row stride ld_x), into out (stride ld_out). */
-static dsa_err linear(dsa_model *m, void *out, int64_t ld_out, const void *x, int64_t ld_x,
-                      const dsa_weight *w, int64_t T, int accumulate)
+/* y = W x for the T rows of x (row stride ld_x), into out (stride ld_out);
+ * with quant, x is the output of the norm just before, which left its FP8
+ * form in s->xq / s->xs for the linear to take (be->norm_quant). */
+static dsa_err linear_x(dsa_model *m, void *out, int64_t ld_out, const void *x, int64_t ld_x,
+                        const dsa_weight *w, int64_t T, int accumulate, int quant)
 {
     dsa_linear_params p = {.out = out, .x = x, .w = w, .m = T, .ld_x = ld_x, .ld_out = ld_out,
                            .accumulate = accumulate};
+    if (quant && m->s.xq) {
+        p.x_q = m->s.xq;
+        p.x_scale = m->s.xs;
+    }
     return m->be->ops->linear(m->be, &p);
+}
+
+static dsa_err linear(dsa_model *m, void *out, int64_t ld_out, const void *x, int64_t ld_x,
+                      const dsa_weight *w, int64_t T, int accumulate)
+{
+    return linear_x(m, out, ld_out, x, ld_x, w, T, accumulate, 0);
+}
+
+/* [a x | b x] = pair x into out's pair layout (a at column 0, b at
+ * p->off_b; row stride p->width): one linear when the pair is fused, else
+ * the two parts into the same columns. */
+static dsa_err linear_pair(dsa_model *m, void *out, const void *x, int64_t ld_x,
+                           const dsa_weights_pair *p, const dsa_weight *a, const dsa_weight *b,
+                           int64_t T, int quant)
+{
+    dsa_err err;
+    if (p->w.data)
+        return linear_x(m, out, p->width, x, ld_x, &p->w, T, 0, quant);
+    if ((err = linear_x(m, out, p->width, x, ld_x, a, T, 0, quant)) ||
+        (err = linear_x(m, act_at(m, out, p->off_b), p->width, x, ld_x, b, T, 0, quant)))
+        return err;
+    return DSA_OK;
 }
 
 /* The same into F32 logits (router, lm_head: MODEL_SPEC.md keeps them F32). */
@@ -262,14 +299,28 @@ static dsa_err linear_logits(dsa_model *m, float *out, int64_t ld_out, const voi
     return m->be->ops->linear(m->be, &p);
 }
 
-static dsa_err rmsnorm_eps(dsa_model *m, void *out, int64_t ld_out, const void *x,
-                           int64_t ld_x, void *residual, const dsa_weight *w, int64_t T,
-                           int64_t dim, double eps)
+/* out = RMSNorm(x) (with residual: residual += x first).  With quant the
+ * norm also leaves out's FP8 form in s->xq / s->xs for the FP8 linear that
+ * reads out next (out contiguous: ld_out == dim; be->norm_quant only). */
+static dsa_err rmsnorm_q(dsa_model *m, void *out, int64_t ld_out, const void *x, int64_t ld_x,
+                         void *residual, const dsa_weight *w, int64_t T, int64_t dim,
+                         double eps, int quant)
 {
     dsa_rmsnorm_params p = {.out = out, .x = x, .residual = residual, .weight = w,
                             .n_rows = T, .dim = dim, .ld_x = ld_x, .ld_out = ld_out,
                             .eps = (float)eps};
+    if (quant && m->s.xq && ld_out == dim) {
+        p.out_q = m->s.xq;
+        p.out_scale = m->s.xs;
+    }
     return m->be->ops->rmsnorm(m->be, &p);
+}
+
+static dsa_err rmsnorm_eps(dsa_model *m, void *out, int64_t ld_out, const void *x,
+                           int64_t ld_x, void *residual, const dsa_weight *w, int64_t T,
+                           int64_t dim, double eps)
+{
+    return rmsnorm_q(m, out, ld_out, x, ld_x, residual, w, T, dim, eps, 0);
 }
 
 /* The block norms use config.rms_norm_eps. */
@@ -303,34 +354,40 @@ static dsa_err attention(dsa_model *m, int l, int64_t T)
         return dsa_dense_attention(m->dense, &ds);
     }
 
-    /* q = W_qb RMSNorm_q(W_qa x), or W_q x without q compression: [T, Hl, nope|rope] */
+    /* [q_a x | kv_a x] in one GEMM (the layer's qkv_a pair); a = the kv_a
+     * part at column kvo: [T, kv_rank | rope] (row stride qld) */
+    int64_t qld = ql > 0 ? lw->qkv_a.width : kvr + rope, kvo = ql > 0 ? lw->qkv_a.off_b : 0;
+    void *kva = act_at(m, s->qkva, kvo);
     if (ql > 0) {
-        if ((err = linear(m, s->qa, ql, s->xn, D, &lw->q_a, T, 0)) ||
-            (err = rmsnorm_eps(m, s->qa, ql, s->qa, ql, NULL, &lw->q_a_norm, T, ql,
-                               LATENT_NORM_EPS)) ||
-            (err = linear(m, s->q, Hl * qk, s->qa, ql, &lw->q_b, T, 0)))
+        /* q = W_qb RMSNorm_q(W_qa x): [T, Hl, nope|rope] */
+        if ((err = linear_pair(m, s->qkva, s->xn, D, &lw->qkv_a, &lw->q_a, &lw->kv_a, T, 1)) ||
+            (err = rmsnorm_q(m, s->qa, ql, s->qkva, qld, NULL, &lw->q_a_norm, T, ql,
+                             LATENT_NORM_EPS, 1)) ||
+            (err = linear_x(m, s->q, Hl * qk, s->qa, ql, &lw->q_b, T, 0, 1)))
             return err;
-    } else if ((err = linear(m, s->q, Hl * qk, s->xn, D, &lw->q_proj, T, 0))) {
+    } else if ((err = linear_x(m, s->q, Hl * qk, s->xn, D, &lw->q_proj, T, 0, 1)) ||
+               (err = linear_x(m, kva, qld, s->xn, D, &lw->kv_a, T, 0, 1))) {
+        /* q = W_q x without q compression; a = W_kva x */
         return err;
     }
-    /* a = W_kva x: [T, kv_rank | rope]; c_kv = RMSNorm_kv(a[:kv_rank]) */
-    if ((err = linear(m, s->kva, kvr + rope, s->xn, D, &lw->kv_a, T, 0)) ||
-        (err = rmsnorm_eps(m, s->ckv, kvr, s->kva, kvr + rope, NULL, &lw->kv_a_norm, T, kvr,
+    /* c_kv = RMSNorm_kv(a[:kv_rank]) */
+    if ((err = rmsnorm_eps(m, s->ckv, kvr, kva, qld, NULL, &lw->kv_a_norm, T, kvr,
                            LATENT_NORM_EPS)))
         return err;
     /* q_pe = RoPE(q[:, :, nope:]), k_pe = RoPE(a[kv_rank:]) at each token's position */
     dsa_rope_params rq = {.x = act_at(m, s->q, nope), .positions = s->pos,
                           .inv_freq = m->inv_freq, .n_tokens = T, .n_heads = Hl,
                           .rot_dim = rope, .ld_token = Hl * qk, .ld_head = qk};
-    dsa_rope_params rk = {.x = act_at(m, s->kva, kvr), .positions = s->pos,
+    dsa_rope_params rk = {.x = act_at(m, s->qkva, kvo + kvr), .positions = s->pos,
                           .inv_freq = m->inv_freq, .n_tokens = T, .n_heads = 1,
-                          .rot_dim = rope, .ld_token = kvr + rope, .ld_head = rope};
+                          .rot_dim = rope, .ld_token = qld, .ld_head = rope};
     if ((err = be->ops->rope(be, &rq)) || (err = be->ops->rope(be, &rk)))
         return err;
     /* cache[slot] = [c_kv | k_pe] */
-    dsa_kv_store_params st = {.cache = &m->kv[l], .c_kv = s->ckv, .k_pe = act_at(m, s->kva, kvr),
-                              .slots = s->slots, .n_tokens = T, .kv_rank = kvr,
-                              .rope_dim = rope, .ld_c = kvr, .ld_k = kvr + rope};
+    dsa_kv_store_params st = {.cache = &m->kv[l], .c_kv = s->ckv,
+                              .k_pe = act_at(m, s->qkva, kvo + kvr), .slots = s->slots,
+                              .n_tokens = T, .kv_rank = kvr, .rope_dim = rope, .ld_c = kvr,
+                              .ld_k = qld};
     if ((err = be->ops->kv_store(be, &st)))
         return err;
     /* q~_h = W_UK,h^T q_nope,h (absorbed form) */
@@ -358,21 +415,23 @@ static dsa_err attention(dsa_model *m, int l, int64_t T)
     return DSA_OK;
 }
 
-/* y = down(silu(gate x) * up x) for one expert-shaped MLP; accumulate adds.
- * The weights are the model's own: an op's params may be kept for a graph
+/* y = down(silu(gate x) * up x) for one expert-shaped MLP of `width`
+ * intermediate values, gate and up as the pair gu; accumulate adds.  The
+ * weights are the model's own: an op's params may be kept for a graph
  * replay, so nothing they point at may live on the stack. */
-static dsa_err mlp(dsa_model *m, const dsa_weight *gate, const dsa_weight *up,
-                   const dsa_weight *down, int64_t width, int64_t T, int accumulate)
+static dsa_err mlp(dsa_model *m, const dsa_weights_pair *gu, const dsa_weight *gate,
+                   const dsa_weight *up, const dsa_weight *down, int64_t width, int64_t T,
+                   int accumulate)
 {
     scratch *s = &m->s;
     int64_t D = m->w->cfg.hidden_size;
-    dsa_silu_mul_params sm = {.out = s->g, .gate = s->g, .up = s->u, .n_rows = T, .dim = width,
-                              .ld = width};
+    /* [gate x | up x] in one GEMM; g = silu(gate x) * up x in the gate columns */
+    dsa_silu_mul_params sm = {.out = s->g, .gate = s->g, .up = act_at(m, s->g, gu->off_b),
+                              .n_rows = T, .dim = width, .ld = gu->width};
     dsa_err err;
-    if ((err = linear(m, s->g, width, s->xn, D, gate, T, 0)) ||
-        (err = linear(m, s->u, width, s->xn, D, up, T, 0)) ||
+    if ((err = linear_pair(m, s->g, s->xn, D, gu, gate, up, T, 1)) ||
         (err = m->be->ops->silu_mul(m->be, &sm)) ||
-        (err = linear(m, s->y, D, s->g, width, down, T, accumulate)))
+        (err = linear(m, s->y, D, s->g, gu->width, down, T, accumulate)))
         return err;
     return DSA_OK;
 }
@@ -385,7 +444,7 @@ static dsa_err ffn(dsa_model *m, int l, int64_t T)
     const dsa_layer_weights *lw = &m->w->layers[l];
     scratch *s = &m->s;
     if (!lw->is_moe)
-        return mlp(m, &lw->gate, &lw->up, &lw->down, m->w->inter_local, T, 0);
+        return mlp(m, &lw->gate_up, &lw->gate, &lw->up, &lw->down, m->w->inter_local, T, 0);
     int64_t D = c->hidden_size, E = c->n_routed_experts;
     dsa_err err;
     /* router: sigma = sigmoid(W_g x); grouped top-k on sigma + bias; weights */
@@ -411,8 +470,8 @@ static dsa_err ffn(dsa_model *m, int l, int64_t T)
         return err;
     /* y += shared experts(x) (all-reduce across TP ranks) */
     if (lw->shared_inter > 0)
-        return mlp(m, &lw->shared.gate, &lw->shared.up, &lw->shared.down, lw->shared_inter,
-                   T, 1);
+        return mlp(m, &lw->shared_gate_up, &lw->shared.gate, &lw->shared.up, &lw->shared.down,
+                   lw->shared_inter, T, 1);
     return DSA_OK;
 }
 
@@ -488,6 +547,14 @@ void dsa_model_note_tokens(dsa_model *m, int64_t T)
  * Backend ops only (plus the pipeline transfers of a stage without the
  * embedding or the head, which never runs under a graph). */
 
+/* s->logits = lm_head(hl) for the L rows of hl (this rank's vocab slice). */
+static dsa_err logits_of_hl(dsa_model *m, int64_t L)
+{
+    if (m->w->vocab_rows == 0)
+        return DSA_OK;
+    return linear_logits(m, m->s.logits, m->logit_ld, m->s.hl, &m->w->lm_head, L);
+}
+
 /* Runs the T uploaded tokens through this shard's layers and, on the last
  * stage, the head: for the L tokens logit_rows names (gathered into hl), or
  * with logit_rows NULL for all of them (L == T), into s->logits. */
@@ -517,20 +584,28 @@ dsa_err dsa_model_forward_compute(dsa_model *m, int64_t T, int64_t L, const int3
     for (int l = 0; l < m->n_layers; l++) {
         const dsa_layer_weights *lw = &m->w->layers[l];
         /* h += y (previous sub-block); xn = RMSNorm_attn(h) */
+        double eps = m->w->cfg.rms_norm_eps;
         if (l == 0)
-            err = rmsnorm(m, s->xn, D, s->h, D, NULL, &lw->attn_norm, T, D);
+            err = rmsnorm_q(m, s->xn, D, s->h, D, NULL, &lw->attn_norm, T, D, eps, 1);
         else
-            err = rmsnorm(m, s->xn, D, s->y, D, s->h, &lw->attn_norm, T, D);
+            err = rmsnorm_q(m, s->xn, D, s->y, D, s->h, &lw->attn_norm, T, D, eps, 1);
         /* y = sum_r W_o,r o_r (row-parallel o_proj: all-reduce over TP) */
         if (err || (err = attention(m, l, T)) || (err = tp_all_reduce(m, s->y, T * D)))
             return err;
         /* h += attention; xn = RMSNorm_ffn(h) */
-        if ((err = rmsnorm(m, s->xn, D, s->y, D, s->h, &lw->ffn_norm, T, D)) ||
+        if ((err = rmsnorm_q(m, s->xn, D, s->y, D, s->h, &lw->ffn_norm, T, D, eps, 1)) ||
             (err = ffn(m, l, T)))
             return err;
         /* y = sum_r (routed_r + shared_r) or sum_r down_r (all-reduce over TP) */
         if ((err = tp_all_reduce(m, s->y, T * D)))
             return err;
+    }
+    if (m->w->has_head && L > 0 && !logit_rows) {
+        /* h += last FFN output; hl = RMSNorm_final(h): one op; then
+         * logits = lm_head(hl) */
+        if ((err = rmsnorm(m, s->hl, D, s->y, D, s->h, &m->w->final_norm, T, D)))
+            return err;
+        return logits_of_hl(m, L);
     }
     /* h += last FFN output */
     dsa_add_params ap = {.out = s->h, .a = s->h, .b = s->y, .n = T * D};
@@ -558,11 +633,7 @@ dsa_err dsa_model_forward_compute(dsa_model *m, int64_t T, int64_t L, const int3
     } else {
         err = rmsnorm(m, s->hl, D, s->h, D, NULL, &m->w->final_norm, L, D);
     }
-    int64_t Vr = m->w->vocab_rows;
-    if (err || (Vr > 0 &&
-                (err = linear_logits(m, s->logits, m->logit_ld, s->hl, &m->w->lm_head, L))))
-        return err;
-    return DSA_OK;
+    return err ? err : logits_of_hl(m, L);
 }
 
 /* ---- Phase (c): logits ------------------------------------------------------ */
@@ -596,19 +667,31 @@ dsa_err dsa_model_download_logits(dsa_model *m, int64_t L, const int32_t *rows, 
         return on_be ? DSA_OK : be->ops->sync(be); /* on the backend: ordered on its stream */
     }
     /* logits[i, r*ld + j] = rank r's logits[i, j] (vocab-parallel lm_head:
-     * all-gather of the padded slices, then reordered into vocab order) */
+     * all-gather of the padded slices, then reordered into vocab order by
+     * one op, or a copy per row and rank where the backend has none).  A
+     * graph_safe communicator queues the gather on the backend's stream; a
+     * host one reads the slices from the host, so the backend finishes
+     * first. */
     int64_t V = m->w->cfg.vocab_size, tp = m->comm->tp_size;
-    if ((err = be->ops->sync(be)) ||
+    if ((!m->comm->graph_safe && (err = be->ops->sync(be))) ||
         (err = m->comm->ops->all_gather(m->comm, s->logits_all, s->logits, L * ld,
                                         DSA_DTYPE_F32)))
         return err;
     float *full = on_be ? logits : s->logits_full;
-    for (int64_t r = 0; r < tp; r++) {
-        int64_t begin = r * ld, n = begin + ld <= V ? ld : V - begin;
-        for (int64_t i = 0; i < L && n > 0; i++)
-            if ((err = be->ops->copy(be, full + i * V + begin, s->logits_all + (r * L + i) * ld,
-                                     (size_t)n * sizeof(float))))
-                return err;
+    dsa_vocab_gather_params vg = {.out = full, .in = s->logits_all, .n_rows = L, .ld = ld,
+                                  .n_parts = tp, .vocab = V};
+    if (be->ops->vocab_gather) {
+        if ((err = be->ops->vocab_gather(be, &vg)))
+            return err;
+    } else {
+        for (int64_t r = 0; r < tp; r++) {
+            int64_t begin = r * ld, n = begin + ld <= V ? ld : V - begin;
+            for (int64_t i = 0; i < L && n > 0; i++)
+                if ((err = be->ops->copy(be, full + i * V + begin,
+                                         s->logits_all + (r * L + i) * ld,
+                                         (size_t)n * sizeof(float))))
+                    return err;
+        }
     }
     if (!on_be &&
         (err = be->ops->download(be, logits, s->logits_full, (size_t)(L * V) * sizeof(float))))

@@ -60,12 +60,14 @@ void dsa_model_destroy(dsa_model *m); /* NULL: no-op */
  * block_size, block ids within n_blocks) and fails with DSA_RANGE.
  *
  * On a backend with graphs (dsa_backend_has_graphs), without a
- * communicator or with a graph_safe one, a pure decode batch (seq[t] == t,
- * one token per sequence, at most 256 sequences) is padded to a bucket
- * (every size to 8, multiples of 8 to 64, of 32 to 256) and its compute
- * is captured as graph `bucket` on the bucket's second step and replayed
- * from the third on (model.c); the model then holds one KV block more than
- * n_blocks for the padded rows.  The logits are the same either way. */
+ * communicator or with a graph_safe one, a decode batch (seq[t] == t / q
+ * for q tokens per sequence at consecutive positions: q = 1, or q - 1
+ * drafts verified with every row's logits; at most 256 tokens) is padded
+ * to a bucket of sequences (every size to 8, multiples of 8 to 64, of 32
+ * to 256) and its compute is captured as graph (q - 1) * 257 + bucket on
+ * the bucket's second step and replayed from the third on (model.c); the
+ * model then holds one KV block more than n_blocks for the padded rows.
+ * The logits are the same either way. */
 dsa_err dsa_model_forward(dsa_model *m, const dsa_batch *b, float *logits);
 
 /* The residual stream after the last layer of the latest forward (before

@@ -10,6 +10,11 @@
  * 32 sequences (model_graph.c). */
 #define GRAPH_BUCKET_MAX 256
 #define GRAPH_N_BUCKETS 21
+/* Steps of q tokens per sequence (a decode step verifying q - 1 drafts, the
+ * same number for every sequence) have buckets of their own, q up to
+ * GRAPH_Q_MAX (1 + DSA_SPEC_TOKENS_MAX), with at most GRAPH_BUCKET_MAX
+ * tokens in all. */
+#define GRAPH_Q_MAX 9
 
 typedef enum bucket_state {
     BUCKET_NEW,         /* never run: the next step runs eagerly */
@@ -30,14 +35,18 @@ typedef struct scratch {
     void *h;        /* [T, D] residual stream */
     void *xn;       /* [T, D] normalised input of a sub-block */
     void *y;        /* [T, D] sub-block output (attention or FFN) */
-    void *qa;       /* [T, q_lora] */
+    void *qa;       /* [T, q_lora] normalised q latent */
     void *q;        /* [T, Hl, nope + rope] */
-    void *kva;      /* [T, kv_rank + rope] */
+    void *qkva;     /* [T, qkv_ld]: q_a | kv_a outputs (the layer's qkv_a pair
+                       layout: q_a at 0, kv_a's kv_rank | rope at off_b) */
     void *ckv;      /* [T, kv_rank] normalised latent */
     void *q_lat;    /* [T, Hl, kv_rank] absorbed queries */
     void *obar;     /* [T, Hl, kv_rank] attention over latents */
     void *o;        /* [T, Hl, v] per-head outputs */
-    void *g, *u;    /* [T, max FFN width] */
+    void *g;        /* [T, gu_ld]: gate | up outputs (pair layout); silu_mul
+                       leaves its product in the gate columns */
+    uint8_t *xq;    /* [T, max(D, q_lora)] the last norm's output as FP8 and */
+    float *xs;      /* its 1x128 scales (be->norm_quant only, else NULL) */
     float *rlogits; /* [T, E] router logits, F32 */
     int32_t *ids;   /* [T, k] routed experts */
     float *rw;      /* [T, k] routing weights */
@@ -58,6 +67,7 @@ struct dsa_model {
     float *inv_freq;        /* [rope / 2] backend memory */
     float scale;            /* softmax scale tau */
     int64_t ffn_width;      /* widest FFN intermediate on this rank */
+    int64_t qkv_ld, gu_ld;  /* widest q_a | kv_a and gate | up pair outputs */
     dsa_comm *comm;         /* borrowed; NULL: single rank */
     int64_t logit_ld;       /* columns of s.logits: vocab_rows, or the
                                padded ceil(V / tp) slice when gathering */
@@ -66,7 +76,7 @@ struct dsa_model {
     /* Decode graphs (graphs != 0 only on a graph backend and one rank). */
     int graphs;
     int32_t scratch_block;  /* KV block of padded rows (= p.n_blocks) */
-    graph_bucket buckets[GRAPH_N_BUCKETS];
+    graph_bucket buckets[GRAPH_Q_MAX][GRAPH_N_BUCKETS]; /* [q - 1][sequence bucket] */
     /* Bumped whenever a buffer a graph names may have moved: the model's
      * scratch was reallocated, or a step ran more tokens than any before
      * (the backend's own scratch grows with the token count). */
@@ -92,9 +102,10 @@ dsa_err dsa_model_forward_compute(dsa_model *m, int64_t T, int64_t L, const int3
 dsa_err dsa_model_download_logits(dsa_model *m, int64_t L, const int32_t *rows, float *logits,
                                   int on_be);
 
-/* model_graph.c: the bucket of a pure decode batch, or 0 (no graph) */
+/* model_graph.c: the sequence bucket of a decode batch of q tokens per
+ * sequence (q = n_tokens / n_seqs), or 0 (no graph) */
 int64_t dsa_model_decode_bucket(const dsa_model *m, const dsa_batch *b);
-/* model_graph.c: a pure decode batch padded to B rows, through its graph */
+/* model_graph.c: a decode batch padded to B sequences, through its graph */
 dsa_err dsa_model_forward_decode(dsa_model *m, const dsa_batch *b, int64_t B, float *logits);
 
 #endif

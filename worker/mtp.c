@@ -151,7 +151,8 @@ dsa_err dsa_mtp_forward(dsa_mtp *t, const dsa_mtp_batch *b, float *logits)
     /* the decoder layer at positions i, then head(head_norm(x)) */
     dsa_batch lb = {.n_tokens = n, .tokens = b->tokens, .pos = b->pos, .seq = b->seq,
                     .n_seqs = b->n_seqs, .block_tables = b->block_tables,
-                    .n_logits = b->n_logits, .logit_rows = b->logit_rows, .h_in = t->hx};
+                    .n_logits = b->n_logits, .logit_rows = b->logit_rows, .h_in = t->hx,
+                    .logits_on_backend = b->logits_on_backend};
     return dsa_model_forward(t->layer, &lb, logits);
 }
 

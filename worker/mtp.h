@@ -43,6 +43,7 @@ typedef struct dsa_mtp_batch {
     const int32_t *h_rows;       /* [n_tokens] row of h for each position */
     int64_t n_logits;
     const int32_t *logit_rows;   /* [n_logits] positions whose logits are returned */
+    int logits_on_backend;       /* 1: logits is backend memory (dsa_batch's flag) */
 } dsa_mtp_batch;
 
 /* Writes the module's cache entry of every position and returns the F32

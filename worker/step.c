@@ -290,6 +290,8 @@ void dsa_worker_step_destroy(dsa_worker_step *ws)
     dsa_worker_dev_free(ws);
     if (ws->dev_logits)
         ws->be->ops->free(ws->be, ws->dev_logits);
+    if (ws->m_dev_logits)
+        ws->be->ops->free(ws->be, ws->m_dev_logits);
     dsa_mtp_destroy(ws->mtp);
     dsa_model_destroy(ws->m);
     if (ws->prepared)
@@ -318,6 +320,8 @@ void dsa_worker_step_destroy(dsa_worker_step *ws)
     free(ws->m_owner);
     free(ws->m_first);
     free(ws->m_logits);
+    free(ws->m_rows);
+    free(ws->m_ids);
     free(ws);
 }
 

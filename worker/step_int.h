@@ -51,7 +51,10 @@ struct dsa_worker_step {
     int32_t *row_seq, *row_j; /* [L] plan sequence and verified position of each sampling row */
     int32_t *m_tokens, *m_pos, *m_seq, *m_hrows, *m_lrows, *m_owner; /* MTP batch, [T] */
     int32_t *m_first;  /* [n_seqs] first batch row of each plan sequence */
-    float *m_logits;   /* [n_seqs, V] MTP logits */
+    float *m_logits;   /* [n_seqs, V] MTP logits (host path) */
+    float *m_dev_logits; /* [n_seqs, V] MTP logits in backend memory (dev_sampling) */
+    dsa_sample_row *m_rows; /* [n_seqs] greedy rows for the drafts' argmax there */
+    int32_t *m_ids;    /* [n_seqs] the drafts of one pass */
     int64_t cap_spec, cap_mseqs;
     /* Sampling on the backend (step_sample.c) */
     int dev_sampling;

@@ -13,6 +13,11 @@
  * table ends (the head gives it room for k - 1 positions past the
  * verified ones).
  *
+ * When the step samples on the backend (dev_sampling) the module's logits
+ * stay there too and each draft is the backend's greedy sample of its row
+ * (argmax, lowest id on ties, as argmax_row): only the ids come back, not
+ * B x V floats per pass.
+ *
  * Also here, shared by the host and the backend sampling paths: which
  * drafts the sampled ids accept, and the room for prompt logprobs. */
 #include "worker/step_int.h"
@@ -49,13 +54,54 @@ static dsa_err reserve(dsa_worker_step *ws, int64_t rows, int32_t n_seqs)
         if (!f)
             return dsa_fail(DSA_NOMEM, "MTP batch");
         ws->m_first = f;
-        float *l = realloc(ws->m_logits, (size_t)n_seqs * (size_t)V * sizeof *l);
-        if (!l)
-            return dsa_fail(DSA_NOMEM, "MTP logits");
-        ws->m_logits = l;
+        int32_t *ids = realloc(ws->m_ids, (size_t)n_seqs * sizeof *ids);
+        if (ids)
+            ws->m_ids = ids;
+        dsa_sample_row *rw = realloc(ws->m_rows, (size_t)n_seqs * sizeof *rw);
+        if (rw)
+            ws->m_rows = rw;
+        if (!ids || !rw)
+            return dsa_fail(DSA_NOMEM, "MTP drafts");
+        for (int32_t i = 0; i < n_seqs; i++)
+            ws->m_rows[i] = (dsa_sample_row){.temperature = 0, .top_p = 1};
+        if (ws->dev_sampling) {
+            dsa_backend *be = ws->be;
+            if (ws->m_dev_logits)
+                be->ops->free(be, ws->m_dev_logits);
+            ws->m_dev_logits = NULL;
+            dsa_err err = be->ops->alloc(be, (size_t)n_seqs * (size_t)V * sizeof(float),
+                                         (void **)&ws->m_dev_logits);
+            if (err)
+                return err;
+        } else {
+            float *l = realloc(ws->m_logits, (size_t)n_seqs * (size_t)V * sizeof *l);
+            if (!l)
+                return dsa_fail(DSA_NOMEM, "MTP logits");
+            ws->m_logits = l;
+        }
         ws->cap_mseqs = n_seqs;
     }
     return DSA_OK;
+}
+
+/* The MTP module's logits for the batch mb, and the n_logits drafts (their
+ * argmax) into ws->m_ids: on the backend with dev_sampling, else on the
+ * host. */
+static dsa_err mtp_drafts(dsa_worker_step *ws, dsa_mtp_batch *mb)
+{
+    int64_t V = ws->info.vocab_size, n = mb->n_logits;
+    mb->logits_on_backend = ws->dev_sampling;
+    dsa_err err = dsa_mtp_forward(ws->mtp, mb, ws->dev_sampling ? ws->m_dev_logits : ws->m_logits);
+    if (err || n == 0)
+        return err;
+    if (!ws->dev_sampling) {
+        for (int64_t q = 0; q < n; q++)
+            ws->m_ids[q] = argmax_row(ws->m_logits + q * V, V);
+        return DSA_OK;
+    }
+    dsa_sample_params sp = {.out_ids = ws->m_ids, .logits = ws->m_dev_logits, .rows = ws->m_rows,
+                            .n_rows = n, .vocab = V};
+    return ws->be->ops->sample(ws->be, &sp);
 }
 
 dsa_err dsa_worker_spec_draft(dsa_worker_step *ws, const dsa_step_plan *plan,
@@ -113,11 +159,11 @@ dsa_err dsa_worker_spec_draft(dsa_worker_step *ws, const dsa_step_plan *plan,
                         .seq = ws->m_seq, .n_seqs = n, .block_tables = ws->bt,
                         .h = dsa_model_hidden(ws->m), .h_is_main = 1, .h_rows = ws->m_hrows,
                         .n_logits = n_logits, .logit_rows = ws->m_lrows};
-    if ((err = dsa_mtp_forward(ws->mtp, &mb, ws->m_logits)))
+    if ((err = mtp_drafts(ws, &mb)))
         return err;
     for (int64_t q = 0; q < n_logits; q++) {
         dsa_step_out *o = &res->seqs[ws->m_owner[q]];
-        o->drafts[0] = argmax_row(ws->m_logits + q * V, V);
+        o->drafts[0] = ws->m_ids[q];
         o->n_drafts = 1;
     }
 
@@ -155,11 +201,11 @@ dsa_err dsa_worker_spec_draft(dsa_worker_step *ws, const dsa_step_plan *plan,
                              .seq = ws->m_seq, .n_seqs = n, .block_tables = ws->bt,
                              .h = dsa_mtp_hidden(ws->mtp), .h_is_main = 0,
                              .h_rows = ws->m_hrows, .n_logits = m, .logit_rows = ws->m_lrows};
-        if ((err = dsa_mtp_forward(ws->mtp, &mb, ws->m_logits)))
+        if ((err = mtp_drafts(ws, &mb)))
             return err;
         for (int64_t q = 0; q < m; q++) {
             dsa_step_out *o = &res->seqs[ws->m_owner[q]];
-            o->drafts[o->n_drafts++] = argmax_row(ws->m_logits + q * V, V);
+            o->drafts[o->n_drafts++] = ws->m_ids[q];
         }
     }
     return DSA_OK;

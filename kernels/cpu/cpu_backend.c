@@ -188,6 +188,8 @@ static void rms_range(void *ctx, int64_t b, int64_t e, int tid)
         float inv = 1.0f / sqrtf(ss / (float)d + p->eps);
         for (int64_t i = 0; i < d; i++)
             o[i] = j->w[i] * (x[i] * inv);
+        if (p->out_q)
+            dsa_cpu_quant_row(p->out_q + r * d, p->out_scale + r * ((d + 127) / 128), o, d);
     }
 }
 
@@ -307,6 +309,7 @@ static const dsa_backend_ops cpu_ops = {
     .logprobs = dsa_cpu_logprobs,
     .gqa_attn = dsa_cpu_gqa_attn,
     .bias_add = dsa_cpu_bias_add,
+    .vocab_gather = dsa_cpu_vocab_gather,
     .sync = cpu_sync,
 };
 

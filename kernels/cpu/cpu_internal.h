@@ -134,5 +134,10 @@ dsa_err dsa_cpu_mask(dsa_backend *be, const dsa_logit_mask_params *p);
 dsa_err dsa_cpu_count_add(dsa_backend *be, const dsa_count_add_params *p);
 dsa_err dsa_cpu_penalties(dsa_backend *be, const dsa_penalty_params *p);
 dsa_err dsa_cpu_logprobs(dsa_backend *be, const dsa_logprobs_params *p);
+/* cpu_fused.c: the vocabulary gather; and one row of n values quantised
+ * per 1x128 block as dsa_rmsnorm_params.out_q describes (q: n bytes,
+ * scale: ceil(n / 128) floats). */
+dsa_err dsa_cpu_vocab_gather(dsa_backend *be, const dsa_vocab_gather_params *p);
+void dsa_cpu_quant_row(uint8_t *q, float *scale, const float *x, int64_t n);
 
 #endif

@@ -507,6 +507,7 @@ static const dsa_backend_ops cuda_ops = {
     .logprobs = dsa_cuda_logprobs,
     .gqa_attn = dsa_cuda_gqa_attn,
     .bias_add = dsa_cuda_bias_add,
+    .vocab_gather = dsa_cuda_vocab_gather,
     .sync = cu_sync,
     .graph_begin = cu_graph_begin,
     .graph_end = cu_graph_end,

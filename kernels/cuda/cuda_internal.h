@@ -161,6 +161,7 @@ dsa_err dsa_cuda_mla_absorb_q(dsa_backend *be, const dsa_mla_absorb_params *p);
 dsa_err dsa_cuda_mla_absorb_o(dsa_backend *be, const dsa_mla_absorb_params *p);
 dsa_err dsa_cuda_silu_mul(dsa_backend *be, const dsa_silu_mul_params *p);
 dsa_err dsa_cuda_add(dsa_backend *be, const dsa_add_params *p);
+dsa_err dsa_cuda_vocab_gather(dsa_backend *be, const dsa_vocab_gather_params *p);
 dsa_err dsa_cuda_router(dsa_backend *be, const dsa_router_params *p);
 dsa_err dsa_cuda_moe(dsa_backend *be, const dsa_moe_params *p);
 dsa_err dsa_cuda_sample(dsa_backend *be, const dsa_sample_params *p);

@@ -85,5 +85,6 @@ void gh_suite_model(gh *h, const char *golden_root);
 void gh_group_fi_mla(gh *h);
 /* Group "prefill": FlashInfer's FA3 ragged causal prefill (test_gpu_fi.c). */
 void gh_group_fi_prefill(gh *h);
+void gh_suite_fused(gh *h); /* test_gpu_fused.c */
 
 #endif

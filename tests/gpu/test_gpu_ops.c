@@ -955,6 +955,7 @@ static const struct {
     {"moe", group_moe},       {"sample", group_sample}, {"graph", test_graph},
     {"mla", gh_group_fi_mla}, {"prefill", gh_group_fi_prefill},
     {"linear-real", gh_group_linear_real}, {"moe-real", gh_group_moe_real},
+    {"fused", gh_suite_fused},
 };
 
 void gh_suite_ops(gh *h)
