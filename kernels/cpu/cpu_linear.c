@@ -559,18 +559,14 @@ dsa_err dsa_cpu_gemm_rows(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa_cpu
 
 int64_t dsa_cpu_gemm_grain(const dsa_cpu_gemm *g, int64_t n_rows, int n_threads)
 {
-    if (g->w->dtype == DSA_DTYPE_I32 && g->m < 4) {
-        /* AWQ word kernel: wide ranges so each input row is read in long
-         * runs; two chunks per thread, multiples of 64 outputs */
-        int64_t grain = n_rows / ((int64_t)n_threads * 2);
-        return grain < 64 ? 64 : (grain + 63) & ~(int64_t)63;
-    }
+    if (g->w->dtype == DSA_DTYPE_I32)
+        /* AWQ (cpu_awq.c): one block of 8 packed words (64 outputs) per
+         * chunk; enough chunks to balance even 896-output matrices */
+        return 64;
     if (g->m >= LIN_PANEL_M_MIN)
         return LIN_PANEL_ROWS;
     /* About 8 chunks per thread, at least 32 KiB of work each. */
     int64_t bytes_row = g->w->cols * (int64_t)dsa_dtype_size(g->w->dtype) * (g->m < 4 ? 1 : g->m / 4);
-    if (g->w->dtype == DSA_DTYPE_I32) /* AWQ: half a byte per weight */
-        bytes_row = g->w->cols / 2 * (g->m < 4 ? 1 : g->m / 4) + 1;
     int64_t grain = n_rows / ((int64_t)n_threads * 8);
     int64_t min_rows = bytes_row > 0 ? (32768 + bytes_row - 1) / bytes_row : 64;
     if (grain < min_rows)
