@@ -223,32 +223,30 @@ static void awq_block_store(const dsa_cpu_gemm *g, int64_t t, int64_t wa, int nw
             awq_store(g, t, base + c * 8 + awq_order[p], y[p * 8 + c]);
 }
 
-/* One token, one block: every group's rows unpacked in registers. */
-static void awq_block_m1(const dsa_cpu_gemm *g, int64_t wa, int nw, __m256i mask, float *y)
+/* One token, one block, one group [j, end): the rows unpacked in
+ * registers, folded into y[64]. */
+static void awq_group_m1(const dsa_cpu_gemm *g, int64_t wa, int nw, __m256i mask, int64_t j,
+                         int64_t end, float *y)
 {
     const dsa_weight *w = g->w;
     const int32_t *qw = (const int32_t *)w->data + wa;
-    int64_t ld = w->ld;
+    int64_t ld = w->ld, gi = (w->col0 + j) / w->awq_group;
     int full = nw == 8;
     awq_gblk b;
-    memset(y, 0, AWQ_BLOCK_OUT * sizeof(float));
-    for (int64_t j = 0, end; j < w->cols; j = end) {
-        int64_t gi = awq_group_of(w, j, &end);
-        __m256 acc[8];
-        for (int p = 0; p < 8; p++)
-            acc[p] = _mm256_setzero_ps();
-        for (int64_t n = j; n < end; n++) {
-            __m256 xv = _mm256_set1_ps(g->x[n]);
-            awq_prefetch(w, qw, n);
-            __m256i q = awq_load_words(qw + (w->col0 + n) * ld, mask, full);
+    __m256 acc[8];
+    for (int p = 0; p < 8; p++)
+        acc[p] = _mm256_setzero_ps();
+    for (int64_t n = j; n < end; n++) {
+        __m256 xv = _mm256_set1_ps(g->x[n]);
+        awq_prefetch(w, qw, n);
+        __m256i q = awq_load_words(qw + (w->col0 + n) * ld, mask, full);
 #pragma GCC unroll 8
-            for (int p = 0; p < 8; p++)
-                acc[p] = _mm256_fmadd_ps(xv, awq_nibble(q, p), acc[p]);
-        }
-        float xs = awq_xsum(g->x + j, end - j);
-        awq_gblk_load(w, gi, wa, nw, mask, &b);
-        awq_fold(&b, acc, xs, y, 0, 8);
+        for (int p = 0; p < 8; p++)
+            acc[p] = _mm256_fmadd_ps(xv, awq_nibble(q, p), acc[p]);
     }
+    float xs = awq_xsum(g->x + j, end - j);
+    awq_gblk_load(w, gi, wa, nw, mask, &b);
+    awq_fold(&b, acc, xs, y, 0, 8);
 }
 
 /* acc[t][v] over the nr rows of a panel (row r at panel + r * 64, nibble
@@ -331,37 +329,56 @@ static void awq_block_panel(const dsa_cpu_gemm *g, int64_t wa, int nw, __m256i m
     }
 }
 
+static inline __m256i awq_mask(int nw)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(nw), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* One token: groups outer, blocks inner, so neighbouring blocks share the
+ * cache lines of each row and a group's lines are fetched once. */
+static dsa_err awq_blocks_m1(const dsa_cpu_gemm *g, int64_t w0, int64_t wb, dsa_cpu_scratch *s)
+{
+    const dsa_weight *w = g->w;
+    int64_t nb = (wb - w0 + AWQ_BLOCK_WORDS - 1) / AWQ_BLOCK_WORDS;
+    float *y = dsa_cpu_scratch_get(s, DSA_CPU_SCR_TMP, (size_t)(nb * AWQ_BLOCK_OUT));
+    if (!y)
+        return DSA_NOMEM;
+    memset(y, 0, (size_t)(nb * AWQ_BLOCK_OUT) * sizeof(float));
+    for (int64_t j = 0, end; j < w->cols; j = end) {
+        awq_group_of(w, j, &end);
+        for (int64_t b = 0; b < nb; b++) {
+            int64_t a = w0 + b * AWQ_BLOCK_WORDS;
+            int nw = wb - a < AWQ_BLOCK_WORDS ? (int)(wb - a) : AWQ_BLOCK_WORDS;
+            awq_group_m1(g, a, nw, awq_mask(nw), j, end, y + b * AWQ_BLOCK_OUT);
+        }
+    }
+    for (int64_t b = 0; b < nb; b++) {
+        int64_t a = w0 + b * AWQ_BLOCK_WORDS;
+        int nw = wb - a < AWQ_BLOCK_WORDS ? (int)(wb - a) : AWQ_BLOCK_WORDS;
+        awq_block_store(g, 0, a, nw, y + b * AWQ_BLOCK_OUT);
+    }
+    return DSA_OK;
+}
+
+/* Several tokens: blocks outer, each group's panel shared by all tokens. */
 static dsa_err awq_blocks(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa_cpu_scratch *s)
 {
     const dsa_weight *w = g->w;
     int64_t m = g->m, grp = w->awq_group < w->cols ? w->awq_group : w->cols;
-    /* groups can straddle the slice start: at most grp rows either way */
-    float *panel = NULL, *y, *xs;
-    if (m > 1) {
-        panel = dsa_cpu_scratch_get(s, DSA_CPU_SCR_PANEL, (size_t)((grp + 1) * AWQ_BLOCK_OUT));
-        y = dsa_cpu_scratch_get(s, DSA_CPU_SCR_TMP, (size_t)(m * AWQ_BLOCK_OUT + m + 8));
-        if (!panel || !y)
-            return DSA_NOMEM;
-        xs = y + m * AWQ_BLOCK_OUT;
-    } else {
-        y = dsa_cpu_scratch_get(s, DSA_CPU_SCR_TMP, AWQ_BLOCK_OUT);
-        if (!y)
-            return DSA_NOMEM;
-        xs = NULL;
-    }
     int64_t wa = (w->row0 + r0) / 8, wb = (w->row0 + r1 + 7) / 8;
+    if (m == 1)
+        return awq_blocks_m1(g, wa, wb, s);
+    /* a group cut by the slice start still has at most grp rows */
+    float *panel = dsa_cpu_scratch_get(s, DSA_CPU_SCR_PANEL, (size_t)(grp * AWQ_BLOCK_OUT));
+    float *y = dsa_cpu_scratch_get(s, DSA_CPU_SCR_TMP, (size_t)(m * AWQ_BLOCK_OUT + m));
+    if (!panel || !y)
+        return DSA_NOMEM;
+    float *xs = y + m * AWQ_BLOCK_OUT;
     for (; wa < wb; wa += AWQ_BLOCK_WORDS) {
         int nw = wb - wa < AWQ_BLOCK_WORDS ? (int)(wb - wa) : AWQ_BLOCK_WORDS;
-        __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(nw),
-                                          _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-        if (m == 1) {
-            awq_block_m1(g, wa, nw, mask, y);
-            awq_block_store(g, 0, wa, nw, y);
-        } else {
-            awq_block_panel(g, wa, nw, mask, panel, y, xs);
-            for (int64_t t = 0; t < m; t++)
-                awq_block_store(g, t, wa, nw, y + t * AWQ_BLOCK_OUT);
-        }
+        awq_block_panel(g, wa, nw, awq_mask(nw), panel, y, xs);
+        for (int64_t t = 0; t < m; t++)
+            awq_block_store(g, t, wa, nw, y + t * AWQ_BLOCK_OUT);
     }
     return DSA_OK;
 }
