@@ -603,6 +603,8 @@ void dsa_weights_free(dsa_weights *w)
     }
     free(w->mtp.layer.experts);
     free(w->mtp.layer.router_bias_owned);
+    free(w->lm_head_q);
+    free(w->lm_head_scale);
     dsa_st_model_close(w->st);
     free(w->dir);
     free(w);
