@@ -187,7 +187,9 @@ static void awq_gblk_load(const dsa_weight *w, int64_t gi, int64_t wa, int nw, _
             r[c + h] = _mm256_shuffle_ps(a, bb, 0x44);
             r[c + 2 + h] = _mm256_shuffle_ps(a, bb, 0xEE);
         }
-    /* r[0] = lanes (0,4) of words 0..1|4..5 ... finish with 128-bit swaps */
+    /* now r[h], h < 4, holds order k_of[h] of words 0-3 in its low half
+     * and k_of[h] + 4 in its high half, r[h + 4] the same of words 4-7:
+     * the 128-bit swaps below join them */
     for (int h = 0; h < 4; h++) {
         t[h] = _mm256_permute2f128_ps(r[h], r[h + 4], 0x20);
         t[h + 4] = _mm256_permute2f128_ps(r[h], r[h + 4], 0x31);
