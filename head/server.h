@@ -66,6 +66,10 @@ typedef struct dsa_head_opts {
      * spec_k from it: num_speculative_tokens, 0 without speculation */
     const char *speculative_config;
     int spec_k;
+    /* --lm-head-dtype of the in-process worker (worker/lm_head.h); main
+     * sets lm_head_fp8 from it */
+    const char *lm_head_dtype;
+    int lm_head_fp8;
 } dsa_head_opts;
 
 /* Serves until SIGTERM/SIGINT and the drain complete.  Returns 0 after a

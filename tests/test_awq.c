@@ -3,10 +3,11 @@
  * references written here from the definitions:
  *   - dsa_weight_get on AWQ equals a dequantisation that unpacks AutoAWQ's
  *     nibble order (0,2,4,6,1,3,5,7) independently;
- *   - the linear op equals the naive product for 1..9 tokens (the word
- *     kernel below 4 tokens, dequantised rows from 4), on whole weights
- *     and on TP slices (output words, input groups), odd word counts
- *     included, with accumulate;
+ *   - the linear op equals the naive product for 1..9 tokens, on whole
+ *     weights and on TP slices (output words, input groups), odd word
+ *     counts included, with accumulate;
+ *   - every path gives the bits of one spelt-out accumulation order for
+ *     m = 1..17 (batch invariance);
  *   - gqa_attn equals a naive softmax attention for GQA ratios 1, 3, 4
  *     over a paged cache with scattered blocks. */
 #include <criterion/criterion.h>
@@ -143,32 +144,93 @@ Test(awq, linear_matches_naive_product)
     dsa_backend_destroy(be);
 }
 
-/* Below 4 tokens every token shares each weight read, and its outputs must
- * be the bits it gets alone (speculative verification of 2-3 positions
- * reproduces plain decoding). */
-Test(awq, word_kernel_batch_invariant)
+/* The accumulation order of cpu_awq.c spelt in scalar C: per output and
+ * group, acc = FMA chain over the group's inputs in order, xs = 8 lanes of
+ * x summed in order then (0+4 + 2+6) + (1+5 + 3+7) then the tail, and
+ * y = fma(s, fma(-z, xs, acc), y) group by group; the store is v * alpha
+ * or fmaf(v, alpha, out). */
+static float awq_order_ref(const awq_mat *a, int64_t o, int64_t c0, int64_t nc, const float *x)
+{
+    float y = 0.0f;
+    for (int64_t j = 0; j < nc;) {
+        int64_t gi = (c0 + j) / a->g, end = (gi + 1) * a->g - c0;
+        if (end > nc)
+            end = nc;
+        int64_t w = o / 8, k = 0;
+        while (order[k] != o % 8)
+            k++;
+        float acc = 0.0f, l[8] = {0};
+        for (int64_t n = j; n < end; n++) {
+            uint32_t q = ((uint32_t)a->q[(c0 + n) * (a->R / 8) + w] >> (4 * k)) & 15u;
+            acc = fmaf(x[n], (float)q, acc);
+        }
+        int64_t n = j;
+        for (; n + 8 <= end; n += 8)
+            for (int i = 0; i < 8; i++)
+                l[i] = l[i] + x[n + i];
+        float xs = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+        for (; n < end; n++)
+            xs = xs + x[n];
+        float z = (float)(((uint32_t)a->z[gi * (a->R / 8) + w] >> (4 * k)) & 15u);
+        float sc = dsa_f16_to_f32(a->s[gi * a->R + o]);
+        y = fmaf(sc, fmaf(-z, xs, acc), y);
+        j = end;
+    }
+    return y;
+}
+
+/* Every path (one token in registers, several through the panel, any
+ * tile remainder) gives each (token, output) the bits of the order above,
+ * so a token's outputs do not depend on its batch: m = 1..17, whole
+ * weights and TP slices, groups cut by the slice start and ragged groups
+ * (20 inputs: 8 + 8 + 4), a ragged last block of words, with and
+ * without accumulate. */
+Test(awq, every_path_same_bits_any_batch)
 {
     dsa_backend *be;
     cr_assert_eq(dsa_backend_cpu_create(2, &be), DSA_OK);
-    awq_mat a;
-    awq_make(&a, 200, 96, 32);
-    dsa_weight w = awq_view(&a, 0, 200, 0, 96);
-    float x[3 * 96], alone[3 * 200], y[3 * 200];
-    for (int i = 0; i < 3 * 96; i++)
-        x[i] = rndf();
-    for (int t = 0; t < 3; t++) {
-        dsa_linear_params p = {.out = alone + t * 200, .x = x + t * 96, .w = &w, .m = 1,
-                               .ld_x = 96, .ld_out = 200};
-        cr_assert_eq(be->ops->linear(be, &p), DSA_OK);
+    static const struct {
+        int64_t R, C, g, r0, nr, c0, nc;
+    } cases[] = {
+        {200, 96, 32, 0, 200, 0, 96},   /* 25 words: 3 blocks and a ragged one */
+        {200, 96, 32, 104, 96, 0, 96},  /* column-parallel slice */
+        {200, 96, 32, 0, 200, 40, 56},  /* row-parallel slice cutting a group */
+        {136, 100, 20, 0, 136, 0, 100}, /* ragged groups */
+        {1024, 256, 128, 0, 1024, 0, 256},
+    };
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        awq_mat a;
+        awq_make(&a, cases[ci].R, cases[ci].C, cases[ci].g);
+        int64_t nr = cases[ci].nr, nc = cases[ci].nc, r0 = cases[ci].r0, c0 = cases[ci].c0;
+        dsa_weight w = awq_view(&a, r0, nr, c0, nc);
+        enum { M = 17 };
+        float *x = malloc((size_t)(M * nc) * 4), *y = malloc((size_t)(M * nr) * 4);
+        float *init = malloc((size_t)(M * nr) * 4);
+        for (int64_t i = 0; i < M * nc; i++)
+            x[i] = rndf();
+        for (int64_t i = 0; i < M * nr; i++)
+            init[i] = rndf();
+        for (int mode = 0; mode < 2; mode++)
+            for (int m = 1; m <= M; m++) {
+                memcpy(y, init, (size_t)(M * nr) * 4);
+                dsa_linear_params p = {.out = y, .x = x, .w = &w, .m = m, .ld_x = nc, .ld_out = nr};
+                p.accumulate = mode;
+                cr_assert_eq(be->ops->linear(be, &p), DSA_OK);
+                for (int t = 0; t < m; t++)
+                    for (int64_t i = 0; i < nr; i++) {
+                        float v = awq_order_ref(&a, r0 + i, c0, nc, x + t * nc);
+                        float want = mode ? fmaf(v, 1.0f, init[t * nr + i]) : v;
+                        float got = y[t * nr + i];
+                        cr_assert(memcmp(&got, &want, 4) == 0,
+                                  "case %zu mode %d m %d token %d row %lld: %a want %a", ci, mode,
+                                  m, t, (long long)i, got, want);
+                    }
+            }
+        free(x);
+        free(y);
+        free(init);
+        awq_free(&a);
     }
-    for (int m = 2; m <= 3; m++) {
-        dsa_linear_params p = {.out = y, .x = x, .w = &w, .m = m, .ld_x = 96, .ld_out = 200};
-        cr_assert_eq(be->ops->linear(be, &p), DSA_OK);
-        for (int i = 0; i < m * 200; i++)
-            cr_assert(memcmp(&y[i], &alone[i], sizeof(float)) == 0,
-                      "m %d token %d row %d: %a alone %a", m, i / 200, i % 200, y[i], alone[i]);
-    }
-    awq_free(&a);
     dsa_backend_destroy(be);
 }
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdint.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -266,8 +267,29 @@ static dsa_err load_mtp(load_ctx *c)
     return DSA_OK;
 }
 
-/* Reads the pages a weight slice covers (one byte per page per row run), so
- * the first request does not pay for the checkpoint's page faults. */
+/* Maps the pages of [p, p + span) in one call (MADV_POPULATE_READ: the
+ * kernel reads ahead and fills the page tables in large runs instead of
+ * one fault per page) when that span is mostly this rank's (used bytes at
+ * least half of it: a TP slice of a wider tensor otherwise maps the other
+ * ranks' columns too).  Returns 0 when done, -1 when the caller should
+ * touch the pages itself (older kernels, sparse slices). */
+int dsa_loader_prefault(const void *p, size_t span, size_t used)
+{
+#ifdef MADV_POPULATE_READ
+    if (span == 0 || used * 2 < span)
+        return -1;
+    uintptr_t page = 4096, a = (uintptr_t)p & ~(page - 1);
+    uintptr_t e = ((uintptr_t)p + span + page - 1) & ~(page - 1);
+    return madvise((void *)a, e - a, MADV_POPULATE_READ) == 0 ? 0 : -1;
+#else
+    (void)p, (void)span, (void)used;
+    return -1;
+#endif
+}
+
+/* Brings in the pages a weight slice covers, so the first request does
+ * not pay for the checkpoint's page faults: one populate call over the
+ * slice's span, else one byte read per page per row run. */
 static uint64_t touch_weight(const dsa_weight *w)
 {
     if (!w->data)
@@ -276,6 +298,9 @@ static uint64_t touch_weight(const dsa_weight *w)
         return dsa_loader_awq_touch(w);
     size_t es = dsa_dtype_size(w->dtype);
     size_t row_bytes = (size_t)w->cols * es;
+    size_t span = w->rows > 0 ? ((size_t)(w->rows - 1) * (size_t)w->ld) * es + row_bytes : 0;
+    if (dsa_loader_prefault(w->data, span, (size_t)w->rows * row_bytes) == 0)
+        return (uint64_t)w->rows * row_bytes;
     volatile unsigned char sink = 0;
     const long page = 4096;
     for (int64_t r = 0; r < w->rows; r++) {
@@ -613,6 +638,8 @@ void dsa_weights_free(dsa_weights *w)
     free(w->mtp.layer.experts);
     free(w->mtp.layer.router_bias_owned);
     dsa_loader_fuse_free(&w->mtp.layer);
+    free(w->lm_head_q);
+    free(w->lm_head_scale);
     dsa_st_model_close(w->st);
     free(w->dir);
     free(w);

@@ -102,6 +102,9 @@ typedef struct dsa_weights {
     int has_mtp;                /* shard.with_mtp on the last stage */
     dsa_mtp_weights mtp;
     uint64_t bytes;             /* weight bytes this rank reads */
+    /* lm_head's FP8 copy (lm_head.h), owned; NULL when lm_head is the mapping */
+    void *lm_head_q;
+    float *lm_head_scale;
 } dsa_weights;
 
 /* Opens dir (config.json + safetensors), builds this shard's descriptors and

@@ -75,8 +75,13 @@ dsa_err dsa_loader_awq_slice(dsa_load_ctx *c, const char *name, int64_t rows, in
 
 uint64_t dsa_loader_awq_touch(const dsa_weight *w)
 {
-    volatile unsigned char sink = 0;
     size_t bytes = (size_t)w->rows / 2;
+    const unsigned char *first =
+        (const unsigned char *)((const int32_t *)w->data + w->col0 * w->ld + w->row0 / 8);
+    size_t span = w->cols > 0 ? (size_t)(w->cols - 1) * (size_t)w->ld * 4 + bytes : 0;
+    if (dsa_loader_prefault(first, span, (size_t)w->cols * bytes) == 0)
+        return (uint64_t)w->rows * (uint64_t)w->cols / 2;
+    volatile unsigned char sink = 0;
     for (int64_t n = w->col0; n < w->col0 + w->cols; n++) {
         const unsigned char *row =
             (const unsigned char *)((const int32_t *)w->data + n * w->ld + w->row0 / 8);

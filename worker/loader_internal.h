@@ -23,6 +23,9 @@ int dsa_loader_awq_wanted(const dsa_config *cfg, const char *name);
 dsa_err dsa_loader_awq_slice(dsa_load_ctx *c, const char *name, int64_t rows, int64_t cols,
                              int64_t r0, int64_t nr, int64_t c0, int64_t nc, dsa_weight *w);
 uint64_t dsa_loader_awq_touch(const dsa_weight *w);
+/* Populates the mapping of [p, p + span) in one call when used >= span / 2;
+ * 0 when done, -1 when the caller must touch the pages itself. */
+int dsa_loader_prefault(const void *p, size_t span, size_t used);
 
 /* Layer l of a dense GQA checkpoint (Qwen2, Llama). */
 dsa_err dsa_loader_dense_layer(dsa_load_ctx *c, int l, dsa_layer_weights *lw);

@@ -12,6 +12,7 @@
  * The forward pass returns logit rows in this order: one per sampling
  * sequence (plan order), then one per prompt position whose successor's
  * logprob a sequence asked for (plan order, position order). */
+#include "worker/lm_head.h"
 #include "worker/step.h"
 
 #include <math.h>
@@ -206,6 +207,8 @@ dsa_err dsa_worker_step_create(const dsa_worker_step_params *p, dsa_worker_step 
     if (!ws)
         return dsa_fail(DSA_NOMEM, "worker");
     if ((err = backend_create(p, &ws->be, &ws->on_cuda)) || (err = load(p, &ws->w)))
+        goto fail;
+    if (p->lm_head_fp8 && (err = dsa_weights_lm_head_fp8(ws->w)))
         goto fail;
     if ((err = dsa_weights_prepare(ws->w, ws->be)))
         goto fail;

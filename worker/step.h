@@ -42,6 +42,9 @@ typedef struct dsa_worker_step_params {
      * module on the last stage (its own KV layer, counted in the blocks'
      * size) so plans may ask for drafts (proto/step.h spec_k). */
     int spec_tokens;
+    /* 1: lm_head runs as an FP8 copy made at load (worker/lm_head.h,
+     * --lm-head-dtype fp8); 0: as the checkpoint stores it */
+    int lm_head_fp8;
     /* A distributed worker (worker/dist.c): this rank's shard and its
      * communicator (comm.h, borrowed).  NULL: the whole model here.  Only
      * the last stage's tp_rank 0 samples; other ranks return token -1. */

@@ -10,9 +10,10 @@
 #include "common/options.h"
 #include "common/spec_config.h"
 #include "worker/dist.h"
+#include "worker/lm_head.h"
 
 typedef struct opts {
-    const char *model, *pp_layers, *dump_logits, *device, *speculative_config;
+    const char *model, *pp_layers, *dump_logits, *device, *speculative_config, *lm_head_dtype;
     long long tp, threads, block_size, max_model_len, num_blocks, max_num_seqs;
     double kv_cache_gb, gpu_memory_utilization, timeout, preflight_timeout, load_timeout;
 } opts;
@@ -47,6 +48,9 @@ static const dsa_option options[] = {
      "bound on waiting for the head's Config after Hello", 0},
     {"speculative-config", DSA_OPT_STRING, O(speculative_config), 0, 0, NULL, "JSON",
      "as dsa-head's (the same value): the last stage loads the MTP module and drafts", 0},
+    {"lm-head-dtype", DSA_OPT_STRING, O(lm_head_dtype), 0, 0, "auto", "DTYPE",
+     "lm_head as stored (auto) or as an FP8 e4m3 copy made at load (fp8; its logit error is "
+     "logged)", 0},
     {"dump-logits", DSA_OPT_STRING, O(dump_logits), 0, 0, NULL, "FILE",
      "the sampling rank appends each step's F32 logits (tests)", 0},
 };
@@ -74,6 +78,12 @@ int main(int argc, char **argv)
         dsa_options_free(options, N_OPTIONS, &o);
         return 2;
     }
+    dsa_lm_head_dtype lm_head_dtype;
+    if (dsa_lm_head_dtype_parse(o.lm_head_dtype, &lm_head_dtype)) {
+        fprintf(stderr, "dsa-worker: %s\n", dsa_errmsg());
+        dsa_options_free(options, N_OPTIONS, &o);
+        return 2;
+    }
     int on_cpu = !o.device || !strcmp(o.device, "cpu");
     if (!on_cpu && strcmp(o.device, "cuda")) {
         fprintf(stderr, "dsa-worker: --device %s: expected cpu or cuda\n", o.device);
@@ -95,7 +105,8 @@ int main(int argc, char **argv)
                          .kv_cache_bytes = (int64_t)(o.kv_cache_gb * 1e9),
                          .max_num_seqs = o.max_num_seqs, .timeout_s = o.timeout,
                          .load_timeout_s = o.load_timeout, .dump_logits = o.dump_logits,
-                         .spec_tokens = spec_k};
+                         .spec_tokens = spec_k,
+                         .lm_head_fp8 = lm_head_dtype == DSA_LM_HEAD_FP8};
     int code = dsa_dist_worker_main(&env, &p);
     if (env.workers != MPI_COMM_NULL)
         MPI_Comm_free(&env.workers);

@@ -66,7 +66,7 @@ void dsa_cpu_parallel_for(dsa_cpu_backend *be, int64_t n, int64_t grain,
     }
     pfor_job j = {.fn = fn, .ctx = ctx, .n = n, .grain = grain};
     atomic_init(&j.next, 0);
-    dsa_threadpool_run(be->pool, pfor_worker, &j);
+    dsa_threadpool_share(be->pool, pfor_worker, &j);
 }
 
 /* ---- Memory ------------------------------------------------------------- */

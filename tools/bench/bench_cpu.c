@@ -21,10 +21,11 @@
 
 #include "common/log.h"
 #include "common/options.h"
+#include "worker/lm_head.h"
 #include "worker/model.h"
 
 typedef struct bench_opts {
-    const char *model, *batches, *json;
+    const char *model, *batches, *json, *lm_head_dtype;
     long long threads, prompt_len, decode_steps, bw_mib;
 } bench_opts;
 
@@ -37,6 +38,7 @@ static const dsa_option bench_options[] = {
     OPT("decode-steps", DSA_OPT_INT, decode_steps, 1, 1 << 16, "16", "N", "decode steps timed", 0),
     OPT("batches", DSA_OPT_STRING, batches, 0, 0, "1,16", "LIST", "batch sizes (sequences)", 0),
     OPT("bw-mib", DSA_OPT_INT, bw_mib, 64, 1 << 16, "1024", "MIB", "buffer for the bandwidth test", 0),
+    OPT("lm-head-dtype", DSA_OPT_STRING, lm_head_dtype, 0, 0, "auto", "DTYPE", "auto or fp8 (worker/lm_head.h)", 0),
     OPT("json", DSA_OPT_STRING, json, 0, 0, NULL, "FILE", "also write results as JSON", 0),
 };
 #undef OPT
@@ -258,7 +260,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "dsa-bench-cpu: %s\n", dsa_errmsg());
         return 2;
     }
-    dsa_log_setup(DSA_LOG_WARN, 0);
+    /* info with an FP8 head: its start-up error report is part of the result */
+    dsa_log_setup(o.lm_head_dtype && strcmp(o.lm_head_dtype, "auto") ? DSA_LOG_INFO : DSA_LOG_WARN,
+                  0);
     int *batches = NULL, n_batches = 0;
     dsa_backend *be = NULL;
     dsa_weights *w = NULL;
@@ -272,7 +276,10 @@ int main(int argc, char **argv)
     if ((err = dsa_backend_cpu_create(threads, &be)))
         goto fail;
     double tl = dsa_time_now();
-    if ((err = dsa_weights_load(o.model, NULL, &w)))
+    dsa_lm_head_dtype lm_head_dtype;
+    if ((err = dsa_lm_head_dtype_parse(o.lm_head_dtype, &lm_head_dtype)) ||
+        (err = dsa_weights_load(o.model, NULL, &w)) ||
+        (lm_head_dtype == DSA_LM_HEAD_FP8 && (err = dsa_weights_lm_head_fp8(w))))
         goto fail;
     double load_s = dsa_time_now() - tl;
     double rss = rss_bytes();

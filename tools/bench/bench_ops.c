@@ -8,7 +8,8 @@
  * forward pass walks through its layers, so small m shows the memory-bound
  * rate.  Prints ms per call, weight GB/s and GFLOP/s.  Then MoE decode
  * (64 experts, top-6, FP8), MLA attention decode and sampling over a
- * 129280-token vocabulary. */
+ * 129280-token vocabulary; AWQ int4 at Qwen2-0.5B's MLP shapes.
+ * A third argument picks sections: linear, awq, moe, attn, sample. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/dtype.h"
 #include "kernels/backend.h"
 
 static double now_s(void)
@@ -259,6 +261,63 @@ static void bench_sample(dsa_backend *be, double secs)
     free(l);
 }
 
+/* AWQ int4 g128 at the shapes of Qwen2-0.5B's MLP ([4864 x 896] gate/up,
+ * [896 x 4864] down) for m = 1, 4, 16, 128; copies in rotation beyond the
+ * caches.  GB/s counts the packed weights, zeros and scales. */
+static void bench_awq(dsa_backend *be, double secs)
+{
+    static const int64_t shapes[][2] = {{4864, 896}, {896, 4864}};
+    static const int64_t ms[] = {1, 4, 16, 128};
+    enum { G = 128 };
+    float *x = malloc(128 * 4864 * sizeof(float)), *out = malloc(128 * 4864 * sizeof(float));
+    for (int i = 0; i < 128 * 4864; i++)
+        x[i] = rndf();
+    for (size_t si = 0; si < 2; si++) {
+        int64_t R = shapes[si][0], C = shapes[si][1], words = R / 8 * C, gw = R / 8 * (C / G);
+        size_t bytes = (size_t)(words * 4 + gw * 4 + gw * 16);
+        int n = (int)(((size_t)256 << 20) / bytes);
+        int32_t *q = malloc((size_t)(words * n) * 4), *z = malloc((size_t)(gw * n) * 4);
+        uint16_t *sc = malloc((size_t)(gw * 8 * n) * 2);
+        if (!q || !z || !sc)
+            exit(1);
+        for (int64_t i = 0; i < words * n; i++)
+            q[i] = (int32_t)(rnd() ^ (rnd() << 16));
+        for (int64_t i = 0; i < gw * n; i++)
+            z[i] = (int32_t)0x88888888u;
+        for (int64_t i = 0; i < gw * 8 * n; i++)
+            sc[i] = dsa_f32_to_f16(0.01f);
+        for (size_t mi = 0; mi < 4; mi++) {
+            int64_t m = ms[mi];
+            long calls = 0;
+            double t0 = now_s(), c0 = cpu_s(), t;
+            do {
+                int i = (int)(calls % n);
+                dsa_weight w = {.dtype = DSA_DTYPE_I32, .rows = R, .cols = C, .ld = R / 8,
+                                .data = q + words * i, .awq_zeros = z + gw * i,
+                                .awq_scales = sc + gw * 8 * i, .awq_group = G};
+                dsa_linear_params p = {.out = out, .x = x, .w = &w, .m = m, .ld_x = C, .ld_out = R};
+                if (be->ops->linear(be, &p) != DSA_OK)
+                    exit(1);
+                calls++;
+                t = now_s() - t0;
+            } while (t < secs);
+            double per = t / (double)calls;
+            double cper = (cpu_s() - c0) / (double)calls / g_threads;
+            double fl = 2.0 * (double)m * (double)(R * C);
+            printf("awq g%d %lldx%lld m %4lld: %9.4f ms/call %7.1f GB/s %7.1f GFLOP/s"
+                   " %7.1f GB/s(cpu) %7.1f GFLOP/s(cpu)\n", G, (long long)R, (long long)C,
+                   (long long)m, per * 1e3, (double)bytes / per / 1e9, fl / per / 1e9,
+                   (double)bytes / cper / 1e9, fl / cper / 1e9);
+            fflush(stdout);
+        }
+        free(q);
+        free(z);
+        free(sc);
+    }
+    free(x);
+    free(out);
+}
+
 int main(int argc, char **argv)
 {
     int n_threads = argc > 1 ? atoi(argv[1]) : 0;
@@ -274,6 +333,8 @@ int main(int argc, char **argv)
     }
     if (!*only || strstr(only, "linear"))
         bench_linear(be, secs);
+    if (!*only || strstr(only, "awq"))
+        bench_awq(be, secs);
     if (!*only || strstr(only, "moe"))
         bench_moe(be, secs);
     if (!*only || strstr(only, "attn"))
