@@ -5,6 +5,7 @@
  * stage needs them).  The kernels themselves are checked on a device by the
  * parity group "sample" (tests/gpu/test_gpu_sample.c). */
 #include <criterion/criterion.h>
+#include <math.h>
 
 #include "kernels/cuda/fi_sample_plan.h"
 

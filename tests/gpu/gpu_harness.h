@@ -77,5 +77,7 @@ void gh_suite_model(gh *h, const char *golden_root);
 void gh_group_fi_mla(gh *h);
 /* Group "prefill": FlashInfer's FA3 ragged causal prefill (test_gpu_fi.c). */
 void gh_group_fi_prefill(gh *h);
+/* The sampler on FlashInfer's filters, part of group "sample" (test_gpu_sample.c). */
+void gh_group_fi_sample(gh *h);
 
 #endif
