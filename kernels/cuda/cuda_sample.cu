@@ -458,7 +458,9 @@ static __global__ void __launch_bounds__(SP_THREADS)
         }
 #undef KEPT
         __syncthreads();
-        if (res < 0)    /* rounding left target unreached: the last kept token */
+        int found = res >= 0;
+        __syncthreads();
+        if (!found)     /* rounding left target unreached: the last kept token */
             atomicMax(&res, last);
         __syncthreads();
         id = res;
