@@ -14,8 +14,24 @@
  * Sums are double per thread, combined by a block scan (deterministic); the
  * radix histograms use F32 atomics (only where a boundary lands can differ).
  * Deviation: top_k > SP_SORT_MAX is applied as a filter with the index-order
- * draw.  Each thread owns a contiguous segment of the row. */
+ * draw.  Each thread owns a contiguous segment of the row.
+ *
+ * That kernel is the fallback (DSA_CUDA_SAMPLER=own).  By default the
+ * filters run on FlashInfer's kernels (fi_sample.cu: top-k mask, softmax
+ * with temperature, top-p renormalisation) and draw_kernel below picks each
+ * row from the filtered probabilities q: greedy rows take argmax of the raw
+ * logits; the others drop q_i < min_p * max q (min-p, as cpu_sample.c
+ * defines it, on the row after top-k and top-p) and walk the kept tokens in
+ * index order to u * (their sum), u = uniform01(seed, step), the same
+ * uniform as above and as the CPU's.  A row's draw therefore depends on its
+ * own logits and (seed, step) only, whatever batch it is in.  Rows with
+ * top-k are walked in index order too, where the CPU walks its sorted
+ * candidates: the same distribution, not the same id for a given u. */
+#include <stdlib.h>
+
 #include "kernels/cuda/cuda_common.cuh"
+#include "kernels/cuda/fi_sample.h"
+#include "kernels/cuda/fi_sample_plan.h"
 
 #define SP_THREADS 1024
 #define SP_SORT_MAX 2048
@@ -365,6 +381,162 @@ static __global__ void __launch_bounds__(SP_THREADS)
         out_ids[r] = id;
 }
 
+/* The first index holding the row's maximum (0 when all are NaN). */
+static __device__ int32_t block_argmax(const float *l, int64_t b0, int64_t b1, float *red,
+                                       int32_t *res)
+{
+    float lm = -INFINITY;
+    for (int64_t i = b0; i < b1; i++)
+        lm = fmaxf(lm, l[i]);
+    float lmax = block_max(lm, red);
+    if (threadIdx.x == 0)
+        *res = 0x7fffffff;
+    __syncthreads();
+    int32_t first = 0x7fffffff;
+    for (int64_t i = b0; i < b1; i++)
+        if (l[i] == lmax) {
+            first = (int32_t)i;
+            break;
+        }
+    atomicMin(res, first);
+    __syncthreads();
+    int32_t id = *res == 0x7fffffff ? 0 : *res;
+    __syncthreads();
+    return id;
+}
+
+/* One row per block over FlashInfer's filtered probabilities (see the top
+ * of the file).  probs may be NULL when every row is greedy. */
+static __global__ void __launch_bounds__(SP_THREADS)
+    draw_kernel(int32_t *out_ids, float *out_lp, const float *logits, const float *probs,
+                const dsa_sample_row *rows, int64_t V)
+{
+    __shared__ double scan[32];
+    __shared__ float red[32];
+    __shared__ int32_t res;
+    int64_t r = blockIdx.x;
+    const float *l = logits + r * V;
+    dsa_sample_row row = rows[r];
+    int64_t seg = (V + SP_THREADS - 1) / SP_THREADS;
+    int64_t b0 = threadIdx.x * seg, b1 = b0 + seg < V ? b0 + seg : V;
+    if (b0 > V)
+        b0 = V;
+    int32_t id;
+    if (!probs || !(row.temperature > 0.0f) || V == 1) {
+        id = block_argmax(l, b0, b1, red, &res);
+    } else {
+        const float *q = probs + r * V;
+        float qm = 0.0f;
+        for (int64_t i = b0; i < b1; i++)
+            qm = fmaxf(qm, q[i]);
+        float qmax = block_max(qm, red);
+        float lim = row.min_p > 0.0f ? row.min_p * qmax : 0.0f;
+#define KEPT(i) (q[i] > 0.0f && q[i] >= lim)
+        double mine = 0.0;
+        int32_t last = -1;
+        for (int64_t i = b0; i < b1; i++)
+            if (KEPT(i)) {
+                mine += (double)q[i];
+                last = (int32_t)i;
+            }
+        double sum;
+        double before = block_excl_scan(mine, scan, &sum);
+        double target = uniform01(row.seed, row.step) * sum;
+        if (threadIdx.x == 0)
+            res = -1;
+        __syncthreads();
+        if (mine > 0.0 && before <= target && target < before + mine) {
+            double c = before;
+            for (int64_t i = b0; i < b1; i++)
+                if (KEPT(i)) {
+                    c += (double)q[i];
+                    if (target < c) {
+                        res = (int32_t)i;
+                        break;
+                    }
+                }
+        }
+#undef KEPT
+        __syncthreads();
+        int found = res >= 0;
+        __syncthreads();
+        if (!found)     /* rounding left target unreached: the last kept token */
+            atomicMax(&res, last);
+        __syncthreads();
+        id = res;
+        __syncthreads();
+        if (id < 0)     /* nothing kept (a row of NaN or -inf) */
+            id = block_argmax(l, b0, b1, red, &res);
+    }
+    if (out_lp) {
+        float lm = -INFINITY;
+        for (int64_t i = b0; i < b1; i++)
+            lm = fmaxf(lm, l[i]);
+        float lmax = block_max(lm, red);
+        double zl = 0.0;
+        for (int64_t i = b0; i < b1; i++)
+            zl += expf(l[i] - lmax);
+        double z;
+        (void)block_excl_scan(zl, scan, &z);
+        if (threadIdx.x == 0)
+            out_lp[r] = (float)((double)l[id] - (double)lmax - log(z));
+    }
+    if (threadIdx.x == 0)
+        out_ids[r] = id;
+}
+
+/* The default sampler: FlashInfer's filters, then draw_kernel. */
+static dsa_err sample_fi(dsa_cuda_backend *be, const dsa_sample_params *p)
+{
+    int64_t n = p->n_rows, V = p->vocab;
+    dsa_fi_sample_stages st = dsa_fi_sample_stages_of(p->rows, n, V);
+    dsa_fi_sample_layout L =
+        dsa_fi_sample_layout_of(n, V, &st, be->n_sm, dsa_fi_sample_row_state_bytes());
+    size_t hb = L.probs; /* the host stages everything before the planes */
+    void *dev, *host;
+    dsa_err err;
+    if ((err = dsa_cuda_scratch(be, DSA_CUDA_SCR_SAMPLE, L.total, &dev)) ||
+        (err = DSA_CUDA_CHECK(cudaStreamSynchronize(be->stream))) ||
+        (err = dsa_cuda_pinned(be, hb, &host)))
+        return err;
+    char *d = (char *)dev, *h = (char *)host;
+    memcpy(h + L.rows, p->rows, (size_t)n * sizeof(dsa_sample_row));
+    for (int64_t i = 0; i < n; i++)
+        dsa_fi_sample_row_args(&p->rows[i], V, (float *)(h + L.temperature) + i,
+                               (int32_t *)(h + L.top_k) + i, (float *)(h + L.top_p) + i);
+    if ((err = DSA_CUDA_CHECK(
+             cudaMemcpyAsync(d, h, L.ids, cudaMemcpyHostToDevice, be->stream))))
+        return err;
+    float *probs = NULL;
+    if (st.n_sampled) {
+        probs = (float *)(d + L.probs);
+        dsa_fi_sample_filter_params fp = {
+            .probs = probs, .masked = (float *)(d + L.masked), .row_states = d + L.row_states,
+            .logits = p->logits, .temperature = (float *)(d + L.temperature),
+            .top_k = (int32_t *)(d + L.top_k), .top_p = (float *)(d + L.top_p),
+            .n_rows = n, .vocab = V, .n_row_states = be->n_sm, .use_top_k = st.top_k,
+            .use_top_p = st.top_p, .stream = be->stream};
+        if ((err = dsa_fi_sample_filter(&fp)))
+            return err;
+    }
+    draw_kernel<<<(unsigned)n, SP_THREADS, 0, be->stream>>>(
+        (int32_t *)(d + L.ids), p->out_logprobs ? (float *)(d + L.logprobs) : NULL, p->logits,
+        probs, (const dsa_sample_row *)(d + L.rows), V);
+    size_t ib = (size_t)n * sizeof(int32_t), lb = (size_t)n * sizeof(float);
+    if ((err = DSA_CUDA_LAUNCHED()) ||
+        (err = DSA_CUDA_CHECK(cudaMemcpyAsync(h + L.ids, d + L.ids, ib, cudaMemcpyDeviceToHost,
+                                              be->stream))) ||
+        (p->out_logprobs &&
+         (err = DSA_CUDA_CHECK(cudaMemcpyAsync(h + L.logprobs, d + L.logprobs, lb,
+                                               cudaMemcpyDeviceToHost, be->stream)))) ||
+        (err = DSA_CUDA_CHECK(cudaStreamSynchronize(be->stream))))
+        return err;
+    memcpy(p->out_ids, h + L.ids, ib);
+    if (p->out_logprobs)
+        memcpy(p->out_logprobs, h + L.logprobs, lb);
+    return DSA_OK;
+}
+
 extern "C" dsa_err dsa_cuda_sample(dsa_backend *be_, const dsa_sample_params *p)
 {
     dsa_cuda_backend *be = dsa_cuda_be(be_);
@@ -372,6 +544,8 @@ extern "C" dsa_err dsa_cuda_sample(dsa_backend *be_, const dsa_sample_params *p)
         return DSA_OK;
     if (p->vocab <= 0 || p->vocab > 0x7ffffff0)
         return dsa_fail(DSA_INVAL, "sample: vocab %lld", (long long)p->vocab);
+    if (!dsa_fi_sampler_own(getenv("DSA_CUDA_SAMPLER")))
+        return sample_fi(be, p);
     size_t rb = (size_t)p->n_rows * sizeof(dsa_sample_row);
     size_t ib = (size_t)p->n_rows * sizeof(int32_t), lb = (size_t)p->n_rows * sizeof(float);
     size_t o_ids = (rb + 255) & ~(size_t)255, o_lp = o_ids + ((ib + 255) & ~(size_t)255);

@@ -86,5 +86,7 @@ void gh_group_fi_mla(gh *h);
 /* Group "prefill": FlashInfer's FA3 ragged causal prefill (test_gpu_fi.c). */
 void gh_group_fi_prefill(gh *h);
 void gh_suite_fused(gh *h); /* test_gpu_fused.c */
+/* The sampler on FlashInfer's filters, part of group "sample" (test_gpu_sample.c). */
+void gh_group_fi_sample(gh *h);
 
 #endif

@@ -590,7 +590,14 @@ static void test_sample(gh *h, int64_t V)
     RUN(h->gpu, sample, &pg);
     int greedy_bad = 0, bad = 0;
     double lperr = 0;
+    /* FlashInfer's path (the default) walks top-k rows in index order, the
+     * CPU in sorted order: same distribution (group "sample"'s chi-square
+     * cases), not the same id, so only the old kernel is held to it here */
+    const char *sampler = getenv("DSA_CUDA_SAMPLER");
+    int own = sampler && !strcmp(sampler, "own");
     for (int r = 0; r < NR; r++) {
+        if (!own && rows[r].top_k > 1 && rows[r].temperature > 0)
+            continue;
         if (ic[r] != ig[r])
             (rows[r].temperature <= 0 || rows[r].top_k == 1) ? greedy_bad++ : bad++;
         else
@@ -937,6 +944,7 @@ static void group_sample(gh *h)
 {
     test_sample(h, 129280);
     test_sample(h, 1000);
+    gh_group_fi_sample(h);
     test_logit_ctl(h, 129280);
     test_logit_ctl(h, 1001);
     test_mask(h, 129280);

@@ -178,13 +178,16 @@ for g in $groups; do
     # mla: real shapes (contexts to 32768, 8192-token prefill) with a CPU
     # reference on sampled rows, seconds of CPU per case
     limit=60
-    case $g in linear-real) limit=75 ;; moe-real) limit=90 ;; mla) limit=120 ;; prefill) limit=90 ;; esac
+    # sample: the op tests plus the FlashInfer sampler's chi-square cases
+    # (4 cases x 4096 draws on FlashInfer's and our kernel, 1024 on the CPU)
+    case $g in linear-real) limit=75 ;; moe-real) limit=90 ;; mla) limit=120 ;; prefill) limit=90 ;; sample) limit=60 ;; esac
     run "parity-$g" $limit "$bin/test_gpu_ops" --group "$g" "$out/parity-$g.json"
 done
 run parity-nolt 60 env DSA_CUDA_NO_LT=1 "$bin/test_gpu_ops" --group linear "$out/parity-nolt.json"
 # memcheck is ~10-50x slower: two short groups only
-run sanitizer 60 compute-sanitizer --tool memcheck --error-exitcode 3 --print-limit 20 \
-    "$bin/test_gpu_ops" --group sample
+# (DSA_GPU_SAMPLE_QUICK: the sampler's chi-square cases with 64 draws each)
+run sanitizer 60 env DSA_GPU_SAMPLE_QUICK=1 compute-sanitizer --tool memcheck --error-exitcode 3 \
+    --print-limit 20 "$bin/test_gpu_ops" --group sample
 run sanitizer-basic 40 compute-sanitizer --tool memcheck --error-exitcode 3 --print-limit 20 \
     "$bin/test_gpu_ops" --group basic
 run bench 150 "$bin/dsa-bench-gpu" --json "$out/bench.json"
