@@ -15,8 +15,9 @@
  * whatever the batch size, so a token's outputs are the same bits alone
  * or batched (speculative decoding relies on it; tests/test_awq.c checks
  * every path against a scalar spelling of the order):
- *   - one token: each group's rows are unpacked in registers (shift, mask,
- *     convert) straight into 8 accumulators;
+ *   - one token: each group's rows are read in order, each row's words
+ *     unpacked in registers (mask, convert) into FMA chains kept in L1,
+ *     8 vectors per block of 8 words;
  *   - several tokens (batched decode, prefill): a group of rows x 64
  *     outputs is unpacked once to F32 in per-thread scratch and a tile of
  *     3 tokens x 32 outputs runs over it, so the unpacking is shared by
