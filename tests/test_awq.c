@@ -197,6 +197,7 @@ Test(awq, every_path_same_bits_any_batch)
         {200, 96, 32, 0, 200, 40, 56},  /* row-parallel slice cutting a group */
         {136, 100, 20, 0, 136, 0, 100}, /* ragged groups */
         {1024, 256, 128, 0, 1024, 0, 256},
+        {16392, 64, 32, 0, 16392, 0, 64}, /* wide rows (2,049 words), a ragged word at the end */
     };
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         awq_mat a;

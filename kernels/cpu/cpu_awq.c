@@ -15,8 +15,9 @@
  * whatever the batch size, so a token's outputs are the same bits alone
  * or batched (speculative decoding relies on it; tests/test_awq.c checks
  * every path against a scalar spelling of the order):
- *   - one token: each group's rows are unpacked in registers (shift, mask,
- *     convert) straight into 8 accumulators;
+ *   - one token: each group's rows are read in order, each row's words
+ *     unpacked in registers (mask, convert) into FMA chains kept in L1,
+ *     8 vectors per block of 8 words;
  *   - several tokens (batched decode, prefill): a group of rows x 64
  *     outputs is unpacked once to F32 in per-thread scratch and a tile of
  *     3 tokens x 32 outputs runs over it, so the unpacking is shared by
@@ -43,6 +44,7 @@ enum {
     AWQ_BLOCK_OUT = 64,         /* outputs per block */
     AWQ_TILE_M = 3,             /* tokens per register tile (panel path) */
     AWQ_PREFETCH_ROWS = 48,     /* rows ahead (~200 ns at decode speed) */
+    AWQ_SPAN_BLOCKS = 64,       /* one-token chains: 16 kB, within L1 */
 };
 
 void dsa_cpu_awq_row(const dsa_weight *w, int64_t i, float *dst)
@@ -225,30 +227,64 @@ static void awq_block_store(const dsa_cpu_gemm *g, int64_t t, int64_t wa, int nw
             awq_store(g, t, base + c * 8 + awq_order[p], y[p * 8 + c]);
 }
 
-/* One token, one block, one group [j, end): the rows unpacked in
- * registers, folded into y[64]. */
-static void awq_group_m1(const dsa_cpu_gemm *g, int64_t wa, int nw, __m256i mask, int64_t j,
-                         int64_t end, float *y)
+static inline __m256i awq_mask(int nw)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(nw), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* Nibble p of each word, in place: value * 16^p as F32 (one AND and one
+ * convert; nibble 7 is shifted down instead, its top bit being the sign). */
+AWQ_INLINE __m256 awq_nibble_inplace(__m256i q, int p)
+{
+    if (p == 7)
+        return _mm256_cvtepi32_ps(_mm256_srli_epi32(q, 28));
+    return _mm256_cvtepi32_ps(_mm256_and_si256(q, _mm256_set1_epi32(15 << (4 * p))));
+}
+
+/* One token, blocks [0, nb) of words from w0, one group [j, end): row by
+ * row, each row's nb * 32 bytes read in order (the hardware prefetchers
+ * follow that; reading one block down all the group's rows, 2.4 kB apart,
+ * they did not), the chains of every block kept in acc (nb * 64 floats,
+ * L1-resident), then folded into y.  Nibbles 1-6 are not shifted down:
+ * chain p sums x * (q * 16^p), which is 16^p times the chain of q alone,
+ * bit for bit (scaling by a power of two commutes with every rounding as
+ * long as nothing leaves F32's normal range: |x| above 2^-100 or zero
+ * and |acc| below 2^100, true of any activation a model produces), and
+ * the fold scales it back exactly. */
+static void awq_group_m1(const dsa_cpu_gemm *g, int64_t w0, int64_t wb, int64_t j, int64_t end,
+                         float *acc, float *y)
 {
     const dsa_weight *w = g->w;
-    const int32_t *qw = (const int32_t *)w->data + wa;
     int64_t ld = w->ld, gi = (w->col0 + j) / w->awq_group;
-    int full = nw == 8;
-    awq_gblk b;
-    __m256 acc[8];
-    for (int p = 0; p < 8; p++)
-        acc[p] = _mm256_setzero_ps();
+    int64_t nb = (wb - w0 + AWQ_BLOCK_WORDS - 1) / AWQ_BLOCK_WORDS, nfull = (wb - w0) / AWQ_BLOCK_WORDS;
+    int nw_last = (int)(wb - w0 - nfull * AWQ_BLOCK_WORDS);
+    __m256i mask_last = awq_mask(nw_last);
+    memset(acc, 0, (size_t)(nb * AWQ_BLOCK_OUT) * sizeof(float));
     for (int64_t n = j; n < end; n++) {
         __m256 xv = _mm256_set1_ps(g->x[n]);
-        awq_prefetch(w, qw, n);
-        __m256i q = awq_load_words(qw + (w->col0 + n) * ld, mask, full);
+        const int32_t *row = (const int32_t *)w->data + (w->col0 + n) * ld + w0;
+        for (int64_t b = 0; b < nb; b++) {
+            __m256i q = awq_load_words(row + b * AWQ_BLOCK_WORDS, mask_last, b < nfull);
+            float *ab = acc + b * AWQ_BLOCK_OUT;
 #pragma GCC unroll 8
-        for (int p = 0; p < 8; p++)
-            acc[p] = _mm256_fmadd_ps(xv, awq_nibble(q, p), acc[p]);
+            for (int p = 0; p < 8; p++)
+                _mm256_store_ps(ab + p * 8, _mm256_fmadd_ps(xv, awq_nibble_inplace(q, p),
+                                                            _mm256_load_ps(ab + p * 8)));
+        }
     }
     float xs = awq_xsum(g->x + j, end - j);
-    awq_gblk_load(w, gi, wa, nw, mask, &b);
-    awq_fold(&b, acc, xs, y, 0, 8);
+    for (int64_t b = 0; b < nb; b++) {
+        int nw = b < nfull ? AWQ_BLOCK_WORDS : nw_last;
+        awq_gblk blk;
+        __m256 av[8];
+        awq_gblk_load(w, gi, w0 + b * AWQ_BLOCK_WORDS, nw, awq_mask(nw), &blk);
+        for (int p = 0; p < 8; p++) {
+            av[p] = _mm256_load_ps(acc + b * AWQ_BLOCK_OUT + p * 8);
+            if (p >= 1 && p <= 6)
+                av[p] = _mm256_mul_ps(av[p], _mm256_set1_ps(1.0f / (float)(1 << (4 * p))));
+        }
+        awq_fold(&blk, av, xs, y + b * AWQ_BLOCK_OUT, 0, 8);
+    }
 }
 
 /* acc[t][v] over the nr rows of a panel (row r at panel + r * 64, nibble
@@ -331,27 +367,24 @@ static void awq_block_panel(const dsa_cpu_gemm *g, int64_t wa, int nw, __m256i m
     }
 }
 
-static inline __m256i awq_mask(int nw)
-{
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(nw), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
-/* One token: groups outer, blocks inner, so neighbouring blocks share the
- * cache lines of each row and a group's lines are fetched once. */
+/* One token: spans of up to AWQ_SPAN_BLOCKS blocks (their chains fit
+ * L1), groups in order inside each span. */
 static dsa_err awq_blocks_m1(const dsa_cpu_gemm *g, int64_t w0, int64_t wb, dsa_cpu_scratch *s)
 {
     const dsa_weight *w = g->w;
     int64_t nb = (wb - w0 + AWQ_BLOCK_WORDS - 1) / AWQ_BLOCK_WORDS;
+    int64_t span = nb < AWQ_SPAN_BLOCKS ? nb : AWQ_SPAN_BLOCKS;
     float *y = dsa_cpu_scratch_get(s, DSA_CPU_SCR_TMP, (size_t)(nb * AWQ_BLOCK_OUT));
-    if (!y)
+    float *acc = dsa_cpu_scratch_get(s, DSA_CPU_SCR_PANEL, (size_t)(span * AWQ_BLOCK_OUT));
+    if (!y || !acc)
         return DSA_NOMEM;
     memset(y, 0, (size_t)(nb * AWQ_BLOCK_OUT) * sizeof(float));
-    for (int64_t j = 0, end; j < w->cols; j = end) {
-        awq_group_of(w, j, &end);
-        for (int64_t b = 0; b < nb; b++) {
-            int64_t a = w0 + b * AWQ_BLOCK_WORDS;
-            int nw = wb - a < AWQ_BLOCK_WORDS ? (int)(wb - a) : AWQ_BLOCK_WORDS;
-            awq_group_m1(g, a, nw, awq_mask(nw), j, end, y + b * AWQ_BLOCK_OUT);
+    for (int64_t sa = w0; sa < wb; sa += span * AWQ_BLOCK_WORDS) {
+        int64_t sb = wb - sa < span * AWQ_BLOCK_WORDS ? wb : sa + span * AWQ_BLOCK_WORDS;
+        float *ys = y + (sa - w0) / AWQ_BLOCK_WORDS * AWQ_BLOCK_OUT;
+        for (int64_t j = 0, end; j < w->cols; j = end) {
+            awq_group_of(w, j, &end);
+            awq_group_m1(g, sa, sb, j, end, acc, ys);
         }
     }
     for (int64_t b = 0; b < nb; b++) {
