@@ -160,16 +160,18 @@ Test(mha_op, chunk_result_does_not_depend_on_its_batch)
 /* Counts the backend's mha_prefill calls (a copy of the CPU vtable whose
  * mha_prefill counts, then calls the CPU's). */
 typedef struct counting {
-    dsa_backend_ops ops;
+    dsa_backend_ops ops;        /* first: be->ops points here */
     const dsa_backend_ops *cpu;
+    int64_t n_calls;
+    int refuse;                 /* answer DSA_UNSUPPORTED, as CUDA does for other head sizes */
 } counting;
-
-static int64_t n_mha_calls;
 
 static dsa_err counting_mha(dsa_backend *be, const dsa_mha_prefill_params *p)
 {
-    const counting *c = (const counting *)be->ops; /* ops is its first member */
-    n_mha_calls++;
+    counting *c = (counting *)be->ops; /* the fixture's, not const */
+    c->n_calls++;
+    if (c->refuse)
+        return dsa_fail(DSA_UNSUPPORTED, "test: no kernel for these heads");
     return c->cpu->mha_prefill(be, p);
 }
 
@@ -189,6 +191,8 @@ static void fixture_open(fixture *f, const char *dtype, int mha)
     cr_assert_not_null(src, "no golden config of dtype %s", dtype);
     cr_assert_eq(dsa_backend_cpu_create(2, &f->be), DSA_OK);
     cr_assert_eq(f->be->mha_prefill_on, 0, "the CPU backend defaults to absorbed MLA");
+    f->cnt.n_calls = 0;
+    f->cnt.refuse = 0;
     f->cnt.cpu = f->be->ops;
     f->cnt.ops = *f->be->ops;
     f->cnt.ops.mha_prefill = counting_mha;
@@ -316,17 +320,15 @@ static void compare(const char *dtype, const scenario *sc, int n_mha)
     float *la = calloc((size_t)(n_out * MAX_SEQS * V), sizeof *la);
     float *lb = calloc((size_t)(n_out * MAX_SEQS * V), sizeof *lb);
     int32_t da[N_DECODE * MAX_SEQS] = {0}, db[N_DECODE * MAX_SEQS] = {0};
-    n_mha_calls = 0;
     run_scenario(&a, sc, la, da);
-    cr_expect_eq(n_mha_calls, 0, "the op ran on the absorbed backend");
+    cr_expect_eq(a.cnt.n_calls, 0, "the op ran on the absorbed backend");
     int n_layers = a.w->cfg.n_layers;
     fixture_close(&a);
 
     fixture_open(&b, dtype, 1);
-    n_mha_calls = 0;
     run_scenario(&b, sc, lb, db);
-    cr_expect_eq(n_mha_calls, (int64_t)n_mha * n_layers, "%lld calls, want %d steps x %d layers",
-                 (long long)n_mha_calls, n_mha, n_layers);
+    cr_expect_eq(b.cnt.n_calls, (int64_t)n_mha * n_layers, "%lld calls, want %d steps x %d layers",
+                 (long long)b.cnt.n_calls, n_mha, n_layers);
     fixture_close(&b);
 
     for (int o = 0; o < n_out; o++)
@@ -370,4 +372,29 @@ Test(mha_model, short_chunk_keeps_the_step_absorbed)
      * chunk of another sequence (the step has a short chunk) */
     scenario sc = {.n_seqs = 2, .n_steps = 2, .chunk = {{255, 0}, {20, 256}}};
     compare("f32", &sc, 0);
+}
+
+Test(mha_model, refused_shapes_fall_back_to_absorbed)
+{
+    /* the backend refuses the first call: that layer and every later step
+     * run absorbed MLA, bit for bit as a backend without the op */
+    scenario sc = {.n_seqs = 1, .n_steps = 2, .chunk = {{260}, {270}}};
+    int n_out = sc.n_steps + N_DECODE;
+    fixture a, b;
+    fixture_open(&a, "f32", 0);
+    int64_t V = a.V;
+    float *la = calloc((size_t)(n_out * MAX_SEQS * V), sizeof *la);
+    float *lb = calloc((size_t)(n_out * MAX_SEQS * V), sizeof *lb);
+    int32_t da[N_DECODE * MAX_SEQS] = {0}, db[N_DECODE * MAX_SEQS] = {0};
+    run_scenario(&a, &sc, la, da);
+    fixture_close(&a);
+    fixture_open(&b, "f32", 1);
+    b.cnt.refuse = 1;
+    run_scenario(&b, &sc, lb, db);
+    cr_expect_eq(b.cnt.n_calls, 1, "%lld calls after a refusal", (long long)b.cnt.n_calls);
+    fixture_close(&b);
+    cr_expect_eq(memcmp(la, lb, (size_t)(n_out * MAX_SEQS * V) * sizeof *la), 0);
+    cr_expect_eq(memcmp(da, db, sizeof da), 0);
+    free(la);
+    free(lb);
 }
