@@ -183,6 +183,29 @@ typedef struct dsa_gqa_attn_params {
     float scale;
 } dsa_gqa_attn_params;
 
+/* Non-absorbed causal attention over a ragged batch of prompt chunks (the
+ * MLA form before absorption, MODEL_SPEC.md §3): chunk s has query rows
+ * qo_indptr[s] .. qo_indptr[s + 1] - 1, the last qo_len of its kv_len keys
+ * kv_indptr[s] .. kv_indptr[s + 1] - 1 (its cached context, then itself).
+ * With k[j, h] = [k_nope[j, h] | k_pe[j]] (k_pe shared by the heads), query
+ * row i of the chunk attends keys j <= i + kv_len - qo_len:
+ *   out[r, h] = sum_j softmax_j(scale * q[r, h] . k[j, h]) v[j, h].
+ * q is [nope | rope] per head, as the model's q buffer holds it.  Strides
+ * in elements. */
+typedef struct dsa_mha_prefill_params {
+    void *out;                  /* [n_q, n_heads, v_dim] contiguous */
+    const void *q;              /* [n_q, n_heads, nope + rope] */
+    const void *k_nope;         /* [n_kv, n_heads, nope] */
+    const void *k_pe;           /* [n_kv, rope] */
+    const void *v;              /* [n_kv, n_heads, v_dim] */
+    int64_t ld_q_token, ld_q_head, ld_k_token, ld_k_head, ld_kpe, ld_v_token, ld_v_head;
+    const int32_t *qo_indptr;   /* [n_seqs + 1] backend memory */
+    const int32_t *kv_indptr;   /* [n_seqs + 1] backend memory */
+    int64_t n_seqs, n_heads, nope_dim, rope_dim, v_dim;
+    int64_t n_q, n_kv;          /* the last indptr entries */
+    float scale;
+} dsa_mha_prefill_params;
+
 /* x[t, i] += bias[i] for n_rows rows of dim values (row stride ld). */
 typedef struct dsa_bias_add_params {
     void *x;
@@ -430,6 +453,10 @@ typedef struct dsa_backend_ops {
     /* Dense GQA architectures (NULL on a backend without them). */
     dsa_err (*gqa_attn)(dsa_backend *be, const dsa_gqa_attn_params *p);
     dsa_err (*bias_add)(dsa_backend *be, const dsa_bias_add_params *p);
+    /* Optional (NULL: absorbed MLA for every chunk).  Returns
+     * DSA_UNSUPPORTED for head sizes it has no kernel for (the model then
+     * stays on absorbed MLA). */
+    dsa_err (*mha_prefill)(dsa_backend *be, const dsa_mha_prefill_params *p);
     /* Optional (NULL: the model copies the slices row by row). */
     dsa_err (*vocab_gather)(dsa_backend *be, const dsa_vocab_gather_params *p);
     /* Waits for queued work (GPU stream); CPU: no-op. */
@@ -456,7 +483,16 @@ struct dsa_backend {
      * FP8 linear takes (one launch fewer per such linear); 0: the linears
      * quantise their inputs themselves (the CPU computes in F32). */
     int norm_quant;
+    /* 1: the model runs prompt chunks of at least DSA_MHA_PREFILL_MIN
+     * query tokens through mha_prefill (set where the op is the faster
+     * form: CUDA); 0: absorbed MLA only (CPU by default, whose golden
+     * outputs are the absorbed form's; a test sets it to compare). */
+    int mha_prefill_on;
 };
+
+/* The chunk length from which non-absorbed prefill takes fewer FLOPs than
+ * absorbed MLA at DeepSeek-V3's shapes (docs/design.md "Prefill attention"). */
+#define DSA_MHA_PREFILL_MIN 256
 
 /* Creates the CPU backend with n_threads workers (0: one per core). */
 dsa_err dsa_backend_cpu_create(int n_threads, dsa_backend **out);

@@ -229,6 +229,7 @@ void dsa_model_destroy(dsa_model *m)
     if (m->inv_freq)
         be->ops->free(be, m->inv_freq);
     scratch_free(be, &m->s);
+    dsa_model_mha_free(m);
     dsa_dense_destroy(m->dense);
     free(m->host_slots);
     free(m->host_tokens);
@@ -390,6 +391,15 @@ static dsa_err attention(dsa_model *m, int l, int64_t T)
                               .ld_k = qld};
     if ((err = be->ops->kv_store(be, &st)))
         return err;
+    /* A step of long prompt chunks: o_h by the non-absorbed form over each
+     * chunk's context (model_mha.c); y = W_o concat_h(o_h) */
+    if (m->mha.on) {
+        err = dsa_model_mha_attention(m, l, s->o);
+        if (!err)
+            return linear(m, s->y, D, s->o, Hl * vd, &lw->o, T, 0);
+        if (err != DSA_UNSUPPORTED)
+            return err;
+    }
     /* q~_h = W_UK,h^T q_nope,h (absorbed form) */
     dsa_mla_absorb_params aq = {.out = s->q_lat, .in = s->q, .ld_in_token = Hl * qk,
                                 .ld_in_head = qk, .w_kvb = &lw->kv_b, .n_tokens = T,
@@ -724,6 +734,7 @@ dsa_err dsa_model_forward(dsa_model *m, const dsa_batch *b, float *logits)
 static dsa_err forward_step(dsa_model *m, const dsa_batch *b, float *logits)
 {
     dsa_err err;
+    m->mha.on = 0;
     if ((err = check_batch(m, b)))
         return err;
     int64_t B = dsa_model_decode_bucket(m, b);
@@ -734,6 +745,7 @@ static dsa_err forward_step(dsa_model *m, const dsa_batch *b, float *logits)
         return err;
     dsa_model_note_tokens(m, T);
     if ((err = dsa_model_upload_inputs(m, T, b->tokens, b->pos, b->seq, b->n_seqs, b->block_tables)) ||
+        (err = dsa_model_mha_plan(m, b)) ||
         (err = dsa_model_forward_compute(m, T, L, b->logit_rows, b->h_in)) ||
         (err = dsa_model_download_logits(m, L, NULL, logits, b->logits_on_backend)))
         return err;

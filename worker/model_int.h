@@ -58,6 +58,21 @@ typedef struct scratch {
     float *logits_full; /* [n_logits, vocab_size] F32, slices in vocab order */
 } scratch;
 
+/* Non-absorbed prefill (model_mha.c) of the current step: its chunks (runs
+ * of consecutive positions of one sequence), each over its whole context,
+ * and where that context's latent entries lie in the cache. */
+typedef struct mha_plan {
+    int on;                 /* this step's attention runs non-absorbed */
+    int refused;            /* the backend refused the op's shapes: never again */
+    int64_t n_chunks, n_q, n_kv, n_runs;
+    int64_t chunks_cap, kv_cap, runs_cap;
+    int32_t *host_qo, *host_kv; /* [n_chunks + 1] host */
+    int64_t *runs;          /* [n_runs, 3] host: cache slot, row in lat, entries */
+    int32_t *qo_indptr, *kv_indptr; /* [n_chunks + 1] backend memory */
+    void *lat;              /* [n_kv, kv_rank + rope] context latents, act */
+    void *kvb;              /* [n_kv, Hl * (nope + v)] their kv_b_proj, act */
+} mha_plan;
+
 struct dsa_model {
     dsa_backend *be;
     const dsa_weights *w;
@@ -85,6 +100,7 @@ struct dsa_model {
     int32_t *host_tokens, *host_pos, *host_seq, *host_bt; /* padded decode inputs */
     dsa_model_graph_stats stats;
     dsa_dense *dense;       /* Qwen2 / Llama attention and K/V cache, else NULL */
+    mha_plan mha;
 };
 
 /* model.c: grows the scratch for T tokens, n_seqs sequences, L logit rows */
@@ -101,6 +117,17 @@ dsa_err dsa_model_forward_compute(dsa_model *m, int64_t T, int64_t L, const int3
 /* model.c: phase (c), the logits to the host (or backend memory with on_be) */
 dsa_err dsa_model_download_logits(dsa_model *m, int64_t L, const int32_t *rows, float *logits,
                                   int on_be);
+
+/* model_mha.c: decides whether batch b's attention runs non-absorbed
+ * (every chunk >= DSA_MHA_PREFILL_MIN tokens, the backend has the op and
+ * asks for it) and, if so, uploads its chunk table (sets m->mha.on) */
+dsa_err dsa_model_mha_plan(dsa_model *m, const dsa_batch *b);
+/* model_mha.c: out [T, Hl, v] of layer l by non-absorbed attention, the
+ * step's latents already in the cache; DSA_UNSUPPORTED: the backend has no
+ * kernel for these shapes (nothing written, m->mha.refused set) */
+dsa_err dsa_model_mha_attention(dsa_model *m, int l, void *out);
+/* model_mha.c: frees the plan's buffers */
+void dsa_model_mha_free(dsa_model *m);
 
 /* model_graph.c: the sequence bucket of a decode batch of q tokens per
  * sequence (q = n_tokens / n_seqs), or 0 (no graph) */

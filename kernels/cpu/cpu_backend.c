@@ -310,6 +310,7 @@ static const dsa_backend_ops cpu_ops = {
     .gqa_attn = dsa_cpu_gqa_attn,
     .bias_add = dsa_cpu_bias_add,
     .vocab_gather = dsa_cpu_vocab_gather,
+    .mha_prefill = dsa_cpu_mha_prefill,
     .sync = cpu_sync,
 };
 

@@ -124,6 +124,7 @@ dsa_err dsa_cpu_linear(dsa_backend *be, const dsa_linear_params *p);
 dsa_err dsa_cpu_mla_absorb_q(dsa_backend *be, const dsa_mla_absorb_params *p);
 dsa_err dsa_cpu_mla_absorb_o(dsa_backend *be, const dsa_mla_absorb_params *p);
 dsa_err dsa_cpu_mla_attn(dsa_backend *be, const dsa_mla_attn_params *p);
+dsa_err dsa_cpu_mha_prefill(dsa_backend *be, const dsa_mha_prefill_params *p);
 dsa_err dsa_cpu_gqa_attn(dsa_backend *be, const dsa_gqa_attn_params *p);
 dsa_err dsa_cpu_bias_add(dsa_backend *be, const dsa_bias_add_params *p);
 dsa_err dsa_cpu_router(dsa_backend *be, const dsa_router_params *p);

@@ -508,6 +508,7 @@ static const dsa_backend_ops cuda_ops = {
     .gqa_attn = dsa_cuda_gqa_attn,
     .bias_add = dsa_cuda_bias_add,
     .vocab_gather = dsa_cuda_vocab_gather,
+    .mha_prefill = dsa_cuda_mha_prefill,
     .sync = cu_sync,
     .graph_begin = cu_graph_begin,
     .graph_end = cu_graph_end,
@@ -530,6 +531,7 @@ dsa_err dsa_backend_cuda_create(int device, double mem_fraction, dsa_backend **o
     be->base.ops = &cuda_ops;
     be->base.act_dtype = DSA_DTYPE_BF16;
     be->base.act_size = 2;
+    be->base.mha_prefill_on = 1; /* FA3 for prompt chunks >= DSA_MHA_PREFILL_MIN */
     be->device = device;
     be->mem_fraction = mem_fraction;
     be->last_path = "none";

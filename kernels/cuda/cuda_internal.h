@@ -76,6 +76,7 @@ enum {
     DSA_CUDA_SCR_PENALTY,   /* penalty rows and count updates */
     DSA_CUDA_SCR_LOGPROBS,  /* logprob requests and results */
     DSA_CUDA_SCR_FI_PLAN,   /* FlashInfer work lists (fi_mla.cu, fi_prefill.cu) */
+    DSA_CUDA_SCR_MHA,       /* prefill keys with k_pe per head (cuda_mha_prefill.cu) */
     DSA_CUDA_SCR_COUNT
 };
 
@@ -157,6 +158,7 @@ dsa_err dsa_cuda_gqa_attn(dsa_backend *be, const dsa_gqa_attn_params *p);
 dsa_err dsa_cuda_bias_add(dsa_backend *be, const dsa_bias_add_params *p);
 dsa_err dsa_cuda_kv_store(dsa_backend *be, const dsa_kv_store_params *p);
 dsa_err dsa_cuda_mla_attn(dsa_backend *be, const dsa_mla_attn_params *p);
+dsa_err dsa_cuda_mha_prefill(dsa_backend *be, const dsa_mha_prefill_params *p);
 dsa_err dsa_cuda_mla_absorb_q(dsa_backend *be, const dsa_mla_absorb_params *p);
 dsa_err dsa_cuda_mla_absorb_o(dsa_backend *be, const dsa_mla_absorb_params *p);
 dsa_err dsa_cuda_silu_mul(dsa_backend *be, const dsa_silu_mul_params *p);

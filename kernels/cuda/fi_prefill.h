@@ -4,11 +4,11 @@
  * whose query rows are the last qo_len of their kv_len keys (a prompt
  * chunk after its cached context).
  *
- * Not yet reached from backend.h: the forward pass calls absorbed MLA for
- * every chunk (cuda_mla_attn.cu / fi_mla.cu).  This is the kernel a
- * prefill op would call once the model materialises the chunk's K and V
- * (kv_b_proj over the context's latent entries); the parity group
- * "prefill" (tests/gpu) runs it directly. */
+ * Reached through the backend's mha_prefill op (cuda_mha_prefill.cu),
+ * which the forward pass calls for steps of long prompt chunks after
+ * materialising each chunk's context K and V with kv_b_proj
+ * (worker/model_mha.c); the parity group "prefill" (tests/gpu) also runs
+ * it directly. */
 #ifndef DSA_KERNELS_CUDA_FI_PREFILL_H
 #define DSA_KERNELS_CUDA_FI_PREFILL_H
 
