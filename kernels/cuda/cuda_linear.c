@@ -4,7 +4,8 @@
  * - FP8 weights, block-aligned: activations are quantised per 1x128 block
  *   (cuda_quant.cu; or taken as the RMSNorm before wrote them, x_q and
  *   x_scale, when their scale layout is the one the GEMM reads: act_fp8)
- *   and cuBLASLt multiplies e4m3 x e4m3 with the weight's 128x128 scales (CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F on A) and
+ *   and cuBLASLt multiplies e4m3 x e4m3 with the weight's 128x128 scales
+ *   (CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F on A) and
  *   the activations' 1x128 scales (..._VEC128_32F on B), F32 accumulation,
  *   BF16 out (F32 with out_f32: router and lm_head logits), beta = 1 for
  *   accumulate: MODEL_SPEC.md §8's FP8 path.
