@@ -13,8 +13,9 @@ shared gate|up); the one-shot all-reduce up to DSA_CUDA_AR_BYTES_MAX
 (256 KiB), NCCL above; the TP logits put in vocabulary order by one
 kernel; MTP draft logits sampled greedily on the device.  The variant
 "without the fusions" (--unfused) quantises in launches of its own and
-sends every all-reduce through NCCL, which is what the same tree does with
-norm_quant = 0 and DSA_CUDA_NO_ONESHOT=1."""
+sends every all-reduce through NCCL: the tree as it was before the CUDA
+backend set norm_quant, run with DSA_CUDA_NO_ONESHOT=1 (norm_quant is not a
+run-time option)."""
 import sys
 
 # H100 SXM limits
