@@ -552,6 +552,12 @@ dsa_err dsa_backend_cuda_create(int device, double mem_fraction, dsa_backend **o
         goto fail;
     be->lt_ws_bytes = DSA_CUDA_LT_WORKSPACE;
     dsa_cuda_lt_selftest(be);
+    /* The norms quantise for the FP8 linears only where a GEMM reads their
+     * codes: cuBLASLt's path in the layout its self-test settled (CUTLASS
+     * too when that layout is K-major).  With the FP8 path off the linears
+     * take the dequantising kernel, which reads x, so the norm's extra
+     * writes would be wasted. */
+    be->base.norm_quant = be->lt_fp8;
     DSA_INFO("cuda backend: device %d, %d SMs, %.1f GiB, cuBLASLt FP8 block-scaled: %s", device,
              be->n_sm, (double)be->mem_total / (1u << 30),
              be->lt_fp8 ? "on" : (be->lt_disabled ? "off (DSA_CUDA_NO_LT)" : "off (self-test)"));

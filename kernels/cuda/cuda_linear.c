@@ -2,8 +2,10 @@
  * the path per call and keeps cuBLASLt plans.
  *
  * - FP8 weights, block-aligned: activations are quantised per 1x128 block
- *   (cuda_quant.cu) and cuBLASLt multiplies e4m3 x e4m3 with the weight's
- *   128x128 scales (CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F on A) and
+ *   (cuda_quant.cu; or taken as the RMSNorm before wrote them, x_q and
+ *   x_scale, when their scale layout is the one the GEMM reads: act_fp8)
+ *   and cuBLASLt multiplies e4m3 x e4m3 with the weight's 128x128 scales
+ *   (CUBLASLT_MATMUL_MATRIX_SCALE_BLK128x128_32F on A) and
  *   the activations' 1x128 scales (..._VEC128_32F on B), F32 accumulation,
  *   BF16 out (F32 with out_f32: router and lm_head logits), beta = 1 for
  *   accumulate: MODEL_SPEC.md §8's FP8 path.
@@ -199,6 +201,40 @@ static int aligned16(const void *p)
     return ((uintptr_t)p & 15u) == 0;
 }
 
+/* The e4m3 operand of an FP8 GEMM and its 1x128 scales in the layout
+ * kmajor names (1: [m][K/128], 0: [K/128][m]); the codes are [m, K] with
+ * row stride K either way.  Both GEMMs read exactly this, so when the norm
+ * before the linear already wrote it (p->x_q, p->x_scale: cuda_rmsnorm.cu
+ * quantises in be->lt_act_scale_kmajor's layout, for the m rows of this
+ * call, K = the norm's dim) it is used as it is and the quantisation
+ * launch is skipped (*norm = 1).  Otherwise, and when the layout this GEMM
+ * needs is not the one the norm wrote (CUTLASS reads K-major only; the
+ * cuBLASLt self-test may have chosen M-major), x is quantised into
+ * scratch: the same codes and scales, one launch more.  Call only once
+ * K % 128 == 0 has been checked. */
+static dsa_err act_fp8(dsa_cuda_backend *be, const dsa_linear_params *p, int kmajor,
+                       const void **q, const void **s, int *norm)
+{
+    int64_t K = p->w->cols, M = p->m;
+    *norm = p->x_q && p->x_scale && kmajor == be->lt_act_scale_kmajor && aligned16(p->x_q) &&
+            aligned16(p->x_scale);
+    if (*norm) {
+        *q = p->x_q;
+        *s = p->x_scale;
+        return DSA_OK;
+    }
+    void *qs, *ss;
+    size_t qbytes = (size_t)(M * K), sbytes = (size_t)(M * (K / 128)) * sizeof(float);
+    dsa_err err;
+    if ((err = dsa_cuda_scratch(be, DSA_CUDA_SCR_QACT, qbytes, &qs)) ||
+        (err = dsa_cuda_scratch(be, DSA_CUDA_SCR_QSCALE, sbytes, &ss)) ||
+        (err = dsa_cuda_quant_fp8(be, qs, K, ss, p->x, p->ld_x, M, K, kmajor)))
+        return err;
+    *q = qs;
+    *s = ss;
+    return DSA_OK;
+}
+
 /* FP8 through cuBLASLt; *done = 0 when this shape must take the fallback. */
 static dsa_err linear_lt_fp8(dsa_cuda_backend *be, const dsa_linear_params *p, int kmajor,
                              int *done)
@@ -218,13 +254,11 @@ static dsa_err linear_lt_fp8(dsa_cuda_backend *be, const dsa_linear_params *p, i
     dsa_err err = plan_get(be, &key, &plan);
     if (err || !plan->ok)
         return err;
-    void *q, *s;
-    size_t qbytes = (size_t)(M * K), sbytes = (size_t)(M * (K / 128)) * sizeof(float);
-    if ((err = dsa_cuda_scratch(be, DSA_CUDA_SCR_QACT, qbytes, &q)) ||
-        (err = dsa_cuda_scratch(be, DSA_CUDA_SCR_QSCALE, sbytes, &s)) ||
-        (err = dsa_cuda_quant_fp8(be, q, K, s, p->x, p->ld_x, M, K, kmajor)))
+    const void *q, *xs;
+    int norm;
+    if ((err = act_fp8(be, p, kmajor, &q, &xs, &norm)))
         return err;
-    const void *ws = w->scale, *xs = s;
+    const void *ws = w->scale;
     if ((err = DSA_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
              plan->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &ws, sizeof ws))) ||
         (err = DSA_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
@@ -241,7 +275,7 @@ static dsa_err linear_lt_fp8(dsa_cuda_backend *be, const dsa_linear_params *p, i
     if ((err = DSA_CUBLAS_CHECK(st)))
         return err;
     *done = 1;
-    be->last_path = "lt-fp8";
+    be->last_path = norm ? "lt-fp8 (norm's codes)" : "lt-fp8";
     return DSA_OK;
 }
 
@@ -287,18 +321,16 @@ static dsa_err linear_cutlass(dsa_cuda_backend *be, const dsa_linear_params *p, 
         w->block_cols != 128 || p->ld_out % 8 || !aligned16(p->out) || !aligned16(w->data) ||
         N > INT32_MAX || M > INT32_MAX)
         return DSA_OK;
-    void *q, *s;
-    size_t qbytes = (size_t)(M * K), sbytes = (size_t)(M * (K / 128)) * sizeof(float);
+    const void *q, *s;
+    int norm;
     dsa_err err;
-    if ((err = dsa_cuda_scratch(be, DSA_CUDA_SCR_QACT, qbytes, &q)) ||
-        (err = dsa_cuda_scratch(be, DSA_CUDA_SCR_QSCALE, sbytes, &s)) ||
-        (err = dsa_cuda_quant_fp8(be, q, K, s, p->x, p->ld_x, M, K, 1)))
+    if ((err = act_fp8(be, p, 1, &q, &s, &norm)))
         return err;
     dsa_cutlass_gemm g = {.out = p->out, .xq = q, .xs = s, .w = dsa_cuda_w_of(w), .m = M,
                           .ld_out = p->ld_out, .accumulate = p->accumulate};
     if ((err = dsa_cutlass_gemm_run(be, &g, done)) || !*done)
         return err;
-    be->last_path = "cutlass-fp8";
+    be->last_path = norm ? "cutlass-fp8 (norm's codes)" : "cutlass-fp8";
     return DSA_OK;
 }
 

@@ -4,6 +4,10 @@
  * - vocab_gather: the TP slices in vocabulary order, exact;
  * - rmsnorm with out_q: the codes and scales equal the 1x128 quantisation
  *   (MODEL_SPEC.md §8) of the BF16 output the same launch wrote, exact;
+ * - an FP8 linear handed those codes (x_q, x_scale) against the same
+ *   linear quantising x itself, per implementation (cuBLASLt, CUTLASS):
+ *   equal outputs bit for bit, and the codes really read (a linear given
+ *   the codes with a different x still gives the norm's result);
  * - the one-shot all-reduce's protocol on one GPU: n "ranks" in this
  *   process, each on its own stream (dsa_cuda_ar_create_local), sums equal
  *   to the rank-order F32 sums bit for bit, many calls in a row (both
@@ -96,6 +100,92 @@ static void test_norm_quant(gh *h, int64_t n, int64_t dim)
     free(x), free(zq), free(zs), free(y), free(q), free(s);
     gh_free(h->gpu, gx), gh_free(h->gpu, go), gh_free(h->gpu, gq), gh_free(h->gpu, gs);
     gh_weight_free(h, &w);
+}
+
+/* y = W x with x = RMSNorm(h) for M rows of K, W FP8 [N, K] with 128x128
+ * scales: the linear that takes the norm's codes (x_q, x_scale) against the
+ * one that quantises x itself, per forced implementation.  The same codes
+ * and scales go into the same GEMM, so the outputs must be equal bit for
+ * bit.  Whether the codes were taken is read from the path the linear
+ * reports; when they were, a third call gives the codes with x replaced by
+ * other values and must still give the norm's result (the codes, not x,
+ * were read).  CUTLASS reads K-major scales only: where the cuBLASLt
+ * self-test chose M-major, the norm writes M-major and CUTLASS must
+ * quantise itself (the path says so, and the result is still equal). */
+static void test_linear_norm_codes(gh *h, int64_t M, int64_t N, int64_t K)
+{
+    gh_weight nw, w;
+    gh_weight_make(h, &nw, DSA_DTYPE_BF16, 1, K, 0, 0, 1, K);
+    gh_weight_make(h, &w, DSA_DTYPE_F8_E4M3, N, K, 0, 0, N, K);
+    float *x = gh_rand(h, M * K, 3.0f), *other = gh_rand(h, M * K, 1.0f);
+    int64_t nkb = K / 128;
+    void *g_in = gh_act(h, h->gpu, x, M * K), *gn = gh_act(h, h->gpu, x, M * K);
+    void *go = gh_act(h, h->gpu, other, M * K);
+    uint8_t *zq = calloc((size_t)(M * K), 1);
+    float *zs = calloc((size_t)(M * nkb), sizeof(float));
+    void *gq = gh_bytes(h, h->gpu, zq, (size_t)(M * K));
+    void *gs = gh_bytes(h, h->gpu, zs, (size_t)(M * nkb) * sizeof(float));
+    float *zero = calloc((size_t)(M * N), sizeof(float));
+    void *gy[3];
+    for (int i = 0; i < 3; i++)
+        gy[i] = gh_act(h, h->gpu, zero, M * N);
+    dsa_rmsnorm_params np = {.out = gn, .x = g_in, .weight = &nw.gpu, .n_rows = M, .dim = K,
+                             .ld_x = K, .ld_out = K, .eps = 1e-6f, .out_q = gq,
+                             .out_scale = gs};
+    dsa_err err = h->gpu->ops->rmsnorm(h->gpu, &np);
+    int kmajor = dsa_cuda_be(h->gpu)->lt_act_scale_kmajor;
+    static const struct { dsa_cuda_linear_impl impl; const char *name; } im[] = {
+        {DSA_CUDA_LINEAR_LT, "lt-fp8"},
+        {DSA_CUDA_LINEAR_CUTLASS, "cutlass-fp8"},
+    };
+    char shape[64];
+    snprintf(shape, sizeof shape, "M=%lld N=%lld K=%lld", (long long)M, (long long)N,
+             (long long)K);
+    for (size_t i = 0; i < sizeof im / sizeof im[0]; i++) {
+        if (im[i].impl == DSA_CUDA_LINEAR_LT && !dsa_cuda_lt_fp8_enabled(h->gpu))
+            continue; /* as linear-real: the self-test turned the path off */
+        dsa_cuda_linear_force(h->gpu, im[i].impl);
+        dsa_linear_params self = {.out = gy[0], .x = gn, .w = &w.gpu, .m = M, .ld_x = K,
+                                  .ld_out = N};
+        dsa_linear_params taken = self, proof = self;
+        taken.out = gy[1], taken.x_q = gq, taken.x_scale = gs;
+        proof.out = gy[2], proof.x = go, proof.x_q = gq, proof.x_scale = gs;
+        const char *p_self = "", *p_taken = "";
+        if (!err && !(err = h->gpu->ops->linear(h->gpu, &self)))
+            p_self = dsa_cuda_last_linear_path(h->gpu);
+        if (!err && !(err = h->gpu->ops->linear(h->gpu, &taken)))
+            p_taken = dsa_cuda_last_linear_path(h->gpu);
+        int used = strstr(p_taken, "norm's codes") != NULL;
+        /* cuBLASLt reads the layout the norm wrote; CUTLASS only K-major. */
+        int want_used = im[i].impl == DSA_CUDA_LINEAR_LT || kmajor;
+        if (!err && used)
+            err = h->gpu->ops->linear(h->gpu, &proof);
+        float *y[3] = {NULL, NULL, NULL};
+        for (int j = 0; j < 3; j++)
+            y[j] = gh_get(h, h->gpu, gy[j], M * N);
+        int64_t diff = 0, diff_proof = 0;
+        for (int64_t j = 0; j < M * N; j++) {
+            diff += memcmp(&y[0][j], &y[1][j], sizeof(float)) != 0;
+            diff_proof += used && memcmp(&y[0][j], &y[2][j], sizeof(float)) != 0;
+        }
+        char note[160];
+        snprintf(note, sizeof note, "%s vs %s; codes %s (%s scales)", p_taken, p_self,
+                 used ? "taken" : "quantised again", kmajor ? "K-major" : "M-major");
+        int ran = !err && strncmp(p_self, im[i].name, strlen(im[i].name)) == 0 &&
+                  strncmp(p_taken, im[i].name, strlen(im[i].name)) == 0;
+        gh_report(h, "linear+norm codes", shape, note, (double)(diff + diff_proof), 0.0,
+                  ran && used == want_used && diff == 0 && diff_proof == 0);
+        for (int j = 0; j < 3; j++)
+            free(y[j]);
+    }
+    dsa_cuda_linear_force(h->gpu, DSA_CUDA_LINEAR_AUTO);
+    free(x), free(other), free(zq), free(zs), free(zero);
+    gh_free(h->gpu, g_in), gh_free(h->gpu, gn), gh_free(h->gpu, go);
+    gh_free(h->gpu, gq), gh_free(h->gpu, gs);
+    for (int i = 0; i < 3; i++)
+        gh_free(h->gpu, gy[i]);
+    gh_weight_free(h, &w);
+    gh_weight_free(h, &nw);
 }
 
 static uint16_t bf16_bits(float f)
@@ -217,6 +307,9 @@ void gh_suite_fused(gh *h)
     test_norm_quant(h, 33, 1536);
     test_norm_quant(h, 3, 300);
     test_norm_quant(h, 2, 9000); /* the two-pass kernel, then cuda_quant.cu */
+    test_linear_norm_codes(h, 1, 2112, 7168);   /* q_a|kv_a at batch 1 */
+    test_linear_norm_codes(h, 7, 3072, 1536);   /* q_b after the q_a norm */
+    test_linear_norm_codes(h, 64, 512, 7168);   /* shared gate|up */
     test_oneshot(h, 2, 7168, DSA_DTYPE_BF16, 50, 0);
     test_oneshot(h, 4, 18 * 7168, DSA_DTYPE_BF16, 20, 0);
     test_oneshot(h, 4, 1000, DSA_DTYPE_F32, 7, 0);
