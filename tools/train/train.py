@@ -234,7 +234,7 @@ def main():
         log["steps"] = prev["steps"] + log["steps"]
         if "qat_from_step" in log:
             log["qat_from_step"] = min(log["qat_from_step"] + off,
-                                       prev.get("qat_from_step", off))
+                                       prev.get("qat_from_step", log["qat_from_step"] + off))
         log["continued_from"] = {"steps_done": off, "train_seconds": t_off,
                                  "args": prev["args"], "stopped_by": prev.get("stopped_by"),
                                  "qat_from_step": prev.get("qat_from_step")}
