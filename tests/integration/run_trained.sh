@@ -8,10 +8,10 @@
 #    (the in-process server's, recorded when the model was committed): the
 #    serving path does not change what the model says;
 #  - tool calls and the answers after them exactly right in >= 20% of the
-#    conversations (3 of 10 measured when the model was committed: a
-#    regression floor).  Problems' exact-match accuracy is not asserted:
-#    the committed model gets 0 of these 50 right (0.8% of 500 held-out),
-#    far from the 95% issue 15 asks for (docs/training.md).
+#    conversations (4 and 3 of 10 measured when the model was committed: a
+#    regression floor), problems exactly right >= 6% (5 of these 50
+#    measured; 10.8% of 500 held-out), far from the 95% issue 15 asks for
+#    (docs/training.md).
 # Modes (the serving paths that must not change an answer):
 #   single   one in-process CPU worker
 #   chunked  --max-num-batched-tokens 48: every prompt prefilled in chunks
@@ -56,5 +56,5 @@ mpi)
 *) echo "unknown mode $MODE"; exit 2 ;;
 esac
 exec "$PY" "$SRC/tools/train/eval.py" --server "$SERVER" --problems 50 --tools 10 \
-  --concurrency 8 --min-accuracy 0 --min-tool-accuracy 0.2 --min-format 0.95 \
+  --concurrency 8 --min-accuracy 0.06 --min-tool-accuracy 0.2 --min-format 0.95 \
   --expect "$SRC/tests/data/trained/sample_answers.json" --min-same 0.95 --start-timeout 180

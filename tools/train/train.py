@@ -117,6 +117,9 @@ def main():
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--tokens-per-batch", type=int, default=4096)
     ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--lr-floor", type=float, default=0.1,
+                    help="the cosine ends at this fraction of --lr (1: constant lr after "
+                         "warm-up, for a stage that another continues)")
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--mtp-lambda", type=float, default=0.3)
     ap.add_argument("--bias-rate", type=float, default=1e-3)
@@ -195,7 +198,7 @@ def main():
                   f"{enable_qat(net)} weights", flush=True)
         lr = a.lr * min(1.0, (step + 1) / a.warmup)
         if step >= a.warmup:
-            lr = a.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+            lr = a.lr * (a.lr_floor + (1 - a.lr_floor) * 0.5 * (1 + math.cos(math.pi * progress)))
         for g in opt.param_groups:
             g["lr"] = lr
         ids, attn, labels = next(stream)
@@ -231,7 +234,7 @@ def main():
         log["steps"] = prev["steps"] + log["steps"]
         if "qat_from_step" in log:
             log["qat_from_step"] = min(log["qat_from_step"] + off,
-                                       prev.get("qat_from_step", off))
+                                       prev.get("qat_from_step", log["qat_from_step"] + off))
         log["continued_from"] = {"steps_done": off, "train_seconds": t_off,
                                  "args": prev["args"], "stopped_by": prev.get("stopped_by"),
                                  "qat_from_step": prev.get("qat_from_step")}
@@ -268,7 +271,7 @@ def plot(log, path):
     ax.set_yscale("log")
     if "continued_from" in log:
         ax.axvline(log["continued_from"]["steps_done"], color="gray", ls="--", lw=0.8)
-        ax.text(log["continued_from"]["steps_done"], ax.get_ylim()[1], " stage 2",
+        ax.text(log["continued_from"]["steps_done"], ax.get_ylim()[1], " next stage",
                 va="top", fontsize=8, color="gray")
     if "qat_from_step" in log:
         ax.axvline(log["qat_from_step"], color="red", ls=":", lw=0.8)
