@@ -83,10 +83,10 @@ dsa_err dsa_cpu_gemm_rows(const dsa_cpu_gemm *g, int64_t r0, int64_t r1,
 /* Rows per parallel chunk for g over n_rows rows. */
 int64_t dsa_cpu_gemm_grain(const dsa_cpu_gemm *g, int64_t n_rows, int n_threads);
 
-/* The AVX2 + FMA + F16C product (cpu_linear_avx2.c): the whole product
- * without AVX-512, FP8 below 8 tokens with it; same contract as
- * dsa_cpu_gemm_rows for the dense dtypes. */
-#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+/* The AVX2 + FMA + F16C product (cpu_linear_avx2.c), compiled where
+ * AVX-512 is absent; same contract as dsa_cpu_gemm_rows for the dense
+ * dtypes. */
+#if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #define DSA_CPU_AVX2 1
 dsa_err dsa_cpu_gemm_rows_avx2(const dsa_cpu_gemm *g, int64_t r0, int64_t r1,
                                dsa_cpu_scratch *s);

@@ -1,24 +1,19 @@
 /* cpu_linear.c - y = x W^T for F32 / F16 / BF16 / FP8 (e4m3, 128x128 block
  * scales) weights, and the two MLA absorptions.
  *
- * With AVX-512, two paths, both F32-accumulating, split over W's rows:
+ * Two paths, both F32-accumulating, split over W's rows:
  * - small m (decode, small batches): weights are decoded on the fly into
  *   registers and each decoded vector is used by up to 4 tokens (register
- *   tile of 4 rows x 4 tokens, or 1 row x m tokens below 5: one weight
- *   stream); FP8 goes to cpu_linear_avx2.c's in-register decoding, which
- *   applies the block scale to the weights.
+ *   tile of 4 rows x 4 tokens; one token walks one row at a time, a single
+ *   sequential stream for the prefetcher).  For FP8 the e4m3 byte
+ *   becomes an F16 bit pattern worth value * 2^-8 (exact, subnormals
+ *   included) and the block scale times 256 is folded into a per-row-block
+ *   copy of x: sum_k q[n,k] S[nb,kb(k)] x[k] = sum_k q[n,k] (S x)[k].
  * - large m (prefill): a panel of 16 rows is dequantised to F32 in the
  *   thread's scratch (W = e4m3(q) * S, rounded once as dsa_weight_get) and
  *   multiplied by every token with the same register tile.
- * Both sum in cpu_linear_avx2.c's order: one 16-lane accumulator per
- * (row, token) is that file's pair of 8-lane accumulators (lanes 0-7 the
- * even chunks of 8, lanes 8-15 the odd ones, the masked tail likewise),
- * and _mm512_reduce_add_ps adds l + l+8, l + l+4, then (0+2) + (1+3) as
- * its horizontal sum does.  So a row's output does not depend on the batch
- * on any path (not run here: no AVX-512 on the development VM; the file is
- * compile-checked with AVX-512 flags by kernels/meson.build).
- * Without AVX-512, cpu_linear_avx2.c runs on AVX2 machines and a scalar
- * fallback elsewhere. */
+ * Without AVX-512, cpu_linear_avx2.c runs on AVX2 machines (with its own,
+ * batch-invariant accumulation order) and a scalar fallback elsewhere. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -268,14 +263,13 @@ void dsa_cpu_weight_row(const dsa_weight *w, int64_t i, float *dst)
 
 /* ---- Output store ------------------------------------------------------- */
 
-/* Spelt out as in cpu_linear_avx2.c, so every path of a build rounds the
- * weighted accumulating store alike (no contraction left to the compiler). */
 static inline void out_store(const dsa_cpu_gemm *g, int64_t t, int64_t n, float v)
 {
     int64_t r = g->out_rows ? g->out_rows[t] : t;
     float *dst = g->out + r * g->ld_out + n;
-    float a = g->alpha ? g->alpha[t] : 1.0f;
-    *dst = g->accumulate ? fmaf(v, a, *dst) : v * a;
+    if (g->alpha)
+        v *= g->alpha[t];
+    *dst = g->accumulate ? *dst + v : v;
 }
 
 #ifdef __AVX512F__
@@ -331,6 +325,38 @@ DSA_INLINE void tile_kernel(int dt, int nr, int mb, const void *const *wr, const
             res[r][t] = _mm512_reduce_add_ps(acc[r][t]);
 }
 
+/* One row times one token, four accumulators over k: the row is a single
+ * sequential stream, which the hardware prefetcher follows far better than
+ * several interleaved rows (about 2x from DRAM for FP8). */
+DSA_INLINE float row_dot1(int dt, const void *w, const float *x, int64_t K)
+{
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t k = 0;
+    for (; k + 64 <= K; k += 64) {
+        a0 = _mm512_fmadd_ps(w_load(dt, w, k), _mm512_loadu_ps(x + k), a0);
+        a1 = _mm512_fmadd_ps(w_load(dt, w, k + 16), _mm512_loadu_ps(x + k + 16), a1);
+        a2 = _mm512_fmadd_ps(w_load(dt, w, k + 32), _mm512_loadu_ps(x + k + 32), a2);
+        a3 = _mm512_fmadd_ps(w_load(dt, w, k + 48), _mm512_loadu_ps(x + k + 48), a3);
+    }
+    for (; k + 16 <= K; k += 16)
+        a0 = _mm512_fmadd_ps(w_load(dt, w, k), _mm512_loadu_ps(x + k), a0);
+    if (k < K) {
+        __mmask16 m = (__mmask16)((1u << (K - k)) - 1);
+        a1 = _mm512_fmadd_ps(w_load_mask(dt, w, k, m), _mm512_maskz_loadu_ps(m, x + k), a1);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
+static float row_dot1_any(int dt, const void *w, const float *x, int64_t K)
+{
+    switch (dt) {
+    case DSA_DTYPE_F16: return row_dot1(DSA_DTYPE_F16, w, x, K);
+    case DSA_DTYPE_BF16: return row_dot1(DSA_DTYPE_BF16, w, x, K);
+    case DSA_DTYPE_F8_E4M3: return row_dot1(DSA_DTYPE_F8_E4M3, w, x, K);
+    default: return row_dot1(DSA_DTYPE_F32, w, x, K);
+    }
+}
+
 /* The switch cases instantiating tile_kernel for NR rows x 1..4 tokens. */
 #define TILE_CASES(DT, NR)                                                                \
     case DT * 8 + 1: tile_kernel(DT, NR, 1, wr, x, ld_x, K, res); break;                  \
@@ -375,9 +401,12 @@ static void tile_rows(const dsa_cpu_gemm *g, int dt, const char *base, size_t ro
     float res[TILE_R_MAX][TILE_M_MAX];
     const void *wr[TILE_R_MAX];
     int64_t m = g->m;
-    /* one token: 4 rows at a time (four independent FMA chains); 2-4
-     * tokens: one row at a time, one weight stream shared by the tokens */
-    if (m >= 2 && m <= 4) {
+    if (m == 1) {
+        for (int64_t i = 0; i < n_rows; i++)
+            out_store(g, 0, n0 + i, row_dot1_any(dt, base + (size_t)i * row_bytes, x, K));
+        return;
+    }
+    if (m <= 4) {
         for (int64_t i = 0; i < n_rows; i++) {
             wr[0] = base + (size_t)i * row_bytes;
             row_run(dt, (int)m, wr, x, ld_x, K, res);
@@ -400,6 +429,40 @@ static void tile_rows(const dsa_cpu_gemm *g, int dt, const char *base, size_t ro
     }
 }
 
+/* Makes s->buf[XS] hold x pre-scaled by FP8 scale row srow (times 256, see
+ * the file comment), row stride pad16(cols), zero-padded. */
+static dsa_err xs_prepare(const dsa_cpu_gemm *g, const float *srow, dsa_cpu_scratch *s)
+{
+    const dsa_weight *w = g->w;
+    int64_t K = w->cols, kp = pad16(K);
+    if (s->xs_epoch == g->epoch && s->xs_srow == srow && s->xs_x == g->x &&
+        s->xs_col0 == w->col0 && s->xs_cols == K && s->xs_m == g->m && s->buf[DSA_CPU_SCR_XS])
+        return DSA_OK;
+    float *xs = dsa_cpu_scratch_get(s, DSA_CPU_SCR_XS, (size_t)(g->m * kp));
+    if (!xs)
+        return DSA_NOMEM;
+    for (int64_t t = 0; t < g->m; t++) {
+        const float *xt = g->x + t * g->ld_x;
+        float *dt = xs + t * kp;
+        for (int64_t j = 0; j < K;) {
+            int64_t j1 = f8_seg_end(w, j);
+            float sc = srow[(w->col0 + j) / w->block_cols] * 256.0f;
+            for (int64_t k = j; k < j1; k++)
+                dt[k] = xt[k] * sc;
+            j = j1;
+        }
+        for (int64_t k = K; k < kp; k++)
+            dt[k] = 0.0f;
+    }
+    s->xs_epoch = g->epoch;
+    s->xs_srow = srow;
+    s->xs_x = g->x;
+    s->xs_col0 = w->col0;
+    s->xs_cols = K;
+    s->xs_m = g->m;
+    return DSA_OK;
+}
+
 static dsa_err gemm_small(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa_cpu_scratch *s)
 {
     const dsa_weight *w = g->w;
@@ -408,10 +471,19 @@ static dsa_err gemm_small(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa_cpu
         tile_rows(g, w->dtype, w_row_ptr(w, r0), row_bytes, r1 - r0, r0, g->x, g->ld_x, w->cols);
         return DSA_OK;
     }
-    /* e4m3 in registers with the scale applied to the weights, in the
-     * AVX2 file's order (the scale folded into x, as this path once did,
-     * rounds differently from the panel) */
-    return dsa_cpu_gemm_rows_avx2(g, r0, r1, s);
+    for (int64_t i = r0; i < r1;) {
+        int64_t nb = (w->row0 + i) / w->block_rows;
+        int64_t i1 = (nb + 1) * w->block_rows - w->row0;
+        if (i1 > r1)
+            i1 = r1;
+        dsa_err err = xs_prepare(g, w->scale + nb * w->scale_ld, s);
+        if (err)
+            return err;
+        tile_rows(g, DSA_DTYPE_F8_E4M3, w_row_ptr(w, i), row_bytes, i1 - i, i,
+                  s->buf[DSA_CPU_SCR_XS], pad16(w->cols), w->cols);
+        i = i1;
+    }
+    return DSA_OK;
 }
 
 static dsa_err gemm_panel(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa_cpu_scratch *s)
