@@ -165,6 +165,15 @@ static __device__ double uniform01(uint64_t seed, uint64_t step)
     return (double)(z >> 11) * 0x1.0p-53;
 }
 
+/* This thread's contiguous share [b0, b1) of a row of V entries. */
+static __device__ __forceinline__ void thread_span(int64_t V, int64_t *b0, int64_t *b1)
+{
+    int64_t seg = (V + SP_THREADS - 1) / SP_THREADS;
+    int64_t a = threadIdx.x * seg;
+    *b0 = a < V ? a : V;
+    *b1 = a + seg < V ? a + seg : V;
+}
+
 static __global__ void __launch_bounds__(SP_THREADS)
     sample_kernel(int32_t *out_ids, float *out_lp, const float *logits,
                   const dsa_sample_row *rows, int64_t V)
@@ -173,10 +182,8 @@ static __global__ void __launch_bounds__(SP_THREADS)
     int64_t r = blockIdx.x;
     const float *l = logits + r * V;
     dsa_sample_row row = rows[r];
-    int64_t seg = (V + SP_THREADS - 1) / SP_THREADS;
-    int64_t b0 = threadIdx.x * seg, b1 = b0 + seg < V ? b0 + seg : V;
-    if (b0 > V)
-        b0 = V;
+    int64_t b0, b1;
+    thread_span(V, &b0, &b1);
     float lm = -INFINITY;
     for (int64_t i = b0; i < b1; i++)
         lm = fmaxf(lm, l[i]);
@@ -417,10 +424,8 @@ static __global__ void __launch_bounds__(SP_THREADS)
     int64_t r = blockIdx.x;
     const float *l = logits + r * V;
     dsa_sample_row row = rows[r];
-    int64_t seg = (V + SP_THREADS - 1) / SP_THREADS;
-    int64_t b0 = threadIdx.x * seg, b1 = b0 + seg < V ? b0 + seg : V;
-    if (b0 > V)
-        b0 = V;
+    int64_t b0, b1;
+    thread_span(V, &b0, &b1);
     int32_t id;
     if (!probs || !(row.temperature > 0.0f) || V == 1) {
         id = block_argmax(l, b0, b1, red, &res);
