@@ -132,3 +132,13 @@ double dsa_test_rel_l2(const float *a, const float *b, int64_t n)
     }
     return sqrt(num / (den > 0 ? den : 1));
 }
+
+double dsa_test_max_rel(const float *a, const float *b, int64_t n)
+{
+    double worst = 0, scale = 0;
+    for (int64_t i = 0; i < n; i++)
+        scale = fmax(scale, fabs(b[i]));
+    for (int64_t i = 0; i < n; i++)
+        worst = fmax(worst, fabs((double)a[i] - b[i]) / (scale > 0 ? scale : 1));
+    return worst;
+}

@@ -29,4 +29,8 @@ int dsa_test_write_file(const char *path, const void *data, size_t len);
  * when a holds a NaN or an infinity. */
 double dsa_test_rel_l2(const float *a, const float *b, int64_t n);
 
+/* max_i |a[i] - b[i]| / max_i |b[i]| over n floats (the plain maximum
+ * difference when b is all zero). */
+double dsa_test_max_rel(const float *a, const float *b, int64_t n);
+
 #endif

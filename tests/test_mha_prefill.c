@@ -214,16 +214,6 @@ static void fixture_close(fixture *f)
     dsa_backend_destroy(f->be);
 }
 
-static double max_rel(const float *a, const float *b, int64_t n)
-{
-    double worst = 0, scale = 0;
-    for (int64_t i = 0; i < n; i++)
-        scale = fmax(scale, fabs(b[i]));
-    for (int64_t i = 0; i < n; i++)
-        worst = fmax(worst, fabs((double)a[i] - b[i]) / (scale > 0 ? scale : 1));
-    return worst;
-}
-
 static int32_t argmax(const float *x, int64_t n)
 {
     int32_t best = 0;
@@ -335,8 +325,8 @@ static void compare(const char *dtype, const scenario *sc, int n_mha)
         for (int s = 0; s < sc->n_seqs; s++) {
             const float *x = lb + ((size_t)o * MAX_SEQS + s) * V;
             const float *y = la + ((size_t)o * MAX_SEQS + s) * V;
-            cr_expect_lt(max_rel(x, y, V), 1e-4, "%s: output %d seq %d: %g", dtype, o, s,
-                         max_rel(x, y, V));
+            cr_expect_lt(dsa_test_max_rel(x, y, V), 1e-4, "%s: output %d seq %d: %g", dtype, o, s,
+                         dsa_test_max_rel(x, y, V));
         }
     cr_expect_eq(memcmp(da, db, sizeof da), 0,
                  "greedy continuations differ");

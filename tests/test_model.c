@@ -254,16 +254,6 @@ static void fixture_close(fixture *f)
     dsa_backend_destroy(f->be);
 }
 
-static double max_rel(const float *a, const float *b, int64_t n)
-{
-    double worst = 0, scale = 0;
-    for (int64_t i = 0; i < n; i++)
-        scale = fmax(scale, fabs(b[i]));
-    for (int64_t i = 0; i < n; i++)
-        worst = fmax(worst, fabs((double)a[i] - b[i]) / (scale > 0 ? scale : 1));
-    return worst;
-}
-
 /* Logits of the last token of a 13-token prompt, prefilled in chunks of
  * `chunk` tokens, in blocks starting at `block0`. */
 static void prefill_chunked(fixture *f, int chunk, int32_t block0, float *logits)
@@ -292,9 +282,9 @@ Test(model, chunked_prefill_equals_one_shot)
     float *a = malloc((size_t)f.V * sizeof *a), *b = malloc((size_t)f.V * sizeof *b);
     prefill_chunked(&f, 13, 0, a);
     prefill_chunked(&f, 5, 20, b);
-    cr_expect_lt(max_rel(b, a, f.V), 1e-5);
+    cr_expect_lt(dsa_test_max_rel(b, a, f.V), 1e-5);
     prefill_chunked(&f, 1, 40, b);
-    cr_expect_lt(max_rel(b, a, f.V), 1e-5);
+    cr_expect_lt(dsa_test_max_rel(b, a, f.V), 1e-5);
     free(a);
     free(b);
     fixture_close(&f);
@@ -334,7 +324,7 @@ Test(model, batching_does_not_change_a_sequence)
     dsa_batch b = {.n_tokens = n, .tokens = tok, .pos = pos, .seq = seq, .n_seqs = 3,
                    .block_tables = bt, .n_logits = 3, .logit_rows = rows};
     cr_assert_eq(dsa_model_forward(f.m, &b, tmp), DSA_OK, "%s", dsa_errmsg());
-    cr_expect_lt(max_rel(tmp + f.V, alone, f.V), 1e-5);
+    cr_expect_lt(dsa_test_max_rel(tmp + f.V, alone, f.V), 1e-5);
     free(tmp);
     free(alone);
     fixture_close(&f);

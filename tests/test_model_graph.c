@@ -69,22 +69,12 @@ static void fixture_close(fixture *f)
     free(f->lgot);
 }
 
-static double max_rel(const float *a, const float *b, int64_t n)
-{
-    double worst = 0, scale = 0;
-    for (int64_t i = 0; i < n; i++)
-        scale = fmax(scale, fabs(b[i]));
-    for (int64_t i = 0; i < n; i++)
-        worst = fmax(worst, fabs((double)a[i] - b[i]) / (scale > 0 ? scale : 1));
-    return worst;
-}
-
 /* Runs b through both models and checks the logits agree. */
 static void step_both(fixture *f, const dsa_batch *b, const char *what)
 {
     cr_assert_eq(dsa_model_forward(f->ref, b, f->lref), DSA_OK, "%s: %s", what, dsa_errmsg());
     cr_assert_eq(dsa_model_forward(f->gm, b, f->lgot), DSA_OK, "%s: %s", what, dsa_errmsg());
-    double d = max_rel(f->lgot, f->lref, b->n_logits * f->V);
+    double d = dsa_test_max_rel(f->lgot, f->lref, b->n_logits * f->V);
     cr_expect_lt(d, 1e-6, "%s: logits differ by %g", what, d);
 }
 
