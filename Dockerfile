@@ -38,8 +38,15 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
+# CUDA images compile FlashInfer's and CUTLASS's kernels against the headers
+# of two pinned, sha256-checked PyPI wheels (tools/gpu/headers.sh; README).
 RUN test "$DEVICE" = cuda -o "$DEVICE" = cpu \
- && cuda=disabled && if [ "$DEVICE" = cuda ]; then cuda=enabled; fi \
+ && cuda=disabled \
+ && if [ "$DEVICE" = cuda ]; then cuda=enabled \
+      && apt-get update \
+      && apt-get install -y --no-install-recommends python3 python3-venv \
+      && rm -rf /var/lib/apt/lists/* \
+      && tools/gpu/headers.sh; fi \
  && meson setup /build /src --prefix=/opt/deepseek-alpha --buildtype=release \
       -Dcuda=$cuda -Dmarch=${MARCH} \
  && ninja -C /build \
