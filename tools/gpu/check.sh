@@ -162,7 +162,7 @@ export kit bin src out
 export -f device_info
 run device 20 device_info
 
-groups="basic linear attn moe sample graph fused linear-real moe-real mla prefill model"
+groups="basic linear attn moe sample graph mla prefill linear-real moe-real fused model"
 # The binary names its groups without a GPU: a group added there and not
 # here (or removed there) fails the dry run.
 if [ -x "$bin/test_gpu_ops" ] && ! ldd "$bin/test_gpu_ops" | grep -q "not found"; then
