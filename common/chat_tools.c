@@ -34,6 +34,29 @@
 
 #define PUT(s) do { if ((err = dsa_chat_buf_puts(b, (s)))) return err; } while (0)
 
+/* ", key: value" for every field of obj not named in skip, in request
+ * order, as `tojson` writes them. */
+static dsa_err put_other_fields(dsa_chat_buf *b, const cJSON *obj, const char *const *skip,
+                                size_t n_skip)
+{
+    dsa_err err;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, obj) {
+        size_t k = 0;
+        while (k < n_skip && strcmp(c->string, skip[k]))
+            k++;
+        if (k < n_skip)
+            continue;
+        PUT(", ");
+        if ((err = dsa_pyjson_put_string(b, c->string, strlen(c->string))))
+            return err;
+        PUT(": ");
+        if ((err = dsa_pyjson_put(b, c)))
+            return err;
+    }
+    return DSA_OK;
+}
+
 /* One tool as vLLM hands it to the template (ChatCompletionToolsParam
  * .model_dump()): type, then function {name, description, parameters,
  * other fields in request order} (null when absent), then the tool's other
@@ -55,29 +78,12 @@ static dsa_err put_tool(dsa_chat_buf *b, const cJSON *t, size_t i)
         if ((err = dsa_pyjson_put(b, cJSON_GetObjectItemCaseSensitive(fn, known[k]))))
             return err;
     }
-    const cJSON *c;
-    cJSON_ArrayForEach(c, fn) {
-        if (!strcmp(c->string, "name") || !strcmp(c->string, "description") ||
-            !strcmp(c->string, "parameters"))
-            continue;
-        PUT(", ");
-        if ((err = dsa_pyjson_put_string(b, c->string, strlen(c->string))))
-            return err;
-        PUT(": ");
-        if ((err = dsa_pyjson_put(b, c)))
-            return err;
-    }
+    static const char *const outer[] = {"type", "function"};
+    if ((err = put_other_fields(b, fn, known, 3)))
+        return err;
     PUT("}");
-    cJSON_ArrayForEach(c, t) {
-        if (!strcmp(c->string, "type") || !strcmp(c->string, "function"))
-            continue;
-        PUT(", ");
-        if ((err = dsa_pyjson_put_string(b, c->string, strlen(c->string))))
-            return err;
-        PUT(": ");
-        if ((err = dsa_pyjson_put(b, c)))
-            return err;
-    }
+    if ((err = put_other_fields(b, t, outer, 2)))
+        return err;
     PUT("}");
     return DSA_OK;
 }
