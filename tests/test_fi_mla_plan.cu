@@ -25,18 +25,7 @@
 #define D_V 8
 #define D_K 12
 
-static int n_fail;
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                            \
-            printf(__VA_ARGS__);                                                                   \
-            printf("\n");                                                                          \
-            n_fail++;                                                                              \
-            return;                                                                                \
-        }                                                                                          \
-    } while (0)
+#include "tests/check_count.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 static uint64_t next_u64(void)

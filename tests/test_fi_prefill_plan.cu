@@ -14,18 +14,7 @@
 
 #include "kernels/cuda/fi_prefill_plan.h"
 
-static int n_fail;
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                            \
-            printf(__VA_ARGS__);                                                                   \
-            printf("\n");                                                                          \
-            n_fail++;                                                                              \
-            return;                                                                                \
-        }                                                                                          \
-    } while (0)
+#include "tests/check_count.h"
 
 static void run_case(const char *name, std::vector<int> qo, std::vector<int> kv, int H, int n_cta)
 {
