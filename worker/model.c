@@ -752,6 +752,48 @@ static dsa_err forward_step(dsa_model *m, const dsa_batch *b, float *logits)
     return DSA_OK;
 }
 
+/* Only the latent cache entries of a one-layer model's batch (the MTP
+ * module's positions whose output nobody reads): the layer's input norm,
+ * kv_a, its norm and RoPE, stored; no query, attention, FFN or head. */
+dsa_err dsa_model_forward_kv(dsa_model *m, const dsa_batch *b)
+{
+    const dsa_config *c = &m->w->cfg;
+    if (m->dense || m->n_layers != 1 || !b->h_in || b->n_logits)
+        return DSA_UNSUPPORTED;
+    dsa_err err;
+    if ((err = check_batch(m, b)))
+        return err;
+    const dsa_layer_weights *lw = &m->w->layers[0];
+    scratch *s = &m->s;
+    int64_t T = b->n_tokens, D = c->hidden_size, kvr = c->kv_lora_rank;
+    int64_t rope = c->qk_rope_head_dim, ql = c->q_lora_rank;
+    int64_t qld = ql > 0 ? lw->qkv_a.width : kvr + rope, kvo = ql > 0 ? lw->qkv_a.off_b : 0;
+    if ((err = dsa_model_scratch_reserve(m, T, b->n_seqs, 1)))
+        return err;
+    void *kva = act_at(m, s->qkva, kvo);
+    dsa_model_note_tokens(m, T);
+    /* a = W_kva RMSNorm_attn(x) into the columns attention() uses */
+    if ((err = dsa_model_upload_inputs(m, T, b->tokens, b->pos, b->seq, b->n_seqs,
+                                       b->block_tables)) ||
+        (err = rmsnorm_q(m, s->xn, D, b->h_in, D, NULL, &lw->attn_norm, T, D,
+                         c->rms_norm_eps, 1)) ||
+        (err = linear_x(m, kva, qld, s->xn, D, &lw->kv_a, T, 0, 1)) ||
+        (err = rmsnorm_eps(m, s->ckv, kvr, kva, qld, NULL, &lw->kv_a_norm, T, kvr,
+                           LATENT_NORM_EPS)))
+        return err;
+    /* cache[slot] = [c_kv | RoPE(k_pe)] */
+    dsa_rope_params rk = {.x = act_at(m, s->qkva, kvo + kvr), .positions = s->pos,
+                          .inv_freq = m->inv_freq, .n_tokens = T, .n_heads = 1,
+                          .rot_dim = rope, .ld_token = qld, .ld_head = rope};
+    dsa_kv_store_params st = {.cache = &m->kv[0], .c_kv = s->ckv,
+                              .k_pe = act_at(m, s->qkva, kvo + kvr), .slots = s->slots,
+                              .n_tokens = T, .kv_rank = kvr, .rope_dim = rope, .ld_c = kvr,
+                              .ld_k = qld};
+    if ((err = m->be->ops->rope(m->be, &rk)) || (err = m->be->ops->kv_store(m->be, &st)))
+        return err;
+    return DSA_OK;
+}
+
 const void *dsa_model_hidden(const dsa_model *m)
 {
     return m->s.h;

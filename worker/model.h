@@ -76,6 +76,12 @@ dsa_err dsa_model_forward(dsa_model *m, const dsa_batch *b, float *logits);
  * the next forward; on a stage without the head, what was sent on. */
 const void *dsa_model_hidden(const dsa_model *m);
 
+/* For a one-layer model fed by b->h_in with no logits (b->n_logits 0):
+ * writes only the layer's latent cache entries of b's tokens (input norm,
+ * kv_a, its norm, RoPE), the same values a full forward stores there.
+ * DSA_UNSUPPORTED for other models (then run dsa_model_forward). */
+dsa_err dsa_model_forward_kv(dsa_model *m, const dsa_batch *b);
+
 /* What the decode graphs did so far (all zero without graphs). */
 typedef struct dsa_model_graph_stats {
     int64_t n_eager;        /* decode steps of a bucket run eagerly (warm-up, fallback) */

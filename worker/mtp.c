@@ -18,6 +18,9 @@ struct dsa_mtp {
     void *e;                /* [cap, D] act: embeddings */
     void *cat;              /* [cap, 2D] act: [enorm(e) ; hnorm(h)] */
     int32_t *ids;           /* [cap] backend token ids */
+    int32_t *host;          /* [5 * cap] host: hidden row of each batch row, then the
+                               cache-only rows' tokens, positions, sequences, x rows */
+    int pruned;             /* the latest pass ran its layer on the logit rows only */
 };
 
 dsa_err dsa_mtp_create(dsa_backend *be, const dsa_weights *w, const dsa_model_params *p,
@@ -61,6 +64,8 @@ static void bufs_free(dsa_mtp *t)
             t->be->ops->free(t->be, b[i]);
     t->hx = t->e = t->cat = NULL;
     t->ids = NULL;
+    free(t->host);
+    t->host = NULL;
     t->cap = 0;
 }
 
@@ -84,7 +89,9 @@ static dsa_err reserve(dsa_mtp *t, int64_t n)
     if ((err = be->ops->alloc(be, (size_t)n * D * a, &t->hx)) ||
         (err = be->ops->alloc(be, (size_t)n * D * a, &t->e)) ||
         (err = be->ops->alloc(be, (size_t)n * 2 * D * a, &t->cat)) ||
-        (err = be->ops->alloc(be, (size_t)n * sizeof(int32_t), (void **)&t->ids))) {
+        (err = be->ops->alloc(be, (size_t)n * sizeof(int32_t), (void **)&t->ids)) ||
+        (err = (t->host = malloc((size_t)n * 5 * sizeof(int32_t))) ? DSA_OK
+                                                                   : dsa_fail(DSA_NOMEM, "MTP"))) {
         bufs_free(t);
         return err;
     }
@@ -104,6 +111,37 @@ static dsa_err norm(dsa_mtp *t, void *out, int64_t ld_out, const void *x, const 
     dsa_rmsnorm_params p = {.out = out, .x = x, .weight = w, .n_rows = n, .dim = D, .ld_x = D,
                             .ld_out = ld_out, .eps = (float)t->w->cfg.rms_norm_eps};
     return t->be->ops->rmsnorm(t->be, &p);
+}
+
+/* The rows of b whose logits are not wanted only need their cache entries
+ * (the one-layer model's output there is read by nobody): stored here from
+ * x = t->hx, and t->host[0..n) maps each batch row to its row of the
+ * pruned pass (-1: cache only).  DSA_UNSUPPORTED: the layer cannot (then
+ * every row takes the full pass). */
+static dsa_err cache_only_rows(dsa_mtp *t, const dsa_mtp_batch *b)
+{
+    dsa_backend *be = t->be;
+    int64_t n = b->n_tokens, c = 0, D = t->w->cfg.hidden_size;
+    int32_t *hid = t->host, *tok = t->host + n, *pos = tok + n, *seq = pos + n;
+    for (int64_t r = 0; r < n; r++)
+        hid[r] = -1;
+    for (int64_t q = 0; q < b->n_logits; q++)
+        hid[b->logit_rows[q]] = (int32_t)q;
+    dsa_err err;
+    for (int64_t r = 0; r < n; r++) {
+        if (hid[r] >= 0)
+            continue;
+        tok[c] = b->tokens[r];
+        pos[c] = b->pos[r];
+        seq[c] = b->seq[r];
+        if ((err = be->ops->copy(be, row(t, t->e, c), row(t, t->hx, r),
+                                 (size_t)D * be->act_size)))
+            return err;
+        c++;
+    }
+    dsa_batch kb = {.n_tokens = c, .tokens = tok, .pos = pos, .seq = seq, .n_seqs = b->n_seqs,
+                    .block_tables = b->block_tables, .h_in = t->e};
+    return dsa_model_forward_kv(t->layer, &kb);
 }
 
 dsa_err dsa_mtp_forward(dsa_mtp *t, const dsa_mtp_batch *b, float *logits)
@@ -148,6 +186,31 @@ dsa_err dsa_mtp_forward(dsa_mtp *t, const dsa_mtp_batch *b, float *logits)
                             .ld_x = 2 * D, .ld_out = D};
     if ((err = be->ops->linear(be, &lp)))
         return err;
+    t->pruned = 0;
+    if (b->n_logits < n && (err = cache_only_rows(t, b)) != DSA_UNSUPPORTED) {
+        if (err)
+            return err;
+        if (b->n_logits == 0)
+            return DSA_OK;
+        /* the full layer and the head on the logit rows alone, after the
+         * entries they attend to are stored */
+        int32_t *tok = t->host + n, *pos = tok + n, *seq = pos + n;
+        for (int64_t q = 0; q < b->n_logits; q++) {
+            int32_t r = b->logit_rows[q];
+            tok[q] = b->tokens[r];
+            pos[q] = b->pos[r];
+            seq[q] = b->seq[r];
+            t->host[q + 4 * n] = (int32_t)q;
+            if ((err = be->ops->copy(be, row(t, t->e, q), row(t, t->hx, r), (size_t)D * a)))
+                return err;
+        }
+        t->pruned = 1;
+        dsa_batch pb = {.n_tokens = b->n_logits, .tokens = tok, .pos = pos, .seq = seq,
+                        .n_seqs = b->n_seqs, .block_tables = b->block_tables,
+                        .n_logits = b->n_logits, .logit_rows = t->host + 4 * n, .h_in = t->e,
+                        .logits_on_backend = b->logits_on_backend};
+        return dsa_model_forward(t->layer, &pb, logits);
+    }
     /* the decoder layer at positions i, then head(head_norm(x)) */
     dsa_batch lb = {.n_tokens = n, .tokens = b->tokens, .pos = b->pos, .seq = b->seq,
                     .n_seqs = b->n_seqs, .block_tables = b->block_tables,
@@ -159,4 +222,9 @@ dsa_err dsa_mtp_forward(dsa_mtp *t, const dsa_mtp_batch *b, float *logits)
 const void *dsa_mtp_hidden(const dsa_mtp *t)
 {
     return dsa_model_hidden(t->layer);
+}
+
+int32_t dsa_mtp_hidden_row(const dsa_mtp *t, int32_t r)
+{
+    return t->pruned ? t->host[r] : r;
 }

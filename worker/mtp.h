@@ -55,4 +55,10 @@ dsa_err dsa_mtp_forward(dsa_mtp *t, const dsa_mtp_batch *b, float *logits);
  * position t of that batch: the h of the next link of a draft chain. */
 const void *dsa_mtp_hidden(const dsa_mtp *t);
 
+/* The row of dsa_mtp_hidden holding row r (a logit row) of the latest
+ * batch: the rows whose logits were not asked for only write their cache
+ * entries (their output is read by nobody), so the layer and the head run
+ * on the logit rows alone and row r's output is that pass's row. */
+int32_t dsa_mtp_hidden_row(const dsa_mtp *t, int32_t r);
+
 #endif

@@ -190,6 +190,9 @@ dsa_err dsa_worker_spec_draft(dsa_worker_step *ws, const dsa_step_plan *plan,
             int32_t i = ws->m_owner[q];
             ws->m_pos[q] = ws->m_pos[ws->m_hrows[q]] + 1;
             ws->m_first[i] = (int32_t)q;
+            /* the module's output row of that position (pass 1 ran its
+             * layer on the logit rows only) */
+            ws->m_hrows[q] = dsa_mtp_hidden_row(ws->mtp, ws->m_hrows[q]);
         }
         for (int64_t q = 0; q < m; q++) {
             int32_t i = ws->m_owner[q];

@@ -9,7 +9,7 @@ verification step emits) from /metrics.  A benchmark, never a test:
 numbers depend on the machine and its load.
 
 Usage: mtp_bench.py --head build/head/dsa-head --model models/dsa-tiny-r1
-       [--threads 1] [--max-tokens 200] [--ks 0,1,2,3]   (tools/pyenv.sh venv)"""
+       [--threads 1] [--max-tokens 200] [--ks 0,1,2,3] [--concs 1,8]   (tools/pyenv.sh venv)"""
 import argparse
 import json
 import os
@@ -85,6 +85,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--max-tokens", type=int, default=200)
     ap.add_argument("--ks", default="0,1,2,3")
+    ap.add_argument("--concs", default="1,8", help="concurrencies to run, e.g. 1 for profiling")
     a = ap.parse_args()
     rows = []
     for k in [int(x) for x in a.ks.split(",")]:
@@ -102,7 +103,7 @@ def run_k(a, k, port, rows):
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x",
                                max_retries=0, timeout=600)
         one(client, QUESTIONS[0], 16)  # warm-up
-        for conc in (1, 8):
+        for conc in [int(x) for x in a.concs.split(",")]:
             m0 = metrics(port)
             t0 = time.perf_counter()
             with ThreadPoolExecutor(conc) as ex:
