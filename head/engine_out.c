@@ -1,8 +1,10 @@
 /* engine_out.c - what a step's result does to its requests (engine_int.h):
- * each generated token becomes an event (text, logprobs, finish), a
+ * each generated token is handled as one (text, logprobs, finish), a
  * speculative step's accepted tokens one after another, as the same tokens
- * would from steps without drafts; a token that finishes a request drops
- * the ones after it. */
+ * would be in steps without drafts; a token that finishes a request drops
+ * the ones after it.  A step's tokens of one request then go out as one
+ * event (one streamed chunk), as vLLM streams a speculative step's tokens
+ * in one delta. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,6 +135,40 @@ uint64_t dsa_engine_n_sampled(const dsa_step_result *res)
     return n;
 }
 
+/* Appends b (a later token of the same request and step) to a: texts,
+ * logprobs, token count and b's finish; 0 when a cannot take b (a failed
+ * event stays its own, so the tokens before it are not lost with it). */
+static int event_merge(dsa_engine_event *a, const dsa_engine_event *b)
+{
+    if (a->status || b->status || b->n_plps || (a->lps == NULL) != (b->lps == NULL))
+        return 0;
+    if (b->n_lps) {
+        dsa_engine_lp *l = realloc(a->lps, (size_t)(a->n_lps + b->n_lps) * sizeof *l);
+        if (!l)
+            return 0;
+        a->lps = l;
+        memcpy(a->lps + a->n_lps, b->lps, (size_t)b->n_lps * sizeof *l);
+        a->n_lps += b->n_lps;
+    }
+    if (b->content.len)
+        dsa_jbuf_put(&a->content, b->content.data, b->content.len);
+    if (b->reasoning.len)
+        dsa_jbuf_put(&a->reasoning, b->reasoning.data, b->reasoning.len);
+    if (a->content.oom || a->reasoning.oom) {
+        a->status = 500;
+        snprintf(a->message, sizeof a->message, "out of memory for a step's text");
+        a->finish = "error";
+        return 1;
+    }
+    a->n_tokens += b->n_tokens;
+    a->n_generated = b->n_generated;
+    a->finish = b->finish;
+    a->has_stop_token = b->has_stop_token;
+    a->stop_token = b->stop_token;
+    a->stop_str = b->stop_str;
+    return 1;
+}
+
 int dsa_engine_on_output(dsa_engine *e, dsa_engine_req *r, const dsa_step_out *o,
                          int32_t n_draft, double now, dsa_engine_event **head,
                          dsa_engine_event **tail)
@@ -161,6 +197,12 @@ int dsa_engine_on_output(dsa_engine *e, dsa_engine_req *r, const dsa_step_out *o
             t = o->extra[j - 1];
         }
         dsa_engine_event *ev = on_token(e, r, &t, g0 + j, now, &done);
+        if (ev && et && j > 0 && et->req == r && event_merge(et, ev)) {
+            dsa_engine_event_free(ev);
+            if (et->status) /* the merge failed the request */
+                done = DSA_FINISH_ERROR + 1;
+            continue;
+        }
         EV_APPEND(eh, et, ev);
     }
     if (done && j <= o->n_extra) {

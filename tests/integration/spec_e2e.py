@@ -4,10 +4,12 @@ openai client against the real server on loopback:
 
  - the trained models/dsa-tiny-r1 served without drafts and with
    {"method": "deepseek_mtp", "num_speculative_tokens": k}, k = 1 and 3:
-   the same 8 chat answers (4 at a time; greedy, one streamed, one with
-   logprobs, one cut by max_tokens, one by a stop string, one n = 2 seeded
-   sampled with top_p and a penalty), byte for byte, token logprobs
-   included;
+   the same 8 chat answers (4 at a time; greedy, one streamed with
+   logprobs, one with logprobs, one cut by max_tokens, one by a stop
+   string, one n = 2 seeded sampled with top_p and a penalty), byte for
+   byte, token logprobs included; the streamed answer comes one chunk per
+   token without drafts and, as vLLM streams, one chunk per step with them
+   (fewer chunks than tokens);
  - the same under mpirun, dsa-head driving TP=2 x PP=2 dsa-worker ranks, all
    with num_speculative_tokens 2 (skipped without mpirun, except CI=true);
  - /metrics (parsed by prometheus_client) carries vLLM's spec-decode
@@ -109,11 +111,15 @@ def ask(c, i):
     if i == 4:  # n = 2 sampled choices, seeded: the same with and without drafts
         kw.update(n=2, temperature=0.8, seed=5, top_p=0.95, frequency_penalty=0.3)
     if i == 5:
-        text = []
-        for ch in c.chat.completions.create(stream=True, **kw):
+        text, lps, chunks = [], [], 0
+        for ch in c.chat.completions.create(stream=True, logprobs=True, **kw):
             if ch.choices and ch.choices[0].delta.content:
                 text.append(ch.choices[0].delta.content)
-        return {"content": "".join(text)}
+            if ch.choices and ch.choices[0].logprobs and ch.choices[0].logprobs.content:
+                chunks += 1
+                lps += [(t.token, round(t.logprob, 4)) for t in ch.choices[0].logprobs.content]
+        # _chunks: chunks with tokens (not compared across servers)
+        return {"content": "".join(text), "logprobs": lps, "_chunks": chunks}
     r = c.chat.completions.create(**kw)
     ch = r.choices[0]
     out = {"content": [c.message.content for c in r.choices], "finish": ch.finish_reason,
@@ -131,6 +137,13 @@ def answers(server):
         return list(ex.map(lambda i: ask(server.client, i), range(len(QUESTIONS))))
 
 
+def chunks_of(got):
+    """The streamed answer's (chunks with tokens, tokens); the answers
+    without the chunk count, to compare."""
+    s = got[5]
+    return (s.pop("_chunks"), len(s["logprobs"])), got
+
+
 def start_fails(args, model, want):
     r = subprocess.run([HEAD, "--model", model, "--port", "0", *args], capture_output=True,
                        text=True, timeout=120)
@@ -141,18 +154,21 @@ def start_fails(args, model, want):
 def main():
     failures = 0
     base = Server()
-    want = answers(base)
+    (n_chunks, n_tok), want = chunks_of(answers(base))
     base.close()
+    assert n_tok > 1 and n_chunks == n_tok, f"without drafts: {n_chunks} chunks, {n_tok} tokens"
     for k in (1, 3):
         s = Server("--speculative-config",
                    json.dumps({"method": "deepseek_mtp", "num_speculative_tokens": k}))
-        got = answers(s)
+        (n_chunks, n_tok), got = chunks_of(answers(s))
         m = s.metrics()
         s.close()
         for i, (a, b) in enumerate(zip(want, got)):
             if a != b:
                 failures += 1
                 print(f"k={k} question {i}: differs\n  without: {a}\n  with:    {b}")
+        print(f"k={k}: the streamed answer's {n_tok} tokens in {n_chunks} chunks")
+        assert n_chunks < n_tok, f"k={k}: {n_chunks} chunks for {n_tok} tokens"
         drafts = m["vllm:spec_decode_num_drafts_total"]
         toks = m["vllm:spec_decode_num_draft_tokens_total"]
         acc = m["vllm:spec_decode_num_accepted_tokens_total"]
@@ -166,7 +182,7 @@ def main():
     if shutil.which("mpirun") and os.access(WORKER, os.X_OK):
         spec = json.dumps({"method": "deepseek_mtp", "num_speculative_tokens": 2})
         s = Server("--speculative-config", spec, workers=["--speculative-config", spec])
-        got = answers(s)
+        _, got = chunks_of(answers(s))
         m = s.metrics()
         s.close()
         for i, (a, b) in enumerate(zip(want, got)):
