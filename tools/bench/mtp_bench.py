@@ -5,11 +5,13 @@ questions below answered greedily at concurrency 1 and 8 with streaming;
 reports per-request decode speed ((tokens - 1) / (last token time - first
 token time), median over requests), the acceptance rate per draft position
 and the mean accepted length ((drafts + accepted) / drafts: tokens a
-verification step emits) from /metrics.  A benchmark, never a test:
+verification step emits) from /metrics, and the CPU time per generated
+token of dsa-head and of this client (/proc, process_time).  A benchmark, never a test:
 numbers depend on the machine and its load.
 
 Usage: mtp_bench.py --head build/head/dsa-head --model models/dsa-tiny-r1
-       [--threads 1] [--max-tokens 200] [--ks 0,1,2,3] [--concs 1,8]   (tools/pyenv.sh venv)"""
+       [--threads 1] [--max-tokens 200] [--ks 0,1,2,3] [--concs 1,8]
+       [--rounds 1]   (tools/pyenv.sh venv)"""
 import argparse
 import json
 import os
@@ -54,6 +56,12 @@ def start(a, k):
             time.sleep(0.1)
 
 
+def cpu_s(pid):
+    """CPU seconds (user + system) the process pid has used so far."""
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def metrics(port):
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
     out = {}
@@ -86,30 +94,35 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=200)
     ap.add_argument("--ks", default="0,1,2,3")
     ap.add_argument("--concs", default="1,8", help="concurrencies to run, e.g. 1 for profiling")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="ask each concurrency's questions this many times (more requests "
+                         "in each median on a noisy machine)")
     a = ap.parse_args()
     rows = []
     for k in [int(x) for x in a.ks.split(",")]:
         p, port = start(a, k)
         try:
-            run_k(a, k, port, rows)
+            run_k(a, k, port, rows, p.pid)
         finally:
             p.terminate()
             p.wait(60)
     report(rows)
 
 
-def run_k(a, k, port, rows):
+def run_k(a, k, port, rows, pid):
     if True:
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x",
                                max_retries=0, timeout=600)
         one(client, QUESTIONS[0], 16)  # warm-up
         for conc in [int(x) for x in a.concs.split(",")]:
             m0 = metrics(port)
+            c0, cc0 = cpu_s(pid), time.process_time()
             t0 = time.perf_counter()
             with ThreadPoolExecutor(conc) as ex:
                 res = list(ex.map(lambda q: one(client, q, a.max_tokens),
-                                  QUESTIONS if conc > 1 else QUESTIONS[:4]))
+                                  (QUESTIONS if conc > 1 else QUESTIONS[:4]) * a.rounds))
             wall = time.perf_counter() - t0
+            c1, cc1 = cpu_s(pid), time.process_time()
             m1 = metrics(port)
             speeds = [(n - 1) / s for n, s in res if s > 0 and n > 1]
             d = lambda name: m1.get(name, 0) - m0.get(name, 0)
@@ -122,7 +135,11 @@ def run_k(a, k, port, rows):
                    "decode_tok_s_per_request_median": statistics.median(speeds),
                    "throughput_tok_s": sum(n for n, _ in res) / wall,
                    "acceptance_per_position": [round(x, 3) for x in per_pos],
-                   "mean_accepted_length": round(1 + acc / drafts, 3) if drafts else 1.0}
+                   "mean_accepted_length": round(1 + acc / drafts, 3) if drafts else 1.0,
+                   # CPU time per generated token: dsa-head (all threads) and this client;
+                   # steadier than wall time on a shared machine
+                   "head_cpu_ms_per_token": round(1e3 * (c1 - c0) / sum(n for n, _ in res), 4),
+                   "client_cpu_ms_per_token": round(1e3 * (cc1 - cc0) / sum(n for n, _ in res), 4)}
             rows.append(row)
             print(json.dumps(row), flush=True)
 
@@ -130,14 +147,16 @@ def run_k(a, k, port, rows):
 def report(rows):
     base = {r["concurrency"]: r["decode_tok_s_per_request_median"] for r in rows if r["k"] == 0}
     print("\n| k | concurrency | decode tok/s per request (median) | speed-up | "
-          "acceptance per position | mean accepted length | throughput tok/s |")
-    print("|---|---|---|---|---|---|---|")
+          "acceptance per position | mean accepted length | throughput tok/s | "
+          "head CPU ms/token | client CPU ms/token |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         sp = r["decode_tok_s_per_request_median"] / base[r["concurrency"]] \
             if r["concurrency"] in base else float("nan")
         print(f"| {r['k']} | {r['concurrency']} | {r['decode_tok_s_per_request_median']:.1f} | "
               f"{sp:.2f}x | {', '.join(f'{x:.2f}' for x in r['acceptance_per_position']) or '-'}"
-              f" | {r['mean_accepted_length']:.2f} | {r['throughput_tok_s']:.1f} |")
+              f" | {r['mean_accepted_length']:.2f} | {r['throughput_tok_s']:.1f} | "
+              f"{r['head_cpu_ms_per_token']:.3f} | {r['client_cpu_ms_per_token']:.3f} |")
 
 
 if __name__ == "__main__":
