@@ -772,12 +772,14 @@ dsa_err dsa_model_forward_kv(dsa_model *m, const dsa_batch *b)
         return err;
     void *kva = act_at(m, s->qkva, kvo);
     dsa_model_note_tokens(m, T);
-    /* a = W_kva RMSNorm_attn(x) into the columns attention() uses */
+    /* a = W_kva RMSNorm_attn(x) by the GEMM attention() runs (the fused
+     * [q_a | kv_a] pair: the same weights and sums as a full forward) */
     if ((err = dsa_model_upload_inputs(m, T, b->tokens, b->pos, b->seq, b->n_seqs,
                                        b->block_tables)) ||
         (err = rmsnorm_q(m, s->xn, D, b->h_in, D, NULL, &lw->attn_norm, T, D,
                          c->rms_norm_eps, 1)) ||
-        (err = linear_x(m, kva, qld, s->xn, D, &lw->kv_a, T, 0, 1)) ||
+        (err = ql > 0 ? linear_pair(m, s->qkva, s->xn, D, &lw->qkv_a, &lw->q_a, &lw->kv_a, T, 1)
+                      : linear_x(m, kva, qld, s->xn, D, &lw->kv_a, T, 0, 1)) ||
         (err = rmsnorm_eps(m, s->ckv, kvr, kva, qld, NULL, &lw->kv_a_norm, T, kvr,
                            LATENT_NORM_EPS)))
         return err;
