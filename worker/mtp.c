@@ -18,8 +18,10 @@ struct dsa_mtp {
     void *e;                /* [cap, D] act: embeddings */
     void *cat;              /* [cap, 2D] act: [enorm(e) ; hnorm(h)] */
     int32_t *ids;           /* [cap] backend token ids */
-    int32_t *host;          /* [5 * cap] host: hidden row of each batch row, then the
-                               cache-only rows' tokens, positions, sequences, x rows */
+    int32_t *host;          /* [5 * cap] host: each batch row's row in the pruned pass
+                               (-1: cache only), then the tokens, positions and
+                               sequences of a pass over part of the rows, and the
+                               pruned pass's logit rows */
     int pruned;             /* the latest pass ran its layer on the logit rows only */
 };
 
