@@ -1,0 +1,330 @@
+/* cpu_awq_int8.c - AWQ int4 linears with int8 activations (the CPU
+ * backend's opt-in --cpu-int8-activations path; cpu_awq.c is the default).
+ *
+ * At weight_prepare the AutoAWQ layout (8 outputs per int32 word along the
+ * output dimension) is repacked along the input dimension: per output row
+ * and 128-input group, 64 bytes where byte k holds input k in its low
+ * nibble and input 32 + k in its high one (the next 32 bytes inputs 64..127
+ * the same way), so one AND and one shift-and-AND give 32 unsigned bytes in
+ * input order; the group's scale s (the F16 value as F32) and -z*s sit in
+ * two F32 arrays beside it.  A linear quantises each token's input row once
+ * per thread (symmetric int8 per block of 32 inputs, d = max|x| / 127, the
+ * Q8_0 form) and runs integer dot products (vpmaddubsw of the unsigned
+ * nibbles by the signed bytes, vpmaddwd by ones: eight exact int32 lanes
+ * of four products each).  Per (token, output), in this order:
+ *   for each group g:  G = 0;  G[l] = fma(I_b[l], d_b, G[l]) for b in order
+ *                      acc[l] = fma(G[l], s_g, acc[l])
+ *                      corr = fma(-z_g s_g, Zx_g, corr),  Zx_g = sum_b d_b X_b
+ *   y = ((acc0 + acc4) + (acc2 + acc6)) + ((acc1 + acc5) + (acc3 + acc7)) + corr
+ * with I_b[l] the int32 lane l of block b (inputs 4l..4l+3), X_b the sum of
+ * the block's int8 values and Zx_g summed in block order.  The order does
+ * not depend on how many tokens a call holds, so a token's outputs are the
+ * same bits alone or batched; tests/test_awq_int8.c spells it in scalar C.
+ * Bits per weight of the repack: 4 + 64 / 128 = 4.5 (F32 s and -z*s). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cpu/cpu_internal.h"
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define Q8_AVX2 1
+#else
+#define Q8_AVX2 0
+#endif
+
+enum {
+    Q8_BLOCK = 32,          /* activation inputs per int8 scale */
+    Q8_TILE_M = 4,          /* tokens sharing one unpacked weight group */
+};
+
+void dsa_cpu_awq8_destroy(dsa_cpu_awq8 *p)
+{
+    if (!p)
+        return;
+    free(p->q);
+    free(p->s);
+    free(p->zs);
+    free(p);
+}
+
+dsa_err dsa_cpu_awq8_create(const dsa_weight *w, dsa_cpu_awq8 **out)
+{
+    *out = NULL;
+    int64_t g = w->awq_group;
+    /* the int8 blocks must tile the slice's groups from its first input */
+    if (g % 64 || w->col0 % g || w->rows <= 0 || w->cols <= 0)
+        return DSA_UNSUPPORTED;
+    dsa_cpu_awq8 *p = calloc(1, sizeof *p);
+    if (!p)
+        return DSA_NOMEM;
+    p->row0 = w->row0, p->rows = w->rows, p->col0 = w->col0, p->cols = w->cols;
+    p->group = g, p->n_groups = (w->cols + g - 1) / g;
+    size_t nrg = (size_t)(p->rows * p->n_groups);
+    p->q = calloc(nrg, (size_t)g / 2);
+    p->s = malloc(nrg * sizeof(float));
+    p->zs = malloc(nrg * sizeof(float));
+    if (!p->q || !p->s || !p->zs) {
+        dsa_cpu_awq8_destroy(p);
+        return DSA_NOMEM;
+    }
+    const int32_t *qw = (const int32_t *)w->data;
+    int64_t ld = w->ld;
+    for (int64_t i = 0; i < p->rows; i++) {
+        int64_t o = w->row0 + i;
+        int sh = 4 * dsa_awq_nibble(o);
+        for (int64_t gi = 0; gi < p->n_groups; gi++) {
+            int64_t sg = w->col0 / g + gi;
+            float s = dsa_f16_to_f32(w->awq_scales[sg * ld * 8 + o]);
+            float z = (float)(((uint32_t)w->awq_zeros[sg * ld + o / 8] >> sh) & 15u);
+            p->s[i * p->n_groups + gi] = s;
+            p->zs[i * p->n_groups + gi] = -(z * s);  /* exact: 4 x 11 bits */
+            uint8_t *dst = p->q + (i * p->n_groups + gi) * (g / 2);
+            for (int64_t k = 0; k < g && gi * g + k < w->cols; k++) {
+                int64_t n = w->col0 + gi * g + k;
+                uint8_t v = (uint8_t)(((uint32_t)qw[n * ld + o / 8] >> sh) & 15u);
+                /* chunk of 64 inputs: [0, 32) low nibbles, [32, 64) high */
+                int64_t c = k / 64, r = k % 64;
+                dst[c * 32 + r % 32] |= (uint8_t)(r < 32 ? v : v << 4);
+            }
+        }
+    }
+    *out = p;
+    return DSA_OK;
+}
+
+int64_t dsa_cpu_awq8_bytes(const dsa_cpu_awq8 *p)
+{
+    int64_t nrg = p->rows * p->n_groups;
+    return nrg * (p->group / 2) + nrg * 2 * (int64_t)sizeof(float);
+}
+
+void dsa_cpu_q8_row(const float *x, int64_t n, int64_t n_pad, int8_t *q, float *d, int32_t *xsum)
+{
+    for (int64_t b = 0; b * Q8_BLOCK < n_pad; b++) {
+        int64_t j0 = b * Q8_BLOCK, j1 = j0 + Q8_BLOCK < n ? j0 + Q8_BLOCK : n;
+        float amax = 0.0f;
+        for (int64_t j = j0; j < j1; j++)
+            amax = fmaxf(amax, fabsf(x[j]));
+        float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+        int32_t sum = 0;
+        for (int64_t k = 0; k < Q8_BLOCK; k++) {
+            int64_t j = j0 + k;
+            long v = j < j1 ? lrintf(x[j] * inv) : 0;
+            v = v > 127 ? 127 : v < -127 ? -127 : v;
+            q[j] = (int8_t)v;
+            sum += (int32_t)v;
+        }
+        d[b] = amax / 127.0f;
+        xsum[b] = sum;
+    }
+}
+
+/* One token's quantised row as the kernels read it: xq [n_groups * group]
+ * int8, d [n_blocks] and zx [n_groups] (sum_b d_b X_b in block order). */
+typedef struct q8_tok {
+    const int8_t *xq;
+    const float *d, *zx;
+} q8_tok;
+
+static size_t q8_tok_floats(const dsa_cpu_awq8 *p)
+{
+    int64_t kp = p->n_groups * p->group, nb = kp / Q8_BLOCK;
+    return (size_t)(kp / 4 + 2 * nb + p->n_groups);
+}
+
+/* The quantised rows of g's m tokens, made once per thread and op (cached
+ * in the scratch like the FP8 path's pre-scaled rows). */
+static dsa_err q8_tokens(const dsa_cpu_gemm *g, const dsa_cpu_awq8 *p, dsa_cpu_scratch *s,
+                         float **base)
+{
+    size_t per = q8_tok_floats(p);
+    int hit = g->epoch && s->q8_epoch == g->epoch && s->q8_x == g->x && s->q8_m == g->m &&
+              s->q8_ld_x == g->ld_x && s->q8_cols == p->cols && s->q8_group == p->group;
+    float *buf = dsa_cpu_scratch_get(s, DSA_CPU_SCR_Q8, per * (size_t)g->m);
+    if (!buf)
+        return DSA_NOMEM;
+    *base = buf;
+    if (hit)
+        return DSA_OK;
+    int64_t kp = p->n_groups * p->group, nb = kp / Q8_BLOCK, bpg = p->group / Q8_BLOCK;
+    for (int64_t t = 0; t < g->m; t++) {
+        float *r = buf + (size_t)t * per;
+        int8_t *xq = (int8_t *)r;
+        float *d = r + kp / 4, *zx = d + nb;
+        int32_t *xs = (int32_t *)(zx + p->n_groups);
+        dsa_cpu_q8_row(g->x + t * g->ld_x, p->cols, kp, xq, d, xs);
+        for (int64_t gi = 0; gi < p->n_groups; gi++) {
+            float z = 0.0f;
+            for (int64_t b = gi * bpg; b < (gi + 1) * bpg; b++)
+                z = fmaf(d[b], (float)xs[b], z);
+            zx[gi] = z;
+        }
+    }
+    s->q8_epoch = g->epoch, s->q8_x = g->x, s->q8_m = g->m, s->q8_ld_x = g->ld_x;
+    s->q8_cols = p->cols, s->q8_group = p->group;
+    return DSA_OK;
+}
+
+static q8_tok q8_tok_at(const dsa_cpu_awq8 *p, const float *base, int64_t t)
+{
+    size_t per = q8_tok_floats(p);
+    int64_t kp = p->n_groups * p->group, nb = kp / Q8_BLOCK;
+    const float *r = base + (size_t)t * per;
+    return (q8_tok){.xq = (const int8_t *)r, .d = r + kp / 4, .zx = r + kp / 4 + nb};
+}
+
+/* The final store, as cpu_awq.c's (alpha, accumulate, out_rows). */
+static inline void q8_store(const dsa_cpu_gemm *g, int64_t t, int64_t n, float v)
+{
+    int64_t r = g->out_rows ? g->out_rows[t] : t;
+    float *dst = g->out + r * g->ld_out + n;
+    float a = g->alpha ? g->alpha[t] : 1.0f;
+    *dst = g->accumulate ? fmaf(v, a, *dst) : v * a;
+}
+
+static inline float q8_hsum8(const float *a)
+{
+    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+}
+
+/* Output row i (packed-relative) for tokens [t0, t0 + mt), scalar C in the
+ * order of the file comment. */
+static void q8_row_scalar(const dsa_cpu_awq8 *p, int64_t i, const q8_tok *tk, int mt, float *y)
+{
+    int64_t gb = p->group / 2, bpg = p->group / Q8_BLOCK;
+    for (int t = 0; t < mt; t++) {
+        float acc[8] = {0}, corr = 0.0f;
+        for (int64_t gi = 0; gi < p->n_groups; gi++) {
+            const uint8_t *wq = p->q + (i * p->n_groups + gi) * gb;
+            float G[8] = {0};
+            for (int64_t b = 0; b < bpg; b++) {
+                const int8_t *xq = tk[t].xq + (gi * bpg + b) * Q8_BLOCK;
+                const uint8_t *wb = wq + (b / 2) * 32;
+                int hi = (int)(b & 1);
+                for (int l = 0; l < 8; l++) {
+                    int32_t I = 0;
+                    for (int k = 4 * l; k < 4 * l + 4; k++)
+                        I += (int32_t)(hi ? wb[k] >> 4 : wb[k] & 15) * xq[k];
+                    G[l] = fmaf((float)I, tk[t].d[gi * bpg + b], G[l]);
+                }
+            }
+            float sc = p->s[i * p->n_groups + gi];
+            for (int l = 0; l < 8; l++)
+                acc[l] = fmaf(G[l], sc, acc[l]);
+            corr = fmaf(p->zs[i * p->n_groups + gi], tk[t].zx[gi], corr);
+        }
+        y[t] = q8_hsum8(acc) + corr;
+    }
+}
+
+#if Q8_AVX2
+#define Q8_INLINE static inline __attribute__((always_inline))
+
+/* The same as q8_row_scalar for mt <= Q8_TILE_M tokens: each group's
+ * nibbles are unpacked once and used by every token of the tile. */
+Q8_INLINE void q8_row_avx2(const dsa_cpu_awq8 *p, int64_t i, const q8_tok *tk, int mt, float *y)
+{
+    int64_t gb = p->group / 2, ng = p->n_groups, nch = p->group / 64;
+    const uint8_t *wq = p->q + i * ng * gb;
+    const float *sp = p->s + i * ng, *zp = p->zs + i * ng;
+    const __m256i lo4 = _mm256_set1_epi8(15);
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[Q8_TILE_M];
+    float corr[Q8_TILE_M];
+    for (int t = 0; t < mt; t++)
+        acc[t] = _mm256_setzero_ps(), corr[t] = 0.0f;
+    for (int64_t gi = 0; gi < ng; gi++) {
+        const uint8_t *wg = wq + gi * gb;
+        _mm_prefetch((const char *)(wg + 8 * gb), _MM_HINT_T0);
+        __m256 G[Q8_TILE_M];
+        for (int t = 0; t < mt; t++)
+            G[t] = _mm256_setzero_ps();
+        for (int64_t c = 0; c < nch; c++) {
+            __m256i raw = _mm256_loadu_si256((const __m256i *)(wg + c * 32));
+            __m256i w0 = _mm256_and_si256(raw, lo4);
+            __m256i w1 = _mm256_and_si256(_mm256_srli_epi16(raw, 4), lo4);
+            int64_t b0 = gi * (p->group / Q8_BLOCK) + 2 * c;
+            for (int t = 0; t < mt; t++) {
+                const int8_t *xq = tk[t].xq + b0 * Q8_BLOCK;
+                __m256i x0 = _mm256_loadu_si256((const __m256i *)xq);
+                __m256i x1 = _mm256_loadu_si256((const __m256i *)(xq + Q8_BLOCK));
+                __m256i i0 = _mm256_madd_epi16(_mm256_maddubs_epi16(w0, x0), ones);
+                __m256i i1 = _mm256_madd_epi16(_mm256_maddubs_epi16(w1, x1), ones);
+                G[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i0), _mm256_set1_ps(tk[t].d[b0]), G[t]);
+                G[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i1), _mm256_set1_ps(tk[t].d[b0 + 1]),
+                                       G[t]);
+            }
+        }
+        __m256 sv = _mm256_broadcast_ss(sp + gi);
+        float zs = zp[gi];
+        for (int t = 0; t < mt; t++) {
+            acc[t] = _mm256_fmadd_ps(G[t], sv, acc[t]);
+            corr[t] = fmaf(zs, tk[t].zx[gi], corr[t]);
+        }
+    }
+    for (int t = 0; t < mt; t++) {
+        _Alignas(32) float a[8];
+        _mm256_store_ps(a, acc[t]);
+        y[t] = q8_hsum8(a) + corr[t];
+    }
+}
+
+static void q8_row_tile(const dsa_cpu_awq8 *p, int64_t i, const q8_tok *tk, int mt, float *y)
+{
+    switch (mt) {
+    case 1: q8_row_avx2(p, i, tk, 1, y); break;
+    case 2: q8_row_avx2(p, i, tk, 2, y); break;
+    case 3: q8_row_avx2(p, i, tk, 3, y); break;
+    default: q8_row_avx2(p, i, tk, 4, y); break;
+    }
+}
+#else
+#define q8_row_tile q8_row_scalar
+#endif
+
+int dsa_cpu_awq8_covers(const dsa_weight *w)
+{
+    const dsa_cpu_awq8 *p = w->awq8;
+    return p && w->col0 == p->col0 && w->cols == p->cols && w->row0 >= p->row0 &&
+           w->row0 + w->rows <= p->row0 + p->rows;
+}
+
+static dsa_err awq8_rows(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa_cpu_scratch *s,
+                         int scalar)
+{
+    const dsa_cpu_awq8 *p = g->w->awq8;
+    float *base;
+    dsa_err err = q8_tokens(g, p, s, &base);
+    if (err)
+        return err;
+    int64_t off = g->w->row0 - p->row0;
+    for (int64_t t0 = 0; t0 < g->m; t0 += Q8_TILE_M) {
+        int mt = g->m - t0 < Q8_TILE_M ? (int)(g->m - t0) : Q8_TILE_M;
+        q8_tok tk[Q8_TILE_M];
+        for (int t = 0; t < mt; t++)
+            tk[t] = q8_tok_at(p, base, t0 + t);
+        for (int64_t i = r0; i < r1; i++) {
+            float y[Q8_TILE_M];
+            if (scalar)
+                q8_row_scalar(p, off + i, tk, mt, y);
+            else
+                q8_row_tile(p, off + i, tk, mt, y);
+            for (int t = 0; t < mt; t++)
+                q8_store(g, t0 + t, i, y[t]);
+        }
+    }
+    return DSA_OK;
+}
+
+dsa_err dsa_cpu_awq8_gemm_rows(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa_cpu_scratch *s)
+{
+    return awq8_rows(g, r0, r1, s, 0);
+}
+
+dsa_err dsa_cpu_awq8_gemm_rows_scalar(const dsa_cpu_gemm *g, int64_t r0, int64_t r1,
+                                      dsa_cpu_scratch *s)
+{
+    return awq8_rows(g, r0, r1, s, 1);
+}
