@@ -237,7 +237,7 @@ Q8_INLINE void q8_row_avx2(const dsa_cpu_awq8 *p, int64_t i, const q8_tok *tk, i
         acc[t] = _mm256_setzero_ps(), corr[t] = 0.0f;
     for (int64_t gi = 0; gi < ng; gi++) {
         const uint8_t *wg = wq + gi * gb;
-        _mm_prefetch((const char *)(wg + 8 * gb), _MM_HINT_T0);
+        _mm_prefetch((const char *)(wg + 32 * gb), _MM_HINT_T0);
         __m256 G[Q8_TILE_M];
         for (int t = 0; t < mt; t++)
             G[t] = _mm256_setzero_ps();
