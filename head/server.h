@@ -70,6 +70,8 @@ typedef struct dsa_head_opts {
      * sets lm_head_fp8 from it */
     const char *lm_head_dtype;
     int lm_head_fp8;
+    /* --cpu-int8-activations of the in-process worker (worker/step.h) */
+    int cpu_int8_act;
 } dsa_head_opts;
 
 /* Serves until SIGTERM/SIGINT and the drain complete.  Returns 0 after a

@@ -160,8 +160,9 @@ Test(awq_int8, repack_holds_every_weight)
     for (int64_t i = 0; i < 64; i++)
         for (int64_t j = 0; j < 200; j++) {
             int64_t gi = j / 128, k = j % 128;
-            uint8_t byte = p->q[(i * 2 + gi) * 64 + (k / 64) * 32 + k % 32];
-            int v = k % 64 < 32 ? byte & 15 : byte >> 4;
+            uint8_t byte = p->q[i * p->row_bytes + (j / 64) * 32 + j % 32];
+            int v = j % 64 < 32 ? byte & 15 : byte >> 4;
+            (void)k;
             float got = (float)v * p->s[i * 2 + gi] + p->zs[i * 2 + gi];
             cr_assert_eq(got, dsa_weight_get(&w, i, j), "(%lld, %lld)", (long long)i, (long long)j);
         }
@@ -193,6 +194,7 @@ Test(awq_int8, every_path_same_bits_any_batch)
         {200, 384, 128, 0, 200, 128, 256},  /* row-parallel slice */
         {136, 384, 128, 0, 136, 128, 200},  /* ragged last group: 72 inputs */
         {64, 448, 64, 0, 64, 0, 448},       /* group 64: 7 groups */
+        {48, 160, 32, 0, 48, 32, 96},       /* group 32: 3 groups, a half chunk at the end */
         {904, 896, 128, 0, 904, 0, 896},    /* Qwen2-0.5B's width, ragged chunks */
     };
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {

@@ -127,8 +127,15 @@ static dsa_err backend_create(const dsa_worker_step_params *p, dsa_backend **be,
 {
     const char *d = p->device && *p->device ? p->device : "cpu";
     *on_cuda = 0;
-    if (!strcmp(d, "cpu"))
-        return dsa_backend_cpu_create(p->n_threads, be);
+    if (!strcmp(d, "cpu")) {
+        dsa_err err = dsa_backend_cpu_create(p->n_threads, be);
+        if (!err)
+            dsa_backend_cpu_set_int8_activations(*be, p->cpu_int8_act);
+        return err;
+    }
+    if (p->cpu_int8_act)
+        return dsa_fail(DSA_INVAL, "--cpu-int8-activations: the CPU backend's option, and device "
+                        "is \"%s\"", d);
     if (strncmp(d, "cuda", 4) || (d[4] && d[4] != ':'))
         return dsa_fail(DSA_INVAL, "device \"%s\": expected cpu, cuda or cuda:N", d);
     int dev = 0;

@@ -45,6 +45,9 @@ typedef struct dsa_worker_step_params {
     /* 1: lm_head runs as an FP8 copy made at load (worker/lm_head.h,
      * --lm-head-dtype fp8); 0: as the checkpoint stores it */
     int lm_head_fp8;
+    /* 1: the CPU backend runs AWQ linears with int8 activations
+     * (--cpu-int8-activations, kernels/cpu/cpu_awq_int8.c) */
+    int cpu_int8_act;
     /* A distributed worker (worker/dist.c): this rank's shard and its
      * communicator (comm.h, borrowed).  NULL: the whole model here.  Only
      * the last stage's tp_rank 0 samples; other ranks return token -1. */

@@ -2,12 +2,12 @@
  * backend's opt-in --cpu-int8-activations path; cpu_awq.c is the default).
  *
  * At weight_prepare the AutoAWQ layout (8 outputs per int32 word along the
- * output dimension) is repacked along the input dimension: per output row
- * and 128-input group, 64 bytes where byte k holds input k in its low
- * nibble and input 32 + k in its high one (the next 32 bytes inputs 64..127
- * the same way), so one AND and one shift-and-AND give 32 unsigned bytes in
- * input order; the group's scale s (the F16 value as F32) and -z*s sit in
- * two F32 arrays beside it.  A linear quantises each token's input row once
+ * output dimension) is repacked along the input dimension: per output row,
+ * chunks of 32 bytes for 64 inputs where byte k holds input k in its low
+ * nibble and input 32 + k in its high one, so one AND and one shift-and-AND
+ * give 32 unsigned bytes in input order (a 128-input group is two chunks);
+ * each group's scale s (the F16 value as F32) and -z*s sit in two F32
+ * arrays beside them.  A linear quantises each token's input row once
  * per thread (symmetric int8 per block of 32 inputs, d = max|x| / 127, the
  * Q8_0 form) and runs integer dot products (vpmaddubsw of the unsigned
  * nibbles by the signed bytes, vpmaddwd by ones: eight exact int32 lanes
@@ -54,15 +54,16 @@ dsa_err dsa_cpu_awq8_create(const dsa_weight *w, dsa_cpu_awq8 **out)
     *out = NULL;
     int64_t g = w->awq_group;
     /* the int8 blocks must tile the slice's groups from its first input */
-    if (g % 64 || w->col0 % g || w->rows <= 0 || w->cols <= 0)
+    if (g % Q8_BLOCK || w->col0 % g || w->rows <= 0 || w->cols <= 0)
         return DSA_UNSUPPORTED;
     dsa_cpu_awq8 *p = calloc(1, sizeof *p);
     if (!p)
         return DSA_NOMEM;
     p->row0 = w->row0, p->rows = w->rows, p->col0 = w->col0, p->cols = w->cols;
     p->group = g, p->n_groups = (w->cols + g - 1) / g;
+    p->row_bytes = (p->n_groups * g + 63) / 64 * 32;
     size_t nrg = (size_t)(p->rows * p->n_groups);
-    p->q = calloc(nrg, (size_t)g / 2);
+    p->q = calloc((size_t)(p->rows * p->row_bytes), 1);
     p->s = malloc(nrg * sizeof(float));
     p->zs = malloc(nrg * sizeof(float));
     if (!p->q || !p->s || !p->zs) {
@@ -80,10 +81,9 @@ dsa_err dsa_cpu_awq8_create(const dsa_weight *w, dsa_cpu_awq8 **out)
             float z = (float)(((uint32_t)w->awq_zeros[sg * ld + o / 8] >> sh) & 15u);
             p->s[i * p->n_groups + gi] = s;
             p->zs[i * p->n_groups + gi] = -(z * s);  /* exact: 4 x 11 bits */
-            uint8_t *dst = p->q + (i * p->n_groups + gi) * (g / 2);
-            for (int64_t k = 0; k < g && gi * g + k < w->cols; k++) {
-                int64_t n = w->col0 + gi * g + k;
-                uint8_t v = (uint8_t)(((uint32_t)qw[n * ld + o / 8] >> sh) & 15u);
+            uint8_t *dst = p->q + i * p->row_bytes;
+            for (int64_t k = gi * g; k < (gi + 1) * g && k < w->cols; k++) {
+                uint8_t v = (uint8_t)(((uint32_t)qw[(w->col0 + k) * ld + o / 8] >> sh) & 15u);
                 /* chunk of 64 inputs: [0, 32) low nibbles, [32, 64) high */
                 int64_t c = k / 64, r = k % 64;
                 dst[c * 32 + r % 32] |= (uint8_t)(r < 32 ? v : v << 4);
@@ -96,8 +96,7 @@ dsa_err dsa_cpu_awq8_create(const dsa_weight *w, dsa_cpu_awq8 **out)
 
 int64_t dsa_cpu_awq8_bytes(const dsa_cpu_awq8 *p)
 {
-    int64_t nrg = p->rows * p->n_groups;
-    return nrg * (p->group / 2) + nrg * 2 * (int64_t)sizeof(float);
+    return p->rows * p->row_bytes + p->rows * p->n_groups * 2 * (int64_t)sizeof(float);
 }
 
 void dsa_cpu_q8_row(const float *x, int64_t n, int64_t n_pad, int8_t *q, float *d, int32_t *xsum)
@@ -131,7 +130,7 @@ typedef struct q8_tok {
 static size_t q8_tok_floats(const dsa_cpu_awq8 *p)
 {
     int64_t kp = p->n_groups * p->group, nb = kp / Q8_BLOCK;
-    return (size_t)(kp / 4 + 2 * nb + p->n_groups);
+    return (size_t)(p->row_bytes * 2 / 4 + 2 * nb + p->n_groups);
 }
 
 /* The quantised rows of g's m tokens, made once per thread and op (cached
@@ -152,7 +151,7 @@ static dsa_err q8_tokens(const dsa_cpu_gemm *g, const dsa_cpu_awq8 *p, dsa_cpu_s
     for (int64_t t = 0; t < g->m; t++) {
         float *r = buf + (size_t)t * per;
         int8_t *xq = (int8_t *)r;
-        float *d = r + kp / 4, *zx = d + nb;
+        float *d = r + p->row_bytes * 2 / 4, *zx = d + nb;
         int32_t *xs = (int32_t *)(zx + p->n_groups);
         dsa_cpu_q8_row(g->x + t * g->ld_x, p->cols, kp, xq, d, xs);
         for (int64_t gi = 0; gi < p->n_groups; gi++) {
@@ -172,7 +171,9 @@ static q8_tok q8_tok_at(const dsa_cpu_awq8 *p, const float *base, int64_t t)
     size_t per = q8_tok_floats(p);
     int64_t kp = p->n_groups * p->group, nb = kp / Q8_BLOCK;
     const float *r = base + (size_t)t * per;
-    return (q8_tok){.xq = (const int8_t *)r, .d = r + kp / 4, .zx = r + kp / 4 + nb};
+    int64_t xf = p->row_bytes * 2 / 4;
+    (void)kp;
+    return (q8_tok){.xq = (const int8_t *)r, .d = r + xf, .zx = r + xf + nb};
 }
 
 /* The final store, as cpu_awq.c's (alpha, accumulate, out_rows). */
@@ -193,21 +194,21 @@ static inline float q8_hsum8(const float *a)
  * order of the file comment. */
 static void q8_row_scalar(const dsa_cpu_awq8 *p, int64_t i, const q8_tok *tk, int mt, float *y)
 {
-    int64_t gb = p->group / 2, bpg = p->group / Q8_BLOCK;
+    int64_t bpg = p->group / Q8_BLOCK;
+    const uint8_t *wq = p->q + i * p->row_bytes;
     for (int t = 0; t < mt; t++) {
         float acc[8] = {0}, corr = 0.0f;
         for (int64_t gi = 0; gi < p->n_groups; gi++) {
-            const uint8_t *wq = p->q + (i * p->n_groups + gi) * gb;
             float G[8] = {0};
-            for (int64_t b = 0; b < bpg; b++) {
-                const int8_t *xq = tk[t].xq + (gi * bpg + b) * Q8_BLOCK;
-                const uint8_t *wb = wq + (b / 2) * 32;
-                int hi = (int)(b & 1);
+            for (int64_t bb = gi * bpg; bb < (gi + 1) * bpg; bb++) {
+                const int8_t *xq = tk[t].xq + bb * Q8_BLOCK;
+                const uint8_t *wb = wq + (bb / 2) * 32;
+                int hi = (int)(bb & 1);
                 for (int l = 0; l < 8; l++) {
                     int32_t I = 0;
                     for (int k = 4 * l; k < 4 * l + 4; k++)
                         I += (int32_t)(hi ? wb[k] >> 4 : wb[k] & 15) * xq[k];
-                    G[l] = fmaf((float)I, tk[t].d[gi * bpg + b], G[l]);
+                    G[l] = fmaf((float)I, tk[t].d[bb], G[l]);
                 }
             }
             float sc = p->s[i * p->n_groups + gi];
@@ -226,42 +227,38 @@ static void q8_row_scalar(const dsa_cpu_awq8 *p, int64_t i, const q8_tok *tk, in
  * nibbles are unpacked once and used by every token of the tile. */
 Q8_INLINE void q8_row_avx2(const dsa_cpu_awq8 *p, int64_t i, const q8_tok *tk, int mt, float *y)
 {
-    int64_t gb = p->group / 2, ng = p->n_groups, nch = p->group / 64;
-    const uint8_t *wq = p->q + i * ng * gb;
+    int64_t ng = p->n_groups, bpg = p->group / Q8_BLOCK, nb = ng * bpg;
+    const uint8_t *wq = p->q + i * p->row_bytes;
     const float *sp = p->s + i * ng, *zp = p->zs + i * ng;
     const __m256i lo4 = _mm256_set1_epi8(15);
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc[Q8_TILE_M];
+    __m256 acc[Q8_TILE_M], G[Q8_TILE_M];
     float corr[Q8_TILE_M];
     for (int t = 0; t < mt; t++)
-        acc[t] = _mm256_setzero_ps(), corr[t] = 0.0f;
-    for (int64_t gi = 0; gi < ng; gi++) {
-        const uint8_t *wg = wq + gi * gb;
-        _mm_prefetch((const char *)(wg + 32 * gb), _MM_HINT_T0);
-        __m256 G[Q8_TILE_M];
-        for (int t = 0; t < mt; t++)
-            G[t] = _mm256_setzero_ps();
-        for (int64_t c = 0; c < nch; c++) {
-            __m256i raw = _mm256_loadu_si256((const __m256i *)(wg + c * 32));
-            __m256i w0 = _mm256_and_si256(raw, lo4);
-            __m256i w1 = _mm256_and_si256(_mm256_srli_epi16(raw, 4), lo4);
-            int64_t b0 = gi * (p->group / Q8_BLOCK) + 2 * c;
+        acc[t] = G[t] = _mm256_setzero_ps(), corr[t] = 0.0f;
+    for (int64_t b = 0; b < nb; b += 2) {
+        const uint8_t *wc = wq + b * 16;
+        _mm_prefetch((const char *)(wc + 32 * 64), _MM_HINT_T0);
+        __m256i raw = _mm256_loadu_si256((const __m256i *)wc);
+        __m256i wv[2] = {_mm256_and_si256(raw, lo4),
+                         _mm256_and_si256(_mm256_srli_epi16(raw, 4), lo4)};
+        for (int h = 0; h < 2 && b + h < nb; h++) {
+            int64_t bb = b + h;
             for (int t = 0; t < mt; t++) {
-                const int8_t *xq = tk[t].xq + b0 * Q8_BLOCK;
-                __m256i x0 = _mm256_loadu_si256((const __m256i *)xq);
-                __m256i x1 = _mm256_loadu_si256((const __m256i *)(xq + Q8_BLOCK));
-                __m256i i0 = _mm256_madd_epi16(_mm256_maddubs_epi16(w0, x0), ones);
-                __m256i i1 = _mm256_madd_epi16(_mm256_maddubs_epi16(w1, x1), ones);
-                G[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i0), _mm256_set1_ps(tk[t].d[b0]), G[t]);
-                G[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i1), _mm256_set1_ps(tk[t].d[b0 + 1]),
-                                       G[t]);
+                __m256i x = _mm256_loadu_si256((const __m256i *)(tk[t].xq + bb * Q8_BLOCK));
+                __m256i iv = _mm256_madd_epi16(_mm256_maddubs_epi16(wv[h], x), ones);
+                G[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iv), _mm256_set1_ps(tk[t].d[bb]), G[t]);
             }
-        }
-        __m256 sv = _mm256_broadcast_ss(sp + gi);
-        float zs = zp[gi];
-        for (int t = 0; t < mt; t++) {
-            acc[t] = _mm256_fmadd_ps(G[t], sv, acc[t]);
-            corr[t] = fmaf(zs, tk[t].zx[gi], corr[t]);
+            if ((bb + 1) % bpg == 0) { /* the group's last block: fold */
+                int64_t gi = bb / bpg;
+                __m256 sv = _mm256_broadcast_ss(sp + gi);
+                float zs = zp[gi];
+                for (int t = 0; t < mt; t++) {
+                    acc[t] = _mm256_fmadd_ps(G[t], sv, acc[t]);
+                    G[t] = _mm256_setzero_ps();
+                    corr[t] = fmaf(zs, tk[t].zx[gi], corr[t]);
+                }
+            }
         }
     }
     for (int t = 0; t < mt; t++) {

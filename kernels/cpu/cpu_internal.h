@@ -113,8 +113,9 @@ void dsa_cpu_awq_row(const dsa_weight *w, int64_t i, float *dst);
  * slice's inputs [col0, col0 + cols), col0 on a group boundary. */
 typedef struct dsa_cpu_awq8 {
     int64_t row0, rows, col0, cols;
-    int64_t group, n_groups;    /* inputs per group (a multiple of 64) */
-    uint8_t *q;                 /* [rows][n_groups][group / 2] nibble pairs */
+    int64_t group, n_groups;    /* inputs per group (a multiple of 32) */
+    int64_t row_bytes;          /* ceil(n_groups * group / 64) * 32 */
+    uint8_t *q;                 /* [rows][row_bytes] nibble pairs, chunks of 64 inputs */
     float *s, *zs;              /* [rows][n_groups] scale and -zero * scale */
 } dsa_cpu_awq8;
 
