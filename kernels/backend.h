@@ -19,7 +19,8 @@
 #include "common/error.h"
 
 /* A weight matrix W[rows, cols] (out x in, row-major as stored), possibly a
- * slice of a stored tensor.  For F8_E4M3 the stored tensor has F32 block
+ * slice of a stored tensor.  I8 (--lm-head-dtype int8, CPU only) has F32
+ * scales laid out as F8_E4M3's: W[i,j] = q[i,j] * S[...] (one per row).  For F8_E4M3 the stored tensor has F32 block
  * scales S[ceil(R/128), ceil(C/128)] (R x C the stored tensor's shape) and
  * W[i,j] = e4m3(q[i,j]) * S[(row0+i)/block_rows, (col0+j)/block_cols].
  * A vector (norm weight, bias) is a weight with rows == 1. */

@@ -215,7 +215,7 @@ dsa_err dsa_worker_step_create(const dsa_worker_step_params *p, dsa_worker_step 
         return dsa_fail(DSA_NOMEM, "worker");
     if ((err = backend_create(p, &ws->be, &ws->on_cuda)) || (err = load(p, &ws->w)))
         goto fail;
-    if (p->lm_head_fp8 && (err = dsa_weights_lm_head_fp8(ws->w)))
+    if ((err = dsa_weights_lm_head_apply(ws->w, p->lm_head_quant)))
         goto fail;
     if ((err = dsa_weights_prepare(ws->w, ws->be)))
         goto fail;

@@ -325,3 +325,93 @@ dsa_err dsa_cpu_awq8_gemm_rows_scalar(const dsa_cpu_gemm *g, int64_t r0, int64_t
 {
     return awq8_rows(g, r0, r1, s, 1);
 }
+
+/* ---- int8 x int8: the --lm-head-dtype int8 head ------------------------ */
+
+/* Rows [r0, r1) for tokens [t0, t0 + mt): x quantised in xq [mt][ld], d
+ * [mt][ld / 32].  AVX2 has no signed x signed byte multiply-add, so the
+ * weight's sign moves onto the activation (vpsignb) and its magnitude
+ * goes in as the unsigned operand: |w| * (x sign(w)) = w x, pair sums at
+ * most 2 * 127 * 127, no saturation. */
+static void i8_rows(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, int64_t t0, int mt,
+                    const int8_t *xq, const float *d, int scalar)
+{
+    const dsa_weight *w = g->w;
+    int64_t ld = w->ld, nb = ld / Q8_BLOCK;
+    for (int64_t i = r0; i < r1; i++) {
+        const int8_t *wr = (const int8_t *)w->data + i * ld;
+        float sc = w->scale[(w->row0 + i) * w->scale_ld];
+        float y[Q8_TILE_M];
+#if Q8_AVX2
+        if (!scalar) {
+            const __m256i ones = _mm256_set1_epi16(1);
+            __m256 G[Q8_TILE_M];
+            for (int t = 0; t < mt; t++)
+                G[t] = _mm256_setzero_ps();
+            for (int64_t b = 0; b < nb; b++) {
+                __m256i wv = _mm256_loadu_si256((const __m256i *)(wr + b * Q8_BLOCK));
+                __m256i aw = _mm256_sign_epi8(wv, wv);
+                for (int t = 0; t < mt; t++) {
+                    __m256i x = _mm256_loadu_si256((const __m256i *)(xq + t * ld + b * Q8_BLOCK));
+                    __m256i iv = _mm256_madd_epi16(
+                        _mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, wv)), ones);
+                    G[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iv), _mm256_set1_ps(d[t * nb + b]),
+                                           G[t]);
+                }
+            }
+            for (int t = 0; t < mt; t++) {
+                _Alignas(32) float a[8];
+                _mm256_store_ps(a, G[t]);
+                y[t] = q8_hsum8(a) * sc;
+            }
+        } else
+#endif
+        {
+            for (int t = 0; t < mt; t++) {
+                float G[8] = {0};
+                for (int64_t b = 0; b < nb; b++)
+                    for (int l = 0; l < 8; l++) {
+                        int32_t I = 0;
+                        for (int64_t k = b * Q8_BLOCK + 4 * l; k < b * Q8_BLOCK + 4 * l + 4; k++)
+                            I += (int32_t)wr[k] * xq[t * ld + k];
+                        G[l] = fmaf((float)I, d[t * nb + b], G[l]);
+                    }
+                y[t] = q8_hsum8(G) * sc;
+            }
+        }
+        for (int t = 0; t < mt; t++)
+            q8_store(g, t0 + t, i, y[t]);
+    }
+}
+
+static dsa_err i8_gemm(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa_cpu_scratch *s,
+                       int scalar)
+{
+    int64_t ld = g->w->ld, nb = ld / Q8_BLOCK;
+    /* per chunk: [Q8_TILE_M][ld] int8, then d and block sums */
+    float *buf = dsa_cpu_scratch_get(s, DSA_CPU_SCR_TMP, (size_t)(Q8_TILE_M * (ld / 4 + 2 * nb)));
+    if (!buf)
+        return DSA_NOMEM;
+    int8_t *xq = (int8_t *)buf;
+    float *d = buf + Q8_TILE_M * ld / 4;
+    int32_t *xs = (int32_t *)(d + Q8_TILE_M * nb);
+    for (int64_t t0 = 0; t0 < g->m; t0 += Q8_TILE_M) {
+        int mt = g->m - t0 < Q8_TILE_M ? (int)(g->m - t0) : Q8_TILE_M;
+        for (int t = 0; t < mt; t++)
+            dsa_cpu_q8_row(g->x + (t0 + t) * g->ld_x, g->w->cols, ld, xq + t * ld, d + t * nb,
+                           xs + t * nb);
+        i8_rows(g, r0, r1, t0, mt, xq, d, scalar);
+    }
+    return DSA_OK;
+}
+
+dsa_err dsa_cpu_i8_gemm_rows(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa_cpu_scratch *s)
+{
+    return i8_gemm(g, r0, r1, s, 0);
+}
+
+dsa_err dsa_cpu_i8_gemm_rows_scalar(const dsa_cpu_gemm *g, int64_t r0, int64_t r1,
+                                    dsa_cpu_scratch *s)
+{
+    return i8_gemm(g, r0, r1, s, 1);
+}

@@ -125,6 +125,10 @@ static dsa_err cpu_weight_prepare(dsa_backend *be, dsa_weight *w)
     case DSA_DTYPE_F16:
     case DSA_DTYPE_BF16:
         return DSA_OK;
+    case DSA_DTYPE_I8: /* --lm-head-dtype int8 (cpu_awq_int8.c) */
+        if (!w->scale || w->block_rows != 1 || w->ld % 32)
+            return dsa_fail(DSA_INVAL, "cpu backend: int8 weight without row scales");
+        return DSA_OK;
     case DSA_DTYPE_F8_E4M3:
         if (!w->scale || w->block_rows <= 0 || w->block_cols <= 0)
             return dsa_fail(DSA_INVAL, "cpu backend: FP8 weight without block scales");

@@ -135,6 +135,13 @@ dsa_err dsa_cpu_awq8_gemm_rows_scalar(const dsa_cpu_gemm *g, int64_t r0, int64_t
  * zero-padded to n_pad (a multiple of 32): q [n_pad], d and xsum (the
  * sum of each block's q) [n_pad / 32]. */
 void dsa_cpu_q8_row(const float *x, int64_t n, int64_t n_pad, int8_t *q, float *d, int32_t *xsum);
+/* I8 weights (one F32 scale per row, rows padded with zeros to ld, a
+ * multiple of 32): the product with x quantised as dsa_cpu_q8_row, per
+ * (token, output) G[l] = fma(I_b[l], d_b, G[l]) over the blocks in order,
+ * y = hsum8(G) * scale; _scalar: the same in plain C. */
+dsa_err dsa_cpu_i8_gemm_rows(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa_cpu_scratch *s);
+dsa_err dsa_cpu_i8_gemm_rows_scalar(const dsa_cpu_gemm *g, int64_t r0, int64_t r1,
+                                    dsa_cpu_scratch *s);
 
 /* dst[j] = W[i, j] for j in [0, w->cols), exactly as dsa_weight_get. */
 void dsa_cpu_weight_row(const dsa_weight *w, int64_t i, float *dst);

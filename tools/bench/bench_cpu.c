@@ -39,7 +39,7 @@ static const dsa_option bench_options[] = {
     OPT("decode-steps", DSA_OPT_INT, decode_steps, 1, 1 << 16, "16", "N", "decode steps timed", 0),
     OPT("batches", DSA_OPT_STRING, batches, 0, 0, "1,16", "LIST", "batch sizes (sequences)", 0),
     OPT("bw-mib", DSA_OPT_INT, bw_mib, 64, 1 << 16, "1024", "MIB", "buffer for the bandwidth test", 0),
-    OPT("lm-head-dtype", DSA_OPT_STRING, lm_head_dtype, 0, 0, "auto", "DTYPE", "auto or fp8 (worker/lm_head.h)", 0),
+    OPT("lm-head-dtype", DSA_OPT_STRING, lm_head_dtype, 0, 0, "auto", "DTYPE", "auto, fp8 or int8 (worker/lm_head.h)", 0),
     OPT("cpu-int8-activations", DSA_OPT_FLAG, int8_act, 0, 0, NULL, NULL, "AWQ linears with int8 activations (kernels/cpu/cpu_awq_int8.c)", 0),
     OPT("json", DSA_OPT_STRING, json, 0, 0, NULL, "FILE", "also write results as JSON", 0),
 };
@@ -282,7 +282,7 @@ int main(int argc, char **argv)
     dsa_lm_head_dtype lm_head_dtype;
     if ((err = dsa_lm_head_dtype_parse(o.lm_head_dtype, &lm_head_dtype)) ||
         (err = dsa_weights_load(o.model, NULL, &w)) ||
-        (lm_head_dtype == DSA_LM_HEAD_FP8 && (err = dsa_weights_lm_head_fp8(w))))
+        (err = dsa_weights_lm_head_apply(w, (int)lm_head_dtype)))
         goto fail;
     double load_s = dsa_time_now() - tl;
     double rss = rss_bytes();
