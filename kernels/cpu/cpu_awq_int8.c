@@ -223,62 +223,75 @@ static void q8_row_scalar(const dsa_cpu_awq8 *p, int64_t i, const q8_tok *tk, in
 #if Q8_AVX2
 #define Q8_INLINE static inline __attribute__((always_inline))
 
-/* The same as q8_row_scalar for mt <= Q8_TILE_M tokens: each group's
- * nibbles are unpacked once and used by every token of the tile. */
-Q8_INLINE void q8_row_avx2(const dsa_cpu_awq8 *p, int64_t i, const q8_tok *tk, int mt, float *y)
+/* The same as q8_row_scalar for nr rows [i, i + nr) and mt tokens,
+ * nr * mt <= Q8_TILE_M: each chunk's nibbles are unpacked once and used by
+ * every token, and the nr * mt FMA chains are independent (one token alone
+ * is otherwise bound by its chain's latency, 4 cycles per block).  Each
+ * (row, token) sees the same operations in the same order whatever nr and
+ * mt, so the bits do not depend on the tiling.  y is [nr][mt]. */
+Q8_INLINE void q8_rows_avx2(const dsa_cpu_awq8 *p, int64_t i, int nr, const q8_tok *tk, int mt,
+                            float *y)
 {
     int64_t ng = p->n_groups, bpg = p->group / Q8_BLOCK, nb = ng * bpg;
-    const uint8_t *wq = p->q + i * p->row_bytes;
-    const float *sp = p->s + i * ng, *zp = p->zs + i * ng;
     const __m256i lo4 = _mm256_set1_epi8(15);
     const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc[Q8_TILE_M], G[Q8_TILE_M];
     float corr[Q8_TILE_M];
-    for (int t = 0; t < mt; t++)
-        acc[t] = G[t] = _mm256_setzero_ps(), corr[t] = 0.0f;
+    for (int c = 0; c < nr * mt; c++)
+        acc[c] = G[c] = _mm256_setzero_ps(), corr[c] = 0.0f;
     for (int64_t b = 0; b < nb; b += 2) {
-        const uint8_t *wc = wq + b * 16;
-        _mm_prefetch((const char *)(wc + 32 * 64), _MM_HINT_T0);
-        __m256i raw = _mm256_loadu_si256((const __m256i *)wc);
-        __m256i wv[2] = {_mm256_and_si256(raw, lo4),
-                         _mm256_and_si256(_mm256_srli_epi16(raw, 4), lo4)};
+        __m256i wv[4][2];
+        for (int r = 0; r < nr; r++) {
+            const uint8_t *wc = p->q + (i + r) * p->row_bytes + b * 16;
+            _mm_prefetch((const char *)(wc + 32 * 64), _MM_HINT_T0);
+            __m256i raw = _mm256_loadu_si256((const __m256i *)wc);
+            wv[r][0] = _mm256_and_si256(raw, lo4);
+            wv[r][1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), lo4);
+        }
         for (int h = 0; h < 2 && b + h < nb; h++) {
             int64_t bb = b + h;
             for (int t = 0; t < mt; t++) {
                 __m256i x = _mm256_loadu_si256((const __m256i *)(tk[t].xq + bb * Q8_BLOCK));
-                __m256i iv = _mm256_madd_epi16(_mm256_maddubs_epi16(wv[h], x), ones);
-                G[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iv), _mm256_set1_ps(tk[t].d[bb]), G[t]);
+                __m256 dv = _mm256_set1_ps(tk[t].d[bb]);
+                for (int r = 0; r < nr; r++) {
+                    __m256i iv = _mm256_madd_epi16(_mm256_maddubs_epi16(wv[r][h], x), ones);
+                    G[r * mt + t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iv), dv, G[r * mt + t]);
+                }
             }
             if ((bb + 1) % bpg == 0) { /* the group's last block: fold */
                 int64_t gi = bb / bpg;
-                __m256 sv = _mm256_broadcast_ss(sp + gi);
-                float zs = zp[gi];
-                for (int t = 0; t < mt; t++) {
-                    acc[t] = _mm256_fmadd_ps(G[t], sv, acc[t]);
-                    G[t] = _mm256_setzero_ps();
-                    corr[t] = fmaf(zs, tk[t].zx[gi], corr[t]);
+                for (int r = 0; r < nr; r++) {
+                    __m256 sv = _mm256_broadcast_ss(p->s + (i + r) * ng + gi);
+                    float zs = p->zs[(i + r) * ng + gi];
+                    for (int t = 0; t < mt; t++) {
+                        int c = r * mt + t;
+                        acc[c] = _mm256_fmadd_ps(G[c], sv, acc[c]);
+                        G[c] = _mm256_setzero_ps();
+                        corr[c] = fmaf(zs, tk[t].zx[gi], corr[c]);
+                    }
                 }
             }
         }
     }
-    for (int t = 0; t < mt; t++) {
+    for (int c = 0; c < nr * mt; c++) {
         _Alignas(32) float a[8];
-        _mm256_store_ps(a, acc[t]);
-        y[t] = q8_hsum8(a) + corr[t];
+        _mm256_store_ps(a, acc[c]);
+        y[c] = q8_hsum8(a) + corr[c];
     }
 }
 
-static void q8_row_tile(const dsa_cpu_awq8 *p, int64_t i, const q8_tok *tk, int mt, float *y)
+/* Rows [i, i + nr) for mt tokens, nr * mt <= Q8_TILE_M, y [nr][mt]. */
+static void q8_tile(const dsa_cpu_awq8 *p, int64_t i, int nr, const q8_tok *tk, int mt, float *y)
 {
-    switch (mt) {
-    case 1: q8_row_avx2(p, i, tk, 1, y); break;
-    case 2: q8_row_avx2(p, i, tk, 2, y); break;
-    case 3: q8_row_avx2(p, i, tk, 3, y); break;
-    default: q8_row_avx2(p, i, tk, 4, y); break;
+    switch (nr * 8 + mt) {
+    case 4 * 8 + 1: q8_rows_avx2(p, i, 4, tk, 1, y); break;
+    case 2 * 8 + 2: q8_rows_avx2(p, i, 2, tk, 2, y); break;
+    case 1 * 8 + 1: q8_rows_avx2(p, i, 1, tk, 1, y); break;
+    case 1 * 8 + 2: q8_rows_avx2(p, i, 1, tk, 2, y); break;
+    case 1 * 8 + 3: q8_rows_avx2(p, i, 1, tk, 3, y); break;
+    default: q8_rows_avx2(p, i, 1, tk, 4, y); break;
     }
 }
-#else
-#define q8_row_tile q8_row_scalar
 #endif
 
 int dsa_cpu_awq8_covers(const dsa_weight *w)
@@ -292,6 +305,7 @@ static dsa_err awq8_rows(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa_cpu_
                          int scalar)
 {
     const dsa_cpu_awq8 *p = g->w->awq8;
+    (void)scalar;   /* without AVX2 every path is the scalar one */
     float *base;
     dsa_err err = q8_tokens(g, p, s, &base);
     if (err)
@@ -302,14 +316,22 @@ static dsa_err awq8_rows(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa_cpu_
         q8_tok tk[Q8_TILE_M];
         for (int t = 0; t < mt; t++)
             tk[t] = q8_tok_at(p, base, t0 + t);
-        for (int64_t i = r0; i < r1; i++) {
+        /* rows per tile: four for one token, two for two, else one */
+        int nr = mt == 1 ? 4 : mt == 2 ? 2 : 1;
+        for (int64_t i = r0; i < r1;) {
             float y[Q8_TILE_M];
-            if (scalar)
-                q8_row_scalar(p, off + i, tk, mt, y);
+            int n = r1 - i < nr ? 1 : nr;
+#if Q8_AVX2
+            if (!scalar)
+                q8_tile(p, off + i, n, tk, mt, y);
             else
-                q8_row_tile(p, off + i, tk, mt, y);
-            for (int t = 0; t < mt; t++)
-                q8_store(g, t0 + t, i, y[t]);
+#endif
+                for (int r = 0; r < n; r++)
+                    q8_row_scalar(p, off + i + r, tk, mt, y + r * mt);
+            for (int r = 0; r < n; r++)
+                for (int t = 0; t < mt; t++)
+                    q8_store(g, t0 + t, i + r, y[r * mt + t]);
+            i += n;
         }
     }
     return DSA_OK;
