@@ -76,7 +76,7 @@ static const dsa_option head_options[] = {
     OPT("ping-interval", DSA_OPT_DOUBLE, ping_interval, 0.05, 3600, "1", "SEC", "distributed: while no step runs, ping the workers this often", 0),
     OPT("hello-timeout", DSA_OPT_DOUBLE, hello_timeout, 0.1, 86400, "1800", "SEC", "distributed: every worker must have loaded its shard within this", 0),
     OPT("lm-head-dtype", DSA_OPT_STRING, lm_head_dtype, 0, 0, "auto", "DTYPE", "lm_head of the in-process worker as stored (auto), or as an FP8 e4m3 (fp8) or int8 (int8, CPU) copy made at load (its logit error is logged; distributed workers need the same flag)", 0),
-    OPT("cpu-int8-activations", DSA_OPT_FLAG, cpu_int8_act, 0, 0, NULL, NULL, "in-process CPU worker: AWQ int4 linears quantise activations to int8 (blocks of 32) and run integer dot products (faster, logits differ from the F32 path by the logged quantisation error; distributed workers need the same flag)", 0),
+    OPT("cpu-int8-activations", DSA_OPT_FLAG, cpu_int8_act, 0, 0, NULL, NULL, "in-process CPU worker: AWQ int4 linears quantise activations to int8 (blocks of 32) and run integer dot products (logits differ from the F32 reference path by the rounding: docs/api-parameters.md; distributed workers need the same flag)", 0),
     OPT("speculative-config", DSA_OPT_STRING, speculative_config, 0, 0, NULL, "JSON", "speculative decoding with the checkpoint's MTP module, as vLLM: {\"method\": \"deepseek_mtp\", \"num_speculative_tokens\": K} (K drafts verified per step, 1 to 8; distributed workers need the same flag)", 0),
     OPT("preflight-timeout", DSA_OPT_DOUBLE, preflight_timeout, 0.1, 3600, "30", "SEC", "distributed: bound on MPI start-up and its self-test", 0),
 };
