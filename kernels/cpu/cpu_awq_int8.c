@@ -350,59 +350,96 @@ dsa_err dsa_cpu_awq8_gemm_rows_scalar(const dsa_cpu_gemm *g, int64_t r0, int64_t
 
 /* ---- int8 x int8: the --lm-head-dtype int8 head ------------------------ */
 
+#if Q8_AVX2
+/* Rows [i, i + nr) x tokens [0, mt), nr * mt <= Q8_TILE_M, into y [nr][mt]:
+ * independent chains, each (row, token) in the order of the scalar form. */
+Q8_INLINE void i8_tile_avx2(const dsa_weight *w, int64_t i, int nr, int mt, const int8_t *xq,
+                            const float *d, float *y)
+{
+    int64_t ld = w->ld, nb = ld / Q8_BLOCK;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 G[Q8_TILE_M];
+    for (int c = 0; c < nr * mt; c++)
+        G[c] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i wv[Q8_TILE_M], aw[Q8_TILE_M];
+        for (int r = 0; r < nr; r++) {
+            wv[r] = _mm256_loadu_si256(
+                (const __m256i *)((const int8_t *)w->data + (i + r) * ld + b * Q8_BLOCK));
+            aw[r] = _mm256_sign_epi8(wv[r], wv[r]);
+        }
+        for (int t = 0; t < mt; t++) {
+            __m256i x = _mm256_loadu_si256((const __m256i *)(xq + t * ld + b * Q8_BLOCK));
+            __m256 dv = _mm256_set1_ps(d[t * nb + b]);
+            for (int r = 0; r < nr; r++) {
+                __m256i iv = _mm256_madd_epi16(
+                    _mm256_maddubs_epi16(aw[r], _mm256_sign_epi8(x, wv[r])), ones);
+                G[r * mt + t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iv), dv, G[r * mt + t]);
+            }
+        }
+    }
+    for (int r = 0; r < nr; r++) {
+        float sc = w->scale[(w->row0 + i + r) * w->scale_ld];
+        for (int t = 0; t < mt; t++) {
+            _Alignas(32) float a[8];
+            _mm256_store_ps(a, G[r * mt + t]);
+            y[r * mt + t] = q8_hsum8(a) * sc;
+        }
+    }
+}
+#endif
+
 /* Rows [r0, r1) for tokens [t0, t0 + mt): x quantised in xq [mt][ld], d
  * [mt][ld / 32].  AVX2 has no signed x signed byte multiply-add, so the
  * weight's sign moves onto the activation (vpsignb) and its magnitude
  * goes in as the unsigned operand: |w| * (x sign(w)) = w x, pair sums at
- * most 2 * 127 * 127, no saturation. */
+ * most 2 * 127 * 127, no saturation.  One token runs 4 rows at once. */
 static void i8_rows(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, int64_t t0, int mt,
                     const int8_t *xq, const float *d, int scalar)
 {
     const dsa_weight *w = g->w;
     int64_t ld = w->ld, nb = ld / Q8_BLOCK;
-    for (int64_t i = r0; i < r1; i++) {
-        const int8_t *wr = (const int8_t *)w->data + i * ld;
-        float sc = w->scale[(w->row0 + i) * w->scale_ld];
+    int nr = mt == 1 ? 4 : 1;
+    (void)scalar;
+    for (int64_t i = r0; i < r1;) {
+        int n = r1 - i < nr ? 1 : nr;
         float y[Q8_TILE_M];
 #if Q8_AVX2
         if (!scalar) {
-            const __m256i ones = _mm256_set1_epi16(1);
-            __m256 G[Q8_TILE_M];
-            for (int t = 0; t < mt; t++)
-                G[t] = _mm256_setzero_ps();
-            for (int64_t b = 0; b < nb; b++) {
-                __m256i wv = _mm256_loadu_si256((const __m256i *)(wr + b * Q8_BLOCK));
-                __m256i aw = _mm256_sign_epi8(wv, wv);
-                for (int t = 0; t < mt; t++) {
-                    __m256i x = _mm256_loadu_si256((const __m256i *)(xq + t * ld + b * Q8_BLOCK));
-                    __m256i iv = _mm256_madd_epi16(
-                        _mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, wv)), ones);
-                    G[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iv), _mm256_set1_ps(d[t * nb + b]),
-                                           G[t]);
-                }
-            }
-            for (int t = 0; t < mt; t++) {
-                _Alignas(32) float a[8];
-                _mm256_store_ps(a, G[t]);
-                y[t] = q8_hsum8(a) * sc;
-            }
+            if (n == 4)
+                i8_tile_avx2(w, i, 4, 1, xq, d, y);
+            else if (mt == 1)
+                i8_tile_avx2(w, i, 1, 1, xq, d, y);
+            else if (mt == 2)
+                i8_tile_avx2(w, i, 1, 2, xq, d, y);
+            else if (mt == 3)
+                i8_tile_avx2(w, i, 1, 3, xq, d, y);
+            else
+                i8_tile_avx2(w, i, 1, 4, xq, d, y);
         } else
 #endif
         {
-            for (int t = 0; t < mt; t++) {
-                float G[8] = {0};
-                for (int64_t b = 0; b < nb; b++)
-                    for (int l = 0; l < 8; l++) {
-                        int32_t I = 0;
-                        for (int64_t k = b * Q8_BLOCK + 4 * l; k < b * Q8_BLOCK + 4 * l + 4; k++)
-                            I += (int32_t)wr[k] * xq[t * ld + k];
-                        G[l] = fmaf((float)I, d[t * nb + b], G[l]);
-                    }
-                y[t] = q8_hsum8(G) * sc;
+            for (int r = 0; r < n; r++) {
+                const int8_t *wr = (const int8_t *)w->data + (i + r) * ld;
+                float sc = w->scale[(w->row0 + i + r) * w->scale_ld];
+                for (int t = 0; t < mt; t++) {
+                    float G[8] = {0};
+                    for (int64_t b = 0; b < nb; b++)
+                        for (int l = 0; l < 8; l++) {
+                            int32_t I = 0;
+                            for (int64_t k = b * Q8_BLOCK + 4 * l; k < b * Q8_BLOCK + 4 * l + 4;
+                                 k++)
+                                I += (int32_t)wr[k] * xq[t * ld + k];
+                            G[l] = fmaf((float)I, d[t * nb + b], G[l]);
+                        }
+                    y[r * mt + t] = q8_hsum8(G) * sc;
+                }
             }
         }
-        for (int t = 0; t < mt; t++)
-            q8_store(g, t0 + t, i, y[t]);
+        for (int r = 0; r < n; r++)
+            for (int t = 0; t < mt; t++)
+                q8_store(g, t0 + t, i + r, y[r * mt + t]);
+        i += n;
     }
 }
 
