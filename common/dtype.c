@@ -10,6 +10,7 @@ static const struct {
     [DSA_DTYPE_F32] = {"F32", 4},       [DSA_DTYPE_F16] = {"F16", 2},
     [DSA_DTYPE_BF16] = {"BF16", 2},     [DSA_DTYPE_F8_E4M3] = {"F8_E4M3", 1},
     [DSA_DTYPE_I32] = {"I32", 4},       [DSA_DTYPE_I64] = {"I64", 8},
+    [DSA_DTYPE_I8] = {"I8", 1},
 };
 
 size_t dsa_dtype_size(dsa_dtype t)

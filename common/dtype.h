@@ -16,6 +16,7 @@ typedef enum dsa_dtype {
     DSA_DTYPE_F8_E4M3,
     DSA_DTYPE_I32,
     DSA_DTYPE_I64,
+    DSA_DTYPE_I8,       /* int8 weights with F32 scales (--lm-head-dtype int8) */
     DSA_DTYPE_COUNT
 } dsa_dtype;
 

@@ -75,7 +75,8 @@ static const dsa_option head_options[] = {
     OPT("health-late-timeout", DSA_OPT_DOUBLE, health_late_timeout, 0.1, 86400, "5", "SEC", "distributed: /health answers 503 once a step's result or a ping's answer is this late (the job still ends at --step-timeout)", 0),
     OPT("ping-interval", DSA_OPT_DOUBLE, ping_interval, 0.05, 3600, "1", "SEC", "distributed: while no step runs, ping the workers this often", 0),
     OPT("hello-timeout", DSA_OPT_DOUBLE, hello_timeout, 0.1, 86400, "1800", "SEC", "distributed: every worker must have loaded its shard within this", 0),
-    OPT("lm-head-dtype", DSA_OPT_STRING, lm_head_dtype, 0, 0, "auto", "DTYPE", "lm_head of the in-process worker as stored (auto) or as an FP8 e4m3 copy made at load (fp8; its logit error is logged; distributed workers need the same flag)", 0),
+    OPT("lm-head-dtype", DSA_OPT_STRING, lm_head_dtype, 0, 0, "auto", "DTYPE", "lm_head of the in-process worker as stored (auto), or as an FP8 e4m3 (fp8) or int8 (int8, CPU) copy made at load (its logit error is logged; distributed workers need the same flag)", 0),
+    OPT("cpu-int8-activations", DSA_OPT_FLAG, cpu_int8_act, 0, 0, NULL, NULL, "in-process CPU worker: AWQ int4 linears quantise activations to int8 (blocks of 32) and run integer dot products (logits differ from the F32 reference path by the rounding: docs/api-parameters.md; distributed workers need the same flag)", 0),
     OPT("speculative-config", DSA_OPT_STRING, speculative_config, 0, 0, NULL, "JSON", "speculative decoding with the checkpoint's MTP module, as vLLM: {\"method\": \"deepseek_mtp\", \"num_speculative_tokens\": K} (K drafts verified per step, 1 to 8; distributed workers need the same flag)", 0),
     OPT("preflight-timeout", DSA_OPT_DOUBLE, preflight_timeout, 0.1, 3600, "30", "SEC", "distributed: bound on MPI start-up and its self-test", 0),
 };
@@ -190,7 +191,7 @@ static int serve(dsa_head_opts *op, int argc, char **argv)
         dsa_options_free(head_options, N_OPTIONS, &o);
         return 2;
     }
-    o.lm_head_fp8 = lm_head_dtype == DSA_LM_HEAD_FP8;
+    o.lm_head_quant = (int)lm_head_dtype;
     /* vLLM's environment variable for uvicorn's keep-alive, when the
      * option is not given */
     const char *ka = getenv("VLLM_HTTP_TIMEOUT_KEEP_ALIVE");

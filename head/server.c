@@ -399,7 +399,8 @@ static void on_load(uv_work_t *w)
                                  .kv_cache_bytes = kv_bytes,
                                  .max_num_seqs = o->max_num_seqs,
                                  .spec_tokens = o->spec_k,
-                                 .lm_head_fp8 = o->lm_head_fp8};
+                                 .lm_head_quant = o->lm_head_quant,
+                                 .cpu_int8_act = o->cpu_int8_act};
     dsa_worker_step *ws = NULL;
     if ((err = dsa_worker_step_create(&wp, &ws)) ||
         (err = dsa_worker_step_transport(ws, &h->transport))) {

@@ -67,9 +67,11 @@ typedef struct dsa_head_opts {
     const char *speculative_config;
     int spec_k;
     /* --lm-head-dtype of the in-process worker (worker/lm_head.h); main
-     * sets lm_head_fp8 from it */
+     * sets lm_head_quant (a dsa_lm_head_dtype) from it */
     const char *lm_head_dtype;
-    int lm_head_fp8;
+    int lm_head_quant;
+    /* --cpu-int8-activations of the in-process worker (worker/step.h) */
+    int cpu_int8_act;
 } dsa_head_opts;
 
 /* Serves until SIGTERM/SIGINT and the drain complete.  Returns 0 after a

@@ -26,6 +26,11 @@ float dsa_weight_get(const dsa_weight *w, int64_t i, int64_t j)
         int64_t sc = (w->col0 + j) / w->block_cols;
         return dsa_e4m3_to_f32(((const uint8_t *)row)[j]) * w->scale[sr * w->scale_ld + sc];
     }
+    case DSA_DTYPE_I8: {
+        int64_t sr = (w->row0 + i) / w->block_rows;
+        int64_t sc = (w->col0 + j) / w->block_cols;
+        return (float)((const int8_t *)row)[j] * w->scale[sr * w->scale_ld + sc];
+    }
     default:
         return 0.0f;
     }

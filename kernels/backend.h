@@ -19,7 +19,8 @@
 #include "common/error.h"
 
 /* A weight matrix W[rows, cols] (out x in, row-major as stored), possibly a
- * slice of a stored tensor.  For F8_E4M3 the stored tensor has F32 block
+ * slice of a stored tensor.  I8 (--lm-head-dtype int8, CPU only) has F32
+ * scales laid out as F8_E4M3's: W[i,j] = q[i,j] * S[...] (one per row).  For F8_E4M3 the stored tensor has F32 block
  * scales S[ceil(R/128), ceil(C/128)] (R x C the stored tensor's shape) and
  * W[i,j] = e4m3(q[i,j]) * S[(row0+i)/block_rows, (col0+j)/block_cols].
  * A vector (norm weight, bias) is a weight with rows == 1. */
@@ -44,6 +45,10 @@ typedef struct dsa_weight {
     const int32_t *awq_zeros;
     const uint16_t *awq_scales;
     int64_t awq_group;
+    /* CPU backend with int8 activations on: the AWQ weight repacked by
+     * weight_prepare (kernels/cpu/cpu_internal.h dsa_cpu_awq8), owned by
+     * the backend until weight_release; NULL otherwise. */
+    const void *awq8;
 } dsa_weight;
 
 /* The nibble of an AWQ word that holds column c (0..7) of its 8. */
@@ -496,6 +501,12 @@ struct dsa_backend {
 
 /* Creates the CPU backend with n_threads workers (0: one per core). */
 dsa_err dsa_backend_cpu_create(int n_threads, dsa_backend **out);
+
+/* --cpu-int8-activations: with on = 1, weight_prepare repacks AWQ int4
+ * weights so their linears quantise activations to int8 (blocks of 32)
+ * and run integer dot products (kernels/cpu/cpu_awq_int8.c); call before
+ * preparing weights.  Off (the default) keeps the F32 reference path. */
+void dsa_backend_cpu_set_int8_activations(dsa_backend *be, int on);
 
 /* 1 when the backend records and replays graphs (graph_begin etc. set). */
 static inline int dsa_backend_has_graphs(const dsa_backend *be)

@@ -25,6 +25,7 @@ Test(dtype, sizes_and_names)
         {DSA_DTYPE_F32, "F32", 4},      {DSA_DTYPE_F16, "F16", 2},
         {DSA_DTYPE_BF16, "BF16", 2},    {DSA_DTYPE_F8_E4M3, "F8_E4M3", 1},
         {DSA_DTYPE_I32, "I32", 4},      {DSA_DTYPE_I64, "I64", 8},
+        {DSA_DTYPE_I8, "I8", 1},
     };
     cr_assert_eq(sizeof want / sizeof *want, DSA_DTYPE_COUNT);
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {

@@ -24,7 +24,7 @@ typedef struct gen_opts {
     long long max_tokens;
     double temperature, top_p, min_p;
     long long top_k, seed, threads, block_size;
-    int ignore_eos, quiet;
+    int ignore_eos, quiet, int8_act;
 } gen_opts;
 
 #define OPT(name, type, field, lo, hi, def, meta, help, req) \
@@ -42,6 +42,7 @@ static const dsa_option gen_options[] = {
     OPT("threads", DSA_OPT_INT, threads, 0, 1024, "0", "N", "CPU threads; 0 uses every core", 0),
     OPT("block-size", DSA_OPT_INT, block_size, 1, 4096, "64", "N", "KV cache block size in tokens", 0),
     OPT("ignore-eos", DSA_OPT_FLAG, ignore_eos, 0, 0, NULL, NULL, "keep generating after the end-of-sequence token", 0),
+    OPT("cpu-int8-activations", DSA_OPT_FLAG, int8_act, 0, 0, NULL, NULL, "AWQ int4 linears with int8 activations (kernels/cpu/cpu_awq_int8.c)", 0),
     OPT("quiet", DSA_OPT_FLAG, quiet, 0, 0, NULL, NULL, "log warnings and errors only", 0),
 };
 #undef OPT
@@ -65,6 +66,7 @@ int main(int argc, char **argv)
     int help = 0, rc = 1;
     dsa_backend *be = NULL;
     dsa_weights *w = NULL;
+    int prepared = 0;
     dsa_model *m = NULL;
     int *prompt = NULL, n_prompt = 0;
     dsa_tok *tok = NULL;
@@ -116,6 +118,12 @@ int main(int argc, char **argv)
     if ((err = dsa_backend_cpu_create((int)o.threads, &be)) ||
         (err = dsa_weights_load(o.model, NULL, &w)))
         goto fail;
+    if (o.int8_act) {
+        dsa_backend_cpu_set_int8_activations(be, 1);
+        if ((err = dsa_weights_prepare(w, be)))
+            goto fail;
+        prepared = 1;
+    }
     int64_t V = w->cfg.vocab_size, total = n_prompt + o.max_tokens;
     if (total > w->cfg.max_position_embeddings) {
         err = dsa_fail(DSA_RANGE, "prompt (%d) + max tokens (%lld) exceeds the model's %lld "
@@ -205,6 +213,8 @@ fail:
     if (dev_logits)
         be->ops->free(be, dev_logits);
     dsa_model_destroy(m);
+    if (prepared)
+        dsa_weights_release(w, be);
     dsa_weights_free(w);
     dsa_backend_destroy(be);
     dsa_tok_destroy(tok);

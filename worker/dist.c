@@ -216,7 +216,8 @@ int dsa_dist_worker_main(const dsa_mpi_env *env, const dsa_dist_params *p)
                                  .kv_cache_bytes = p->kv_cache_bytes,
                                  .max_num_seqs = p->max_num_seqs, .shard = &shard,
                                  .spec_tokens = p->spec_tokens,
-                                 .lm_head_fp8 = p->lm_head_fp8,
+                                 .lm_head_quant = p->lm_head_quant,
+                                 .cpu_int8_act = p->cpu_int8_act,
                                  .prepare = dist_setup_run, .prepare_user = &ds};
     dsa_worker_step *ws = NULL;
     double t_load = dsa_time_now();

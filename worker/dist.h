@@ -34,7 +34,8 @@ typedef struct dsa_dist_params {
     double load_timeout_s;      /* bound on waiting for Config after Hello */
     const char *dump_logits;    /* sampling rank appends F32 logits per step here */
     int spec_tokens;            /* num_speculative_tokens (worker/step.h) */
-    int lm_head_fp8;            /* --lm-head-dtype fp8 (worker/lm_head.h) */
+    int lm_head_quant;          /* --lm-head-dtype: a dsa_lm_head_dtype (worker/lm_head.h) */
+    int cpu_int8_act;           /* --cpu-int8-activations (worker/step.h) */
 } dsa_dist_params;
 
 /* Layers per stage: counts[n_stages] summing to n_layers, from spec

@@ -1,5 +1,5 @@
-/* lm_head.c - the optional FP8 copy of lm_head (--lm-head-dtype fp8); see
- * lm_head.h.
+/* lm_head.c - the optional FP8 or int8 copy of lm_head (--lm-head-dtype
+ * fp8 / int8); see lm_head.h.
  *
  * The copy uses the checkpoint's own FP8 format (e4m3 with one F32 scale
  * per 128 x 128 block, W = e4m3 * scale, as DeepSeek-V3 stores its
@@ -35,7 +35,11 @@ dsa_err dsa_lm_head_dtype_parse(const char *s, dsa_lm_head_dtype *out)
         *out = DSA_LM_HEAD_FP8;
         return DSA_OK;
     }
-    return dsa_fail(DSA_INVAL, "--lm-head-dtype: unknown value '%s' (auto or fp8)", s);
+    if (strcmp(s, "int8") == 0) {
+        *out = DSA_LM_HEAD_INT8;
+        return DSA_OK;
+    }
+    return dsa_fail(DSA_INVAL, "--lm-head-dtype: unknown value '%s' (auto, fp8 or int8)", s);
 }
 
 /* The check's hidden states h[t][c], deterministic. */
@@ -69,6 +73,9 @@ typedef struct lmh_check {
     float max_diff, max_abs;
 } lmh_check;
 
+static void lmh_check_rows(const float *src, const float *deq, int64_t r0, int64_t nr, int64_t D,
+                           const float *h, lmh_check *ck);
+
 /* Quantises rows [r0, r0 + nr) (src: their values, [nr][D]) into q/scale
  * and adds them to the check. */
 static void lmh_block_rows(const float *src, int64_t r0, int64_t nr, int64_t D, uint8_t *q,
@@ -95,6 +102,13 @@ static void lmh_block_rows(const float *src, int64_t r0, int64_t nr, int64_t D, 
                 deq[r * D + c0 + c] = dsa_e4m3_to_f32(b) * s;
             }
     }
+    lmh_check_rows(src, deq, r0, nr, D, h, ck);
+}
+
+/* Adds rows [r0, r0 + nr) (stored src, copy deq, [nr][D]) to the check. */
+static void lmh_check_rows(const float *src, const float *deq, int64_t r0, int64_t nr, int64_t D,
+                           const float *h, lmh_check *ck)
+{
     for (int64_t r = 0; r < nr; r++) {
         /* all the check's sums of a row at once: independent chains */
         double a[LMH_CHECK_ROWS] = {0}, b[LMH_CHECK_ROWS] = {0};
@@ -181,4 +195,86 @@ dsa_err dsa_weights_lm_head_fp8(dsa_weights *w)
                          .scale = scale, .scale_ld = sc, .block_rows = LMH_BLOCK,
                          .block_cols = LMH_BLOCK};
     return DSA_OK;
+}
+
+/* The int8 copy: one F32 scale per vocab row (its largest |w| / 127),
+ * q = round(w / scale); rows padded with zeros to a multiple of 32 inputs
+ * (the CPU kernel's blocks).  The check compares the dequantised copy
+ * against the stored head in double precision, as for FP8. */
+dsa_err dsa_weights_lm_head_int8(dsa_weights *w)
+{
+    dsa_weight *head = &w->lm_head;
+    if (!w->has_head || !head->data)
+        return DSA_OK;
+    if (head->dtype == DSA_DTYPE_I32 || head->dtype == DSA_DTYPE_F8_E4M3)
+        return dsa_fail(DSA_UNSUPPORTED, "--lm-head-dtype int8: lm_head is %s here",
+                        head->dtype == DSA_DTYPE_I32 ? "AWQ int4" : "FP8");
+    int64_t V = head->rows, D = head->cols, ld = (D + 31) / 32 * 32;
+    int8_t *q = calloc((size_t)(V * ld), 1);
+    float *scale = malloc((size_t)V * sizeof(float));
+    float *src = malloc((size_t)(LMH_BLOCK * D) * sizeof(float));
+    float *deq = malloc((size_t)(LMH_BLOCK * D) * sizeof(float));
+    float *h = malloc((size_t)(LMH_CHECK_ROWS * D) * sizeof(float));
+    if (!q || !scale || !src || !deq || !h) {
+        free(q);
+        free(scale);
+        free(src);
+        free(deq);
+        free(h);
+        return dsa_fail(DSA_NOMEM, "--lm-head-dtype int8: %lld x %lld copy", (long long)V,
+                        (long long)D);
+    }
+    lmh_hidden(w, D, h);
+    lmh_check ck = {0};
+    double t0 = dsa_time_now();
+    for (int64_t r0 = 0; r0 < V; r0 += LMH_BLOCK) {
+        int64_t nr = V - r0 < LMH_BLOCK ? V - r0 : LMH_BLOCK;
+        for (int64_t r = 0; r < nr; r++) {
+            float *row = src + r * D, amax = 0.0f;
+            lmh_row(head, r0 + r, row);
+            for (int64_t c = 0; c < D; c++)
+                amax = fmaxf(amax, fabsf(row[c]));
+            float sc = amax > 0.0f ? amax / 127.0f : 1.0f, inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+            scale[r0 + r] = sc;
+            for (int64_t c = 0; c < D; c++) {
+                long v = lrintf(row[c] * inv);
+                v = v > 127 ? 127 : v < -127 ? -127 : v;
+                q[(r0 + r) * ld + c] = (int8_t)v;
+                deq[r * D + c] = (float)v * sc;
+            }
+        }
+        lmh_check_rows(src, deq, r0, nr, D, h, &ck);
+    }
+    int agree = 0;
+    for (int t = 0; t < LMH_CHECK_ROWS; t++)
+        agree += ck.arg_ref[t] == ck.arg_q[t];
+    DSA_INFO("lm_head: int8 copy (one scale per row) of the %s head, vocab rows [%lld, %lld): "
+             "%.1f MB read per token instead of %.1f MB; against %s over %d test hidden states: "
+             "max |logit diff| %.4g (largest |logit| %.4g), argmax agrees %d/%d (%.1fs)",
+             dsa_dtype_name(head->dtype), (long long)w->vocab_begin,
+             (long long)(w->vocab_begin + V), (double)(V * (ld + 4)) / 1e6,
+             (double)(V * D) * (double)dsa_dtype_size(head->dtype) / 1e6,
+             dsa_dtype_name(head->dtype), LMH_CHECK_ROWS, ck.max_diff, ck.max_abs, agree,
+             LMH_CHECK_ROWS, dsa_time_now() - t0);
+    free(src);
+    free(deq);
+    free(h);
+    w->bytes -= (uint64_t)(V * D) * dsa_dtype_size(head->dtype);
+    w->bytes += (uint64_t)(V * (ld + 4));
+    free(w->lm_head_q);
+    free(w->lm_head_scale);
+    w->lm_head_q = q;
+    w->lm_head_scale = scale;
+    *head = (dsa_weight){.dtype = DSA_DTYPE_I8, .rows = V, .cols = D, .ld = ld, .data = q,
+                         .scale = scale, .scale_ld = 1, .block_rows = 1, .block_cols = ld};
+    return DSA_OK;
+}
+
+dsa_err dsa_weights_lm_head_apply(dsa_weights *w, int dtype)
+{
+    switch ((dsa_lm_head_dtype)dtype) {
+    case DSA_LM_HEAD_FP8: return dsa_weights_lm_head_fp8(w);
+    case DSA_LM_HEAD_INT8: return dsa_weights_lm_head_int8(w);
+    default: return DSA_OK;
+    }
 }

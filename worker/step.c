@@ -127,8 +127,15 @@ static dsa_err backend_create(const dsa_worker_step_params *p, dsa_backend **be,
 {
     const char *d = p->device && *p->device ? p->device : "cpu";
     *on_cuda = 0;
-    if (!strcmp(d, "cpu"))
-        return dsa_backend_cpu_create(p->n_threads, be);
+    if (!strcmp(d, "cpu")) {
+        dsa_err err = dsa_backend_cpu_create(p->n_threads, be);
+        if (!err)
+            dsa_backend_cpu_set_int8_activations(*be, p->cpu_int8_act);
+        return err;
+    }
+    if (p->cpu_int8_act)
+        return dsa_fail(DSA_INVAL, "--cpu-int8-activations: the CPU backend's option, and device "
+                        "is \"%s\"", d);
     if (strncmp(d, "cuda", 4) || (d[4] && d[4] != ':'))
         return dsa_fail(DSA_INVAL, "device \"%s\": expected cpu, cuda or cuda:N", d);
     int dev = 0;
@@ -208,7 +215,7 @@ dsa_err dsa_worker_step_create(const dsa_worker_step_params *p, dsa_worker_step 
         return dsa_fail(DSA_NOMEM, "worker");
     if ((err = backend_create(p, &ws->be, &ws->on_cuda)) || (err = load(p, &ws->w)))
         goto fail;
-    if (p->lm_head_fp8 && (err = dsa_weights_lm_head_fp8(ws->w)))
+    if ((err = dsa_weights_lm_head_apply(ws->w, p->lm_head_quant)))
         goto fail;
     if ((err = dsa_weights_prepare(ws->w, ws->be)))
         goto fail;

@@ -42,9 +42,12 @@ typedef struct dsa_worker_step_params {
      * module on the last stage (its own KV layer, counted in the blocks'
      * size) so plans may ask for drafts (proto/step.h spec_k). */
     int spec_tokens;
-    /* 1: lm_head runs as an FP8 copy made at load (worker/lm_head.h,
-     * --lm-head-dtype fp8); 0: as the checkpoint stores it */
-    int lm_head_fp8;
+    /* --lm-head-dtype as a dsa_lm_head_dtype (worker/lm_head.h): lm_head
+     * runs as an FP8 or int8 copy made at load; 0 (auto): as stored */
+    int lm_head_quant;
+    /* 1: the CPU backend runs AWQ linears with int8 activations
+     * (--cpu-int8-activations, kernels/cpu/cpu_awq_int8.c) */
+    int cpu_int8_act;
     /* A distributed worker (worker/dist.c): this rank's shard and its
      * communicator (comm.h, borrowed).  NULL: the whole model here.  Only
      * the last stage's tp_rank 0 samples; other ranks return token -1. */

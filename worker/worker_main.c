@@ -16,6 +16,7 @@ typedef struct opts {
     const char *model, *pp_layers, *dump_logits, *device, *speculative_config, *lm_head_dtype;
     long long tp, threads, block_size, max_model_len, num_blocks, max_num_seqs;
     double kv_cache_gb, gpu_memory_utilization, timeout, preflight_timeout, load_timeout;
+    int cpu_int8_act;
 } opts;
 
 #define O(f) offsetof(opts, f)
@@ -49,8 +50,11 @@ static const dsa_option options[] = {
     {"speculative-config", DSA_OPT_STRING, O(speculative_config), 0, 0, NULL, "JSON",
      "as dsa-head's (the same value): the last stage loads the MTP module and drafts", 0},
     {"lm-head-dtype", DSA_OPT_STRING, O(lm_head_dtype), 0, 0, "auto", "DTYPE",
-     "lm_head as stored (auto) or as an FP8 e4m3 copy made at load (fp8; its logit error is "
+     "lm_head as stored (auto), or as an FP8 e4m3 (fp8) or int8 (int8, CPU) copy made at load (its logit error is "
      "logged)", 0},
+    {"cpu-int8-activations", DSA_OPT_FLAG, O(cpu_int8_act), 0, 0, NULL, NULL,
+     "CPU backend: AWQ int4 linears quantise activations to int8 (blocks of 32) and run integer "
+     "dot products; off: the F32 reference path", 0},
     {"dump-logits", DSA_OPT_STRING, O(dump_logits), 0, 0, NULL, "FILE",
      "the sampling rank appends each step's F32 logits (tests)", 0},
 };
@@ -106,7 +110,8 @@ int main(int argc, char **argv)
                          .max_num_seqs = o.max_num_seqs, .timeout_s = o.timeout,
                          .load_timeout_s = o.load_timeout, .dump_logits = o.dump_logits,
                          .spec_tokens = spec_k,
-                         .lm_head_fp8 = lm_head_dtype == DSA_LM_HEAD_FP8};
+                         .lm_head_quant = (int)lm_head_dtype,
+                         .cpu_int8_act = o.cpu_int8_act};
     int code = dsa_dist_worker_main(&env, &p);
     if (env.workers != MPI_COMM_NULL)
         MPI_Comm_free(&env.workers);

@@ -422,6 +422,8 @@ static dsa_err awq_blocks(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa_cpu
 dsa_err dsa_cpu_awq_gemm_rows(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa_cpu_scratch *s)
 {
     const dsa_weight *w = g->w;
+    if (w->awq8 && dsa_cpu_awq8_covers(w)) /* --cpu-int8-activations */
+        return dsa_cpu_awq8_gemm_rows(g, r0, r1, s);
 #if AWQ_AVX2
     /* word-aligned ranges (the loader's slices and dsa_cpu_gemm_grain's
      * chunks are) run in blocks; a ragged end of a word still belongs to

@@ -125,6 +125,10 @@ static dsa_err cpu_weight_prepare(dsa_backend *be, dsa_weight *w)
     case DSA_DTYPE_F16:
     case DSA_DTYPE_BF16:
         return DSA_OK;
+    case DSA_DTYPE_I8: /* --lm-head-dtype int8 (cpu_awq_int8.c) */
+        if (!w->scale || w->block_rows != 1 || w->ld % 32)
+            return dsa_fail(DSA_INVAL, "cpu backend: int8 weight without row scales");
+        return DSA_OK;
     case DSA_DTYPE_F8_E4M3:
         if (!w->scale || w->block_rows <= 0 || w->block_cols <= 0)
             return dsa_fail(DSA_INVAL, "cpu backend: FP8 weight without block scales");
@@ -132,6 +136,14 @@ static dsa_err cpu_weight_prepare(dsa_backend *be, dsa_weight *w)
     case DSA_DTYPE_I32: /* AWQ int4 (cpu_awq.c) */
         if (!w->awq_zeros || !w->awq_scales || w->awq_group <= 0)
             return dsa_fail(DSA_INVAL, "cpu backend: AWQ weight without zeros or scales");
+        if (dsa_cpu_be(be)->awq_int8 && !w->awq8) {
+            dsa_cpu_awq8 *p = NULL;
+            dsa_err err = dsa_cpu_awq8_create(w, &p);
+            if (err == DSA_NOMEM)
+                return dsa_fail(err, "cpu backend: int8 repack of a %lld x %lld AWQ weight",
+                                (long long)w->rows, (long long)w->cols);
+            w->awq8 = p; /* NULL (unsupported shape): the F32 path */
+        }
         return DSA_OK;
     default:
         return dsa_fail(DSA_DTYPE, "cpu backend: weight dtype %s", dsa_dtype_name(w->dtype));
@@ -140,6 +152,15 @@ static dsa_err cpu_weight_prepare(dsa_backend *be, dsa_weight *w)
 
 static void cpu_weight_release(dsa_backend *be, dsa_weight *w)
 {
+    if (w->dtype == DSA_DTYPE_I32 && w->awq8) {
+        dsa_cpu_awq8_destroy((dsa_cpu_awq8 *)w->awq8);
+        w->awq8 = NULL;
+    }
+}
+
+void dsa_backend_cpu_set_int8_activations(dsa_backend *be, int on)
+{
+    dsa_cpu_be(be)->awq_int8 = on != 0;
 }
 
 static dsa_err cpu_sync(dsa_backend *be)

@@ -20,6 +20,7 @@ enum {
     DSA_CPU_SCR_XS,     /* activations pre-scaled by FP8 block scales */
     DSA_CPU_SCR_PANEL,  /* dequantised weight rows */
     DSA_CPU_SCR_TMP,    /* op-local temporaries */
+    DSA_CPU_SCR_Q8,     /* int8-quantised activations (cpu_awq_int8.c) */
     DSA_CPU_SCR_COUNT
 };
 
@@ -31,6 +32,10 @@ typedef struct dsa_cpu_scratch {
     const float *xs_x;
     int64_t xs_col0, xs_cols, xs_m;
     uint64_t xs_epoch;
+    /* What buf[DSA_CPU_SCR_Q8] holds: the rows of q8_x quantised to int8. */
+    const float *q8_x;
+    int64_t q8_m, q8_ld_x, q8_cols, q8_group;
+    uint64_t q8_epoch;
 } dsa_cpu_scratch;
 
 typedef struct dsa_cpu_backend {
@@ -39,6 +44,8 @@ typedef struct dsa_cpu_backend {
     int n_threads;
     dsa_cpu_scratch *scratch;           /* [n_threads], indexed by tid */
     uint64_t epoch;                     /* bumped per op: invalidates caches */
+    int awq_int8;                       /* 1: AWQ weights are repacked for int8
+                                           activations (cpu_awq_int8.c) */
 } dsa_cpu_backend;
 
 static inline dsa_cpu_backend *dsa_cpu_be(dsa_backend *be)
@@ -99,6 +106,42 @@ dsa_err dsa_cpu_gemm_rows_avx2(const dsa_cpu_gemm *g, int64_t r0, int64_t r1,
 dsa_err dsa_cpu_awq_gemm_rows(const dsa_cpu_gemm *g, int64_t r0, int64_t r1,
                               dsa_cpu_scratch *s);
 void dsa_cpu_awq_row(const dsa_weight *w, int64_t i, float *dst);
+
+/* An AWQ weight repacked for int8 activations (cpu_awq_int8.c), made by
+ * weight_prepare when the backend's awq_int8 is on and owned through
+ * dsa_weight.awq8.  Covers stored output rows [row0, row0 + rows) and the
+ * slice's inputs [col0, col0 + cols), col0 on a group boundary. */
+typedef struct dsa_cpu_awq8 {
+    int64_t row0, rows, col0, cols;
+    int64_t group, n_groups;    /* inputs per group (a multiple of 32) */
+    int64_t row_bytes;          /* ceil(n_groups * group / 64) * 32 */
+    uint8_t *q;                 /* [rows][row_bytes] nibble pairs, chunks of 64 inputs */
+    float *s, *zs;              /* [rows][n_groups] scale and -zero * scale */
+} dsa_cpu_awq8;
+
+/* DSA_UNSUPPORTED (no error message) when w's shape has no repack. */
+dsa_err dsa_cpu_awq8_create(const dsa_weight *w, dsa_cpu_awq8 **out);
+void dsa_cpu_awq8_destroy(dsa_cpu_awq8 *p); /* NULL: no-op */
+int64_t dsa_cpu_awq8_bytes(const dsa_cpu_awq8 *p);
+/* 1 when w->awq8 holds every row and input of w (a view keeps it). */
+int dsa_cpu_awq8_covers(const dsa_weight *w);
+/* The product over rows [r0, r1) with int8 activations; the _scalar form
+ * runs the same order in plain C (tests, machines without AVX2). */
+dsa_err dsa_cpu_awq8_gemm_rows(const dsa_cpu_gemm *g, int64_t r0, int64_t r1,
+                               dsa_cpu_scratch *s);
+dsa_err dsa_cpu_awq8_gemm_rows_scalar(const dsa_cpu_gemm *g, int64_t r0, int64_t r1,
+                                      dsa_cpu_scratch *s);
+/* x[0, n) as int8 blocks of 32 (d = max|x| / 127, q = round(x / d)),
+ * zero-padded to n_pad (a multiple of 32): q [n_pad], d and xsum (the
+ * sum of each block's q) [n_pad / 32]. */
+void dsa_cpu_q8_row(const float *x, int64_t n, int64_t n_pad, int8_t *q, float *d, int32_t *xsum);
+/* I8 weights (one F32 scale per row, rows padded with zeros to ld, a
+ * multiple of 32): the product with x quantised as dsa_cpu_q8_row, per
+ * (token, output) G[l] = fma(I_b[l], d_b, G[l]) over the blocks in order,
+ * y = hsum8(G) * scale; _scalar: the same in plain C. */
+dsa_err dsa_cpu_i8_gemm_rows(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa_cpu_scratch *s);
+dsa_err dsa_cpu_i8_gemm_rows_scalar(const dsa_cpu_gemm *g, int64_t r0, int64_t r1,
+                                    dsa_cpu_scratch *s);
 
 /* dst[j] = W[i, j] for j in [0, w->cols), exactly as dsa_weight_get. */
 void dsa_cpu_weight_row(const dsa_weight *w, int64_t i, float *dst);

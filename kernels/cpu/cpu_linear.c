@@ -256,6 +256,10 @@ void dsa_cpu_weight_row(const dsa_weight *w, int64_t i, float *dst)
     case DSA_DTYPE_I32:
         dsa_cpu_awq_row(w, i, dst);
         break;
+    case DSA_DTYPE_I8:
+        for (int64_t j = 0; j < n; j++)
+            dst[j] = dsa_weight_get(w, i, j);
+        break;
     default:
         memset(dst, 0, (size_t)n * sizeof(float));
     }
@@ -546,6 +550,8 @@ dsa_err dsa_cpu_gemm_rows(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa_cpu
         return DSA_OK;
     if (g->w->dtype == DSA_DTYPE_I32)
         return dsa_cpu_awq_gemm_rows(g, r0, r1, s);
+    if (g->w->dtype == DSA_DTYPE_I8)
+        return dsa_cpu_i8_gemm_rows(g, r0, r1, s);
 #ifdef __AVX512F__
     if (g->w->dtype == DSA_DTYPE_F32 || g->m < LIN_PANEL_M_MIN)
         return gemm_small(g, r0, r1, s);

@@ -27,6 +27,7 @@
 typedef struct bench_opts {
     const char *model, *batches, *json, *lm_head_dtype;
     long long threads, prompt_len, decode_steps, bw_mib;
+    int int8_act;
 } bench_opts;
 
 #define OPT(name, type, field, lo, hi, def, meta, help, req) \
@@ -38,7 +39,8 @@ static const dsa_option bench_options[] = {
     OPT("decode-steps", DSA_OPT_INT, decode_steps, 1, 1 << 16, "16", "N", "decode steps timed", 0),
     OPT("batches", DSA_OPT_STRING, batches, 0, 0, "1,16", "LIST", "batch sizes (sequences)", 0),
     OPT("bw-mib", DSA_OPT_INT, bw_mib, 64, 1 << 16, "1024", "MIB", "buffer for the bandwidth test", 0),
-    OPT("lm-head-dtype", DSA_OPT_STRING, lm_head_dtype, 0, 0, "auto", "DTYPE", "auto or fp8 (worker/lm_head.h)", 0),
+    OPT("lm-head-dtype", DSA_OPT_STRING, lm_head_dtype, 0, 0, "auto", "DTYPE", "auto, fp8 or int8 (worker/lm_head.h)", 0),
+    OPT("cpu-int8-activations", DSA_OPT_FLAG, int8_act, 0, 0, NULL, NULL, "AWQ linears with int8 activations (kernels/cpu/cpu_awq_int8.c)", 0),
     OPT("json", DSA_OPT_STRING, json, 0, 0, NULL, "FILE", "also write results as JSON", 0),
 };
 #undef OPT
@@ -266,6 +268,7 @@ int main(int argc, char **argv)
     int *batches = NULL, n_batches = 0;
     dsa_backend *be = NULL;
     dsa_weights *w = NULL;
+    int prepared = 0;
     result res[32];
     if ((err = dsa_parse_int_list(o.batches, "--batches", &batches, &n_batches)))
         goto fail;
@@ -279,10 +282,22 @@ int main(int argc, char **argv)
     dsa_lm_head_dtype lm_head_dtype;
     if ((err = dsa_lm_head_dtype_parse(o.lm_head_dtype, &lm_head_dtype)) ||
         (err = dsa_weights_load(o.model, NULL, &w)) ||
-        (lm_head_dtype == DSA_LM_HEAD_FP8 && (err = dsa_weights_lm_head_fp8(w))))
+        (err = dsa_weights_lm_head_apply(w, (int)lm_head_dtype)))
         goto fail;
     double load_s = dsa_time_now() - tl;
     double rss = rss_bytes();
+    if (o.int8_act) {
+        /* the repack is made here, at weight_prepare; its time and RSS apart */
+        double tp = dsa_time_now();
+        dsa_backend_cpu_set_int8_activations(be, 1);
+        if ((err = dsa_weights_prepare(w, be)))
+            goto fail;
+        prepared = 1;
+        double rss2 = rss_bytes();
+        printf("int8 activations: AWQ repack %.2fs, resident +%.1f MB\n", dsa_time_now() - tp,
+               (rss2 - rss) / 1e6);
+        rss = rss2;
+    }
     printf("model %s: %.1f MB of weights (loaded in %.1fs), resident %.1f MB after loading, "
            "%d threads, read bandwidth %.1f GB/s\n",
            o.model, (double)w->bytes / 1e6, load_s, rss / 1e6, threads, bw);
@@ -325,6 +340,8 @@ int main(int argc, char **argv)
 fail:
     if (rc)
         fprintf(stderr, "dsa-bench-cpu: %s: %s\n", dsa_strerror(err), dsa_errmsg());
+    if (prepared)
+        dsa_weights_release(w, be);
     dsa_weights_free(w);
     dsa_backend_destroy(be);
     free(batches);

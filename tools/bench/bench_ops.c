@@ -9,7 +9,8 @@
  * rate.  Prints ms per call, weight GB/s and GFLOP/s.  Then MoE decode
  * (64 experts, top-6, FP8), MLA attention decode and sampling over a
  * 129280-token vocabulary; AWQ int4 at Qwen2-0.5B's MLP shapes.
- * A third argument picks sections: linear, awq, moe, attn, sample. */
+ * A third argument picks sections (comma-separated): linear, awq, awq8
+ * (AWQ with int8 activations), moe, attn, sample. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -263,8 +264,10 @@ static void bench_sample(dsa_backend *be, double secs)
 
 /* AWQ int4 g128 at the shapes of Qwen2-0.5B's MLP ([4864 x 896] gate/up,
  * [896 x 4864] down) for m = 1, 4, 16, 128; copies in rotation beyond the
- * caches.  GB/s counts the packed weights, zeros and scales. */
-static void bench_awq(dsa_backend *be, double secs)
+ * caches.  GB/s counts the packed weights, zeros and scales (AutoAWQ's
+ * layout, also for the "awq8" section: int8 activations on a backend with
+ * --cpu-int8-activations, whose repack is prepared before timing). */
+static void bench_awq(dsa_backend *be, double secs, int int8)
 {
     static const int64_t shapes[][2] = {{4864, 896}, {896, 4864}};
     static const int64_t ms[] = {1, 4, 16, 128};
@@ -286,16 +289,23 @@ static void bench_awq(dsa_backend *be, double secs)
             z[i] = (int32_t)0x88888888u;
         for (int64_t i = 0; i < gw * 8 * n; i++)
             sc[i] = dsa_f32_to_f16(0.01f);
+        dsa_weight *ws = calloc((size_t)n, sizeof *ws);
+        if (!ws)
+            exit(1);
+        for (int i = 0; i < n; i++) {
+            ws[i] = (dsa_weight){.dtype = DSA_DTYPE_I32, .rows = R, .cols = C, .ld = R / 8,
+                                 .data = q + words * i, .awq_zeros = z + gw * i,
+                                 .awq_scales = sc + gw * 8 * i, .awq_group = G};
+            if (be->ops->weight_prepare(be, &ws[i]) != DSA_OK || (int8 && !ws[i].awq8))
+                exit(1);
+        }
         for (size_t mi = 0; mi < 4; mi++) {
             int64_t m = ms[mi];
             long calls = 0;
             double t0 = now_s(), c0 = cpu_s(), t;
             do {
-                int i = (int)(calls % n);
-                dsa_weight w = {.dtype = DSA_DTYPE_I32, .rows = R, .cols = C, .ld = R / 8,
-                                .data = q + words * i, .awq_zeros = z + gw * i,
-                                .awq_scales = sc + gw * 8 * i, .awq_group = G};
-                dsa_linear_params p = {.out = out, .x = x, .w = &w, .m = m, .ld_x = C, .ld_out = R};
+                dsa_linear_params p = {.out = out, .x = x, .w = &ws[calls % n], .m = m, .ld_x = C,
+                                       .ld_out = R};
                 if (be->ops->linear(be, &p) != DSA_OK)
                     exit(1);
                 calls++;
@@ -304,18 +314,32 @@ static void bench_awq(dsa_backend *be, double secs)
             double per = t / (double)calls;
             double cper = (cpu_s() - c0) / (double)calls / g_threads;
             double fl = 2.0 * (double)m * (double)(R * C);
-            printf("awq g%d %lldx%lld m %4lld: %9.4f ms/call %7.1f GB/s %7.1f GFLOP/s"
-                   " %7.1f GB/s(cpu) %7.1f GFLOP/s(cpu)\n", G, (long long)R, (long long)C,
+            printf("%s g%d %lldx%lld m %4lld: %9.4f ms/call %7.1f GB/s %7.1f GFLOP/s"
+                   " %7.1f GB/s(cpu) %7.1f GFLOP/s(cpu)\n", int8 ? "awq8" : "awq", G,
+                   (long long)R, (long long)C,
                    (long long)m, per * 1e3, (double)bytes / per / 1e9, fl / per / 1e9,
                    (double)bytes / cper / 1e9, fl / cper / 1e9);
             fflush(stdout);
         }
+        for (int i = 0; i < n; i++)
+            be->ops->weight_release(be, &ws[i]);
+        free(ws);
         free(q);
         free(z);
         free(sc);
     }
     free(x);
     free(out);
+}
+
+/* 1 when the comma-separated list names section `name` exactly. */
+static int has_section(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = list; (p = strstr(p, name)); p += n)
+        if ((p == list || p[-1] == ',') && (p[n] == '\0' || p[n] == ','))
+            return 1;
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -333,8 +357,13 @@ int main(int argc, char **argv)
     }
     if (!*only || strstr(only, "linear"))
         bench_linear(be, secs);
-    if (!*only || strstr(only, "awq"))
-        bench_awq(be, secs);
+    if (!*only || has_section(only, "awq"))
+        bench_awq(be, secs, 0);
+    if (!*only || has_section(only, "awq8")) {
+        dsa_backend_cpu_set_int8_activations(be, 1);
+        bench_awq(be, secs, 1);
+        dsa_backend_cpu_set_int8_activations(be, 0);
+    }
     if (!*only || strstr(only, "moe"))
         bench_moe(be, secs);
     if (!*only || strstr(only, "attn"))
