@@ -31,8 +31,14 @@
 /* Tokens at or above this dequantise panels (same as cpu_linear.c). */
 #define AVX2_PANEL_M_MIN 8
 #define AVX2_PANEL_ROWS 16
-#define AVX2_NR_MAX 2
+#define AVX2_NR_MAX 4
 #define AVX2_MB_MAX 4
+#ifndef AVX2_PF_DIST
+#define AVX2_PF_DIST 4096
+#endif
+#ifndef AVX2_M1_ROWS
+#define AVX2_M1_ROWS 4
+#endif
 
 static inline int64_t pad16(int64_t n)
 {
@@ -110,12 +116,15 @@ AVX2_INLINE void f8_scales(int nr, const avx2_f8 *f8, int64_t k, int64_t *seg_en
  * FP8 needs f8->col0 and block_cols to be multiples of 16, so a 16-wide
  * step never straddles two scale blocks. */
 AVX2_INLINE void tile_kernel(int dt, int nr, int mb, const void *const *wr, const avx2_f8 *f8,
-                             const float *x, int64_t ld_x, int64_t K,
+                             const char *pf, const float *x, int64_t ld_x, int64_t K,
                              float res[AVX2_NR_MAX][AVX2_MB_MAX])
 {
+    /* pf: where this tile's rows continue in memory, AVX2_PF_DIST bytes on
+     * (NULL: no prefetch); the tile reads nr * 16 * es bytes a step. */
+    const int64_t step_bytes = (int64_t)nr * 16 * (int64_t)dsa_dtype_size((dsa_dtype)dt);
     __m256 a[AVX2_NR_MAX][AVX2_MB_MAX], b[AVX2_NR_MAX][AVX2_MB_MAX], sv[AVX2_NR_MAX];
     int64_t seg_end = K;
-#pragma GCC unroll 2
+#pragma GCC unroll 4
     for (int r = 0; r < nr; r++)
 #pragma GCC unroll 4
         for (int t = 0; t < mb; t++)
@@ -126,8 +135,11 @@ AVX2_INLINE void tile_kernel(int dt, int nr, int mb, const void *const *wr, cons
     for (; k + 16 <= K; k += 16) {
         if (dt == DSA_DTYPE_F8_E4M3 && k >= seg_end)
             f8_scales(nr, f8, k, &seg_end, sv);
+        if (pf)
+            for (int64_t j = 0; j < step_bytes; j += 64)
+                _mm_prefetch(pf + (k / 16) * step_bytes + j, _MM_HINT_T0);
         __m256 w0[AVX2_NR_MAX], w1[AVX2_NR_MAX];
-#pragma GCC unroll 2
+#pragma GCC unroll 4
         for (int r = 0; r < nr; r++) {
             w0[r] = w_load8(dt, wr[r], k);
             w1[r] = w_load8(dt, wr[r], k + 8);
@@ -140,7 +152,7 @@ AVX2_INLINE void tile_kernel(int dt, int nr, int mb, const void *const *wr, cons
         for (int t = 0; t < mb; t++) {
             __m256 x0 = _mm256_loadu_ps(x + t * ld_x + k);
             __m256 x1 = _mm256_loadu_ps(x + t * ld_x + k + 8);
-#pragma GCC unroll 2
+#pragma GCC unroll 4
             for (int r = 0; r < nr; r++) {
                 a[r][t] = _mm256_fmadd_ps(w0[r], x0, a[r][t]);
                 b[r][t] = _mm256_fmadd_ps(w1[r], x1, b[r][t]);
@@ -153,7 +165,7 @@ AVX2_INLINE void tile_kernel(int dt, int nr, int mb, const void *const *wr, cons
         if (dt == DSA_DTYPE_F8_E4M3 && k >= seg_end)
             f8_scales(nr, f8, k, &seg_end, sv);
         __m256 wv[AVX2_NR_MAX];
-#pragma GCC unroll 2
+#pragma GCC unroll 4
         for (int r = 0; r < nr; r++) {
             wv[r] = n == 8 ? w_load8(dt, wr[r], k) : w_load8_part(dt, wr[r], k, n);
             if (dt == DSA_DTYPE_F8_E4M3)
@@ -163,7 +175,7 @@ AVX2_INLINE void tile_kernel(int dt, int nr, int mb, const void *const *wr, cons
         for (int t = 0; t < mb; t++) {
             __m256 xv = n == 8 ? _mm256_loadu_ps(x + t * ld_x + k)
                                : x_load8_part(x + t * ld_x + k, n);
-#pragma GCC unroll 2
+#pragma GCC unroll 4
             for (int r = 0; r < nr; r++) {
                 if (half == 0)
                     a[r][t] = _mm256_fmadd_ps(wv[r], xv, a[r][t]);
@@ -172,7 +184,7 @@ AVX2_INLINE void tile_kernel(int dt, int nr, int mb, const void *const *wr, cons
             }
         }
     }
-#pragma GCC unroll 2
+#pragma GCC unroll 4
     for (int r = 0; r < nr; r++)
 #pragma GCC unroll 4
         for (int t = 0; t < mb; t++)
@@ -183,18 +195,19 @@ AVX2_INLINE void tile_kernel(int dt, int nr, int mb, const void *const *wr, cons
  * and 2 rows x 1..3 tokens (decode and panels: 12 accumulators at most,
  * within AVX2's 16 registers). */
 #define AVX2_CASE(DT, NR, MB)                                                              \
-    case ((DT) * 4 + (NR)) * 8 + (MB):                                                      \
-        tile_kernel(DT, NR, MB, wr, f8, x, ld_x, K, res);                                   \
+    case ((DT) * 8 + (NR)) * 8 + (MB):                                                      \
+        tile_kernel(DT, NR, MB, wr, f8, pf, x, ld_x, K, res);                               \
         break;
 #define AVX2_CASES(DT)                                                                     \
     AVX2_CASE(DT, 1, 1) AVX2_CASE(DT, 1, 2) AVX2_CASE(DT, 1, 3) AVX2_CASE(DT, 1, 4)        \
-    AVX2_CASE(DT, 2, 1) AVX2_CASE(DT, 2, 2) AVX2_CASE(DT, 2, 3)
+    AVX2_CASE(DT, 2, 1) AVX2_CASE(DT, 2, 2) AVX2_CASE(DT, 2, 3) AVX2_CASE(DT, 3, 1)        \
+    AVX2_CASE(DT, 4, 1)
 
 static void tile_run(int dt, int nr, int mb, const void *const *wr, const avx2_f8 *f8,
-                     const float *x, int64_t ld_x, int64_t K,
+                     const char *pf, const float *x, int64_t ld_x, int64_t K,
                      float res[AVX2_NR_MAX][AVX2_MB_MAX])
 {
-    switch ((dt * 4 + nr) * 8 + mb) {
+    switch ((dt * 8 + nr) * 8 + mb) {
         AVX2_CASES(DSA_DTYPE_F32)
         AVX2_CASES(DSA_DTYPE_F16)
         AVX2_CASES(DSA_DTYPE_BF16)
@@ -225,6 +238,7 @@ typedef struct avx2_rows {
     size_t row_bytes;
     int64_t n_rows, n0, K;
     const dsa_weight *w8;       /* FP8 weight for the scales, else NULL */
+    int64_t pf_dist;            /* software prefetch distance in bytes, 0: none */
 } avx2_rows;
 
 /* Rows outer: each weight row is read from memory once for all tokens. */
@@ -249,7 +263,8 @@ static void rows_run(const dsa_cpu_gemm *g, const avx2_rows *rs, int nr_max, int
         }
         for (int64_t t0 = 0; t0 < g->m; t0 += mb_max) {
             int mb = g->m - t0 < mb_max ? (int)(g->m - t0) : mb_max;
-            tile_run(rs->dt, nr, mb, wr, &f8, g->x + t0 * g->ld_x, g->ld_x, rs->K, res);
+            const char *pf = rs->pf_dist && t0 == 0 ? (const char *)wr[0] + rs->pf_dist : NULL;
+            tile_run(rs->dt, nr, mb, wr, &f8, pf, g->x + t0 * g->ld_x, g->ld_x, rs->K, res);
             for (int r = 0; r < nr; r++)
                 for (int t = 0; t < mb; t++)
                     out_store(g, t0 + t, rs->n0 + i + r, res[r][t]);
@@ -278,7 +293,8 @@ static dsa_err gemm_panel(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa_cpu
                 int nr = n - r < 2 ? 1 : 2;
                 wr[0] = panel + r * kp;
                 wr[1] = panel + (r + nr - 1) * kp;
-                tile_run(DSA_DTYPE_F32, nr, mb, wr, NULL, g->x + t0 * g->ld_x, g->ld_x, K, res);
+                tile_run(DSA_DTYPE_F32, nr, mb, wr, NULL, NULL, g->x + t0 * g->ld_x, g->ld_x, K,
+                         res);
                 for (int rr = 0; rr < nr; rr++)
                     for (int t = 0; t < mb; t++)
                         out_store(g, t0 + t, i + r + rr, res[rr][t]);
@@ -301,8 +317,12 @@ dsa_err dsa_cpu_gemm_rows_avx2(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, ds
                         .base = (const char *)w->data + (size_t)r0 * row_bytes,
                         .row_bytes = row_bytes, .n_rows = r1 - r0, .n0 = r0, .K = w->cols,
                         .w8 = dt == DSA_DTYPE_F8_E4M3 ? w : NULL};
+        /* rows back to back: the tile's rows are one run of memory, read
+         * from its start to its end, so prefetch along it */
+        if (w->ld == w->cols && dt != DSA_DTYPE_F32)
+            rs.pf_dist = AVX2_PF_DIST;
         if (g->m == 1)
-            rows_run(g, &rs, 2, 1);     /* 4 FMA chains, two row streams */
+            rows_run(g, &rs, AVX2_M1_ROWS, 1);
         else if (g->m <= AVX2_MB_MAX)
             rows_run(g, &rs, 1, (int)g->m); /* one stream shared by all tokens */
         else
