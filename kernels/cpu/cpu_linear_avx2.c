@@ -272,6 +272,79 @@ static void rows_run(const dsa_cpu_gemm *g, const avx2_rows *rs, int nr_max, int
     }
 }
 
+/* The panel's register tile: nr <= 4 rows x mb <= 3 tokens of F32 panel
+ * rows (zero-padded to a multiple of 16).  The even chunks' accumulator A
+ * and the odd chunks' B of the file's order are independent FMA chains,
+ * so they are run one after the other, A over the even chunks, then B
+ * over the odd ones: each chain sees the same operands in the same order
+ * as in tile_kernel (same bits), and one pass needs 12 accumulators, not
+ * 24, leaving room for 4 rows x 3 tokens (7 loads per 12 FMAs instead of
+ * the 2 x 3 tile's 10 per 12). */
+AVX2_INLINE void panel_tile(int nr, int mb, const float *w, int64_t kp, const float *x,
+                            int64_t ld_x, int64_t K, float res[AVX2_NR_MAX][AVX2_MB_MAX])
+{
+    __m256 acc[2][4][3];
+    int64_t n_chunks = (K + 7) / 8, full = K / 8;
+    for (int p = 0; p < 2; p++) {
+        __m256 c[4][3];
+#pragma GCC unroll 4
+        for (int r = 0; r < nr; r++)
+#pragma GCC unroll 3
+            for (int t = 0; t < mb; t++)
+                c[r][t] = _mm256_setzero_ps();
+        for (int64_t ci = p; ci < n_chunks; ci += 2) {
+            int64_t k = ci * 8;
+            __m256 xv[3];
+#pragma GCC unroll 3
+            for (int t = 0; t < mb; t++) {
+                xv[t] = ci < full ? _mm256_loadu_ps(x + t * ld_x + k)
+                                  : x_load8_part(x + t * ld_x + k, K - k);
+                /* keep the tokens in registers: left alone, GCC keeps the
+                 * 4 weight vectors instead and reads x as FMA memory
+                 * operands, 16 loads per 12 FMAs rather than 7 (Zen 3
+                 * issues two 256-bit loads a cycle: loads bound the tile) */
+                __asm__("" : "+x"(xv[t]));
+            }
+#pragma GCC unroll 4
+            for (int r = 0; r < nr; r++) {
+                __m256 wv = _mm256_load_ps(w + r * kp + k);
+                __asm__("" : "+x"(wv)); /* one load, not one per token */
+#pragma GCC unroll 3
+                for (int t = 0; t < mb; t++)
+                    c[r][t] = _mm256_fmadd_ps(wv, xv[t], c[r][t]);
+            }
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < nr; r++)
+#pragma GCC unroll 3
+            for (int t = 0; t < mb; t++)
+                acc[p][r][t] = c[r][t];
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < nr; r++)
+#pragma GCC unroll 3
+        for (int t = 0; t < mb; t++)
+            res[r][t] = hsum_ab(acc[0][r][t], acc[1][r][t]);
+}
+
+#define PANEL_CASE(NR, MB)                                                                 \
+    case (NR) * 4 + (MB):                                                                   \
+        panel_tile(NR, MB, w, kp, x, ld_x, K, res);                                         \
+        break;
+
+static void panel_run(int nr, int mb, const float *w, int64_t kp, const float *x, int64_t ld_x,
+                      int64_t K, float res[AVX2_NR_MAX][AVX2_MB_MAX])
+{
+    switch (nr * 4 + mb) {
+        PANEL_CASE(1, 1) PANEL_CASE(1, 2) PANEL_CASE(1, 3)
+        PANEL_CASE(2, 1) PANEL_CASE(2, 2) PANEL_CASE(2, 3)
+        PANEL_CASE(3, 1) PANEL_CASE(3, 2) PANEL_CASE(3, 3)
+        PANEL_CASE(4, 1) PANEL_CASE(4, 2) PANEL_CASE(4, 3)
+    default:
+        break;
+    }
+}
+
 static dsa_err gemm_panel(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa_cpu_scratch *s)
 {
     const dsa_weight *w = g->w;
@@ -281,20 +354,18 @@ static dsa_err gemm_panel(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa_cpu
         return DSA_NOMEM;
     for (int64_t i = r0; i < r1; i += AVX2_PANEL_ROWS) {
         int64_t n = r1 - i < AVX2_PANEL_ROWS ? r1 - i : AVX2_PANEL_ROWS;
-        for (int64_t r = 0; r < n; r++)
+        for (int64_t r = 0; r < n; r++) {
             dsa_cpu_weight_row(w, i + r, panel + r * kp);
+            memset(panel + r * kp + K, 0, (size_t)(kp - K) * sizeof(float));
+        }
         /* tokens outer: the panel stays in L2 and each token triple in L1,
-         * instead of every token streaming past each pair of rows */
+         * instead of every token streaming past each group of rows */
         float res[AVX2_NR_MAX][AVX2_MB_MAX];
-        const void *wr[AVX2_NR_MAX];
         for (int64_t t0 = 0; t0 < g->m; t0 += 3) {
             int mb = g->m - t0 < 3 ? (int)(g->m - t0) : 3;
-            for (int64_t r = 0; r < n; r += 2) {
-                int nr = n - r < 2 ? 1 : 2;
-                wr[0] = panel + r * kp;
-                wr[1] = panel + (r + nr - 1) * kp;
-                tile_run(DSA_DTYPE_F32, nr, mb, wr, NULL, NULL, g->x + t0 * g->ld_x, g->ld_x, K,
-                         res);
+            for (int64_t r = 0; r < n; r += 4) {
+                int nr = n - r < 4 ? (int)(n - r) : 4;
+                panel_run(nr, mb, panel + r * kp, kp, g->x + t0 * g->ld_x, g->ld_x, K, res);
                 for (int rr = 0; rr < nr; rr++)
                     for (int t = 0; t < mb; t++)
                         out_store(g, t0 + t, i + r + rr, res[rr][t]);
