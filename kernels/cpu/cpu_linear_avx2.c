@@ -36,8 +36,14 @@
 #ifndef AVX2_PF_DIST
 #define AVX2_PF_DIST 4096
 #endif
+/* Rows a one-token tile walks: 4 (8 FMA chains) for 16-bit weights; e4m3
+ * keeps a scale vector per row and its decode's temporaries, so 4 rows
+ * would spill. */
 #ifndef AVX2_M1_ROWS
 #define AVX2_M1_ROWS 4
+#endif
+#ifndef AVX2_M1_ROWS_F8
+#define AVX2_M1_ROWS_F8 2
 #endif
 
 static inline int64_t pad16(int64_t n)
@@ -67,6 +73,16 @@ AVX2_INLINE __m256 w_load8(int dt, const void *row, int64_t k)
     default:
         return _mm256_loadu_ps((const float *)row + k);
     }
+}
+
+/* 16 e4m3 weights from element k as w_load8 gives them, from one 16-byte
+ * load: one 16-lane sign extension, shift and mask, then two conversions. */
+AVX2_INLINE void w_load16_f8(const void *row, int64_t k, __m256 *lo, __m256 *hi)
+{
+    __m256i h = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)((const uint8_t *)row + k)));
+    h = _mm256_and_si256(_mm256_slli_epi16(h, 7), _mm256_set1_epi16((short)0xBF80));
+    *lo = _mm256_cvtph_ps(_mm256_castsi256_si128(h));
+    *hi = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
 }
 
 /* The n < 8 elements from k, zero-padded (the ragged end of a row). */
@@ -141,11 +157,13 @@ AVX2_INLINE void tile_kernel(int dt, int nr, int mb, const void *const *wr, cons
         __m256 w0[AVX2_NR_MAX], w1[AVX2_NR_MAX];
 #pragma GCC unroll 4
         for (int r = 0; r < nr; r++) {
-            w0[r] = w_load8(dt, wr[r], k);
-            w1[r] = w_load8(dt, wr[r], k + 8);
             if (dt == DSA_DTYPE_F8_E4M3) {
+                w_load16_f8(wr[r], k, &w0[r], &w1[r]);
                 w0[r] = _mm256_mul_ps(w0[r], sv[r]);
                 w1[r] = _mm256_mul_ps(w1[r], sv[r]);
+            } else {
+                w0[r] = w_load8(dt, wr[r], k);
+                w1[r] = w_load8(dt, wr[r], k + 8);
             }
         }
 #pragma GCC unroll 4
@@ -393,7 +411,7 @@ dsa_err dsa_cpu_gemm_rows_avx2(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, ds
         if (w->ld == w->cols && dt != DSA_DTYPE_F32)
             rs.pf_dist = AVX2_PF_DIST;
         if (g->m == 1)
-            rows_run(g, &rs, AVX2_M1_ROWS, 1);
+            rows_run(g, &rs, dt == DSA_DTYPE_F8_E4M3 ? AVX2_M1_ROWS_F8 : AVX2_M1_ROWS, 1);
         else if (g->m <= AVX2_MB_MAX)
             rows_run(g, &rs, 1, (int)g->m); /* one stream shared by all tokens */
         else
