@@ -151,9 +151,12 @@ AVX2_INLINE void tile_kernel(int dt, int nr, int mb, const void *const *wr, cons
     for (; k + 16 <= K; k += 16) {
         if (dt == DSA_DTYPE_F8_E4M3 && k >= seg_end)
             f8_scales(nr, f8, k, &seg_end, sv);
-        if (pf)
-            for (int64_t j = 0; j < step_bytes; j += 64)
-                _mm_prefetch(pf + (k / 16) * step_bytes + j, _MM_HINT_T0);
+        if (pf) {
+            /* each line once, from the step that reaches its start */
+            int64_t off = (k / 16) * step_bytes;
+            for (int64_t j = (64 - (off & 63)) & 63; j < step_bytes; j += 64)
+                _mm_prefetch(pf + off + j, _MM_HINT_T0);
+        }
         __m256 w0[AVX2_NR_MAX], w1[AVX2_NR_MAX];
 #pragma GCC unroll 4
         for (int r = 0; r < nr; r++) {
