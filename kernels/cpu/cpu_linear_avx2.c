@@ -15,9 +15,11 @@
  * Paths: decode and small batches (m < LIN_PANEL_M_MIN) decode weights in
  * registers (BF16 by a shift, F16 by F16C, e4m3 by a shift-and-mask into
  * an F16 worth value * 2^-8 then times 256 * scale: exact, see below) in a
- * tile of up to 2 rows x 4 tokens; larger batches dequantise a panel of 16
- * rows to F32 once and run a 2 x 3 register tile over the tokens, so the
- * decoding is shared by every token. */
+ * tile of 4 rows (2 for e4m3) x 1 token, or 1 row x 2-4 tokens, with a
+ * software prefetch along the rows; larger batches dequantise a panel of
+ * 16 rows to F32 once and run a 4 x 3 register tile over the tokens (the
+ * A and B chains one after the other, see panel_tile), so the decoding is
+ * shared by every token. */
 #include <math.h>
 #include <string.h>
 
@@ -212,9 +214,9 @@ AVX2_INLINE void tile_kernel(int dt, int nr, int mb, const void *const *wr, cons
             res[r][t] = hsum_ab(a[r][t], b[r][t]);
 }
 
-/* Instantiations: 1 row x 1..4 tokens (small batches: one weight stream)
- * and 2 rows x 1..3 tokens (decode and panels: 12 accumulators at most,
- * within AVX2's 16 registers). */
+/* Instantiations: 1 row x 1..4 tokens (small batches: one weight stream),
+ * 2 rows x 1..3 tokens (5-7 tokens, and e4m3 decode) and 3-4 rows x 1
+ * token (decode and its remainders). */
 #define AVX2_CASE(DT, NR, MB)                                                              \
     case ((DT) * 8 + (NR)) * 8 + (MB):                                                      \
         tile_kernel(DT, NR, MB, wr, f8, pf, x, ld_x, K, res);                               \
