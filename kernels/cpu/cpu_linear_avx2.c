@@ -77,16 +77,6 @@ AVX2_INLINE __m256 w_load8(int dt, const void *row, int64_t k)
     }
 }
 
-/* 16 e4m3 weights from element k as w_load8 gives them, from one 16-byte
- * load: one 16-lane sign extension, shift and mask, then two conversions. */
-AVX2_INLINE void w_load16_f8(const void *row, int64_t k, __m256 *lo, __m256 *hi)
-{
-    __m256i h = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)((const uint8_t *)row + k)));
-    h = _mm256_and_si256(_mm256_slli_epi16(h, 7), _mm256_set1_epi16((short)0xBF80));
-    *lo = _mm256_cvtph_ps(_mm256_castsi256_si128(h));
-    *hi = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
-}
-
 /* The n < 8 elements from k, zero-padded (the ragged end of a row). */
 AVX2_INLINE __m256 w_load8_part(int dt, const void *row, int64_t k, int64_t n)
 {
@@ -162,13 +152,11 @@ AVX2_INLINE void tile_kernel(int dt, int nr, int mb, const void *const *wr, cons
         __m256 w0[AVX2_NR_MAX], w1[AVX2_NR_MAX];
 #pragma GCC unroll 4
         for (int r = 0; r < nr; r++) {
+            w0[r] = w_load8(dt, wr[r], k);
+            w1[r] = w_load8(dt, wr[r], k + 8);
             if (dt == DSA_DTYPE_F8_E4M3) {
-                w_load16_f8(wr[r], k, &w0[r], &w1[r]);
                 w0[r] = _mm256_mul_ps(w0[r], sv[r]);
                 w1[r] = _mm256_mul_ps(w1[r], sv[r]);
-            } else {
-                w0[r] = w_load8(dt, wr[r], k);
-                w1[r] = w_load8(dt, wr[r], k + 8);
             }
         }
 #pragma GCC unroll 4
