@@ -15,9 +15,11 @@
  * Paths: decode and small batches (m < LIN_PANEL_M_MIN) decode weights in
  * registers (BF16 by a shift, F16 by F16C, e4m3 by a shift-and-mask into
  * an F16 worth value * 2^-8 then times 256 * scale: exact, see below) in a
- * tile of up to 2 rows x 4 tokens; larger batches dequantise a panel of 16
- * rows to F32 once and run a 2 x 3 register tile over the tokens, so the
- * decoding is shared by every token. */
+ * tile of 4 rows (2 for e4m3) x 1 token, or 1 row x 2-4 tokens, with a
+ * software prefetch along the rows; larger batches dequantise a panel of
+ * 16 rows to F32 once and run a 4 x 3 register tile over the tokens (the
+ * A and B chains one after the other, see panel_tile), so the decoding is
+ * shared by every token. */
 #include <math.h>
 #include <string.h>
 
@@ -31,8 +33,20 @@
 /* Tokens at or above this dequantise panels (same as cpu_linear.c). */
 #define AVX2_PANEL_M_MIN 8
 #define AVX2_PANEL_ROWS 16
-#define AVX2_NR_MAX 2
+#define AVX2_NR_MAX 4
 #define AVX2_MB_MAX 4
+#ifndef AVX2_PF_DIST
+#define AVX2_PF_DIST 4096
+#endif
+/* Rows a one-token tile walks: 4 (8 FMA chains) for 16-bit weights; e4m3
+ * keeps a scale vector per row and its decode's temporaries, so 4 rows
+ * would spill. */
+#ifndef AVX2_M1_ROWS
+#define AVX2_M1_ROWS 4
+#endif
+#ifndef AVX2_M1_ROWS_F8
+#define AVX2_M1_ROWS_F8 2
+#endif
 
 static inline int64_t pad16(int64_t n)
 {
@@ -110,12 +124,15 @@ AVX2_INLINE void f8_scales(int nr, const avx2_f8 *f8, int64_t k, int64_t *seg_en
  * FP8 needs f8->col0 and block_cols to be multiples of 16, so a 16-wide
  * step never straddles two scale blocks. */
 AVX2_INLINE void tile_kernel(int dt, int nr, int mb, const void *const *wr, const avx2_f8 *f8,
-                             const float *x, int64_t ld_x, int64_t K,
+                             const char *pf, const float *x, int64_t ld_x, int64_t K,
                              float res[AVX2_NR_MAX][AVX2_MB_MAX])
 {
+    /* pf: where this tile's rows continue in memory, AVX2_PF_DIST bytes on
+     * (NULL: no prefetch); the tile reads nr * 16 * es bytes a step. */
+    const int64_t step_bytes = (int64_t)nr * 16 * (int64_t)dsa_dtype_size((dsa_dtype)dt);
     __m256 a[AVX2_NR_MAX][AVX2_MB_MAX], b[AVX2_NR_MAX][AVX2_MB_MAX], sv[AVX2_NR_MAX];
     int64_t seg_end = K;
-#pragma GCC unroll 2
+#pragma GCC unroll 4
     for (int r = 0; r < nr; r++)
 #pragma GCC unroll 4
         for (int t = 0; t < mb; t++)
@@ -126,8 +143,14 @@ AVX2_INLINE void tile_kernel(int dt, int nr, int mb, const void *const *wr, cons
     for (; k + 16 <= K; k += 16) {
         if (dt == DSA_DTYPE_F8_E4M3 && k >= seg_end)
             f8_scales(nr, f8, k, &seg_end, sv);
+        if (pf) {
+            /* each line once, from the step that reaches its start */
+            int64_t off = (k / 16) * step_bytes;
+            for (int64_t j = (64 - (off & 63)) & 63; j < step_bytes; j += 64)
+                _mm_prefetch(pf + off + j, _MM_HINT_T0);
+        }
         __m256 w0[AVX2_NR_MAX], w1[AVX2_NR_MAX];
-#pragma GCC unroll 2
+#pragma GCC unroll 4
         for (int r = 0; r < nr; r++) {
             w0[r] = w_load8(dt, wr[r], k);
             w1[r] = w_load8(dt, wr[r], k + 8);
@@ -140,7 +163,7 @@ AVX2_INLINE void tile_kernel(int dt, int nr, int mb, const void *const *wr, cons
         for (int t = 0; t < mb; t++) {
             __m256 x0 = _mm256_loadu_ps(x + t * ld_x + k);
             __m256 x1 = _mm256_loadu_ps(x + t * ld_x + k + 8);
-#pragma GCC unroll 2
+#pragma GCC unroll 4
             for (int r = 0; r < nr; r++) {
                 a[r][t] = _mm256_fmadd_ps(w0[r], x0, a[r][t]);
                 b[r][t] = _mm256_fmadd_ps(w1[r], x1, b[r][t]);
@@ -153,7 +176,7 @@ AVX2_INLINE void tile_kernel(int dt, int nr, int mb, const void *const *wr, cons
         if (dt == DSA_DTYPE_F8_E4M3 && k >= seg_end)
             f8_scales(nr, f8, k, &seg_end, sv);
         __m256 wv[AVX2_NR_MAX];
-#pragma GCC unroll 2
+#pragma GCC unroll 4
         for (int r = 0; r < nr; r++) {
             wv[r] = n == 8 ? w_load8(dt, wr[r], k) : w_load8_part(dt, wr[r], k, n);
             if (dt == DSA_DTYPE_F8_E4M3)
@@ -163,7 +186,7 @@ AVX2_INLINE void tile_kernel(int dt, int nr, int mb, const void *const *wr, cons
         for (int t = 0; t < mb; t++) {
             __m256 xv = n == 8 ? _mm256_loadu_ps(x + t * ld_x + k)
                                : x_load8_part(x + t * ld_x + k, n);
-#pragma GCC unroll 2
+#pragma GCC unroll 4
             for (int r = 0; r < nr; r++) {
                 if (half == 0)
                     a[r][t] = _mm256_fmadd_ps(wv[r], xv, a[r][t]);
@@ -172,29 +195,30 @@ AVX2_INLINE void tile_kernel(int dt, int nr, int mb, const void *const *wr, cons
             }
         }
     }
-#pragma GCC unroll 2
+#pragma GCC unroll 4
     for (int r = 0; r < nr; r++)
 #pragma GCC unroll 4
         for (int t = 0; t < mb; t++)
             res[r][t] = hsum_ab(a[r][t], b[r][t]);
 }
 
-/* Instantiations: 1 row x 1..4 tokens (small batches: one weight stream)
- * and 2 rows x 1..3 tokens (decode and panels: 12 accumulators at most,
- * within AVX2's 16 registers). */
+/* Instantiations: 1 row x 1..4 tokens (small batches: one weight stream),
+ * 2 rows x 1..3 tokens (5-7 tokens, and e4m3 decode) and 3-4 rows x 1
+ * token (decode and its remainders). */
 #define AVX2_CASE(DT, NR, MB)                                                              \
-    case ((DT) * 4 + (NR)) * 8 + (MB):                                                      \
-        tile_kernel(DT, NR, MB, wr, f8, x, ld_x, K, res);                                   \
+    case ((DT) * 8 + (NR)) * 8 + (MB):                                                      \
+        tile_kernel(DT, NR, MB, wr, f8, pf, x, ld_x, K, res);                               \
         break;
 #define AVX2_CASES(DT)                                                                     \
     AVX2_CASE(DT, 1, 1) AVX2_CASE(DT, 1, 2) AVX2_CASE(DT, 1, 3) AVX2_CASE(DT, 1, 4)        \
-    AVX2_CASE(DT, 2, 1) AVX2_CASE(DT, 2, 2) AVX2_CASE(DT, 2, 3)
+    AVX2_CASE(DT, 2, 1) AVX2_CASE(DT, 2, 2) AVX2_CASE(DT, 2, 3) AVX2_CASE(DT, 3, 1)        \
+    AVX2_CASE(DT, 4, 1)
 
 static void tile_run(int dt, int nr, int mb, const void *const *wr, const avx2_f8 *f8,
-                     const float *x, int64_t ld_x, int64_t K,
+                     const char *pf, const float *x, int64_t ld_x, int64_t K,
                      float res[AVX2_NR_MAX][AVX2_MB_MAX])
 {
-    switch ((dt * 4 + nr) * 8 + mb) {
+    switch ((dt * 8 + nr) * 8 + mb) {
         AVX2_CASES(DSA_DTYPE_F32)
         AVX2_CASES(DSA_DTYPE_F16)
         AVX2_CASES(DSA_DTYPE_BF16)
@@ -225,6 +249,7 @@ typedef struct avx2_rows {
     size_t row_bytes;
     int64_t n_rows, n0, K;
     const dsa_weight *w8;       /* FP8 weight for the scales, else NULL */
+    int64_t pf_dist;            /* software prefetch distance in bytes, 0: none */
 } avx2_rows;
 
 /* Rows outer: each weight row is read from memory once for all tokens. */
@@ -249,11 +274,85 @@ static void rows_run(const dsa_cpu_gemm *g, const avx2_rows *rs, int nr_max, int
         }
         for (int64_t t0 = 0; t0 < g->m; t0 += mb_max) {
             int mb = g->m - t0 < mb_max ? (int)(g->m - t0) : mb_max;
-            tile_run(rs->dt, nr, mb, wr, &f8, g->x + t0 * g->ld_x, g->ld_x, rs->K, res);
+            const char *pf = rs->pf_dist && t0 == 0 ? (const char *)wr[0] + rs->pf_dist : NULL;
+            tile_run(rs->dt, nr, mb, wr, &f8, pf, g->x + t0 * g->ld_x, g->ld_x, rs->K, res);
             for (int r = 0; r < nr; r++)
                 for (int t = 0; t < mb; t++)
                     out_store(g, t0 + t, rs->n0 + i + r, res[r][t]);
         }
+    }
+}
+
+/* The panel's register tile: nr <= 4 rows x mb <= 3 tokens of F32 panel
+ * rows (zero-padded to a multiple of 16).  The even chunks' accumulator A
+ * and the odd chunks' B of the file's order are independent FMA chains,
+ * so they are run one after the other, A over the even chunks, then B
+ * over the odd ones: each chain sees the same operands in the same order
+ * as in tile_kernel (same bits), and one pass needs 12 accumulators, not
+ * 24, leaving room for 4 rows x 3 tokens (7 loads per 12 FMAs instead of
+ * the 2 x 3 tile's 10 per 12). */
+AVX2_INLINE void panel_tile(int nr, int mb, const float *w, int64_t kp, const float *x,
+                            int64_t ld_x, int64_t K, float res[AVX2_NR_MAX][AVX2_MB_MAX])
+{
+    __m256 acc[2][4][3];
+    int64_t n_chunks = (K + 7) / 8, full = K / 8;
+    for (int p = 0; p < 2; p++) {
+        __m256 c[4][3];
+#pragma GCC unroll 4
+        for (int r = 0; r < nr; r++)
+#pragma GCC unroll 3
+            for (int t = 0; t < mb; t++)
+                c[r][t] = _mm256_setzero_ps();
+        for (int64_t ci = p; ci < n_chunks; ci += 2) {
+            int64_t k = ci * 8;
+            __m256 xv[3];
+#pragma GCC unroll 3
+            for (int t = 0; t < mb; t++) {
+                xv[t] = ci < full ? _mm256_loadu_ps(x + t * ld_x + k)
+                                  : x_load8_part(x + t * ld_x + k, K - k);
+                /* keep the tokens in registers: left alone, GCC keeps the
+                 * 4 weight vectors instead and reads x as FMA memory
+                 * operands, 16 loads per 12 FMAs rather than 7 (Zen 3
+                 * issues two 256-bit loads a cycle: loads bound the tile) */
+                __asm__("" : "+x"(xv[t]));
+            }
+#pragma GCC unroll 4
+            for (int r = 0; r < nr; r++) {
+                __m256 wv = _mm256_load_ps(w + r * kp + k);
+                __asm__("" : "+x"(wv)); /* one load, not one per token */
+#pragma GCC unroll 3
+                for (int t = 0; t < mb; t++)
+                    c[r][t] = _mm256_fmadd_ps(wv, xv[t], c[r][t]);
+            }
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < nr; r++)
+#pragma GCC unroll 3
+            for (int t = 0; t < mb; t++)
+                acc[p][r][t] = c[r][t];
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < nr; r++)
+#pragma GCC unroll 3
+        for (int t = 0; t < mb; t++)
+            res[r][t] = hsum_ab(acc[0][r][t], acc[1][r][t]);
+}
+
+#define PANEL_CASE(NR, MB)                                                                 \
+    case (NR) * 4 + (MB):                                                                   \
+        panel_tile(NR, MB, w, kp, x, ld_x, K, res);                                         \
+        break;
+
+static void panel_run(int nr, int mb, const float *w, int64_t kp, const float *x, int64_t ld_x,
+                      int64_t K, float res[AVX2_NR_MAX][AVX2_MB_MAX])
+{
+    switch (nr * 4 + mb) {
+        PANEL_CASE(1, 1) PANEL_CASE(1, 2) PANEL_CASE(1, 3)
+        PANEL_CASE(2, 1) PANEL_CASE(2, 2) PANEL_CASE(2, 3)
+        PANEL_CASE(3, 1) PANEL_CASE(3, 2) PANEL_CASE(3, 3)
+        PANEL_CASE(4, 1) PANEL_CASE(4, 2) PANEL_CASE(4, 3)
+    default:
+        break;
     }
 }
 
@@ -266,19 +365,18 @@ static dsa_err gemm_panel(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa_cpu
         return DSA_NOMEM;
     for (int64_t i = r0; i < r1; i += AVX2_PANEL_ROWS) {
         int64_t n = r1 - i < AVX2_PANEL_ROWS ? r1 - i : AVX2_PANEL_ROWS;
-        for (int64_t r = 0; r < n; r++)
+        for (int64_t r = 0; r < n; r++) {
             dsa_cpu_weight_row(w, i + r, panel + r * kp);
+            memset(panel + r * kp + K, 0, (size_t)(kp - K) * sizeof(float));
+        }
         /* tokens outer: the panel stays in L2 and each token triple in L1,
-         * instead of every token streaming past each pair of rows */
+         * instead of every token streaming past each group of rows */
         float res[AVX2_NR_MAX][AVX2_MB_MAX];
-        const void *wr[AVX2_NR_MAX];
         for (int64_t t0 = 0; t0 < g->m; t0 += 3) {
             int mb = g->m - t0 < 3 ? (int)(g->m - t0) : 3;
-            for (int64_t r = 0; r < n; r += 2) {
-                int nr = n - r < 2 ? 1 : 2;
-                wr[0] = panel + r * kp;
-                wr[1] = panel + (r + nr - 1) * kp;
-                tile_run(DSA_DTYPE_F32, nr, mb, wr, NULL, g->x + t0 * g->ld_x, g->ld_x, K, res);
+            for (int64_t r = 0; r < n; r += 4) {
+                int nr = n - r < 4 ? (int)(n - r) : 4;
+                panel_run(nr, mb, panel + r * kp, kp, g->x + t0 * g->ld_x, g->ld_x, K, res);
                 for (int rr = 0; rr < nr; rr++)
                     for (int t = 0; t < mb; t++)
                         out_store(g, t0 + t, i + r + rr, res[rr][t]);
@@ -301,8 +399,12 @@ dsa_err dsa_cpu_gemm_rows_avx2(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, ds
                         .base = (const char *)w->data + (size_t)r0 * row_bytes,
                         .row_bytes = row_bytes, .n_rows = r1 - r0, .n0 = r0, .K = w->cols,
                         .w8 = dt == DSA_DTYPE_F8_E4M3 ? w : NULL};
+        /* rows back to back: the tile's rows are one run of memory, read
+         * from its start to its end, so prefetch along it */
+        if (w->ld == w->cols && dt != DSA_DTYPE_F32)
+            rs.pf_dist = AVX2_PF_DIST;
         if (g->m == 1)
-            rows_run(g, &rs, 2, 1);     /* 4 FMA chains, two row streams */
+            rows_run(g, &rs, dt == DSA_DTYPE_F8_E4M3 ? AVX2_M1_ROWS_F8 : AVX2_M1_ROWS, 1);
         else if (g->m <= AVX2_MB_MAX)
             rows_run(g, &rs, 1, (int)g->m); /* one stream shared by all tokens */
         else

@@ -10,7 +10,9 @@
  * (64 experts, top-6, FP8), MLA attention decode and sampling over a
  * 129280-token vocabulary; AWQ int4 at Qwen2-0.5B's MLP shapes.
  * A third argument picks sections (comma-separated): linear, awq, awq8
- * (AWQ with int8 activations), moe, attn, sample. */
+ * (AWQ with int8 activations), moe, attn, sample, and qwen (only when
+ * named: Qwen2-0.5B's shapes, its 272 MB head included; qwen1: decode,
+ * m = 1, alone). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,25 +94,43 @@ static void wset_free(wset *s)
     free(s->scale);
 }
 
-static void bench_linear(dsa_backend *be, double secs)
+/* One linear table: every dtype x shape x m, weights rotated through a
+ * 256 MiB set (a shape bigger than that is one copy, already past L3). */
+typedef struct lin_cases {
+    const dsa_dtype *dts;
+    size_t n_dts;
+    const int64_t (*shapes)[2];
+    size_t n_shapes;
+    const int64_t *ms;
+    size_t n_ms;
+} lin_cases;
+
+static void bench_linear_cases(dsa_backend *be, double secs, const lin_cases *lc)
 {
-    static const dsa_dtype dts[] = {DSA_DTYPE_F32, DSA_DTYPE_BF16, DSA_DTYPE_F8_E4M3};
-    static const int64_t shapes[][2] = {{2048, 2048}, {1408, 2048}, {2048, 1408}};
-    static const int64_t ms[] = {1, 4, 16, 64, 256};
-    float *x = malloc(256 * 2048 * sizeof(float)), *out = malloc(256 * 2048 * sizeof(float));
-    for (int i = 0; i < 256 * 2048; i++)
+    int64_t m_max = 1, n_max = 1, k_max = 1;
+    for (size_t i = 0; i < lc->n_ms; i++)
+        m_max = lc->ms[i] > m_max ? lc->ms[i] : m_max;
+    for (size_t i = 0; i < lc->n_shapes; i++) {
+        n_max = lc->shapes[i][0] > n_max ? lc->shapes[i][0] : n_max;
+        k_max = lc->shapes[i][1] > k_max ? lc->shapes[i][1] : k_max;
+    }
+    float *x = malloc((size_t)(m_max * k_max) * sizeof(float));
+    float *out = malloc((size_t)(m_max * n_max) * sizeof(float));
+    for (int64_t i = 0; i < m_max * k_max; i++)
         x[i] = rndf();
     printf("%-8s %-12s %5s %10s %10s %10s %12s\n", "dtype", "W [n x k]", "m", "ms/call", "GB/s",
            "GFLOP/s", "GB/s(cpu)");
-    for (size_t d = 0; d < 3; d++)
-        for (size_t si = 0; si < 3; si++) {
+    for (size_t d = 0; d < lc->n_dts; d++)
+        for (size_t si = 0; si < lc->n_shapes; si++) {
+            const dsa_dtype *dts = lc->dts;
+            const int64_t (*shapes)[2] = lc->shapes;
             wset s;
             if (wset_make(&s, dts[d], shapes[si][0], shapes[si][1], (size_t)256 << 20)) {
                 fprintf(stderr, "bench_ops: out of memory\n");
                 exit(1);
             }
-            for (size_t mi = 0; mi < 5; mi++) {
-                int64_t m = ms[mi];
+            for (size_t mi = 0; mi < lc->n_ms; mi++) {
+                int64_t m = lc->ms[mi];
                 dsa_linear_params p = {.out = out, .x = x, .m = m, .ld_x = shapes[si][1],
                                        .ld_out = shapes[si][0]};
                 long calls = 0;
@@ -138,6 +158,27 @@ static void bench_linear(dsa_backend *be, double secs)
         }
     free(x);
     free(out);
+}
+
+static void bench_linear(dsa_backend *be, double secs)
+{
+    static const dsa_dtype dts[] = {DSA_DTYPE_F32, DSA_DTYPE_BF16, DSA_DTYPE_F8_E4M3};
+    static const int64_t shapes[][2] = {{2048, 2048}, {1408, 2048}, {2048, 1408}};
+    static const int64_t ms[] = {1, 4, 16, 64, 256};
+    lin_cases lc = {dts, 3, shapes, 3, ms, 5};
+    bench_linear_cases(be, secs, &lc);
+}
+
+/* Qwen2-0.5B's linears (q+k+v fused, o, gate/up, down, the tied 151936 x
+ * 896 head: 272 MB in BF16, one copy past any cache), BF16 and FP8, for
+ * decode (m = 1), a speculative verify (m = 4) and prefill (m = 128). */
+static void bench_qwen(dsa_backend *be, double secs, int m1_only)
+{
+    static const dsa_dtype dts[] = {DSA_DTYPE_BF16, DSA_DTYPE_F8_E4M3};
+    static const int64_t shapes[][2] = {{1152, 896}, {4864, 896}, {896, 4864}, {151936, 896}};
+    static const int64_t ms[] = {1, 4, 128};
+    lin_cases lc = {dts, 2, shapes, 4, ms, m1_only ? 1 : 3};
+    bench_linear_cases(be, secs, &lc);
 }
 
 /* One MoE decode step: 64 experts [1408 x 2048] FP8, top-6, n_tokens 1 and
@@ -357,6 +398,8 @@ int main(int argc, char **argv)
     }
     if (!*only || strstr(only, "linear"))
         bench_linear(be, secs);
+    if (strstr(only, "qwen"))
+        bench_qwen(be, secs, strstr(only, "qwen1") != NULL);
     if (!*only || has_section(only, "awq"))
         bench_awq(be, secs, 0);
     if (!*only || has_section(only, "awq8")) {
