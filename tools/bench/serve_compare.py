@@ -19,6 +19,7 @@ Either engine may be left out (no --dsa-head, or no --llama-server).
 import argparse
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -126,6 +127,8 @@ def main():
     if not engines or not a.tokenizer:
         sys.exit("give --dsa-head and --model, and/or --llama-server and --gguf (and --tokenizer)")
     os.makedirs(a.out, exist_ok=True)
+    # SIGTERM (timeout(1), a killed job) must still stop the servers below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("serve_compare: terminated"))
     procs, ports, rows = {}, {}, []
     try:
         for e in engines:
