@@ -3,10 +3,11 @@
  * written here from AutoAWQ's packed tensors:
  *   - the repack holds every weight: q * s + (-z * s) == dsa_weight_get;
  *   - the linear op gives, for m = 1..17 tokens, the bits of one scalar
- *     spelling of the integer math (per-32 int8 blocks, exact int32 lane
- *     sums, the fixed combine order of the kernel's file comment), on whole
- *     weights, TP slices and ragged last groups; so a token's outputs are
- *     the same bits alone or batched;
+ *     spelling of the integer math (one int8 scale per AWQ group, exact
+ *     int32 lane sums, the fixed combine order of the kernel's file
+ *     comment), on whole weights, TP slices, ragged last groups and groups
+ *     of 32, 64, 128 and 256; so a token's outputs are the same bits alone
+ *     or batched;
  *   - its error against the F32 product is bounded (relative L2 reported);
  *   - the option off keeps the default path (the bits of the F32 kernel);
  *   - weight_release frees the repack (ASan). */
@@ -90,17 +91,18 @@ static dsa_weight awq_view(const awq_mat *a, int64_t r0, int64_t nr, int64_t c0,
 }
 
 
-/* x[0, n) as the kernel must quantise it: blocks of 32 from the slice's
- * first input, d = amax / 127, q = round-to-nearest-even(x * 127 / amax). */
-static void q8_ref(const float *x, int64_t n, int8_t *q, float *d, int32_t *xs)
+/* x[0, n) as the kernel must quantise it: one block per group from the
+ * slice's first input, d = amax / 127, q = round-to-nearest-even(x * 127 /
+ * amax), zero-padded to whole groups. */
+static void q8_ref(const float *x, int64_t n, int64_t g, int8_t *q, float *d, int32_t *xs)
 {
-    for (int64_t b = 0; b * 32 < n; b++) {
+    for (int64_t b = 0; b * g < n; b++) {
         float amax = 0.0f;
-        for (int64_t j = b * 32; j < n && j < b * 32 + 32; j++)
+        for (int64_t j = b * g; j < n && j < b * g + g; j++)
             amax = fmaxf(amax, fabsf(x[j]));
         float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
         xs[b] = 0;
-        for (int64_t j = b * 32; j < b * 32 + 32; j++) {
+        for (int64_t j = b * g; j < b * g + g; j++) {
             long v = j < n ? lrintf(x[j] * inv) : 0;
             cr_assert(v >= -127 && v <= 127);
             q[j] = (int8_t)v;
@@ -118,30 +120,23 @@ static float int8_order_ref(const awq_mat *a, int64_t o, int64_t c0, int64_t nc,
     while (order[k] != o % 8)
         k++;
     int8_t *q = calloc((size_t)kp, 1);
-    float *d = calloc((size_t)(kp / 32), sizeof(float));
-    int32_t *xs = calloc((size_t)(kp / 32), sizeof(int32_t));
-    q8_ref(x, nc, q, d, xs);
+    float *d = calloc((size_t)ng, sizeof(float));
+    int32_t *xs = calloc((size_t)ng, sizeof(int32_t));
+    q8_ref(x, nc, a->g, q, d, xs);
     float acc[8] = {0}, corr = 0.0f;
     for (int64_t gi = 0; gi < ng; gi++) {
-        float G[8] = {0}, zx = 0.0f;
-        for (int64_t b = gi * a->g / 32; b < (gi + 1) * a->g / 32; b++) {
-            for (int l = 0; l < 8; l++) {
-                int32_t I = 0;
-                for (int64_t j = b * 32 + 4 * l; j < b * 32 + 4 * l + 4; j++) {
-                    int32_t wq = j < nc ? (int32_t)(((uint32_t)a->q[(c0 + j) * (a->R / 8) + w] >>
-                                                     (4 * k)) & 15u) : 0;
-                    I += wq * q[j];
-                }
-                G[l] = fmaf((float)I, d[b], G[l]);
-            }
-            zx = fmaf(d[b], (float)xs[b], zx);
+        int32_t I[8] = {0}; /* lane l: inputs 4l..4l+3 of each 32 in the group */
+        for (int64_t j = gi * a->g; j < (gi + 1) * a->g; j++) {
+            int32_t wq = j < nc ? (int32_t)(((uint32_t)a->q[(c0 + j) * (a->R / 8) + w] >>
+                                             (4 * k)) & 15u) : 0;
+            I[(j % 32) / 4] += wq * q[j];
         }
         int64_t sg = c0 / a->g + gi;
         float sc = dsa_f16_to_f32(a->s[sg * a->R + o]);
         float z = (float)(((uint32_t)a->z[sg * (a->R / 8) + w] >> (4 * k)) & 15u);
         for (int l = 0; l < 8; l++)
-            acc[l] = fmaf(G[l], sc, acc[l]);
-        corr = fmaf(-(z * sc), zx, corr);
+            acc[l] = fmaf((float)I[l], d[gi] * sc, acc[l]);
+        corr = fmaf(-(z * sc), d[gi] * (float)xs[gi], corr);
     }
     free(q);
     free(d);
@@ -194,6 +189,7 @@ Test(awq_int8, every_path_same_bits_any_batch)
         {200, 384, 128, 0, 200, 128, 256},  /* row-parallel slice */
         {136, 384, 128, 0, 136, 128, 200},  /* ragged last group: 72 inputs */
         {64, 448, 64, 0, 64, 0, 448},       /* group 64: 7 groups */
+        {40, 768, 256, 0, 40, 0, 700},      /* group 256: 3 groups, the last ragged */
         {48, 160, 32, 0, 48, 32, 96},       /* group 32: 3 groups, a half chunk at the end */
         {904, 896, 128, 0, 904, 0, 896},    /* Qwen2-0.5B's width, ragged chunks */
     };

@@ -8,18 +8,21 @@
  * give 32 unsigned bytes in input order (a 128-input group is two chunks);
  * each group's scale s (the F16 value as F32) and -z*s sit in two F32
  * arrays beside them.  A linear quantises each token's input row once
- * per thread (symmetric int8 per block of 32 inputs, d = max|x| / 127, the
- * Q8_0 form) and runs integer dot products (vpmaddubsw of the unsigned
- * nibbles by the signed bytes, vpmaddwd by ones: eight exact int32 lanes
- * of four products each).  Per (token, output), in this order:
- *   for each group g:  G = 0;  G[l] = fma(I_b[l], d_b, G[l]) for b in order
- *                      acc[l] = fma(G[l], s_g, acc[l])
- *                      corr = fma(-z_g s_g, Zx_g, corr),  Zx_g = sum_b d_b X_b
+ * per thread and op (symmetric int8, one scale per AWQ group: d = max|x| /
+ * 127 over the group's inputs) and runs integer dot products (vpmaddubsw
+ * of the unsigned nibbles by the signed bytes, the group's outputs summed
+ * in int16, then vpmaddwd by ones: eight exact int32 lanes).  Per (token,
+ * output), in this order:
+ *   for each group g:  acc[l] = fma(I_g[l], d_g * s_g, acc[l])
+ *                      corr = fma(-z_g s_g, d_g * X_g, corr)
  *   y = ((acc0 + acc4) + (acc2 + acc6)) + ((acc1 + acc5) + (acc3 + acc7)) + corr
- * with I_b[l] the int32 lane l of block b (inputs 4l..4l+3), X_b the sum of
- * the block's int8 values and Zx_g summed in block order.  The order does
- * not depend on how many tokens a call holds, so a token's outputs are the
- * same bits alone or batched; tests/test_awq_int8.c spells it in scalar C.
+ * with I_g[l] the int32 lane l (inputs 32b + 4l .. 32b + 4l + 3 of every
+ * block b of 32 in the group) and X_g the sum of the group's int8 values.
+ * The order does not depend on how many tokens a call holds, so a token's
+ * outputs are the same bits alone or batched; tests/test_awq_int8.c spells
+ * it in scalar C.  (The first version kept one scale per 32 inputs, as
+ * llama.cpp's Q8_0: 4 conversions and FMAs per group where this spends
+ * one; docs/perf/cpu.md compares the two.)
  * Bits per weight of the repack: 4 + 64 / 128 = 4.5 (F32 s and -z*s). */
 #include <math.h>
 #include <stdlib.h>
@@ -36,7 +39,10 @@
 
 enum {
     Q8_BLOCK = 32,          /* activation inputs per int8 scale */
-    Q8_TILE_M = 4,          /* tokens sharing one unpacked weight group */
+    Q8_TILE_M = 4,          /* int8 head: tokens sharing one weight block */
+    AWQ8_TILE_R = 4,        /* AWQ rows at once for one token */
+    AWQ8_TILE_T = 8,        /* AWQ tokens sharing one unpacked group */
+    AWQ8_TILE_RM = 1,       /* AWQ rows at once for AWQ8_TILE_T tokens */
 };
 
 void dsa_cpu_awq8_destroy(dsa_cpu_awq8 *p)
@@ -55,6 +61,9 @@ dsa_err dsa_cpu_awq8_create(const dsa_weight *w, dsa_cpu_awq8 **out)
     int64_t g = w->awq_group;
     /* the int8 blocks must tile the slice's groups from its first input */
     if (g % Q8_BLOCK || w->col0 % g || w->rows <= 0 || w->cols <= 0)
+        return DSA_UNSUPPORTED;
+    /* one int8 scale per group, int16 sums over a group: 32 to 256 */
+    if (g != 32 && g != 64 && g != 128 && g != 256)
         return DSA_UNSUPPORTED;
     dsa_cpu_awq8 *p = calloc(1, sizeof *p);
     if (!p)
@@ -99,16 +108,19 @@ int64_t dsa_cpu_awq8_bytes(const dsa_cpu_awq8 *p)
     return p->rows * p->row_bytes + p->rows * p->n_groups * 2 * (int64_t)sizeof(float);
 }
 
-void dsa_cpu_q8_row(const float *x, int64_t n, int64_t n_pad, int8_t *q, float *d, int32_t *xsum)
+/* x[0, n) as int8 blocks of blk inputs (d = max|x| / 127), zero-padded
+ * to n_pad: q [n_pad], d and xsum [n_pad / blk]. */
+static void q8_row_blk(const float *x, int64_t n, int64_t n_pad, int64_t blk, int8_t *q, float *d,
+                       int32_t *xsum)
 {
-    for (int64_t b = 0; b * Q8_BLOCK < n_pad; b++) {
-        int64_t j0 = b * Q8_BLOCK, j1 = j0 + Q8_BLOCK < n ? j0 + Q8_BLOCK : n;
+    for (int64_t b = 0; b * blk < n_pad; b++) {
+        int64_t j0 = b * blk, j1 = j0 + blk < n ? j0 + blk : n;
         float amax = 0.0f;
         for (int64_t j = j0; j < j1; j++)
             amax = fmaxf(amax, fabsf(x[j]));
         float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
         int32_t sum = 0;
-        for (int64_t k = 0; k < Q8_BLOCK; k++) {
+        for (int64_t k = 0; k < blk; k++) {
             int64_t j = j0 + k;
             long v = j < j1 ? lrintf(x[j] * inv) : 0;
             v = v > 127 ? 127 : v < -127 ? -127 : v;
@@ -120,8 +132,13 @@ void dsa_cpu_q8_row(const float *x, int64_t n, int64_t n_pad, int8_t *q, float *
     }
 }
 
+void dsa_cpu_q8_row(const float *x, int64_t n, int64_t n_pad, int8_t *q, float *d, int32_t *xsum)
+{
+    q8_row_blk(x, n, n_pad, Q8_BLOCK, q, d, xsum);
+}
+
 /* One token's quantised row as the kernels read it: xq [n_groups * group]
- * int8, d [n_blocks] and zx [n_groups] (sum_b d_b X_b in block order). */
+ * int8, one scale per group d [n_groups] and zx [n_groups] (d_g X_g). */
 typedef struct q8_tok {
     const int8_t *xq;
     const float *d, *zx;
@@ -129,8 +146,7 @@ typedef struct q8_tok {
 
 static size_t q8_tok_floats(const dsa_cpu_awq8 *p)
 {
-    int64_t kp = p->n_groups * p->group, nb = kp / Q8_BLOCK;
-    return (size_t)(p->row_bytes * 2 / 4 + 2 * nb + p->n_groups);
+    return (size_t)(p->n_groups * p->group / 4 + 3 * p->n_groups);
 }
 
 /* The quantised rows of g's m tokens, made once per thread and op (cached
@@ -147,19 +163,14 @@ static dsa_err q8_tokens(const dsa_cpu_gemm *g, const dsa_cpu_awq8 *p, dsa_cpu_s
     *base = buf;
     if (hit)
         return DSA_OK;
-    int64_t kp = p->n_groups * p->group, nb = kp / Q8_BLOCK, bpg = p->group / Q8_BLOCK;
+    int64_t ng = p->n_groups, kp = ng * p->group;
     for (int64_t t = 0; t < g->m; t++) {
         float *r = buf + (size_t)t * per;
-        int8_t *xq = (int8_t *)r;
-        float *d = r + p->row_bytes * 2 / 4, *zx = d + nb;
-        int32_t *xs = (int32_t *)(zx + p->n_groups);
-        dsa_cpu_q8_row(g->x + t * g->ld_x, p->cols, kp, xq, d, xs);
-        for (int64_t gi = 0; gi < p->n_groups; gi++) {
-            float z = 0.0f;
-            for (int64_t b = gi * bpg; b < (gi + 1) * bpg; b++)
-                z = fmaf(d[b], (float)xs[b], z);
-            zx[gi] = z;
-        }
+        float *d = r + kp / 4, *zx = d + ng;
+        int32_t *xs = (int32_t *)(zx + ng);
+        q8_row_blk(g->x + t * g->ld_x, p->cols, kp, p->group, (int8_t *)r, d, xs);
+        for (int64_t gi = 0; gi < ng; gi++)
+            zx[gi] = d[gi] * (float)xs[gi];
     }
     s->q8_epoch = g->epoch, s->q8_x = g->x, s->q8_m = g->m, s->q8_ld_x = g->ld_x;
     s->q8_cols = p->cols, s->q8_group = p->group;
@@ -168,12 +179,10 @@ static dsa_err q8_tokens(const dsa_cpu_gemm *g, const dsa_cpu_awq8 *p, dsa_cpu_s
 
 static q8_tok q8_tok_at(const dsa_cpu_awq8 *p, const float *base, int64_t t)
 {
-    size_t per = q8_tok_floats(p);
-    int64_t kp = p->n_groups * p->group, nb = kp / Q8_BLOCK;
-    const float *r = base + (size_t)t * per;
-    int64_t xf = p->row_bytes * 2 / 4;
-    (void)kp;
-    return (q8_tok){.xq = (const int8_t *)r, .d = r + xf, .zx = r + xf + nb};
+    int64_t ng = p->n_groups;
+    const float *r = base + (size_t)t * q8_tok_floats(p);
+    const float *d = r + ng * p->group / 4;
+    return (q8_tok){.xq = (const int8_t *)r, .d = d, .zx = d + ng};
 }
 
 /* The final store, as cpu_awq.c's (alpha, accumulate, out_rows). */
@@ -190,8 +199,8 @@ static inline float q8_hsum8(const float *a)
     return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
 }
 
-/* Output row i (packed-relative) for tokens [t0, t0 + mt), scalar C in the
- * order of the file comment. */
+/* Output row i (packed-relative) for tokens [0, mt), scalar C in the order
+ * of the file comment. */
 static void q8_row_scalar(const dsa_cpu_awq8 *p, int64_t i, const q8_tok *tk, int mt, float *y)
 {
     int64_t bpg = p->group / Q8_BLOCK;
@@ -199,21 +208,18 @@ static void q8_row_scalar(const dsa_cpu_awq8 *p, int64_t i, const q8_tok *tk, in
     for (int t = 0; t < mt; t++) {
         float acc[8] = {0}, corr = 0.0f;
         for (int64_t gi = 0; gi < p->n_groups; gi++) {
-            float G[8] = {0};
+            int32_t I[8] = {0};
             for (int64_t bb = gi * bpg; bb < (gi + 1) * bpg; bb++) {
                 const int8_t *xq = tk[t].xq + bb * Q8_BLOCK;
                 const uint8_t *wb = wq + (bb / 2) * 32;
                 int hi = (int)(bb & 1);
-                for (int l = 0; l < 8; l++) {
-                    int32_t I = 0;
+                for (int l = 0; l < 8; l++)
                     for (int k = 4 * l; k < 4 * l + 4; k++)
-                        I += (int32_t)(hi ? wb[k] >> 4 : wb[k] & 15) * xq[k];
-                    G[l] = fmaf((float)I, tk[t].d[bb], G[l]);
-                }
+                        I[l] += (int32_t)(hi ? wb[k] >> 4 : wb[k] & 15) * xq[k];
             }
-            float sc = p->s[i * p->n_groups + gi];
+            float ds = tk[t].d[gi] * p->s[i * p->n_groups + gi];
             for (int l = 0; l < 8; l++)
-                acc[l] = fmaf(G[l], sc, acc[l]);
+                acc[l] = fmaf((float)I[l], ds, acc[l]);
             corr = fmaf(p->zs[i * p->n_groups + gi], tk[t].zx[gi], corr);
         }
         y[t] = q8_hsum8(acc) + corr;
@@ -223,73 +229,105 @@ static void q8_row_scalar(const dsa_cpu_awq8 *p, int64_t i, const q8_tok *tk, in
 #if Q8_AVX2
 #define Q8_INLINE static inline __attribute__((always_inline))
 
-/* The same as q8_row_scalar for nr rows [i, i + nr) and mt tokens,
- * nr * mt <= Q8_TILE_M: each chunk's nibbles are unpacked once and used by
- * every token, and the nr * mt FMA chains are independent (one token alone
- * is otherwise bound by its chain's latency, 4 cycles per block).  Each
- * (row, token) sees the same operations in the same order whatever nr and
- * mt, so the bits do not depend on the tiling.  y is [nr][mt]. */
-Q8_INLINE void q8_rows_avx2(const dsa_cpu_awq8 *p, int64_t i, int nr, const q8_tok *tk, int mt,
-                            float *y)
+/* The same as q8_row_scalar for NR rows [i, i + NR) and MT tokens (both
+ * constants after inlining), groups of BPG blocks of 32.  Per group each
+ * row's nibbles are unpacked once into BPG registers and used by every
+ * token; per (row, token) the BPG vpmaddubsw outputs are summed in int16
+ * (at most 2 * 15 * 127 * BPG <= 30480 for BPG <= 8: exact), widened by
+ * one vpmaddwd and folded by one convert and one FMA with d_g s_g.  Each
+ * (row, token) sees the same operations in the same order whatever NR and
+ * MT, so the bits do not depend on the tiling.  y is [NR][MT]. */
+Q8_INLINE void q8_tile_avx2(const dsa_cpu_awq8 *p, int64_t i, const int NR, const q8_tok *tk,
+                            const int MT, const int BPG, float *y)
 {
-    int64_t ng = p->n_groups, bpg = p->group / Q8_BLOCK, nb = ng * bpg;
+    int64_t ng = p->n_groups;
     const __m256i lo4 = _mm256_set1_epi8(15);
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc[Q8_TILE_M], G[Q8_TILE_M];
-    float corr[Q8_TILE_M];
-    for (int c = 0; c < nr * mt; c++)
-        acc[c] = G[c] = _mm256_setzero_ps(), corr[c] = 0.0f;
-    for (int64_t b = 0; b < nb; b += 2) {
-        __m256i wv[4][2];
-        for (int r = 0; r < nr; r++) {
-            const uint8_t *wc = p->q + (i + r) * p->row_bytes + b * 16;
-            _mm_prefetch((const char *)(wc + 32 * 64), _MM_HINT_T0);
-            __m256i raw = _mm256_loadu_si256((const __m256i *)wc);
-            wv[r][0] = _mm256_and_si256(raw, lo4);
-            wv[r][1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), lo4);
-        }
-        for (int h = 0; h < 2 && b + h < nb; h++) {
-            int64_t bb = b + h;
-            for (int t = 0; t < mt; t++) {
-                __m256i x = _mm256_loadu_si256((const __m256i *)(tk[t].xq + bb * Q8_BLOCK));
-                __m256 dv = _mm256_set1_ps(tk[t].d[bb]);
-                for (int r = 0; r < nr; r++) {
-                    __m256i iv = _mm256_madd_epi16(_mm256_maddubs_epi16(wv[r][h], x), ones);
-                    G[r * mt + t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iv), dv, G[r * mt + t]);
-                }
+    __m256 acc[AWQ8_TILE_R * AWQ8_TILE_T];
+    _Pragma("GCC unroll 8")
+    for (int c = 0; c < NR * MT; c++)
+        acc[c] = _mm256_setzero_ps();
+    for (int64_t gi = 0; gi < ng; gi++) {
+        int64_t b0 = gi * BPG;
+        __m256i wv[AWQ8_TILE_R][8];
+        _Pragma("GCC unroll 8")
+        for (int r = 0; r < NR; r++) {
+            const uint8_t *wr = p->q + (i + r) * p->row_bytes;
+            _mm_prefetch((const char *)(wr + b0 * 16 + 2048), _MM_HINT_T0);
+            _Pragma("GCC unroll 8")
+            for (int h = 0; h < BPG; h++) {
+                int64_t bb = b0 + h;
+                __m256i raw = _mm256_loadu_si256((const __m256i *)(wr + (bb / 2) * 32));
+                wv[r][h] = (bb & 1) ? _mm256_and_si256(_mm256_srli_epi16(raw, 4), lo4)
+                                    : _mm256_and_si256(raw, lo4);
             }
-            if ((bb + 1) % bpg == 0) { /* the group's last block: fold */
-                int64_t gi = bb / bpg;
-                for (int r = 0; r < nr; r++) {
-                    __m256 sv = _mm256_broadcast_ss(p->s + (i + r) * ng + gi);
-                    float zs = p->zs[(i + r) * ng + gi];
-                    for (int t = 0; t < mt; t++) {
-                        int c = r * mt + t;
-                        acc[c] = _mm256_fmadd_ps(G[c], sv, acc[c]);
-                        G[c] = _mm256_setzero_ps();
-                        corr[c] = fmaf(zs, tk[t].zx[gi], corr[c]);
-                    }
-                }
+        }
+        _Pragma("GCC unroll 8")
+        for (int t = 0; t < MT; t++) {
+            const int8_t *xg = tk[t].xq + b0 * Q8_BLOCK;
+            __m256 dv = _mm256_broadcast_ss(tk[t].d + gi);
+            _Pragma("GCC unroll 8")
+            for (int r = 0; r < NR; r++) {
+                __m256i s16 = _mm256_maddubs_epi16(wv[r][0], _mm256_loadu_si256((const __m256i *)xg));
+                _Pragma("GCC unroll 8")
+                for (int h = 1; h < BPG; h++)
+                    s16 = _mm256_add_epi16(
+                        s16, _mm256_maddubs_epi16(
+                                 wv[r][h], _mm256_loadu_si256((const __m256i *)(xg + h * 32))));
+                __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, ones));
+                __m256 ds = _mm256_mul_ps(dv, _mm256_broadcast_ss(p->s + (i + r) * ng + gi));
+                int c = r * MT + t;
+                acc[c] = _mm256_fmadd_ps(f, ds, acc[c]);
             }
         }
     }
-    for (int c = 0; c < nr * mt; c++) {
+    _Pragma("GCC unroll 8")
+    for (int c = 0; c < NR * MT; c++) {
+        /* the zero-point term over the groups, in group order (a chain of
+         * its own: the same bits as interleaved with the groups) */
+        const float *zs = p->zs + (i + c / MT) * ng, *zx = tk[c % MT].zx;
+        float corr = 0.0f;
+        for (int64_t gi = 0; gi < ng; gi++)
+            corr = fmaf(zs[gi], zx[gi], corr);
         _Alignas(32) float a[8];
         _mm256_store_ps(a, acc[c]);
-        y[c] = q8_hsum8(a) + corr[c];
+        y[c] = q8_hsum8(a) + corr;
     }
 }
 
-/* Rows [i, i + nr) for mt tokens, nr * mt <= Q8_TILE_M, y [nr][mt]. */
+#define Q8_TILE_BPG(BPG)                                                                          \
+    static void q8_tile_bpg##BPG(const dsa_cpu_awq8 *p, int64_t i, int nr, const q8_tok *tk,      \
+                                 int mt, float *y)                                                \
+    {                                                                                             \
+        if (nr == AWQ8_TILE_R && mt == 1)                                                         \
+            q8_tile_avx2(p, i, AWQ8_TILE_R, tk, 1, BPG, y);                                       \
+        else if (nr == AWQ8_TILE_RM && mt == AWQ8_TILE_T)                                         \
+            q8_tile_avx2(p, i, AWQ8_TILE_RM, tk, AWQ8_TILE_T, BPG, y);                            \
+        else                                                                                      \
+            switch (mt) {                                                                         \
+            case 1: q8_tile_avx2(p, i, 1, tk, 1, BPG, y); break;                                  \
+            case 2: q8_tile_avx2(p, i, 1, tk, 2, BPG, y); break;                                  \
+            case 3: q8_tile_avx2(p, i, 1, tk, 3, BPG, y); break;                                  \
+            case 4: q8_tile_avx2(p, i, 1, tk, 4, BPG, y); break;                                  \
+            case 5: q8_tile_avx2(p, i, 1, tk, 5, BPG, y); break;                                  \
+            case 6: q8_tile_avx2(p, i, 1, tk, 6, BPG, y); break;                                  \
+            case 7: q8_tile_avx2(p, i, 1, tk, 7, BPG, y); break;                                  \
+            default: q8_tile_avx2(p, i, 1, tk, 8, BPG, y); break;                                 \
+            }                                                                                     \
+    }
+Q8_TILE_BPG(1)
+Q8_TILE_BPG(2)
+Q8_TILE_BPG(4)
+Q8_TILE_BPG(8)
+
+/* Rows [i, i + nr) for mt tokens, y [nr][mt]. */
 static void q8_tile(const dsa_cpu_awq8 *p, int64_t i, int nr, const q8_tok *tk, int mt, float *y)
 {
-    switch (nr * 8 + mt) {
-    case 4 * 8 + 1: q8_rows_avx2(p, i, 4, tk, 1, y); break;
-    case 2 * 8 + 2: q8_rows_avx2(p, i, 2, tk, 2, y); break;
-    case 1 * 8 + 1: q8_rows_avx2(p, i, 1, tk, 1, y); break;
-    case 1 * 8 + 2: q8_rows_avx2(p, i, 1, tk, 2, y); break;
-    case 1 * 8 + 3: q8_rows_avx2(p, i, 1, tk, 3, y); break;
-    default: q8_rows_avx2(p, i, 1, tk, 4, y); break;
+    switch (p->group / Q8_BLOCK) {
+    case 1: q8_tile_bpg1(p, i, nr, tk, mt, y); break;
+    case 2: q8_tile_bpg2(p, i, nr, tk, mt, y); break;
+    case 4: q8_tile_bpg4(p, i, nr, tk, mt, y); break;
+    default: q8_tile_bpg8(p, i, nr, tk, mt, y); break;
     }
 }
 #endif
@@ -311,15 +349,16 @@ static dsa_err awq8_rows(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa_cpu_
     if (err)
         return err;
     int64_t off = g->w->row0 - p->row0;
-    for (int64_t t0 = 0; t0 < g->m; t0 += Q8_TILE_M) {
-        int mt = g->m - t0 < Q8_TILE_M ? (int)(g->m - t0) : Q8_TILE_M;
-        q8_tok tk[Q8_TILE_M];
+    for (int64_t t0 = 0; t0 < g->m; t0 += AWQ8_TILE_T) {
+        int mt = g->m - t0 < AWQ8_TILE_T ? (int)(g->m - t0) : AWQ8_TILE_T;
+        q8_tok tk[AWQ8_TILE_T];
         for (int t = 0; t < mt; t++)
             tk[t] = q8_tok_at(p, base, t0 + t);
-        /* rows per tile: four for one token, two for two, else one */
-        int nr = mt == 1 ? 4 : mt == 2 ? 2 : 1;
+        /* rows per tile: AWQ8_TILE_R for one token, AWQ8_TILE_RM for a
+         * full tile of tokens, else one */
+        int nr = mt == 1 ? AWQ8_TILE_R : mt == AWQ8_TILE_T ? AWQ8_TILE_RM : 1;
         for (int64_t i = r0; i < r1;) {
-            float y[Q8_TILE_M];
+            float y[AWQ8_TILE_R * AWQ8_TILE_T];
             int n = r1 - i < nr ? 1 : nr;
 #if Q8_AVX2
             if (!scalar)
