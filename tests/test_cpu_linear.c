@@ -106,7 +106,8 @@ static void check_weight(dsa_backend *be, const dsa_weight *w, uint64_t *s, cons
 
 Test(cpu_linear, batch_invariant_and_exact)
 {
-    static const int64_t ks[] = {1, 7, 8, 9, 15, 16, 17, 31, 100, 129, 257};
+    /* 1031 and 2100: more than one K block of the panel (1,024 columns) */
+    static const int64_t ks[] = {1, 7, 8, 9, 15, 16, 17, 31, 100, 129, 257, 1031, 2100};
     static const dsa_dtype dts[] = {DSA_DTYPE_F32, DSA_DTYPE_F16, DSA_DTYPE_BF16,
                                     DSA_DTYPE_F8_E4M3};
     uint64_t s = 7;

@@ -284,26 +284,30 @@ static void rows_run(const dsa_cpu_gemm *g, const avx2_rows *rs, int nr_max, int
 }
 
 /* The panel's register tile: nr <= 4 rows x mb <= 3 tokens of F32 panel
- * rows (zero-padded to a multiple of 16).  The even chunks' accumulator A
- * and the odd chunks' B of the file's order are independent FMA chains,
- * so they are run one after the other, A over the even chunks, then B
- * over the odd ones: each chain sees the same operands in the same order
- * as in tile_kernel (same bits), and one pass needs 12 accumulators, not
- * 24, leaving room for 4 rows x 3 tokens (7 loads per 12 FMAs instead of
- * the 2 x 3 tile's 10 per 12). */
+ * rows (zero-padded to a multiple of 16), over chunks [c0, c1) (c0 even).
+ * The even chunks' accumulator A and the odd chunks' B of the file's
+ * order are independent FMA chains, so they are run one after the other,
+ * A over the even chunks, then B over the odd ones: each chain sees the
+ * same operands in the same order as in tile_kernel (same bits), and one
+ * pass needs 12 accumulators, not 24, leaving room for 4 rows x 3 tokens
+ * (7 loads per 12 FMAs instead of the 2 x 3 tile's 10 per 12).  acc
+ * carries both chains from one block of chunks to the next. */
+typedef struct panel_acc {
+    __m256 c[2][4][3];          /* [A or B][row][token] */
+} panel_acc;
+
 AVX2_INLINE void panel_tile(int nr, int mb, const float *w, int64_t kp, const float *x,
-                            int64_t ld_x, int64_t K, float res[AVX2_NR_MAX][AVX2_MB_MAX])
+                            int64_t ld_x, int64_t K, int64_t c0, int64_t c1, panel_acc *acc)
 {
-    __m256 acc[2][4][3];
-    int64_t n_chunks = (K + 7) / 8, full = K / 8;
+    int64_t full = K / 8;
     for (int p = 0; p < 2; p++) {
         __m256 c[4][3];
 #pragma GCC unroll 4
         for (int r = 0; r < nr; r++)
 #pragma GCC unroll 3
             for (int t = 0; t < mb; t++)
-                c[r][t] = _mm256_setzero_ps();
-        for (int64_t ci = p; ci < n_chunks; ci += 2) {
+                c[r][t] = acc->c[p][r][t];
+        for (int64_t ci = c0 + p; ci < c1; ci += 2) {
             int64_t k = ci * 8;
             __m256 xv[3];
 #pragma GCC unroll 3
@@ -329,22 +333,17 @@ AVX2_INLINE void panel_tile(int nr, int mb, const float *w, int64_t kp, const fl
         for (int r = 0; r < nr; r++)
 #pragma GCC unroll 3
             for (int t = 0; t < mb; t++)
-                acc[p][r][t] = c[r][t];
+                acc->c[p][r][t] = c[r][t];
     }
-#pragma GCC unroll 4
-    for (int r = 0; r < nr; r++)
-#pragma GCC unroll 3
-        for (int t = 0; t < mb; t++)
-            res[r][t] = hsum_ab(acc[0][r][t], acc[1][r][t]);
 }
 
 #define PANEL_CASE(NR, MB)                                                                 \
     case (NR) * 4 + (MB):                                                                   \
-        panel_tile(NR, MB, w, kp, x, ld_x, K, res);                                         \
+        panel_tile(NR, MB, w, kp, x, ld_x, K, c0, c1, acc);                                 \
         break;
 
 static void panel_run(int nr, int mb, const float *w, int64_t kp, const float *x, int64_t ld_x,
-                      int64_t K, float res[AVX2_NR_MAX][AVX2_MB_MAX])
+                      int64_t K, int64_t c0, int64_t c1, panel_acc *acc)
 {
     switch (nr * 4 + mb) {
         PANEL_CASE(1, 1) PANEL_CASE(1, 2) PANEL_CASE(1, 3)
@@ -356,10 +355,19 @@ static void panel_run(int nr, int mb, const float *w, int64_t kp, const float *x
     }
 }
 
+/* Chunks of 8 columns per K block of the panel (even, so a block keeps
+ * the chunks' parity): a token triple's block of x (3 x 4 KiB at 128
+ * chunks = 1,024 columns) stays in L1 while the panel's rows stream past
+ * it from L2. */
+#ifndef AVX2_PANEL_KB_CHUNKS
+#define AVX2_PANEL_KB_CHUNKS 128
+#endif
+_Static_assert(AVX2_PANEL_KB_CHUNKS % 2 == 0, "a K block must keep the chunks' parity");
+
 static dsa_err gemm_panel(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa_cpu_scratch *s)
 {
     const dsa_weight *w = g->w;
-    int64_t K = w->cols, kp = pad16(K);
+    int64_t K = w->cols, kp = pad16(K), n_chunks = (K + 7) / 8;
     float *panel = dsa_cpu_scratch_get(s, DSA_CPU_SCR_PANEL, (size_t)(AVX2_PANEL_ROWS * kp));
     if (!panel)
         return DSA_NOMEM;
@@ -369,17 +377,28 @@ static dsa_err gemm_panel(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa_cpu
             dsa_cpu_weight_row(w, i + r, panel + r * kp);
             memset(panel + r * kp + K, 0, (size_t)(kp - K) * sizeof(float));
         }
-        /* tokens outer: the panel stays in L2 and each token triple in L1,
-         * instead of every token streaming past each group of rows */
-        float res[AVX2_NR_MAX][AVX2_MB_MAX];
+        /* tokens outer: the panel stays in L2; K blocks inside, so that
+         * the token triple's x block is in L1 for all the panel's rows
+         * (a whole 4864-column triple, 58 kB, is not) */
+        panel_acc acc[AVX2_PANEL_ROWS / 4];
         for (int64_t t0 = 0; t0 < g->m; t0 += 3) {
             int mb = g->m - t0 < 3 ? (int)(g->m - t0) : 3;
+            const float *xt = g->x + t0 * g->ld_x;
+            memset(acc, 0, sizeof acc);
+            for (int64_t c0 = 0; c0 < n_chunks; c0 += AVX2_PANEL_KB_CHUNKS) {
+                int64_t c1 = n_chunks - c0 < AVX2_PANEL_KB_CHUNKS ? n_chunks
+                                                                  : c0 + AVX2_PANEL_KB_CHUNKS;
+                for (int64_t r = 0; r < n; r += 4) {
+                    int nr = n - r < 4 ? (int)(n - r) : 4;
+                    panel_run(nr, mb, panel + r * kp, kp, xt, g->ld_x, K, c0, c1, &acc[r / 4]);
+                }
+            }
             for (int64_t r = 0; r < n; r += 4) {
                 int nr = n - r < 4 ? (int)(n - r) : 4;
-                panel_run(nr, mb, panel + r * kp, kp, g->x + t0 * g->ld_x, g->ld_x, K, res);
                 for (int rr = 0; rr < nr; rr++)
                     for (int t = 0; t < mb; t++)
-                        out_store(g, t0 + t, i + r + rr, res[rr][t]);
+                        out_store(g, t0 + t, i + r + rr,
+                                  hsum_ab(acc[r / 4].c[0][rr][t], acc[r / 4].c[1][rr][t]));
             }
         }
     }
