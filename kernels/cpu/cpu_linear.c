@@ -566,9 +566,12 @@ dsa_err dsa_cpu_gemm_rows(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa_cpu
 int64_t dsa_cpu_gemm_grain(const dsa_cpu_gemm *g, int64_t n_rows, int n_threads)
 {
     if (g->w->dtype == DSA_DTYPE_I32)
-        /* AWQ (cpu_awq.c): blocks of 8 packed words (64 outputs); one
-         * token takes two (a whole cache line of each row) */
-        return g->m == 1 ? 128 : 64;
+        /* AWQ (cpu_awq.c): blocks of 8 packed words (64 outputs).  One
+         * token takes 8 (four cache lines of each row): with 2 (one line)
+         * two threads split every aligned pair of lines the adjacent-line
+         * prefetcher fetches together, and two threads decoded at half
+         * the speed of one (docs/perf/cpu.md, quiet-machine rerun) */
+        return g->m == 1 ? 512 : 64;
     if (g->m >= LIN_PANEL_M_MIN)
         return LIN_PANEL_ROWS;
     /* About 8 chunks per thread, at least 32 KiB of work each. */
