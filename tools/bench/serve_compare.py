@@ -113,7 +113,8 @@ def main():
     ap.add_argument("--num-prompts", default="4,8,32")
     ap.add_argument("--input-len", type=int, default=128)
     ap.add_argument("--output-len", type=int, default=64)
-    ap.add_argument("--lock", default="/work/bench.lock")
+    ap.add_argument("--lock", default="/tmp/dsa-bench.lock",
+                    help="each timed run holds this file's flock, so two benchmarks never overlap")
     ap.add_argument("--ready-timeout", type=float, default=600)
     ap.add_argument("--out", default="serve-compare")
     a = ap.parse_args()
