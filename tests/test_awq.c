@@ -17,75 +17,8 @@
 
 #include "common/dtype.h"
 #include "kernels/backend.h"
+#include "tests/awq_mat.h"
 
-static uint32_t rng_state = 12345;
-static uint32_t rnd(void)
-{
-    rng_state = rng_state * 1664525u + 1013904223u;
-    return rng_state >> 8;
-}
-static float rndf(void)
-{
-    return (float)(rnd() % 20001) / 10000.0f - 1.0f;
-}
-
-typedef struct awq_mat {
-    int64_t R, C, g;
-    int32_t *q, *z;
-    uint16_t *s;
-    float *ref; /* [R, C] dequantised independently */
-} awq_mat;
-
-static const int order[8] = {0, 2, 4, 6, 1, 3, 5, 7};
-
-static void awq_make(awq_mat *a, int64_t R, int64_t C, int64_t g)
-{
-    a->R = R, a->C = C, a->g = g;
-    a->q = calloc((size_t)(C * R / 8), 4);
-    a->z = calloc((size_t)(C / g * R / 8), 4);
-    a->s = malloc((size_t)(C / g * R) * 2);
-    a->ref = malloc((size_t)(R * C) * 4);
-    int *qv = malloc((size_t)(R * C) * sizeof(int)), *zv = malloc((size_t)(R * C / g) * sizeof(int));
-    for (int64_t n = 0; n < C; n++)
-        for (int64_t o = 0; o < R; o++)
-            qv[n * R + o] = (int)(rnd() % 16);
-    for (int64_t gi = 0; gi < C / g; gi++)
-        for (int64_t o = 0; o < R; o++) {
-            zv[gi * R + o] = (int)(rnd() % 16);
-            a->s[gi * R + o] = dsa_f32_to_f16(0.01f + 0.05f * (float)(rnd() % 100) / 100.0f);
-        }
-    /* pack: nibble k of word w holds column w*8 + order[k] */
-    for (int64_t w = 0; w < R / 8; w++)
-        for (int k = 0; k < 8; k++) {
-            int64_t o = w * 8 + order[k];
-            for (int64_t n = 0; n < C; n++)
-                a->q[n * (R / 8) + w] |= (int32_t)((uint32_t)qv[n * R + o] << (4 * k));
-            for (int64_t gi = 0; gi < C / g; gi++)
-                a->z[gi * (R / 8) + w] |= (int32_t)((uint32_t)zv[gi * R + o] << (4 * k));
-        }
-    for (int64_t o = 0; o < R; o++)
-        for (int64_t n = 0; n < C; n++)
-            a->ref[o * C + n] = (float)(qv[n * R + o] - zv[(n / g) * R + o]) *
-                                dsa_f16_to_f32(a->s[(n / g) * R + o]);
-    free(qv);
-    free(zv);
-}
-
-static void awq_free(awq_mat *a)
-{
-    free(a->q);
-    free(a->z);
-    free(a->s);
-    free(a->ref);
-}
-
-static dsa_weight awq_view(const awq_mat *a, int64_t r0, int64_t nr, int64_t c0, int64_t nc)
-{
-    dsa_weight w = {.dtype = DSA_DTYPE_I32, .rows = nr, .cols = nc, .ld = a->R / 8,
-                    .data = a->q, .row0 = r0, .col0 = c0, .awq_zeros = a->z,
-                    .awq_scales = a->s, .awq_group = a->g};
-    return w;
-}
 
 Test(awq, weight_get_matches_unpacking)
 {
@@ -106,9 +39,9 @@ static void check_linear(dsa_backend *be, const awq_mat *a, int64_t r0, int64_t 
     float *x = malloc((size_t)(m * nc) * 4), *y = malloc((size_t)(m * nr) * 4);
     float *want = malloc((size_t)(m * nr) * 4);
     for (int64_t i = 0; i < m * nc; i++)
-        x[i] = rndf();
+        x[i] = awq_rndf();
     for (int64_t i = 0; i < m * nr; i++)
-        y[i] = want[i] = accumulate ? rndf() : 0.0f;
+        y[i] = want[i] = accumulate ? awq_rndf() : 0.0f;
     for (int64_t t = 0; t < m; t++)
         for (int64_t i = 0; i < nr; i++) {
             double s = 0;
@@ -157,7 +90,7 @@ static float awq_order_ref(const awq_mat *a, int64_t o, int64_t c0, int64_t nc, 
         if (end > nc)
             end = nc;
         int64_t w = o / 8, k = 0;
-        while (order[k] != o % 8)
+        while (awq_order[k] != o % 8)
             k++;
         float acc = 0.0f, l[8] = {0};
         for (int64_t n = j; n < end; n++) {
@@ -208,9 +141,9 @@ Test(awq, every_path_same_bits_any_batch)
         float *x = malloc((size_t)(M * nc) * 4), *y = malloc((size_t)(M * nr) * 4);
         float *init = malloc((size_t)(M * nr) * 4);
         for (int64_t i = 0; i < M * nc; i++)
-            x[i] = rndf();
+            x[i] = awq_rndf();
         for (int64_t i = 0; i < M * nr; i++)
-            init[i] = rndf();
+            init[i] = awq_rndf();
         for (int mode = 0; mode < 2; mode++)
             for (int m = 1; m <= M; m++) {
                 memcpy(y, init, (size_t)(M * nr) * 4);
@@ -245,14 +178,14 @@ Test(awq, gqa_attention_matches_naive)
         int64_t H = ratios[c][0], KV = ratios[c][1], width = 2 * KV * hd;
         float *cache = malloc((size_t)(nb * bs * width) * 4);
         for (int64_t i = 0; i < nb * bs * width; i++)
-            cache[i] = rndf();
+            cache[i] = awq_rndf();
         dsa_kv_layer kv = {.data = cache, .n_blocks = nb, .block_size = bs, .width = width};
         /* two sequences, blocks in scattered order */
         int32_t bt[2][8] = {{5, 2, 9, 0, 7, 1, 3, 4}, {15, 14, 8, 6, 12, 10, 11, 13}};
         int32_t seq[3] = {0, 1, 1}, pos[3] = {13, 0, 22};
         float q[3 * 6 * 12], out[3 * 6 * 12];
         for (int64_t i = 0; i < 3 * H * hd; i++)
-            q[i] = rndf();
+            q[i] = awq_rndf();
         dsa_gqa_attn_params p = {.out = out, .q = q, .ld_q = H * hd, .cache = &kv, .seq = seq,
                                  .pos = pos, .block_tables = &bt[0][0], .ld_block_table = 8,
                                  .n_tokens = 3, .n_heads = H, .n_kv_heads = KV, .head_dim = hd,

@@ -19,76 +19,9 @@
 
 #include "common/dtype.h"
 #include "kernels/backend.h"
+#include "tests/awq_mat.h"
 #include "kernels/cpu/cpu_internal.h"
 
-static uint32_t rng_state = 12345;
-static uint32_t rnd(void)
-{
-    rng_state = rng_state * 1664525u + 1013904223u;
-    return rng_state >> 8;
-}
-static float rndf(void)
-{
-    return (float)(rnd() % 20001) / 10000.0f - 1.0f;
-}
-
-typedef struct awq_mat {
-    int64_t R, C, g;
-    int32_t *q, *z;
-    uint16_t *s;
-    float *ref; /* [R, C] dequantised independently */
-} awq_mat;
-
-static const int order[8] = {0, 2, 4, 6, 1, 3, 5, 7};
-
-static void awq_make(awq_mat *a, int64_t R, int64_t C, int64_t g)
-{
-    a->R = R, a->C = C, a->g = g;
-    a->q = calloc((size_t)(C * R / 8), 4);
-    a->z = calloc((size_t)(C / g * R / 8), 4);
-    a->s = malloc((size_t)(C / g * R) * 2);
-    a->ref = malloc((size_t)(R * C) * 4);
-    int *qv = malloc((size_t)(R * C) * sizeof(int)), *zv = malloc((size_t)(R * C / g) * sizeof(int));
-    for (int64_t n = 0; n < C; n++)
-        for (int64_t o = 0; o < R; o++)
-            qv[n * R + o] = (int)(rnd() % 16);
-    for (int64_t gi = 0; gi < C / g; gi++)
-        for (int64_t o = 0; o < R; o++) {
-            zv[gi * R + o] = (int)(rnd() % 16);
-            a->s[gi * R + o] = dsa_f32_to_f16(0.01f + 0.05f * (float)(rnd() % 100) / 100.0f);
-        }
-    /* pack: nibble k of word w holds column w*8 + order[k] */
-    for (int64_t w = 0; w < R / 8; w++)
-        for (int k = 0; k < 8; k++) {
-            int64_t o = w * 8 + order[k];
-            for (int64_t n = 0; n < C; n++)
-                a->q[n * (R / 8) + w] |= (int32_t)((uint32_t)qv[n * R + o] << (4 * k));
-            for (int64_t gi = 0; gi < C / g; gi++)
-                a->z[gi * (R / 8) + w] |= (int32_t)((uint32_t)zv[gi * R + o] << (4 * k));
-        }
-    for (int64_t o = 0; o < R; o++)
-        for (int64_t n = 0; n < C; n++)
-            a->ref[o * C + n] = (float)(qv[n * R + o] - zv[(n / g) * R + o]) *
-                                dsa_f16_to_f32(a->s[(n / g) * R + o]);
-    free(qv);
-    free(zv);
-}
-
-static void awq_free(awq_mat *a)
-{
-    free(a->q);
-    free(a->z);
-    free(a->s);
-    free(a->ref);
-}
-
-static dsa_weight awq_view(const awq_mat *a, int64_t r0, int64_t nr, int64_t c0, int64_t nc)
-{
-    dsa_weight w = {.dtype = DSA_DTYPE_I32, .rows = nr, .cols = nc, .ld = a->R / 8,
-                    .data = a->q, .row0 = r0, .col0 = c0, .awq_zeros = a->z,
-                    .awq_scales = a->s, .awq_group = a->g};
-    return w;
-}
 
 
 /* x[0, n) as the kernel must quantise it: one block per group from the
@@ -117,7 +50,7 @@ static void q8_ref(const float *x, int64_t n, int64_t g, int8_t *q, float *d, in
 static float int8_order_ref(const awq_mat *a, int64_t o, int64_t c0, int64_t nc, const float *x)
 {
     int64_t ng = (nc + a->g - 1) / a->g, kp = ng * a->g, w = o / 8, k = 0;
-    while (order[k] != o % 8)
+    while (awq_order[k] != o % 8)
         k++;
     int8_t *q = calloc((size_t)kp, 1);
     float *d = calloc((size_t)ng, sizeof(float));
@@ -204,9 +137,9 @@ Test(awq_int8, every_path_same_bits_any_batch)
         float *x = malloc((size_t)(M * nc) * 4), *y = malloc((size_t)(M * nr) * 4);
         float *init = malloc((size_t)(M * nr) * 4), *want = malloc((size_t)(M * nr) * 4);
         for (int64_t i = 0; i < M * nc; i++)
-            x[i] = rndf() * (i % 7 == 0 ? 8.0f : 1.0f); /* outliers set block scales */
+            x[i] = awq_rndf() * (i % 7 == 0 ? 8.0f : 1.0f); /* outliers set block scales */
         for (int64_t i = 0; i < M * nr; i++)
-            init[i] = rndf();
+            init[i] = awq_rndf();
         for (int t = 0; t < M; t++)
             for (int64_t i = 0; i < nr; i++)
                 want[t * nr + i] = int8_order_ref(&a, r0 + i, c0, nc, x + t * nc);
@@ -270,7 +203,7 @@ Test(awq_int8, error_against_f32_path_bounded)
         float *x = malloc((size_t)(m * C) * 4), *y8 = malloc((size_t)(m * R) * 4);
         float *yf = malloc((size_t)(m * R) * 4), *yd = malloc((size_t)(m * R) * 4);
         for (int64_t i = 0; i < m * C; i++)
-            x[i] = rndf() * (i % 97 == 0 ? shapes[si].outlier : 1.0f);
+            x[i] = awq_rndf() * (i % 97 == 0 ? shapes[si].outlier : 1.0f);
         dsa_linear_params p8 = {.out = y8, .x = x, .w = &w8, .m = m, .ld_x = C, .ld_out = R};
         dsa_linear_params pf = p8;
         pf.out = yf, pf.w = &wf;

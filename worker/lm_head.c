@@ -135,6 +135,55 @@ static void lmh_check_rows(const float *src, const float *deq, int64_t r0, int64
     }
 }
 
+/* What both copies need while they are made: a block of source rows and
+ * its dequantised copy, the check's hidden states and its running result. */
+typedef struct lmh_work {
+    float *src, *deq, *h;
+    lmh_check ck;
+    double t0;
+} lmh_work;
+
+static void lmh_work_free(lmh_work *wk)
+{
+    free(wk->src);
+    free(wk->deq);
+    free(wk->h);
+}
+
+static dsa_err lmh_work_init(lmh_work *wk, dsa_weights *w, const char *opt, int64_t V, int64_t D)
+{
+    *wk = (lmh_work){.src = malloc((size_t)(LMH_BLOCK * D) * sizeof(float)),
+                     .deq = malloc((size_t)(LMH_BLOCK * D) * sizeof(float)),
+                     .h = malloc((size_t)(LMH_CHECK_ROWS * D) * sizeof(float))};
+    if (!wk->src || !wk->deq || !wk->h) {
+        lmh_work_free(wk);
+        return dsa_fail(DSA_NOMEM, "--lm-head-dtype %s: %lld x %lld copy", opt, (long long)V,
+                        (long long)D);
+    }
+    lmh_hidden(w, D, wk->h);
+    wk->t0 = dsa_time_now();
+    return DSA_OK;
+}
+
+/* Logs the copy's size and its error against the stored head, then frees. */
+static void lmh_work_done(lmh_work *wk, const dsa_weights *w, const dsa_weight *head,
+                          const char *copy, double mb_per_token)
+{
+    int agree = 0;
+    for (int t = 0; t < LMH_CHECK_ROWS; t++)
+        agree += wk->ck.arg_ref[t] == wk->ck.arg_q[t];
+    int64_t V = head->rows, D = head->cols;
+    DSA_INFO("lm_head: %s of the %s head, vocab rows [%lld, %lld): %.1f MB read per token "
+             "instead of %.1f MB; against %s over %d test hidden states: max |logit diff| "
+             "%.4g (largest |logit| %.4g), argmax agrees %d/%d (%.1fs)",
+             copy, dsa_dtype_name(head->dtype), (long long)w->vocab_begin,
+             (long long)(w->vocab_begin + V), mb_per_token,
+             (double)(V * D) * (double)dsa_dtype_size(head->dtype) / 1e6,
+             dsa_dtype_name(head->dtype), LMH_CHECK_ROWS, wk->ck.max_diff, wk->ck.max_abs, agree,
+             LMH_CHECK_ROWS, dsa_time_now() - wk->t0);
+    lmh_work_free(wk);
+}
+
 dsa_err dsa_weights_lm_head_fp8(dsa_weights *w)
 {
     dsa_weight *head = &w->lm_head;
@@ -150,42 +199,22 @@ dsa_err dsa_weights_lm_head_fp8(dsa_weights *w)
     int64_t sr = (V + LMH_BLOCK - 1) / LMH_BLOCK, sc = (D + LMH_BLOCK - 1) / LMH_BLOCK;
     uint8_t *q = malloc((size_t)(V * D));
     float *scale = malloc((size_t)(sr * sc) * sizeof(float));
-    float *src = malloc((size_t)(LMH_BLOCK * D) * sizeof(float));
-    float *deq = malloc((size_t)(LMH_BLOCK * D) * sizeof(float));
-    float *h = malloc((size_t)(LMH_CHECK_ROWS * D) * sizeof(float));
-    if (!q || !scale || !src || !deq || !h) {
+    lmh_work wk;
+    dsa_err err = q && scale ? lmh_work_init(&wk, w, "fp8", V, D)
+                             : dsa_fail(DSA_NOMEM, "--lm-head-dtype fp8: %lld x %lld copy",
+                                        (long long)V, (long long)D);
+    if (err) {
         free(q);
         free(scale);
-        free(src);
-        free(deq);
-        free(h);
-        return dsa_fail(DSA_NOMEM, "--lm-head-dtype fp8: %lld x %lld copy", (long long)V,
-                        (long long)D);
+        return err;
     }
-    lmh_hidden(w, D, h);
-    lmh_check ck = {0};
-    double t0 = dsa_time_now();
     for (int64_t r0 = 0; r0 < V; r0 += LMH_BLOCK) {
         int64_t nr = V - r0 < LMH_BLOCK ? V - r0 : LMH_BLOCK;
         for (int64_t r = 0; r < nr; r++)
-            lmh_row(head, r0 + r, src + r * D);
-        lmh_block_rows(src, r0, nr, D, q, scale, sc, h, deq, &ck);
+            lmh_row(head, r0 + r, wk.src + r * D);
+        lmh_block_rows(wk.src, r0, nr, D, q, scale, sc, wk.h, wk.deq, &wk.ck);
     }
-    int agree = 0;
-    for (int t = 0; t < LMH_CHECK_ROWS; t++)
-        agree += ck.arg_ref[t] == ck.arg_q[t];
-    DSA_INFO("lm_head: FP8 e4m3 copy (128x128 block scales) of the %s head, vocab rows "
-             "[%lld, %lld): %.1f MB read per token instead of %.1f MB; against %s over %d "
-             "test hidden states: max |logit diff| %.4g (largest |logit| %.4g), argmax agrees "
-             "%d/%d (%.1fs)",
-             dsa_dtype_name(head->dtype), (long long)w->vocab_begin,
-             (long long)(w->vocab_begin + V), (double)(V * D) / 1e6,
-             (double)(V * D) * (double)dsa_dtype_size(head->dtype) / 1e6,
-             dsa_dtype_name(head->dtype), LMH_CHECK_ROWS, ck.max_diff, ck.max_abs, agree,
-             LMH_CHECK_ROWS, dsa_time_now() - t0);
-    free(src);
-    free(deq);
-    free(h);
+    lmh_work_done(&wk, w, head, "FP8 e4m3 copy (128x128 block scales)", (double)(V * D) / 1e6);
     w->bytes -= (uint64_t)(V * D) * (dsa_dtype_size(head->dtype) - 1);
     free(w->lm_head_q);
     free(w->lm_head_scale);
@@ -212,21 +241,16 @@ dsa_err dsa_weights_lm_head_int8(dsa_weights *w)
     int64_t V = head->rows, D = head->cols, ld = (D + 31) / 32 * 32;
     int8_t *q = calloc((size_t)(V * ld), 1);
     float *scale = malloc((size_t)V * sizeof(float));
-    float *src = malloc((size_t)(LMH_BLOCK * D) * sizeof(float));
-    float *deq = malloc((size_t)(LMH_BLOCK * D) * sizeof(float));
-    float *h = malloc((size_t)(LMH_CHECK_ROWS * D) * sizeof(float));
-    if (!q || !scale || !src || !deq || !h) {
+    lmh_work wk;
+    dsa_err err = q && scale ? lmh_work_init(&wk, w, "int8", V, D)
+                             : dsa_fail(DSA_NOMEM, "--lm-head-dtype int8: %lld x %lld copy",
+                                        (long long)V, (long long)D);
+    if (err) {
         free(q);
         free(scale);
-        free(src);
-        free(deq);
-        free(h);
-        return dsa_fail(DSA_NOMEM, "--lm-head-dtype int8: %lld x %lld copy", (long long)V,
-                        (long long)D);
+        return err;
     }
-    lmh_hidden(w, D, h);
-    lmh_check ck = {0};
-    double t0 = dsa_time_now();
+    float *src = wk.src, *deq = wk.deq;
     for (int64_t r0 = 0; r0 < V; r0 += LMH_BLOCK) {
         int64_t nr = V - r0 < LMH_BLOCK ? V - r0 : LMH_BLOCK;
         for (int64_t r = 0; r < nr; r++) {
@@ -243,22 +267,9 @@ dsa_err dsa_weights_lm_head_int8(dsa_weights *w)
                 deq[r * D + c] = (float)v * sc;
             }
         }
-        lmh_check_rows(src, deq, r0, nr, D, h, &ck);
+        lmh_check_rows(src, deq, r0, nr, D, wk.h, &wk.ck);
     }
-    int agree = 0;
-    for (int t = 0; t < LMH_CHECK_ROWS; t++)
-        agree += ck.arg_ref[t] == ck.arg_q[t];
-    DSA_INFO("lm_head: int8 copy (one scale per row) of the %s head, vocab rows [%lld, %lld): "
-             "%.1f MB read per token instead of %.1f MB; against %s over %d test hidden states: "
-             "max |logit diff| %.4g (largest |logit| %.4g), argmax agrees %d/%d (%.1fs)",
-             dsa_dtype_name(head->dtype), (long long)w->vocab_begin,
-             (long long)(w->vocab_begin + V), (double)(V * (ld + 4)) / 1e6,
-             (double)(V * D) * (double)dsa_dtype_size(head->dtype) / 1e6,
-             dsa_dtype_name(head->dtype), LMH_CHECK_ROWS, ck.max_diff, ck.max_abs, agree,
-             LMH_CHECK_ROWS, dsa_time_now() - t0);
-    free(src);
-    free(deq);
-    free(h);
+    lmh_work_done(&wk, w, head, "int8 copy (one scale per row)", (double)(V * (ld + 4)) / 1e6);
     w->bytes -= (uint64_t)(V * D) * dsa_dtype_size(head->dtype);
     w->bytes += (uint64_t)(V * (ld + 4));
     free(w->lm_head_q);
