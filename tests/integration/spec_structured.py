@@ -38,7 +38,12 @@ TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": 
 HEAD = ("<\uff5cbegin\u2581of\u2581sentence\uff5c>You are a helpful assistant."
         "<\uff5cUser\uff5c>%s<\uff5cAssistant\uff5c><think>\n%s</think>")
 COMPACT = {"disable_any_whitespace": True}
-QUESTIONS = spec_e2e.QUESTIONS[:4]
+# held-out problems whose recorded greedy answer closes its reasoning (a
+# question the model was not trained on may end before "</think>", and then
+# no grammar ever applies)
+with open(os.path.join(spec_e2e.SRC, "tests", "data", "trained", "sample_answers.json")) as f:
+    QUESTIONS = [p["question"] for p in json.load(f)["problems"]
+                 if p["split"] and p["reasoning"]][:4]
 
 
 def chat(c, q, **kw):

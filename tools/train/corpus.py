@@ -10,11 +10,11 @@ what the model must generate: the working inside <think>...</think>, then
 the answer, then EOS (or the DeepSeek tool-call block).
 
 Tasks (all answers exactly checkable, see `check` in eval.py):
-  add    a + b, 1-2 digits, column working with carries
+  add    a + b, 1-2 digits, column working with carries (fixed-width lines)
   word   a word problem that is an addition or a subtraction
   days   days between two dates of the same month (subtraction with borrow)
   unit   unit conversions (km->m, h->min, ...), one multiplication
-  sort   sort 3-4 numbers below 100, working by repeated minimum
+  sort   sort 3-4 numbers below 100, repeated minimum by a running scan
   count  count a letter in a word, letter by letter
   tool   weather / currency tool call, tool result, final answer (2 turns)
 
@@ -22,7 +22,7 @@ The split is by seed: the training corpus uses seed 1, the held-out
 evaluation seed 2 (any other seed gives another held-out set); a problem
 that appears in the training set is dropped from held-out sets.
 
-Usage: corpus.py --seed 1 --n 60000 --out corpus.jsonl
+Usage: corpus.py --seed 1 --n 100000 --out corpus.jsonl
 """
 import argparse
 import json
@@ -139,50 +139,51 @@ def completion(think, answer):
 # ---- tasks ----------------------------------------------------------------
 
 
+def pad2(x):
+    return f"{x:02d}"
+
+
 def add_working(a, b):
-    """Column addition, right to left, with the partial result so far."""
-    da, db = str(a)[::-1], str(b)[::-1]
-    lines = [f"{a} + {b}"]
-    carry, sofar = 0, ""
-    for i in range(max(len(da), len(db))):
-        x = int(da[i]) if i < len(da) else 0
-        y = int(db[i]) if i < len(db) else 0
-        s = x + y + carry
-        expr = f"{x} + {y}" + (f" + {carry}" if carry else "")
-        carry, d = divmod(s, 10)
-        sofar = str(d) + sofar
-        lines.append(f"{expr} = {s}, write {d}" + (", carry 1" if carry else "") +
-                     f", so far {sofar}")
-    if carry:
-        sofar = "1" + sofar
-        lines.append(f"carry 1, so far {sofar}")
-    assert int(sofar) == a + b
+    """Column addition in fixed-width lines (operands of at most 2 digits),
+    so that every digit the model writes sits at the same distance from the
+    digits it is computed from (every number below 100 is one token, see
+    tokenizer.py, so each line has the same number of tokens):
+        02+75         the operands, padded to 2 digits
+        2+5+0=07      ones: digit + digit + carry in = carry out, digit
+        0+7+0=07      tens
+        77            the result"""
+    A, B = pad2(a), pad2(b)
+    lines, c, digits = [f"{A}+{B}"], 0, ""
+    for i in (1, 0):
+        s = int(A[i]) + int(B[i]) + c
+        lines.append(f"{A[i]}+{B[i]}+{c}={s:02d}")
+        c, d = divmod(s, 10)
+        digits = str(d) + digits
+    assert int(f"{c}{digits}") == a + b
+    lines.append(str(a + b))
     return lines
 
 
 def sub_working(a, b):
-    """Column subtraction a - b (a >= b), right to left, with borrows."""
-    da, db = str(a)[::-1], str(b)[::-1]
-    lines = [f"{a} - {b}"]
-    borrow, digits = 0, ""
-    for i in range(len(da)):
-        x = int(da[i])
-        y = int(db[i]) if i < len(db) else 0
-        top = x - borrow
-        expr = f"{x} - {borrow}" if borrow else f"{x}"
-        if top < y:
-            lines.append(f"{expr} - {y}: borrow, {top + 10} - {y} = {top + 10 - y}, "
-                         f"so far {str(top + 10 - y) + digits}")
-            digits = str(top + 10 - y) + digits
-            borrow = 1
-        else:
-            lines.append(f"{expr} - {y} = {top - y}, so far {str(top - y) + digits}")
-            digits = str(top - y) + digits
-            borrow = 0
+    """Column subtraction a - b (a >= b, at most 2 digits) in fixed-width
+    lines, like add_working:
+        95-58
+        5-8-0=17      ones: digit - digit - borrow in = borrow out, digit
+        9-5-1=03      tens
+        37            the result
+    Returns (lines, the result without leading zeros)."""
+    A, B = pad2(a), pad2(b)
+    lines, bw, digits = [f"{A}-{B}"], 0, ""
+    for i in (1, 0):
+        t = int(A[i]) - int(B[i]) - bw
+        nb = 1 if t < 0 else 0
+        lines.append(f"{A[i]}-{B[i]}-{bw}={nb}{t + 10 * nb}")
+        bw = nb
+        digits = str(t + 10 * nb) + digits
+    assert bw == 0
     res = str(int(digits))
-    if res != digits:
-        lines.append(f"drop leading zeros, {res}")
     assert int(res) == a - b
+    lines.append(res)
     return lines, res
 
 
@@ -198,7 +199,8 @@ def task_add(rng):
     a, b = rand_num(rng, ADD_DIGITS), rand_num(rng, ADD_DIGITS)
     q = rng.choice([f"What is {a} + {b}?", f"Compute {a} + {b}.",
                     f"Add {a} and {b}.", f"What is the sum of {a} and {b}?"])
-    return q, "\n".join(add_working(a, b)), f"{a} + {b} = {a + b}.", str(a + b)
+    think = f"{a} + {b}\n" + "\n".join(add_working(a, b))
+    return q, think, f"{a} + {b} = {a + b}.", str(a + b)
 
 
 NAMES = ["Anna", "Ben", "Carla", "David", "Emma", "Felix", "Grace", "Hugo",
@@ -213,14 +215,14 @@ def task_word(rng):
         a, b = rand_num(rng, 2), rand_num(rng, 2)
         q = rng.choice([f"{n} has {a} {t} and gets {b} more. How many {t} does {n} have now?",
                         f"{n} had {a} {t}. A friend gave {n} {b} more. How many {t} does {n} have?"])
-        think = f"{n} has {a} {t} and gets {b} more, so add.\n" + "\n".join(add_working(a, b))
+        think = f"{n} {t}: {a} + {b}\n" + "\n".join(add_working(a, b))
         return q, think, f"{n} has {a + b} {t}.", str(a + b)
     a = rand_num(rng, 2)
     b = rng.randint(0, a)
     q = rng.choice([f"{n} has {a} {t} and gives away {b}. How many {t} are left?",
                     f"{n} had {a} {t} and lost {b} of them. How many {t} are left?"])
     lines, res = sub_working(a, b)
-    think = f"{n} has {a} {t} and {b} go away, so subtract.\n" + "\n".join(lines)
+    think = f"{n} {t}: {a} - {b}\n" + "\n".join(lines)
     return q, think, f"{res} {t} are left.", res
 
 
@@ -236,8 +238,8 @@ def task_days(rng):
     q = rng.choice([f"How many days are there from {m} {a} to {m} {b}?",
                     f"How many days is it from {m} {a} to {m} {b}?"])
     lines, res = sub_working(b, a)
-    think = f"Both dates are in {m}, so subtract the days.\n" + "\n".join(lines)
-    return q, think, f"{res} days.", res
+    think = f"{m}: {b} - {a}\n" + "\n".join(lines)
+    return q, think, f"{res} day{'' if res == '1' else 's'}.", res
 
 
 UNITS = [  # (from, to, factor, max quantity)
@@ -264,19 +266,35 @@ def task_unit(rng):
     return q, think, f"{x} {src} is {x * f} {dst}.", str(x * f)
 
 
+def sort_working(xs):
+    """Sorting by repeated minimum in fixed-width lines (every number below
+    100 is one token): each line restates the numbers, then the running
+    minimum of those above the previous line's minimum (-: none yet), then
+    that minimum:
+        37 2 53 71 | 37 2 2 2 = 2
+        37 2 53 71 | 37 37 37 37 = 37
+        37 2 53 71 | - - 53 53 = 53
+        37 2 53 71 | - - - 71 = 71"""
+    L = " ".join(map(str, xs))
+    prev, lines = -1, []
+    for _ in xs:
+        run, scan = None, []
+        for x in xs:
+            if x > prev and (run is None or x < run):
+                run = x
+            scan.append("-" if run is None else str(run))
+        lines.append(f"{L} | {' '.join(scan)} = {run}")
+        prev = run
+    return lines
+
+
 def task_sort(rng):
     k = rng.randint(3, 4)
     xs = rng.sample(range(100), k)
     q = rng.choice([f"Sort these numbers from smallest to largest: {', '.join(map(str, xs))}.",
                     f"Put in increasing order: {', '.join(map(str, xs))}."])
-    left, lines, done = list(xs), [], []
-    while left:
-        m = min(left)
-        lines.append(f"left: {', '.join(map(str, left))}; smallest {m}")
-        left.remove(m)
-        done.append(m)
     ans = ", ".join(map(str, sorted(xs)))
-    return q, "\n".join(lines), ans + ".", ans
+    return q, "\n".join(sort_working(xs)), ans + ".", ans
 
 
 WORDS = ["banana", "strawberry", "apple", "cherry", "letter", "balloon", "coffee",
@@ -450,7 +468,7 @@ def held_out(seed, n_problems, n_tools, train_seed, train_n):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--n", type=int, default=60000)
+    ap.add_argument("--n", type=int, default=100000)
     ap.add_argument("--exclude", help="a training corpus whose problems are left out")
     ap.add_argument("--copy", type=int, default=0,
                     help="append this many copy warm-up examples (task_copy)")

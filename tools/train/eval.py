@@ -155,7 +155,7 @@ def main():
     ap.add_argument("--tools", type=int, default=100)
     ap.add_argument("--seed", type=int, default=2)
     ap.add_argument("--train-seed", type=int, default=1)
-    ap.add_argument("--train-n", type=int, default=60000)
+    ap.add_argument("--train-n", type=int, default=100000)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--max-tokens", type=int, default=256)
     ap.add_argument("--min-accuracy", type=float, default=0.0,

@@ -68,15 +68,18 @@ class TinyV3(nn.Module):
             if "experts" in name or name.endswith("gate.weight"):
                 nn.init.normal_(p, std=std)
 
-    def forward(self, ids, attn, labels):
+    def forward(self, ids, attn, labels, mtp=True):
         """ids [B,T]; attn [B,T] 1 for real tokens; labels [B,T] the id to
-        predict at each position (-100: none), i.e. ids shifted by one."""
+        predict at each position (-100: none), i.e. ids shifted by one.
+        mtp False: the MTP module is not run (its loss is 0)."""
         lm = self.lm
         out = lm.model(input_ids=ids, attention_mask=attn)
         h = out.last_hidden_state                        # [B,T,D], after the final norm
         logits = lm.lm_head(h)
         ce = nn.functional.cross_entropy
         loss = ce(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
+        if not mtp:
+            return loss, torch.zeros(())
 
         # MTP: position i takes h_i and embed(t_{i+1}), predicts t_{i+2}
         T = ids.shape[1]

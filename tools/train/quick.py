@@ -77,7 +77,7 @@ def main():
     ap.add_argument("--tokenizer", help="the tokenizer directory of --run")
     ap.add_argument("--problems", type=int, default=100)
     ap.add_argument("--tools", type=int, default=20)
-    ap.add_argument("--train-n", type=int, default=60000)
+    ap.add_argument("--train-n", type=int, default=100000)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--fp8", action="store_true")
     ap.add_argument("--show", type=int, default=5, help="failures printed")

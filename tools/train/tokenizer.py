@@ -12,9 +12,15 @@ pad the vocabulary to --vocab-size. tokenizer_config.json carries
 DeepSeek-R1's chat template verbatim (tests/data/chat/r1_chat_template.jinja),
 which dsa-head recognises as the R1 variant.
 
-Merges that would join a digit to anything are dropped after training, so
-every digit is one token: the model then sees numbers digit by digit, which
-is what its column arithmetic works on.
+Digits: the merges BPE learnt that touch a digit are dropped, and the 100
+merges of two digits are put first instead, so every number below 100 is
+one token ("7", "58", "07") and longer digit runs split into such pairs.
+The model then copies a number from the question as one token (as it does
+names; copying digit strings digit by digit is what earlier models failed
+to learn, docs/training.md), and its column working reads the digits off
+those tokens. The pair merges are ranked so that a 3-digit run that starts
+with 1 (the sums of two 2-digit numbers, 100-198) splits as "1" + "bc"
+(except 111); other 3-digit runs split by the ranks, always the same way.
 
 Usage: tokenizer.py --corpus corpus.jsonl --out DIR [--vocab-size 2048]
 """
@@ -34,6 +40,11 @@ MARKERS = ["<｜User｜>", "<｜Assistant｜>", "<think>", "</think>",
            "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>", "<｜tool▁call▁begin｜>",
            "<｜tool▁call▁end｜>", "<｜tool▁outputs▁begin｜>", "<｜tool▁outputs▁end｜>",
            "<｜tool▁output▁begin｜>", "<｜tool▁output▁end｜>", "<｜tool▁sep｜>"]
+
+
+# merges left out so that " -" (the sort working's "none yet") is two
+# tokens, as " 37" is: every line of that working has the same length
+NO_MERGE = {("Ġ", "-")}
 
 
 def texts(path):
@@ -92,10 +103,17 @@ def main():
         vocab[ch] = len(vocab)
     kept = []
     n_bpe_max = a.vocab_size - n_added
+    # the two-digit merges first; those starting with 1 last, "11" the very
+    # last, so that "1bc" splits as "1" + "bc"
+    pairs = [(x, y) for x in "0123456789" for y in "0123456789"]
+    pairs.sort(key=lambda p: (p[0] == "1", p == ("1", "1")))
+    for l, r in pairs:
+        kept.append([l, r])
+        vocab[l + r] = len(vocab)
     for l, r in merges:
         if len(vocab) >= n_bpe_max:
             break
-        if digits & set(l + r):
+        if digits & set(l + r) or (l, r) in NO_MERGE:
             continue
         if l not in vocab or r not in vocab or l + r in vocab:
             continue

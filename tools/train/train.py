@@ -122,6 +122,9 @@ def main():
                          "warm-up, for a stage that another continues)")
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--mtp-lambda", type=float, default=0.3)
+    ap.add_argument("--mtp-from", type=float, default=0.0,
+                    help="the MTP module is trained (its loss added) from this fraction of "
+                         "the schedule on; before it, only the main model runs (faster)")
     ap.add_argument("--bias-rate", type=float, default=1e-3)
     ap.add_argument("--qat", type=float, default=0.15)
     ap.add_argument("--seed", type=int, default=1234)
@@ -205,7 +208,7 @@ def main():
         n_tok += int(attn.sum())
         opt.zero_grad(set_to_none=True)
         with parametrize.cached():  # one FP8 rounding per weight per step
-            loss, mloss = net(ids, attn, labels)
+            loss, mloss = net(ids, attn, labels, mtp=progress >= a.mtp_from)
             total = loss + a.mtp_lambda * mloss
             total.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
