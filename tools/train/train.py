@@ -270,7 +270,9 @@ def plot(log, path):
         return out
     fig, ax = plt.subplots(figsize=(6, 3.4), dpi=80)
     ax.plot(x, smooth([e["loss"] for e in s]), label="main (next token)")
-    ax.plot(x, smooth([e["mtp_loss"] for e in s]), label="MTP (token after next)")
+    m = [e for e in s if e["mtp_loss"] > 0]  # 0: the MTP module was not run
+    ax.plot([e["step"] for e in m], smooth([e["mtp_loss"] for e in m]),
+            label="MTP (token after next)")
     ax.set_yscale("log")
     if "continued_from" in log:
         ax.axvline(log["continued_from"]["steps_done"], color="gray", ls="--", lw=0.8)
@@ -282,8 +284,9 @@ def plot(log, path):
                 fontsize=8, color="red")
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy (nats, EMA)")
+    th = log["args"].get("threads", 1)
     ax.set_title(f"tiny DeepSeek-V3: {log['n_params'] / 1e6:.1f}M params, "
-                 f"{log['train_seconds'] / 60:.0f} min, 1 CPU thread")
+                 f"{log['train_seconds'] / 60:.0f} min, CPU, {th} thread{'s' if th > 1 else ''}")
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
