@@ -235,3 +235,49 @@ Test(awq_int8, error_against_f32_path_bounded)
     dsa_backend_destroy(on);
     dsa_backend_destroy(off);
 }
+
+/* The activation quantiser (dsa_cpu_q8_row, blocks of 32; vectorised for
+ * whole blocks) against the scalar rule, to the bit: random magnitudes, an
+ * all-zero block, -0, a partial last block, and NaN / infinity inputs
+ * (clamped to -127 as lrintf's out-of-range result is). */
+Test(awq_int8, activation_quantiser_same_bits_as_scalar)
+{
+    enum { N = 32 * 7 + 13, NP = 32 * 8 };
+    float x[N];
+    uint32_t st = 12345;
+    for (int case_ = 0; case_ < 6; case_++) {
+        for (int j = 0; j < N; j++) {
+            st = st * 1664525u + 1013904223u;
+            float u = (float)(st >> 8) / 16777216.0f - 0.5f;
+            x[j] = u * ldexpf(1.0f, (j / 32) * 3 - 8 + case_);
+        }
+        for (int j = 32; j < 64; j++)
+            x[j] = 0.0f;
+        x[64] = -0.0f;
+        if (case_ == 4) {
+            x[70] = NAN;
+            x[100] = INFINITY;
+            x[140] = -INFINITY;
+        }
+        int8_t q[NP];
+        float d[NP / 32];
+        int32_t xs[NP / 32];
+        dsa_cpu_q8_row(x, N, NP, q, d, xs);
+        for (int b = 0; b < NP / 32; b++) {
+            float amax = 0.0f;
+            for (int j = b * 32; j < N && j < b * 32 + 32; j++)
+                amax = fmaxf(amax, fabsf(x[j]));
+            float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+            int32_t sum = 0;
+            for (int j = b * 32; j < b * 32 + 32; j++) {
+                long v = j < N ? lrintf(x[j] * inv) : 0;
+                v = v > 127 ? 127 : v < -127 ? -127 : v;
+                cr_assert_eq(q[j], (int8_t)v, "case %d input %d: %d, want %ld", case_, j, q[j], v);
+                sum += (int32_t)v;
+            }
+            cr_assert_eq(xs[b], sum, "case %d block %d", case_, b);
+            cr_assert(memcmp(&d[b], &(float){amax / 127.0f}, sizeof(float)) == 0,
+                      "case %d block %d: d %a", case_, b, (double)d[b]);
+        }
+    }
+}

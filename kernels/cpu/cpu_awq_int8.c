@@ -108,6 +108,48 @@ int64_t dsa_cpu_awq8_bytes(const dsa_cpu_awq8 *p)
     return p->rows * p->row_bytes + p->rows * p->n_groups * 2 * (int64_t)sizeof(float);
 }
 
+#if Q8_AVX2
+/* One full block of blk inputs (a multiple of 32) as the scalar loop below
+ * quantises it, to the bit: the maximum keeps the running value when an
+ * input is NaN (fmaxf's rule: _mm256_max_ps returns its second operand),
+ * vcvtps2dq rounds to nearest even as lrintf does, a NaN or overflowed
+ * product becomes INT_MIN in both and is clamped to -127.  Returns max|x|
+ * and writes q and the block's sum. */
+static float q8_blk_avx2(const float *x, int64_t blk, int8_t *q, int32_t *sum_out)
+{
+    const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 m = _mm256_setzero_ps();
+    for (int64_t k = 0; k < blk; k += 8)
+        m = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + k), absm), m);
+    _Alignas(32) float ml[8];
+    _mm256_store_ps(ml, m);
+    float amax = 0.0f;
+    for (int l = 0; l < 8; l++)
+        amax = fmaxf(amax, ml[l]);
+    const __m256 vi = _mm256_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+    const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    __m256i sum = _mm256_setzero_si256();
+    for (int64_t k = 0; k < blk; k += 32) {
+        __m256i v[4];
+        for (int h = 0; h < 4; h++) {
+            __m256i t = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + k + 8 * h), vi));
+            v[h] = _mm256_min_epi32(_mm256_max_epi32(t, lo), hi);
+            sum = _mm256_add_epi32(sum, v[h]);
+        }
+        /* packs interleave 128-bit lanes: dwords come out as a0-3 b0-3 c0-3
+         * d0-3 a4-7 b4-7 c4-7 d4-7; the permutation restores input order */
+        __m256i p8 = _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]),
+                                        _mm256_packs_epi32(v[2], v[3]));
+        _mm256_storeu_si256((__m256i *)(q + k), _mm256_permutevar8x32_epi32(p8, order));
+    }
+    _Alignas(32) int32_t sl[8];
+    _mm256_store_si256((__m256i *)sl, sum);
+    *sum_out = sl[0] + sl[1] + sl[2] + sl[3] + sl[4] + sl[5] + sl[6] + sl[7];
+    return amax;
+}
+#endif
+
 /* x[0, n) as int8 blocks of blk inputs (d = max|x| / 127), zero-padded
  * to n_pad: q [n_pad], d and xsum [n_pad / blk]. */
 static void q8_row_blk(const float *x, int64_t n, int64_t n_pad, int64_t blk, int8_t *q, float *d,
@@ -115,6 +157,13 @@ static void q8_row_blk(const float *x, int64_t n, int64_t n_pad, int64_t blk, in
 {
     for (int64_t b = 0; b * blk < n_pad; b++) {
         int64_t j0 = b * blk, j1 = j0 + blk < n ? j0 + blk : n;
+#if Q8_AVX2
+        if (j1 - j0 == blk && blk % 32 == 0) {
+            float amax = q8_blk_avx2(x + j0, blk, q + j0, &xsum[b]);
+            d[b] = amax / 127.0f;
+            continue;
+        }
+#endif
         float amax = 0.0f;
         for (int64_t j = j0; j < j1; j++)
             amax = fmaxf(amax, fabsf(x[j]));
