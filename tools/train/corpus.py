@@ -14,7 +14,7 @@ Tasks (all answers exactly checkable, see `check` in eval.py):
   word   a word problem that is an addition or a subtraction
   days   days between two dates of the same month (subtraction with borrow)
   unit   unit conversions (km->m, h->min, ...), one multiplication
-  sort   sort 3-4 numbers below 100, repeated minimum by a running scan
+  sort   sort 3-4 distinct numbers below 100, by ranks
   count  count a letter in a word, letter by letter
   tool   weather / currency tool call, tool result, final answer (2 turns)
 
@@ -136,6 +136,25 @@ def completion(think, answer):
     return think + "\n</think>\n\n" + answer + EOS
 
 
+# A number the model computes (a sum, a difference, a product) is written
+# digit by digit: SPLIT between two digits makes the training tokenise
+# them as separate tokens (train.encode_completion), although "78" alone
+# is one token. The model then writes "7", "8", each read off one column
+# line, instead of joining two digits into one number token, which is
+# what the fifth model got wrong (docs/training.md). SPLIT is not text:
+# plain() removes it from everything but the training completions, and
+# the detokenised answer is the same string either way.
+SPLIT = "\u2063"
+
+
+def digits(x):
+    return SPLIT.join(str(x))
+
+
+def plain(s):
+    return s.replace(SPLIT, "")
+
+
 # ---- tasks ----------------------------------------------------------------
 
 
@@ -151,16 +170,16 @@ def add_working(a, b):
         02+75         the operands, padded to 2 digits
         2+5+0=07      ones: digit + digit + carry in = carry out, digit
         0+7+0=07      tens
-        77            the result"""
+        77            the result, digit by digit (SPLIT)"""
     A, B = pad2(a), pad2(b)
-    lines, c, digits = [f"{A}+{B}"], 0, ""
+    lines, c, ds = [f"{A}+{B}"], 0, ""
     for i in (1, 0):
         s = int(A[i]) + int(B[i]) + c
         lines.append(f"{A[i]}+{B[i]}+{c}={s:02d}")
         c, d = divmod(s, 10)
-        digits = str(d) + digits
-    assert int(f"{c}{digits}") == a + b
-    lines.append(str(a + b))
+        ds = str(d) + ds
+    assert int(f"{c}{ds}") == a + b
+    lines.append(digits(a + b))
     return lines
 
 
@@ -170,20 +189,20 @@ def sub_working(a, b):
         95-58
         5-8-0=17      ones: digit - digit - borrow in = borrow out, digit
         9-5-1=03      tens
-        37            the result
+        37            the result, digit by digit (SPLIT)
     Returns (lines, the result without leading zeros)."""
     A, B = pad2(a), pad2(b)
-    lines, bw, digits = [f"{A}-{B}"], 0, ""
+    lines, bw, ds = [f"{A}-{B}"], 0, ""
     for i in (1, 0):
         t = int(A[i]) - int(B[i]) - bw
         nb = 1 if t < 0 else 0
         lines.append(f"{A[i]}-{B[i]}-{bw}={nb}{t + 10 * nb}")
         bw = nb
-        digits = str(t + 10 * nb) + digits
+        ds = str(t + 10 * nb) + ds
     assert bw == 0
-    res = str(int(digits))
+    res = str(int(ds))
     assert int(res) == a - b
-    lines.append(res)
+    lines.append(digits(res))
     return lines, res
 
 
@@ -200,7 +219,7 @@ def task_add(rng):
     q = rng.choice([f"What is {a} + {b}?", f"Compute {a} + {b}.",
                     f"Add {a} and {b}.", f"What is the sum of {a} and {b}?"])
     think = f"{a} + {b}\n" + "\n".join(add_working(a, b))
-    return q, think, f"{a} + {b} = {a + b}.", str(a + b)
+    return q, think, f"{a} + {b} = {digits(a + b)}.", str(a + b)
 
 
 NAMES = ["Anna", "Ben", "Carla", "David", "Emma", "Felix", "Grace", "Hugo",
@@ -216,14 +235,14 @@ def task_word(rng):
         q = rng.choice([f"{n} has {a} {t} and gets {b} more. How many {t} does {n} have now?",
                         f"{n} had {a} {t}. A friend gave {n} {b} more. How many {t} does {n} have?"])
         think = f"{n} {t}: {a} + {b}\n" + "\n".join(add_working(a, b))
-        return q, think, f"{n} has {a + b} {t}.", str(a + b)
+        return q, think, f"{n} has {digits(a + b)} {t}.", str(a + b)
     a = rand_num(rng, 2)
     b = rng.randint(0, a)
     q = rng.choice([f"{n} has {a} {t} and gives away {b}. How many {t} are left?",
                     f"{n} had {a} {t} and lost {b} of them. How many {t} are left?"])
     lines, res = sub_working(a, b)
     think = f"{n} {t}: {a} - {b}\n" + "\n".join(lines)
-    return q, think, f"{res} {t} are left.", res
+    return q, think, f"{digits(res)} {t} are left.", res
 
 
 MONTHS = [("January", 31), ("February", 28), ("March", 31), ("April", 30),
@@ -239,7 +258,7 @@ def task_days(rng):
                     f"How many days is it from {m} {a} to {m} {b}?"])
     lines, res = sub_working(b, a)
     think = f"{m}: {b} - {a}\n" + "\n".join(lines)
-    return q, think, f"{res} day{'' if res == '1' else 's'}.", res
+    return q, think, f"{digits(res)} day{'' if res == '1' else 's'}.", res
 
 
 UNITS = [  # (from, to, factor, max quantity)
@@ -259,32 +278,34 @@ def task_unit(rng):
         zeros = len(str(f)) - 1
         think = (f"1 {src[:-1]} is {f} {dst}, so multiply by {f}.\n"
                  f"Multiplying by {f} appends {zeros} zero{'s' if zeros > 1 else ''}: "
-                 f"{x} {'0' * zeros} = {x * f}")
+                 f"{x} {'0' * zeros} = {digits(x * f)}")
     else:
         think = (f"1 {src[:-1]} is {f} {dst}, so multiply by {f}.\n"
-                 f"{x} × {f} = {x * f}")
-    return q, think, f"{x} {src} is {x * f} {dst}.", str(x * f)
+                 f"{x} × {f} = {digits(x * f)}")
+    return q, think, f"{x} {src} is {digits(x * f)} {dst}.", str(x * f)
 
 
 def sort_working(xs):
-    """Sorting by repeated minimum in fixed-width lines (every number below
-    100 is one token): each line restates the numbers, then the running
-    minimum of those above the previous line's minimum (-: none yet), then
-    that minimum:
-        37 2 53 71 | 37 2 2 2 = 2
-        37 2 53 71 | 37 37 37 37 = 37
-        37 2 53 71 | - - 53 53 = 53
-        37 2 53 71 | - - - 71 = 71"""
-    L = " ".join(map(str, xs))
-    prev, lines = -1, []
+    """Sorting by ranks in fixed-width lines (every number below 100 is one
+    token). Line i restates the numbers rotated left by i, so that the
+    i-th comes first; then, for each of the others, y if it is smaller
+    than the first, n if not; then the count of y, the first number's
+    rank. The last line lists the numbers by rank:
+        37 2 53 71 | y n n = 1
+        2 53 71 37 | n n n = 0
+        53 71 37 2 | n y y = 2
+        71 37 2 53 | y y y = 3
+        2 37 53 71
+    Every y/n compares two number tokens at fixed distances and no line
+    depends on an earlier line's result (the fifth model's running
+    minimum compared number tokens badly and carried its errors on); the
+    numbers are distinct (task_sort)."""
+    rot, lines = list(xs), []
     for _ in xs:
-        run, scan = None, []
-        for x in xs:
-            if x > prev and (run is None or x < run):
-                run = x
-            scan.append("-" if run is None else str(run))
-        lines.append(f"{L} | {' '.join(scan)} = {run}")
-        prev = run
+        marks = ["y" if x < rot[0] else "n" for x in rot[1:]]
+        lines.append(f"{' '.join(map(str, rot))} | {' '.join(marks)} = {marks.count('y')}")
+        rot = rot[1:] + rot[:1]
+    lines.append(" ".join(map(str, sorted(xs))))
     return lines
 
 
@@ -423,7 +444,8 @@ def problem(rng):
     if kind == "tool":
         return kind, tool_conversation(rng)
     q, think, content, answer = TASKS[kind][0](rng)
-    return kind, {"question": q, "think": think, "content": content, "answer": answer,
+    return kind, {"question": q, "think": plain(think), "content": plain(content),
+                  "answer": answer,
                   "prompt": render_r1([{"role": "system", "content": SYSTEM},
                                        {"role": "user", "content": q}]),
                   "completion": completion(think, content)}

@@ -47,7 +47,7 @@ def main():
             r = json.loads(line)
             if r["kind"] in ("add", "word", "sort") and len(exs) < 8:
                 exs.append((tok.encode(r["prompt"], add_special_tokens=False).ids,
-                            tok.encode(r["completion"], add_special_tokens=False).ids))
+                            T.encode_completions(tok, [r["completion"]])[0]))
     bad = []
 
     ids, attn, labels = T.collate(exs)

@@ -6,8 +6,8 @@
 # Usage: tools/train/run.sh [WORK_DIR [MODEL_DIR]]
 #   WORK_DIR  corpora, tokenizer, training states, logs (default build/train)
 #   MODEL_DIR the checkpoint written (default models/dsa-tiny-r1)
-# Environment: MINUTES_A (10: stage A, copies alone), MINUTES_B (58: stage B,
-# the corpus with copies at ~10%), LR_A (stage A's lr, 3e-3), N (100000
+# Environment: MINUTES_A (7: stage A, copies alone), MINUTES_B (53: stage B,
+# the corpus with copies at ~10%, half of its tool conversations), LR_A (stage A's lr, 3e-3), N (100000
 # training conversations; the tokenizer is trained on the first 60000),
 # COPY_A (60000) and COPY_B (10000) copy examples, THREADS (2), CONFIG (JSON
 # overrides of tools/train/model.py's DEFAULT; default: 3 layers, 8 heads of
@@ -43,14 +43,16 @@ TR="$PY tools/train/train.py --tokenizer $WORK/tokenizer --tokens-per-batch 2048
 # taught (docs/training.md); constant lr after the warm-up, no FP8 rounding,
 # no MTP
 $TR --corpus "$WORK/copy.jsonl" --out "$WORK/runA" --seed 1234 --config "$CFG" \
-  --minutes "${MINUTES_A:-10}" --lr "${LR_A:-3e-3}" --warmup 60 --lr-floor 1 --qat 0 \
+  --minutes "${MINUTES_A:-7}" --lr "${LR_A:-3e-3}" --warmup 60 --lr-floor 1 --qat 0 \
   --mtp-from 1.1 \
   | tee "$WORK/trainA.log"
 # stage B: continued on the real corpus + copies, lr 3e-3 cosine to 3e-4,
-# the MTP module from 60% on, FP8-aware for the last 15%
+# the MTP module from 60% on, FP8-aware for the last 15%; half of the tool
+# conversations (their prompts are long, and tool calls were right from a
+# quarter of the fifth run on)
 $TR --corpus "$WORK/train_copy.jsonl" --out "$WORK/runB" --seed 1235 --config "$CFG" \
   --init "$WORK/runA/state.pt" --prev-log "$WORK/runA/log.json" \
-  --minutes "${MINUTES_B:-58}" --lr 3e-3 --warmup 20 --qat 0.15 --mtp-from 0.6 \
+  --minutes "${MINUTES_B:-53}" --lr 3e-3 --warmup 20 --qat 0.15 --mtp-from 0.6 --tool-frac 0.5 \
   | tee "$WORK/trainB.log"
 RUN=$WORK/runB
 "$PY" tools/train/convert.py --run "$RUN" --tokenizer "$WORK/tokenizer" --out "$MODEL"

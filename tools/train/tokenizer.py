@@ -30,6 +30,8 @@ import os
 
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
+import corpus
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 
@@ -42,9 +44,9 @@ MARKERS = ["<｜User｜>", "<｜Assistant｜>", "<think>", "</think>",
            "<｜tool▁output▁begin｜>", "<｜tool▁output▁end｜>", "<｜tool▁sep｜>"]
 
 
-# merges left out so that " -" (the sort working's "none yet") is two
-# tokens, as " 37" is: every line of that working has the same length
-NO_MERGE = {("Ġ", "-")}
+# merges left out: none since the sort working lost its " -" ("none yet",
+# which had to be two tokens as " 37" is)
+NO_MERGE = set()
 
 
 def texts(path):
@@ -55,7 +57,7 @@ def texts(path):
                 yield r["prompt2"] + r["completion2"]
                 yield r["completion1"]
             else:
-                yield r["prompt"] + r["completion"]
+                yield r["prompt"] + corpus.plain(r["completion"])
 
 
 def v3_pre_tokenizer():

@@ -26,22 +26,42 @@ import torch
 from torch.nn.utils import parametrize
 from tokenizers import Tokenizer
 
+import corpus
 import model as M
 
 
-def encode_corpus(path, tok):
+def encode_completions(tok, texts):
+    """Token ids of completions: the pieces between corpus.SPLIT marks are
+    tokenised apart, so a computed number comes out digit by digit."""
+    pieces = [t.split(corpus.SPLIT) for t in texts]
+    flat = tok.encode_batch([x for ps in pieces for x in ps], add_special_tokens=False)
+    out, k = [], 0
+    for ps in pieces:
+        ids = []
+        for e in flat[k:k + len(ps)]:
+            ids += e.ids
+        out.append(ids)
+        k += len(ps)
+    return out
+
+
+def encode_corpus(path, tok, tool_frac=1.0):
+    """(prompt ids, completion ids) of every conversation turn; only every
+    conversation of a tool share `tool_frac` is kept (evenly spread)."""
     rows = [json.loads(line) for line in open(path)]
-    prompts, comps = [], []
+    prompts, comps, n_tool = [], [], 0
     for r in rows:
         if r["kind"] == "tool":
+            n_tool += 1
+            if int(n_tool * tool_frac) == int((n_tool - 1) * tool_frac):
+                continue
             prompts += [r["prompt1"], r["prompt2"]]
             comps += [r["completion1"], r["completion2"]]
         else:
             prompts.append(r["prompt"])
             comps.append(r["completion"])
     P = tok.encode_batch(prompts, add_special_tokens=False)
-    C = tok.encode_batch(comps, add_special_tokens=False)
-    return [(p.ids, c.ids) for p, c in zip(P, C)]
+    return [(p.ids, c) for p, c in zip(P, encode_completions(tok, comps))]
 
 
 def batches(examples, tokens_per_batch, rng):
@@ -125,6 +145,9 @@ def main():
     ap.add_argument("--mtp-from", type=float, default=0.0,
                     help="the MTP module is trained (its loss added) from this fraction of "
                          "the schedule on; before it, only the main model runs (faster)")
+    ap.add_argument("--tool-frac", type=float, default=1.0,
+                    help="share of the corpus's tool conversations trained on (their "
+                         "prompts carry the tool definitions: a third of the tokens)")
     ap.add_argument("--bias-rate", type=float, default=1e-3)
     ap.add_argument("--qat", type=float, default=0.15)
     ap.add_argument("--seed", type=int, default=1234)
@@ -147,7 +170,7 @@ def main():
     tok = Tokenizer.from_file(os.path.join(a.tokenizer, "tokenizer.json"))
     vocab = tok.get_vocab_size(with_added_tokens=True)
     t0 = time.time()
-    examples = encode_corpus(a.corpus, tok)
+    examples = encode_corpus(a.corpus, tok, a.tool_frac)
     print(f"{len(examples)} examples, {sum(len(p) + len(c) for p, c in examples)} tokens, "
           f"encoded in {time.time() - t0:.1f}s", flush=True)
 
