@@ -64,8 +64,8 @@ def ask_tool(client, model, p, max_tokens):
     r1 = client.chat.completions.create(model=model, temperature=0, max_tokens=max_tokens,
                                         messages=msgs, tools=p["tools"])
     m1 = r1.choices[0].message
-    out = {"kind": "tool", "user": p["user"], "call_ok": False, "answer_ok": False,
-           "parsed": False,
+    out = {"kind": "tool", "user": p["user"], "expected": p["final"], "call_ok": False,
+           "answer_ok": False, "parsed": False,
            "finish_reason": r1.choices[0].finish_reason, "tokens": r1.usage.completion_tokens}
     calls = m1.tool_calls or []
     out["calls"] = [(c.function.name, c.function.arguments) for c in calls]
@@ -96,7 +96,6 @@ def ask_tool(client, model, p, max_tokens):
     reasoning2 = getattr(m2, "reasoning_content", None) or (m2.model_extra or {}).get(
         "reasoning_content")
     out["content"] = m2.content
-    out["expected"] = p["final"]
     out["answer_ok"] = m2.content == p["final"] and bool(reasoning2)
     out["tokens"] += r2.usage.completion_tokens
     return out
@@ -214,9 +213,12 @@ def main():
         with open(a.expect) as f:
             exp = json.load(f)
         ep = {r["question"]: (r["content"], r["reasoning"]) for r in exp["problems"]}
-        et = {r["user"]: (r["calls"], r.get("content")) for r in exp["tools"]}
+        # a tool question repeats with other tool results: keyed by both
+        et = {(r["user"], r.get("expected")): (r["calls"], r.get("content"))
+              for r in exp["tools"]}
         same = [ep.get(r["question"]) == (r["content"], r["reasoning"]) for r in rp] + \
-            [et.get(r["user"]) == ([list(c) for c in r["calls"]], r.get("content")) for r in rt]
+            [et.get((r["user"], r["expected"])) == ([list(c) for c in r["calls"]], r.get("content"))
+             for r in rt]
         summary["same_as_expected"] = sum(same) / max(1, len(same))
     fails = [r for r in rp if not r["ok"]][:10] + \
         [r for r in rt if not (r["call_ok"] and r["answer_ok"])][:10]
