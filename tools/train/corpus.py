@@ -138,7 +138,7 @@ def completion(think, answer):
 
 # A number the model computes (a sum, a difference, a product) is written
 # digit by digit: SPLIT between two digits makes the training tokenise
-# them as separate tokens (train.encode_completion), although "78" alone
+# them as separate tokens (train.encode_completions), although "78" alone
 # is one token. The model then writes "7", "8", each read off one column
 # line, instead of joining two digits into one number token, which is
 # what the fifth model got wrong (docs/training.md). SPLIT is not text:

@@ -7,8 +7,9 @@
 #   WORK_DIR  corpora, tokenizer, training states, logs (default build/train)
 #   MODEL_DIR the checkpoint written (default models/dsa-tiny-r1)
 # Environment: MINUTES_A (7: stage A, copies alone), MINUTES_B (53: stage B,
-# the corpus with copies at ~10%, half of its tool conversations), LR_A (stage A's lr, 3e-3), N (100000
-# training conversations; the tokenizer is trained on the first 60000),
+# the corpus with copies at ~10%, half of its tool conversations), LR_A
+# (stage A's lr, 3e-3), N (100000 training conversations; the tokenizer is
+# trained on the first 60000),
 # COPY_A (60000) and COPY_B (10000) copy examples, THREADS (2), CONFIG (JSON
 # overrides of tools/train/model.py's DEFAULT; default: 3 layers, 8 heads of
 # qk_nope 16 / rope 16 / v 16, which learnt the copy task far faster per

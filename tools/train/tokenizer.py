@@ -44,11 +44,6 @@ MARKERS = ["<｜User｜>", "<｜Assistant｜>", "<think>", "</think>",
            "<｜tool▁output▁begin｜>", "<｜tool▁output▁end｜>", "<｜tool▁sep｜>"]
 
 
-# merges left out: none since the sort working lost its " -" ("none yet",
-# which had to be two tokens as " 37" is)
-NO_MERGE = set()
-
-
 def texts(path):
     with open(path) as f:
         for line in f:
@@ -115,7 +110,7 @@ def main():
     for l, r in merges:
         if len(vocab) >= n_bpe_max:
             break
-        if digits & set(l + r) or (l, r) in NO_MERGE:
+        if digits & set(l + r):
             continue
         if l not in vocab or r not in vocab or l + r in vocab:
             continue

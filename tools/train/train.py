@@ -46,8 +46,8 @@ def encode_completions(tok, texts):
 
 
 def encode_corpus(path, tok, tool_frac=1.0):
-    """(prompt ids, completion ids) of every conversation turn; only every
-    conversation of a tool share `tool_frac` is kept (evenly spread)."""
+    """(prompt ids, completion ids) of every conversation turn; of the tool
+    conversations only the share `tool_frac` is kept, evenly spread."""
     rows = [json.loads(line) for line in open(path)]
     prompts, comps, n_tool = [], [], 0
     for r in rows:
