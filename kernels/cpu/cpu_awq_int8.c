@@ -302,7 +302,14 @@ Q8_INLINE void q8_tile_avx2(const dsa_cpu_awq8 *p, int64_t i, const int NR, cons
         _Pragma("GCC unroll 8")
         for (int r = 0; r < NR; r++) {
             const uint8_t *wr = p->q + (i + r) * p->row_bytes;
-            _mm_prefetch((const char *)(wr + b0 * 16 + 2048), _MM_HINT_T0);
+            /* one token (NR rows): the same place in the next tile's row.
+             * A row is short (448 bytes at K = 896), and NR interleaved
+             * streams that end after a few lines leave the hardware
+             * prefetcher behind; 2048 bytes ahead, as a tile of tokens
+             * (NR = 1) still uses, made decode ~1.2x slower
+             * (docs/perf/cpu.md) */
+            _mm_prefetch((const char *)(wr + b0 * 16 + (NR > 1 ? NR * p->row_bytes : 2048)),
+                         _MM_HINT_T0);
             _Pragma("GCC unroll 8")
             for (int h = 0; h < BPG; h++) {
                 int64_t bb = b0 + h;
@@ -452,8 +459,12 @@ Q8_INLINE void i8_tile_avx2(const dsa_weight *w, int64_t i, int nr, int mt, cons
     for (int64_t b = 0; b < nb; b++) {
         __m256i wv[Q8_TILE_M], aw[Q8_TILE_M];
         for (int r = 0; r < nr; r++) {
-            wv[r] = _mm256_loadu_si256(
-                (const __m256i *)((const int8_t *)w->data + (i + r) * ld + b * Q8_BLOCK));
+            const int8_t *wr = (const int8_t *)w->data + (i + r) * ld + b * Q8_BLOCK;
+            /* the same place two tiles on, once per 64-byte line: see
+             * q8_tile_avx2 on short rows */
+            if (!(b & 1))
+                _mm_prefetch((const char *)(wr + 2 * nr * ld), _MM_HINT_T0);
+            wv[r] = _mm256_loadu_si256((const __m256i *)wr);
             aw[r] = _mm256_sign_epi8(wv[r], wv[r]);
         }
         for (int t = 0; t < mt; t++) {
