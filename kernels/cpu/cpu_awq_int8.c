@@ -305,8 +305,8 @@ Q8_INLINE void q8_tile_avx2(const dsa_cpu_awq8 *p, int64_t i, const int NR, cons
             /* one token (NR rows): the same place in the next tile's row.
              * A row is short (448 bytes at K = 896), and NR interleaved
              * streams that end after a few lines leave the hardware
-             * prefetcher behind; 2048 bytes ahead, as a tile of tokens
-             * (NR = 1) still uses, made decode ~1.2x slower
+             * prefetcher behind; with 2048 bytes ahead, as a tile of
+             * tokens (NR = 1) still uses, decode ran 6-8% slower
              * (docs/perf/cpu.md) */
             _mm_prefetch((const char *)(wr + b0 * 16 + (NR > 1 ? NR * p->row_bytes : 2048)),
                          _MM_HINT_T0);
