@@ -19,8 +19,9 @@ The model then copies a number from the question as one token (as it does
 names; copying digit strings digit by digit is what earlier models failed
 to learn, docs/training.md), and its column working reads the digits off
 those tokens. The pair merges are ranked so that a 3-digit run that starts
-with 1 (the sums of two 2-digit numbers, 100-198) splits as "1" + "bc"
-(except 111); other 3-digit runs split by the ranks, always the same way.
+with 1 splits as "1" + "bc" (except 111; the fifth model's sums, 100-198,
+were written so; computed numbers are now trained digit by digit,
+corpus.SPLIT); other 3-digit runs split by the ranks, always the same way.
 
 Usage: tokenizer.py --corpus corpus.jsonl --out DIR [--vocab-size 2048]
 """
