@@ -419,12 +419,15 @@ def task_copy(rng):
     question (numbers, names, things, words, letters, cities, currency
     codes). Not in TASKS: `--copy N` appends N of these to a training
     corpus (their own random stream, so held-out sets stay as they are)."""
-    pools = [lambda: str(rand_num(rng, 3)), lambda: rng.choice(NAMES),
+    pools = [lambda: str(rand_num(rng, 4)), lambda: rng.choice(NAMES),
              lambda: rng.choice(THINGS), lambda: rng.choice(WORDS),
              lambda: f'"{rng.choice("abcdefghijklmnopqrstuvwxyz")}"',
              lambda: rng.choice(CITIES), lambda: rng.choice(CURRENCIES)]
-    if rng.random() < 0.5:  # numbers only: the digits are what the tasks miss
-        items = [str(rand_num(rng, rng.choice((2, 2, 3)))) for _ in range(rng.randint(2, 5))]
+    # numbers only: the digits are what the tasks miss; 3 and 4 digits as
+    # often as 2 (a tool's amounts run to 1999 and are 2-3 tokens, and six of
+    # the sixth model's seven tool failures copied one wrong)
+    if rng.random() < 0.5:
+        items = [str(rand_num(rng, rng.choice((2, 3, 4)))) for _ in range(rng.randint(2, 5))]
     else:
         items = [rng.choice(pools)() for _ in range(rng.randint(2, 5))]
     text = rng.choice([", ", " "]).join(items)
