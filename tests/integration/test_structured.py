@@ -361,9 +361,14 @@ class ReasoningThenStructured(unittest.TestCase):
             self.assertEqual(finish, "stop")
 
     def test_forced_tool_call_after_reasoning(self):
-        tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
-            "type": "object", "properties": {"city": {"type": "string", "maxLength": 10}},
-            "required": ["city"]}}}]
+        # the tool as the model was trained on it (descriptions included:
+        # without them it ends its reasoning early, before "</think>", and no
+        # grammar applies), plus a maxLength for the grammar
+        tools = [{"type": "function", "function": {
+            "name": "get_weather", "description": "Get the current weather in a city.",
+            "parameters": {"type": "object", "properties": {
+                "city": {"type": "string", "description": "City name", "maxLength": 10}},
+                "required": ["city"]}}}]
         for tc in ("required", {"type": "function", "function": {"name": "get_weather"}}):
             r = self.ask("What is the weather in Paris?", tools=tools, tool_choice=tc)
             m = r.choices[0].message
