@@ -12,8 +12,13 @@
  * - large m (prefill): a panel of 16 rows is dequantised to F32 in the
  *   thread's scratch (W = e4m3(q) * S, rounded once as dsa_weight_get) and
  *   multiplied by every token with the same register tile.
- * Without AVX-512, cpu_linear_avx2.c runs on AVX2 machines (with its own,
- * batch-invariant accumulation order) and a scalar fallback elsewhere. */
+ * These two AVX-512 paths give a token other bits in a batch of 8 or more
+ * than alone (the panel rounds S * W once; the small path folds S into x),
+ * so speculative verification and batching changed greedy outputs on an
+ * AVX-512 machine (test_engine_mask, 2026-12-07). So every machine with
+ * AVX2, FMA and F16C, AVX-512 ones included, runs cpu_linear_avx2.c (its
+ * accumulation order is batch-invariant); the AVX-512 GEMM below is used
+ * only where AVX-512 comes without those, and a scalar fallback elsewhere. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -467,7 +472,8 @@ static dsa_err xs_prepare(const dsa_cpu_gemm *g, const float *srow, dsa_cpu_scra
     return DSA_OK;
 }
 
-static dsa_err gemm_small(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa_cpu_scratch *s)
+__attribute__((unused)) static dsa_err gemm_small(const dsa_cpu_gemm *g, int64_t r0, int64_t r1,
+                                                  dsa_cpu_scratch *s)
 {
     const dsa_weight *w = g->w;
     size_t row_bytes = (size_t)w->ld * dsa_dtype_size(w->dtype);
@@ -490,7 +496,8 @@ static dsa_err gemm_small(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa_cpu
     return DSA_OK;
 }
 
-static dsa_err gemm_panel(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa_cpu_scratch *s)
+__attribute__((unused)) static dsa_err gemm_panel(const dsa_cpu_gemm *g, int64_t r0, int64_t r1,
+                                                  dsa_cpu_scratch *s)
 {
     const dsa_weight *w = g->w;
     int64_t K = w->cols, kp = pad16(K);
@@ -552,12 +559,12 @@ dsa_err dsa_cpu_gemm_rows(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa_cpu
         return dsa_cpu_awq_gemm_rows(g, r0, r1, s);
     if (g->w->dtype == DSA_DTYPE_I8)
         return dsa_cpu_i8_gemm_rows(g, r0, r1, s);
-#ifdef __AVX512F__
+#if DSA_CPU_AVX2
+    return dsa_cpu_gemm_rows_avx2(g, r0, r1, s);
+#elif defined(__AVX512F__)
     if (g->w->dtype == DSA_DTYPE_F32 || g->m < LIN_PANEL_M_MIN)
         return gemm_small(g, r0, r1, s);
     return gemm_panel(g, r0, r1, s);
-#elif DSA_CPU_AVX2
-    return dsa_cpu_gemm_rows_avx2(g, r0, r1, s);
 #else
     return gemm_scalar(g, r0, r1, s);
 #endif
