@@ -90,11 +90,10 @@ dsa_err dsa_cpu_gemm_rows(const dsa_cpu_gemm *g, int64_t r0, int64_t r1,
 /* Rows per parallel chunk for g over n_rows rows. */
 int64_t dsa_cpu_gemm_grain(const dsa_cpu_gemm *g, int64_t n_rows, int n_threads);
 
-/* The AVX2 + FMA + F16C product (cpu_linear_avx2.c), compiled where
- * AVX-512 is absent; same contract as dsa_cpu_gemm_rows for the dense
- * dtypes. */
-/* AVX-512 machines too: cpu_linear_avx2.c's order is batch-invariant
- * (cpu_linear.c) */
+/* The AVX2 + FMA + F16C product (cpu_linear_avx2.c), compiled and used on
+ * every machine that has those, AVX-512 ones included (its order is
+ * batch-invariant, the AVX-512 GEMM's is not: cpu_linear.c); same contract
+ * as dsa_cpu_gemm_rows for the dense dtypes. */
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #define DSA_CPU_AVX2 1
 dsa_err dsa_cpu_gemm_rows_avx2(const dsa_cpu_gemm *g, int64_t r0, int64_t r1,
