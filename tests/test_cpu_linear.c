@@ -50,24 +50,6 @@ static int same_bits(float a, float b)
     return memcmp(&a, &b, sizeof a) == 0;
 }
 
-/* The AVX2 and scalar paths give each (row, token) one accumulation order
- * whatever the batch; the AVX-512 path does not yet (one row alone sums
- * with four accumulators, several tokens with one; FP8 below 8 tokens folds
- * the scales into x), so there batched outputs are held to F32 rounding of
- * the solo ones instead of their bits. */
-#ifdef __AVX512F__
-#define BATCH_INVARIANT 0
-#else
-#define BATCH_INVARIANT 1
-#endif
-
-static int same_result(float batched, float alone)
-{
-    if (BATCH_INVARIANT)
-        return same_bits(batched, alone);
-    return fabsf(batched - alone) <= 1e-4f * (1.0f + fabsf(alone));
-}
-
 /* For one weight: every m in 1..17 gives, for each token, the bits the
  * m = 1 run gives for it; on AVX2 those equal avx2_dot_ref. */
 static void check_weight(dsa_backend *be, const dsa_weight *w, uint64_t *s, const char *what)
@@ -94,7 +76,7 @@ static void check_weight(dsa_backend *be, const dsa_weight *w, uint64_t *s, cons
     for (int64_t m = 2; m <= M_MAX; m++) {
         run_linear(be, w, x, ld_x, m, out);
         for (int64_t i = 0; i < m * w->rows; i++)
-            if (!same_result(out[i], one[i]))
+            if (!same_bits(out[i], one[i]))
                 cr_assert_fail("%s: m=%lld token %lld row %lld got %a, alone %a", what,
                                (long long)m, (long long)(i / w->rows),
                                (long long)(i % w->rows), out[i], one[i]);
@@ -257,7 +239,7 @@ Test(cpu_linear, moe_token_alone_equals_batched)
                                 .top_k = TOPK, .accumulate = acc};
             cr_assert_eq(be->ops->moe(be, &p), DSA_OK);
             for (int i = 0; i < T * D; i++)
-                cr_assert(same_result(all[i], alone[i]),
+                cr_assert(same_bits(all[i], alone[i]),
                           "dtype %d accumulate %d token %d col %d: %a alone %a", (int)dts[d], acc,
                           i / D, i % D, all[i], alone[i]);
         }

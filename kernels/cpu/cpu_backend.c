@@ -29,8 +29,6 @@ float *dsa_cpu_scratch_get(dsa_cpu_scratch *s, int slot, size_t n)
     free(s->buf[slot]);
     s->buf[slot] = p;
     s->cap[slot] = cap;
-    if (slot == DSA_CPU_SCR_XS)
-        s->xs_srow = NULL;
     return p;
 }
 

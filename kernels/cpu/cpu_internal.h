@@ -17,7 +17,6 @@
 #include "kernels/cpu/threadpool.h"
 
 enum {
-    DSA_CPU_SCR_XS,     /* activations pre-scaled by FP8 block scales */
     DSA_CPU_SCR_PANEL,  /* dequantised weight rows */
     DSA_CPU_SCR_TMP,    /* op-local temporaries */
     DSA_CPU_SCR_Q8,     /* int8-quantised activations (cpu_awq_int8.c) */
@@ -27,11 +26,6 @@ enum {
 typedef struct dsa_cpu_scratch {
     float *buf[DSA_CPU_SCR_COUNT];
     size_t cap[DSA_CPU_SCR_COUNT];      /* floats */
-    /* What buf[DSA_CPU_SCR_XS] holds: x pre-scaled by scale row xs_srow. */
-    const float *xs_srow;
-    const float *xs_x;
-    int64_t xs_col0, xs_cols, xs_m;
-    uint64_t xs_epoch;
     /* What buf[DSA_CPU_SCR_Q8] holds: the rows of q8_x quantised to int8. */
     const float *q8_x;
     int64_t q8_m, q8_ld_x, q8_cols, q8_group;

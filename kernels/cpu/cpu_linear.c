@@ -1,24 +1,15 @@
 /* cpu_linear.c - y = x W^T for F32 / F16 / BF16 / FP8 (e4m3, 128x128 block
  * scales) weights, and the two MLA absorptions.
  *
- * Two paths, both F32-accumulating, split over W's rows:
- * - small m (decode, small batches): weights are decoded on the fly into
- *   registers and each decoded vector is used by up to 4 tokens (register
- *   tile of 4 rows x 4 tokens; one token walks one row at a time, a single
- *   sequential stream for the prefetcher).  For FP8 the e4m3 byte
- *   becomes an F16 bit pattern worth value * 2^-8 (exact, subnormals
- *   included) and the block scale times 256 is folded into a per-row-block
- *   copy of x: sum_k q[n,k] S[nb,kb(k)] x[k] = sum_k q[n,k] (S x)[k].
- * - large m (prefill): a panel of 16 rows is dequantised to F32 in the
- *   thread's scratch (W = e4m3(q) * S, rounded once as dsa_weight_get) and
- *   multiplied by every token with the same register tile.
- * These two AVX-512 paths give a token other bits in a batch of 8 or more
- * than alone (the panel rounds S * W once; the small path folds S into x),
- * so speculative verification and batching changed greedy outputs on an
- * AVX-512 machine (test_engine_mask, 2026-12-07). So every machine with
- * AVX2, FMA and F16C, AVX-512 ones included, runs cpu_linear_avx2.c (its
- * accumulation order is batch-invariant); the AVX-512 GEMM below is used
- * only where AVX-512 comes without those, and a scalar fallback elsewhere. */
+ * Every machine with AVX2, FMA and F16C, AVX-512 ones included, runs
+ * cpu_linear_avx2.c, whose accumulation order is batch-invariant: a token's
+ * outputs are the same bits alone or in any batch. The AVX-512 GEMM that
+ * was here (register tiles with the FP8 scale folded into x for small
+ * batches, a dequantised panel for large ones) was not, and with it
+ * speculative verification changed greedy outputs on an AVX-512 machine
+ * (test_engine_mask, 2026-12-07), so it was removed. Elsewhere a scalar
+ * fallback. The AVX-512 helpers left serve the vector helpers, the weight
+ * row decoding, dsa_cpu_dot_tile and the MLA absorptions. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,11 +23,6 @@
 /* Tokens at or above this use the dequantised-panel path (see bench_ops). */
 #define LIN_PANEL_M_MIN 8
 #define LIN_PANEL_ROWS 16
-
-static inline int64_t pad16(int64_t n)
-{
-    return (n + 15) & ~(int64_t)15;
-}
 
 static inline const char *w_row_ptr(const dsa_weight *w, int64_t i)
 {
@@ -334,59 +320,12 @@ DSA_INLINE void tile_kernel(int dt, int nr, int mb, const void *const *wr, const
             res[r][t] = _mm512_reduce_add_ps(acc[r][t]);
 }
 
-/* One row times one token, four accumulators over k: the row is a single
- * sequential stream, which the hardware prefetcher follows far better than
- * several interleaved rows (about 2x from DRAM for FP8). */
-DSA_INLINE float row_dot1(int dt, const void *w, const float *x, int64_t K)
-{
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    int64_t k = 0;
-    for (; k + 64 <= K; k += 64) {
-        a0 = _mm512_fmadd_ps(w_load(dt, w, k), _mm512_loadu_ps(x + k), a0);
-        a1 = _mm512_fmadd_ps(w_load(dt, w, k + 16), _mm512_loadu_ps(x + k + 16), a1);
-        a2 = _mm512_fmadd_ps(w_load(dt, w, k + 32), _mm512_loadu_ps(x + k + 32), a2);
-        a3 = _mm512_fmadd_ps(w_load(dt, w, k + 48), _mm512_loadu_ps(x + k + 48), a3);
-    }
-    for (; k + 16 <= K; k += 16)
-        a0 = _mm512_fmadd_ps(w_load(dt, w, k), _mm512_loadu_ps(x + k), a0);
-    if (k < K) {
-        __mmask16 m = (__mmask16)((1u << (K - k)) - 1);
-        a1 = _mm512_fmadd_ps(w_load_mask(dt, w, k, m), _mm512_maskz_loadu_ps(m, x + k), a1);
-    }
-    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
-}
-
-static float row_dot1_any(int dt, const void *w, const float *x, int64_t K)
-{
-    switch (dt) {
-    case DSA_DTYPE_F16: return row_dot1(DSA_DTYPE_F16, w, x, K);
-    case DSA_DTYPE_BF16: return row_dot1(DSA_DTYPE_BF16, w, x, K);
-    case DSA_DTYPE_F8_E4M3: return row_dot1(DSA_DTYPE_F8_E4M3, w, x, K);
-    default: return row_dot1(DSA_DTYPE_F32, w, x, K);
-    }
-}
-
 /* The switch cases instantiating tile_kernel for NR rows x 1..4 tokens. */
 #define TILE_CASES(DT, NR)                                                                \
     case DT * 8 + 1: tile_kernel(DT, NR, 1, wr, x, ld_x, K, res); break;                  \
     case DT * 8 + 2: tile_kernel(DT, NR, 2, wr, x, ld_x, K, res); break;                  \
     case DT * 8 + 3: tile_kernel(DT, NR, 3, wr, x, ld_x, K, res); break;                  \
     case DT * 8 + 4: tile_kernel(DT, NR, 4, wr, x, ld_x, K, res); break;
-
-/* Tile shape: 1 row x mb tokens, mb in [1, 4]: one sequential weight
- * stream, for the few-token case where DRAM bandwidth dominates. */
-static void row_run(int dt, int shape, const void *const *wr, const float *x, int64_t ld_x,
-                    int64_t K, float res[TILE_R_MAX][TILE_M_MAX])
-{
-    switch (dt * 8 + shape) {
-        TILE_CASES(DSA_DTYPE_F32, 1)
-        TILE_CASES(DSA_DTYPE_F16, 1)
-        TILE_CASES(DSA_DTYPE_BF16, 1)
-        TILE_CASES(DSA_DTYPE_F8_E4M3, 1)
-    default:
-        break;
-    }
-}
 
 /* Tile shape: 4 rows x mb tokens, mb in [1, 4]. */
 static void tile_run(int dt, int shape, const void *const *wr, const float *x, int64_t ld_x,
@@ -402,117 +341,6 @@ static void tile_run(int dt, int shape, const void *const *wr, const float *x, i
     }
 }
 
-/* n_rows rows starting at base (byte stride row_bytes) times all m tokens
- * of x; row i's results are stored as output column n0 + i. */
-static void tile_rows(const dsa_cpu_gemm *g, int dt, const char *base, size_t row_bytes,
-                      int64_t n_rows, int64_t n0, const float *x, int64_t ld_x, int64_t K)
-{
-    float res[TILE_R_MAX][TILE_M_MAX];
-    const void *wr[TILE_R_MAX];
-    int64_t m = g->m;
-    if (m == 1) {
-        for (int64_t i = 0; i < n_rows; i++)
-            out_store(g, 0, n0 + i, row_dot1_any(dt, base + (size_t)i * row_bytes, x, K));
-        return;
-    }
-    if (m <= 4) {
-        for (int64_t i = 0; i < n_rows; i++) {
-            wr[0] = base + (size_t)i * row_bytes;
-            row_run(dt, (int)m, wr, x, ld_x, K, res);
-            for (int t = 0; t < m; t++)
-                out_store(g, t, n0 + i, res[0][t]);
-        }
-        return;
-    }
-    for (int64_t i = 0; i < n_rows; i += 4) {
-        int nr = n_rows - i < 4 ? (int)(n_rows - i) : 4;
-        for (int r = 0; r < 4; r++)
-            wr[r] = base + (size_t)(i + (r < nr ? r : 0)) * row_bytes;
-        for (int64_t t0 = 0; t0 < m; t0 += 4) {
-            int mb = m - t0 < 4 ? (int)(m - t0) : 4;
-            tile_run(dt, mb, wr, x + t0 * ld_x, ld_x, K, res);
-            for (int r = 0; r < nr; r++)
-                for (int t = 0; t < mb; t++)
-                    out_store(g, t0 + t, n0 + i + r, res[r][t]);
-        }
-    }
-}
-
-/* Makes s->buf[XS] hold x pre-scaled by FP8 scale row srow (times 256, see
- * the file comment), row stride pad16(cols), zero-padded. */
-static dsa_err xs_prepare(const dsa_cpu_gemm *g, const float *srow, dsa_cpu_scratch *s)
-{
-    const dsa_weight *w = g->w;
-    int64_t K = w->cols, kp = pad16(K);
-    if (s->xs_epoch == g->epoch && s->xs_srow == srow && s->xs_x == g->x &&
-        s->xs_col0 == w->col0 && s->xs_cols == K && s->xs_m == g->m && s->buf[DSA_CPU_SCR_XS])
-        return DSA_OK;
-    float *xs = dsa_cpu_scratch_get(s, DSA_CPU_SCR_XS, (size_t)(g->m * kp));
-    if (!xs)
-        return DSA_NOMEM;
-    for (int64_t t = 0; t < g->m; t++) {
-        const float *xt = g->x + t * g->ld_x;
-        float *dt = xs + t * kp;
-        for (int64_t j = 0; j < K;) {
-            int64_t j1 = f8_seg_end(w, j);
-            float sc = srow[(w->col0 + j) / w->block_cols] * 256.0f;
-            for (int64_t k = j; k < j1; k++)
-                dt[k] = xt[k] * sc;
-            j = j1;
-        }
-        for (int64_t k = K; k < kp; k++)
-            dt[k] = 0.0f;
-    }
-    s->xs_epoch = g->epoch;
-    s->xs_srow = srow;
-    s->xs_x = g->x;
-    s->xs_col0 = w->col0;
-    s->xs_cols = K;
-    s->xs_m = g->m;
-    return DSA_OK;
-}
-
-__attribute__((unused)) static dsa_err gemm_small(const dsa_cpu_gemm *g, int64_t r0, int64_t r1,
-                                                  dsa_cpu_scratch *s)
-{
-    const dsa_weight *w = g->w;
-    size_t row_bytes = (size_t)w->ld * dsa_dtype_size(w->dtype);
-    if (w->dtype != DSA_DTYPE_F8_E4M3) {
-        tile_rows(g, w->dtype, w_row_ptr(w, r0), row_bytes, r1 - r0, r0, g->x, g->ld_x, w->cols);
-        return DSA_OK;
-    }
-    for (int64_t i = r0; i < r1;) {
-        int64_t nb = (w->row0 + i) / w->block_rows;
-        int64_t i1 = (nb + 1) * w->block_rows - w->row0;
-        if (i1 > r1)
-            i1 = r1;
-        dsa_err err = xs_prepare(g, w->scale + nb * w->scale_ld, s);
-        if (err)
-            return err;
-        tile_rows(g, DSA_DTYPE_F8_E4M3, w_row_ptr(w, i), row_bytes, i1 - i, i,
-                  s->buf[DSA_CPU_SCR_XS], pad16(w->cols), w->cols);
-        i = i1;
-    }
-    return DSA_OK;
-}
-
-__attribute__((unused)) static dsa_err gemm_panel(const dsa_cpu_gemm *g, int64_t r0, int64_t r1,
-                                                  dsa_cpu_scratch *s)
-{
-    const dsa_weight *w = g->w;
-    int64_t K = w->cols, kp = pad16(K);
-    float *panel = dsa_cpu_scratch_get(s, DSA_CPU_SCR_PANEL, (size_t)(LIN_PANEL_ROWS * kp));
-    if (!panel)
-        return DSA_NOMEM;
-    for (int64_t i = r0; i < r1; i += LIN_PANEL_ROWS) {
-        int64_t n = r1 - i < LIN_PANEL_ROWS ? r1 - i : LIN_PANEL_ROWS;
-        for (int64_t r = 0; r < n; r++)
-            dsa_cpu_weight_row(w, i + r, panel + r * kp);
-        tile_rows(g, DSA_DTYPE_F32, (const char *)panel, (size_t)kp * sizeof(float), n, i,
-                  g->x, g->ld_x, K);
-    }
-    return DSA_OK;
-}
 #endif /* __AVX512F__ */
 
 void dsa_cpu_dot_tile(const float *const *rows, int nr, const float *x, int64_t ld_x, int mb,
@@ -535,7 +363,7 @@ void dsa_cpu_dot_tile(const float *const *rows, int nr, const float *x, int64_t 
 }
 
 /* Scalar fallback: one dequantised row at a time. */
-#if !defined(__AVX512F__) && !DSA_CPU_AVX2
+#if !DSA_CPU_AVX2
 static dsa_err gemm_scalar(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa_cpu_scratch *s)
 {
     const dsa_weight *w = g->w;
@@ -561,10 +389,6 @@ dsa_err dsa_cpu_gemm_rows(const dsa_cpu_gemm *g, int64_t r0, int64_t r1, dsa_cpu
         return dsa_cpu_i8_gemm_rows(g, r0, r1, s);
 #if DSA_CPU_AVX2
     return dsa_cpu_gemm_rows_avx2(g, r0, r1, s);
-#elif defined(__AVX512F__)
-    if (g->w->dtype == DSA_DTYPE_F32 || g->m < LIN_PANEL_M_MIN)
-        return gemm_small(g, r0, r1, s);
-    return gemm_panel(g, r0, r1, s);
 #else
     return gemm_scalar(g, r0, r1, s);
 #endif
