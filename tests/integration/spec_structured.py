@@ -15,6 +15,7 @@ models/dsa-tiny-r1:
    with a grammar got no drafts).
 
 Usage: spec_structured.py BUILD_DIR SOURCE_DIR"""
+import copy
 import json
 import os
 import re
@@ -32,14 +33,14 @@ SCHEMA = {"type": "object", "properties": {
     "required": ["answer", "n"], "additionalProperties": False}
 REGEX = r"[0-9]{1,4}( apples| pears)?"
 CHOICES = ["yes", "no", "maybe not"]
-# the tool as the model was trained on it (descriptions included: without
-# them the shipped model ends its reasoning after one sentence, before
-# "</think>", so no grammar applies), plus a maxLength for the grammar
-TOOLS = [{"type": "function", "function": {
-    "name": "get_weather", "description": "Get the current weather in a city.",
-    "parameters": {"type": "object", "properties": {
-        "city": {"type": "string", "description": "City name", "maxLength": 10}},
-        "required": ["city"]}}}]
+# the tool as the model was trained on it (tools/train/corpus.py; without
+# its descriptions the shipped model ends its reasoning after one sentence,
+# before "</think>", so no grammar applies), plus a maxLength for the grammar
+sys.path.insert(0, os.path.join(spec_e2e.SRC, "tools", "train"))
+import corpus  # noqa: E402
+
+TOOLS = [copy.deepcopy(corpus.TOOL_WEATHER)]
+TOOLS[0]["function"]["parameters"]["properties"]["city"]["maxLength"] = 10
 HEAD = ("<\uff5cbegin\u2581of\u2581sentence\uff5c>You are a helpful assistant."
         "<\uff5cUser\uff5c>%s<\uff5cAssistant\uff5c><think>\n%s</think>")
 COMPACT = {"disable_any_whitespace": True}

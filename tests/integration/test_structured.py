@@ -7,9 +7,11 @@ sampled generations from the tiny model that must all parse and validate
 within a bounded time, the server unaffected.  Run by
 tests/integration/run_head_tests.sh (meson test 'head_structured')."""
 import concurrent.futures
+import copy
 import json
 import os
 import re
+import sys
 import time
 import unittest
 from enum import Enum
@@ -20,6 +22,10 @@ import openai
 import pydantic
 
 from test_head import Server, SCALE
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
+                                "train"))
+import corpus  # noqa: E402
 
 # Schemas whose documents are short under a random model: strings bounded
 # (enum, maxLength, pattern, format), integers bounded, arrays bounded.
@@ -361,14 +367,11 @@ class ReasoningThenStructured(unittest.TestCase):
             self.assertEqual(finish, "stop")
 
     def test_forced_tool_call_after_reasoning(self):
-        # the tool as the model was trained on it (descriptions included:
-        # without them it ends its reasoning early, before "</think>", and no
-        # grammar applies), plus a maxLength for the grammar
-        tools = [{"type": "function", "function": {
-            "name": "get_weather", "description": "Get the current weather in a city.",
-            "parameters": {"type": "object", "properties": {
-                "city": {"type": "string", "description": "City name", "maxLength": 10}},
-                "required": ["city"]}}}]
+        # the tool as the model was trained on it (tools/train/corpus.py;
+        # without its descriptions the model ends its reasoning early, before
+        # "</think>", and no grammar applies), plus a maxLength for the grammar
+        tools = [copy.deepcopy(corpus.TOOL_WEATHER)]
+        tools[0]["function"]["parameters"]["properties"]["city"]["maxLength"] = 10
         for tc in ("required", {"type": "function", "function": {"name": "get_weather"}}):
             r = self.ask("What is the weather in Paris?", tools=tools, tool_choice=tc)
             m = r.choices[0].message
