@@ -327,15 +327,13 @@ DSA_INLINE void tile_kernel(int dt, int nr, int mb, const void *const *wr, const
     case DT * 8 + 3: tile_kernel(DT, NR, 3, wr, x, ld_x, K, res); break;                  \
     case DT * 8 + 4: tile_kernel(DT, NR, 4, wr, x, ld_x, K, res); break;
 
-/* Tile shape: 4 rows x mb tokens, mb in [1, 4]. */
+/* Tile shape: 4 F32 rows x mb tokens, mb in [1, 4] (dsa_cpu_dot_tile's
+ * only caller; the linears run cpu_linear_avx2.c). */
 static void tile_run(int dt, int shape, const void *const *wr, const float *x, int64_t ld_x,
                      int64_t K, float res[TILE_R_MAX][TILE_M_MAX])
 {
     switch (dt * 8 + shape) {
         TILE_CASES(DSA_DTYPE_F32, 4)
-        TILE_CASES(DSA_DTYPE_F16, 4)
-        TILE_CASES(DSA_DTYPE_BF16, 4)
-        TILE_CASES(DSA_DTYPE_F8_E4M3, 4)
     default:
         break;
     }

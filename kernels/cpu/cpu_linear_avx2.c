@@ -1,6 +1,6 @@
 /* cpu_linear_avx2.c - y = x W^T with AVX2 + FMA + F16C, for every machine
- * with those, AVX-512 ones included (cpu_linear.c holds the AVX-512 GEMM,
- * which is not batch-invariant, and the scalar path).
+ * with those, AVX-512 ones included (cpu_linear.c holds the scalar path
+ * for machines without them).
  *
  * One accumulation order for every (row, token), whatever the batch size
  * and whichever path runs, so a row's output never depends on how many
