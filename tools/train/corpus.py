@@ -446,12 +446,17 @@ def problem(rng):
     kind = rng.choices(names, weights=w)[0]
     if kind == "tool":
         return kind, tool_conversation(rng)
+    return kind, task_problem(kind, rng)
+
+
+def task_problem(kind, rng):
+    """One problem of a task kind, as the corpus and the evaluation hold it."""
     q, think, content, answer = TASKS[kind][0](rng)
-    return kind, {"question": q, "think": plain(think), "content": plain(content),
-                  "answer": answer,
-                  "prompt": render_r1([{"role": "system", "content": SYSTEM},
-                                       {"role": "user", "content": q}]),
-                  "completion": completion(think, content)}
+    return {"question": q, "think": plain(think), "content": plain(content),
+            "answer": answer,
+            "prompt": render_r1([{"role": "system", "content": SYSTEM},
+                                 {"role": "user", "content": q}]),
+            "completion": completion(think, content)}
 
 
 def generate(seed, n, exclude=None):
@@ -488,6 +493,19 @@ def held_out(seed, n_problems, n_tools, train_seed, train_n):
         if len(probs) == n_problems and len(tools) == n_tools:
             break
     return probs, tools
+
+
+def per_kind(seed, n):
+    """n problems of every task kind, drawn from the task's own generator
+    whether or not the training corpus holds them: what a user asks, at
+    equal weight per kind (held_out weights the kinds by the corpus mix and
+    by how many of a kind's problems training left unseen: few unit
+    conversions are)."""
+    rows = []
+    for i, kind in enumerate(TASKS):
+        rng = random.Random(seed * 100 + i)
+        rows += [dict(task_problem(kind, rng), kind=kind) for _ in range(n)]
+    return rows
 
 
 def main():

@@ -16,8 +16,14 @@ shell command line in which {port_file} is replaced by a file the server
 writes its port to, e.g. "dsa-head --model DIR --port 0 --port-file
 {port_file}", or an mpirun line); it is stopped with SIGTERM at the end.
 
+--per-kind N adds N problems of every task kind drawn from the task's own
+generator, seen in training or not (corpus.per_kind; seed --seed), scored
+the same way and reported apart as "per_kind": the held-out set weights
+the kinds by the corpus mix and by how many problems of a kind training
+left unseen, so it holds almost no unit conversions.
+
 Usage: eval.py (--base-url URL | --server CMD) [--problems 500] [--tools 100]
-               [--min-accuracy A] [--min-format F] [--json OUT]
+               [--per-kind N] [--min-accuracy A] [--min-format F] [--json OUT]
 Exit status 1 when an accuracy is below --min-accuracy, or the share of
 answers with reasoning split off / of tool calls that parse below
 --min-format.
@@ -153,6 +159,9 @@ def main():
     ap.add_argument("--problems", type=int, default=500)
     ap.add_argument("--tools", type=int, default=100)
     ap.add_argument("--seed", type=int, default=2)
+    ap.add_argument("--per-kind", type=int, default=0,
+                    help="also this many problems of every task kind, seen in training or "
+                         "not, reported apart")
     ap.add_argument("--train-seed", type=int, default=1)
     ap.add_argument("--train-n", type=int, default=100000)
     ap.add_argument("--concurrency", type=int, default=8)
@@ -173,6 +182,7 @@ def main():
     a = ap.parse_args()
 
     probs, tools = held_out(a.seed, a.problems, a.tools, a.train_seed, a.train_n)
+    kprobs = corpus.per_kind(a.seed, a.per_kind) if a.per_kind > 0 else []
     proc = None
     base = a.base_url
     if a.server:
@@ -186,8 +196,10 @@ def main():
         with cf.ThreadPoolExecutor(a.concurrency) as ex:
             fp = [ex.submit(ask_problem, client, model, p, a.max_tokens) for p in probs]
             ft = [ex.submit(ask_tool, client, model, p, a.max_tokens) for p in tools]
+            fk = [ex.submit(ask_problem, client, model, p, a.max_tokens) for p in kprobs]
             rp = [f.result() for f in fp]
             rt = [f.result() for f in ft]
+            rk = [f.result() for f in fk]
         wall = time.time() - t0
     finally:
         if proc is not None:
@@ -206,9 +218,14 @@ def main():
         "tool_call_parsed": sum(r["parsed"] for r in rt) / max(1, len(rt)),
         "tool_call_accuracy": sum(r["call_ok"] for r in rt) / max(1, len(rt)),
         "tool_answer_accuracy": sum(r["answer_ok"] for r in rt) / max(1, len(rt)),
-        "completion_tokens": sum(r["tokens"] for r in rp + rt),
+        "completion_tokens": sum(r["tokens"] for r in rp + rt + rk),
         "wall_seconds": round(wall, 1),
     }
+    if rk:
+        summary["per_kind"] = {k: [sum(r["ok"] for r in rk if r["kind"] == k),
+                                   sum(1 for r in rk if r["kind"] == k)]
+                               for k in corpus.TASKS}
+        summary["per_kind_accuracy"] = sum(r["ok"] for r in rk) / len(rk)
     if a.expect:
         with open(a.expect) as f:
             exp = json.load(f)
@@ -227,8 +244,8 @@ def main():
         print("FAIL", json.dumps(f, ensure_ascii=False)[:600])
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"summary": summary, "problems": rp, "tools": rt}, f, indent=1,
-                      ensure_ascii=False)
+            json.dump({"summary": summary, "problems": rp, "tools": rt, "per_kind": rk}, f,
+                      indent=1, ensure_ascii=False)
     if a.expect and summary["same_as_expected"] < a.min_same:
         print(f"eval: {summary['same_as_expected']:.3f} of the answers equal {a.expect}'s "
               f"< {a.min_same}", file=sys.stderr)

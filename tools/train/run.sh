@@ -62,5 +62,5 @@ cp "$RUN/loss.png" docs/training-loss.png
 "$PY" tools/golden/mtp_golden.py --model "$MODEL" --out tests/data/golden/dsa-tiny-r1-mtp \
   --prompt-from tests/data/golden/dsa-tiny-r1/golden.json
 tools/setup.sh build && ninja -C build
-"$(tools/pyenv.sh)" tools/train/eval.py --train-n "$N" --json "$WORK/eval.json" \
+"$(tools/pyenv.sh)" tools/train/eval.py --train-n "$N" --per-kind 60 --json "$WORK/eval.json" \
   --server "build/head/dsa-head --model $MODEL --port 0 --port-file {port_file} --threads 2"
