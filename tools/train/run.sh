@@ -7,7 +7,8 @@
 #   WORK_DIR  corpora, tokenizer, training states, logs (default build/train)
 #   MODEL_DIR the checkpoint written (default models/dsa-tiny-r1)
 # Environment: MINUTES_A (7: stage A, copies alone), MINUTES_B (53: stage B,
-# the corpus with copies at ~10%, half of its tool conversations), LR_A
+# the corpus with copies at ~10%), TOOL_FRAC (0.5: the share of the
+# corpus's tool conversations stage B trains on), LR_A
 # (stage A's lr, 3e-3), N (100000 training conversations; the tokenizer is
 # trained on the first 60000),
 # COPY_A (60000) and COPY_B (10000) copy examples, THREADS (2), CONFIG (JSON
@@ -53,7 +54,7 @@ $TR --corpus "$WORK/copy.jsonl" --out "$WORK/runA" --seed 1234 --config "$CFG" \
 # quarter of the fifth run on)
 $TR --corpus "$WORK/train_copy.jsonl" --out "$WORK/runB" --seed 1235 --config "$CFG" \
   --init "$WORK/runA/state.pt" --prev-log "$WORK/runA/log.json" \
-  --minutes "${MINUTES_B:-53}" --lr 3e-3 --warmup 20 --qat 0.15 --mtp-from 0.6 --tool-frac 0.5 \
+  --minutes "${MINUTES_B:-53}" --lr 3e-3 --warmup 20 --qat 0.15 --mtp-from 0.6 --tool-frac "${TOOL_FRAC:-0.5}" \
   | tee "$WORK/trainB.log"
 RUN=$WORK/runB
 "$PY" tools/train/convert.py --run "$RUN" --tokenizer "$WORK/tokenizer" --out "$MODEL"
