@@ -238,7 +238,8 @@ def main():
              for r in rt]
         summary["same_as_expected"] = sum(same) / max(1, len(same))
     fails = [r for r in rp if not r["ok"]][:10] + \
-        [r for r in rt if not (r["call_ok"] and r["answer_ok"])][:10]
+        [r for r in rt if not (r["call_ok"] and r["answer_ok"])][:10] + \
+        [r for r in rk if not r["ok"]][:10]
     print(json.dumps(summary, indent=1))
     for f in fails:
         print("FAIL", json.dumps(f, ensure_ascii=False)[:600])
